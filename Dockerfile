@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+#
+# trstctl container image: built on Debian 12 with the same scripts/install-deps and meson build
+# as a developer machine, then copied into a Debian 12 runtime that holds only the shared
+# libraries the binary links (found with ldd + dpkg -S, so the list never drifts from the build)
+# and runs as the unprivileged user 65532.
+#
+#   docker build -t trstctl .
+#   docker run --rm -p 8443:8443 -e TRSTCTL_POSTGRES_DSN=... -e TRSTCTL_NATS_URL=... trstctl
+#
+# The eBPF guard is compiled into the binary (bpftool skeleton), so the image needs no other
+# file for it; the pod grants the capabilities it needs (see deploy/helm/trstctl).
+
+ARG DEBIAN_IMAGE=debian:12
+
+FROM ${DEBIAN_IMAGE} AS build
+ENV DEBIAN_FRONTEND=noninteractive
+WORKDIR /src
+# Dependencies first, so that a source change does not reinstall them.
+COPY scripts/install-deps scripts/install-deps
+RUN apt-get update -qq \
+    && scripts/install-deps \
+    && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN meson setup /build --buildtype=release \
+    && ninja -C /build server/trstctl \
+    && install -D -m 0755 /build/server/trstctl /out/usr/local/bin/trstctl
+# The Debian packages that provide the libraries trstctl links. ldd may name /lib/... while dpkg
+# records /usr/lib/... (merged /usr), so both spellings are tried; an unknown library fails the build.
+RUN set -e; \
+    if ldd /out/usr/local/bin/trstctl | grep 'not found'; then exit 1; fi; \
+    : >/tmp/owners; \
+    for f in $(ldd /out/usr/local/bin/trstctl | awk '/=> \// { print $3 }'); do \
+        dpkg -S "$f" >>/tmp/owners 2>/dev/null || dpkg -S "${f#/usr}" >>/tmp/owners 2>/dev/null \
+            || dpkg -S "/usr$f" >>/tmp/owners 2>/dev/null \
+            || { echo "no Debian package provides $f" >&2; exit 1; }; \
+    done; \
+    cut -d: -f1 /tmp/owners | sort -u >/out/runtime-packages; \
+    cat /out/runtime-packages
+
+FROM ${DEBIAN_IMAGE} AS runtime
+ENV DEBIAN_FRONTEND=noninteractive
+COPY --from=build /out/runtime-packages /tmp/runtime-packages
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends ca-certificates $(cat /tmp/runtime-packages) \
+    && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages
+# uid/gid 65532 as in the original image and the Helm chart's securityContext.
+RUN groupadd --system --gid 65532 trstctl \
+    && useradd --system --uid 65532 --gid 65532 --home-dir /data --no-create-home \
+        --shell /usr/sbin/nologin trstctl \
+    && install -d -o 65532 -g 65532 -m 0700 /data /data/secrets /data/ca /run/trstctl
+COPY --from=build /out/usr/local/bin/trstctl /usr/local/bin/trstctl
+
+USER 65532:65532
+WORKDIR /data
+ENV TRSTCTL_STATE_DIR=/data \
+    TRSTCTL_SERVER_ADDR=:8443 \
+    TRSTCTL_METRICS_ADDR=:9464
+# gRPC (TLS) and Prometheus /metrics.
+EXPOSE 8443 9464
+HEALTHCHECK --interval=20s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/trstctl", "--health-check"]
+ENTRYPOINT ["/usr/local/bin/trstctl", "serve"]

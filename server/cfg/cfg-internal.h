@@ -1,0 +1,27 @@
+#pragma once
+/*
+ * Private to server/cfg: the error collector shared by loading and validation, the DSN
+ * redactor, and the validation entry point.
+ */
+#include <stddef.h>
+
+#include "cfg.h"
+
+/* Collected errors, joined with "; ". oom is sticky: once set, cfg_load returns -ENOMEM. */
+struct cfg_errs {
+	char *buf;
+	size_t len;
+	size_t n;
+	int oom;
+};
+
+void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Runs every validation rule over a fully merged configuration, adding to e. */
+void cfg_validate(const struct cfg *c, struct cfg_errs *e);
+
+/* Returns a malloc'd copy of dsn with any password replaced by xxxxx (NULL on ENOMEM). */
+char *cfg_dsn_redact(const char *dsn);
+
+/* Returns a malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets redacted. */
+char *cfg_url_redact(const char *url);

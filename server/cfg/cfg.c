@@ -1,0 +1,823 @@
+/*
+ * Configuration loading. One table (cfg_settings) names every setting once: its environment
+ * variable, its JSON key, its type, where it lives in struct cfg, its default and how it is
+ * redacted. Loading applies the defaults, then the JSON file named by TRSTCTL_CONFIG_FILE
+ * (parsed strictly: unknown or duplicate keys are errors), then the environment; an empty
+ * variable never overrides. --check-config prints the table in order, and the docs test
+ * compares the table with docs/configuration.md. Nothing here reads getenv or logs.
+ */
+#include "cfg.h"
+#include "cfg-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum cfg_type {
+	T_STR,
+	T_BOOL,
+	T_INT,
+	T_I64,
+	T_DUR,
+	T_LIST,
+	T_ENUM
+};
+enum cfg_redact {
+	R_NONE,
+	R_SECRET,
+	R_DSN,
+	R_URL,
+	R_HEADERS
+};
+
+struct cfg_setting {
+	const char *env;
+	const char *key;
+	enum cfg_type type;
+	size_t off;		  /* offset of the field in struct cfg */
+	size_t n_off;		  /* T_LIST: offset of the size_t count */
+	const char *def;	  /* default as text, parsed like the environment; NULL = unset */
+	const char *doc_def;	  /* default as documented when derived (NULL: def) */
+	const char *const *names; /* T_ENUM: accepted values, index = enum value */
+	int64_t min, max;	  /* T_INT, T_I64, T_DUR: inclusive range */
+	enum cfg_redact redact;
+};
+
+static const char *const tls_names[] = { "internal", "file", "disabled", NULL };
+static const char *const enforcer_names[] = { "auto", "ebpf", "userspace", NULL };
+static const char *const ai_names[] = { "off", "local", "cloud", NULL };
+
+#define F(field) offsetof(struct cfg, field)
+#define STR(e, k, fld, d)                                           \
+	{                                                           \
+		e, k, T_STR, F(fld), 0, d, NULL, NULL, 0, 0, R_NONE \
+	}
+#define BOOL(e, k, fld, d)                                           \
+	{                                                            \
+		e, k, T_BOOL, F(fld), 0, d, NULL, NULL, 0, 0, R_NONE \
+	}
+#define INT(e, k, fld, d, lo, hi)                                     \
+	{                                                             \
+		e, k, T_INT, F(fld), 0, d, NULL, NULL, lo, hi, R_NONE \
+	}
+#define I64(e, k, fld, d, lo, hi)                                     \
+	{                                                             \
+		e, k, T_I64, F(fld), 0, d, NULL, NULL, lo, hi, R_NONE \
+	}
+#define DUR(e, k, fld, d, lo, hi)                                     \
+	{                                                             \
+		e, k, T_DUR, F(fld), 0, d, NULL, NULL, lo, hi, R_NONE \
+	}
+#define LIST(e, k, fld, nfld)                                                 \
+	{                                                                     \
+		e, k, T_LIST, F(fld), F(nfld), NULL, NULL, NULL, 0, 0, R_NONE \
+	}
+#define ENUM(e, k, fld, d, n)                                     \
+	{                                                         \
+		e, k, T_ENUM, F(fld), 0, d, NULL, n, 0, 0, R_NONE \
+	}
+
+/* The order of this table is the --check-config order and the order of the docs. */
+static const struct cfg_setting cfg_settings[] = {
+	STR("TRSTCTL_SERVER_ADDR", "server.addr", server.addr, ":8443"),
+	ENUM("TRSTCTL_SERVER_TLS_MODE", "server.tls.mode", server.tls_mode, "internal", tls_names),
+	STR("TRSTCTL_SERVER_TLS_CERT_FILE", "server.tls.cert_file", server.tls_cert_file, NULL),
+	STR("TRSTCTL_SERVER_TLS_KEY_FILE", "server.tls.key_file", server.tls_key_file, NULL),
+	STR("TRSTCTL_SERVER_TLS_CLIENT_CA_FILE", "server.tls.client_ca_file",
+	    server.tls_client_ca_file, NULL),
+	BOOL("TRSTCTL_DEV_ALLOW_PLAINTEXT", "server.dev_allow_plaintext",
+	     server.dev_allow_plaintext, "false"),
+	INT("TRSTCTL_SERVER_WORKERS", "server.workers", server.workers, "0", 0, 256),
+	INT("TRSTCTL_SERVER_POOL_THREADS", "server.pool_threads", server.pool_threads, "0", 0,
+	    4096),
+	INT("TRSTCTL_SERVER_POOL_QUEUE", "server.pool_queue", server.pool_queue, "1024", 1,
+	    1000000),
+	INT("TRSTCTL_SERVER_MAX_STREAMS", "server.max_streams", server.max_streams, "256", 1,
+	    65536),
+	I64("TRSTCTL_SERVER_MAX_REQUEST_BYTES", "server.max_request_bytes",
+	    server.max_request_bytes, "4194304", 1024, 1073741824),
+	DUR("TRSTCTL_SERVER_SHUTDOWN_GRACE", "server.shutdown_grace", server.shutdown_grace_ms,
+	    "10s", 0, 3600000),
+	STR("TRSTCTL_LOG_LEVEL", "log.level", log.level, "info"),
+	STR("TRSTCTL_LOG_FORMAT", "log.format", log.format, "json"),
+	STR("TRSTCTL_STATE_DIR", "state_dir", state_dir, "data"),
+	{ "TRSTCTL_POSTGRES_DSN", "postgres.dsn", T_STR, F(postgres.dsn), 0, NULL, NULL, NULL, 0, 0,
+	  R_DSN },
+	INT("TRSTCTL_POSTGRES_MAX_CONNS", "postgres.max_conns", postgres.max_conns, "8", 1, 1024),
+	{ "TRSTCTL_NATS_URL", "nats.url", T_STR, F(nats.url), 0, NULL, NULL, NULL, 0, 0, R_URL },
+	{ "TRSTCTL_SECRETS_KEK_FILE", "secrets.kek_file", T_STR, F(secrets.kek_file), 0, NULL,
+	  "<state_dir>/secrets/kek.bin", NULL, 0, 0, R_NONE },
+	BOOL("TRSTCTL_KEK_GENERATE", "secrets.kek_generate", secrets.kek_generate, "false"),
+	STR("TRSTCTL_METRICS_ADDR", "metrics.addr", metrics.addr, "127.0.0.1:9464"),
+	BOOL("TRSTCTL_AIRGAP_ENABLED", "air_gap.enabled", air_gap.enabled, "false"),
+	BOOL("TRSTCTL_AIRGAP_ALLOW_PRIVATE", "air_gap.allow_private", air_gap.allow_private,
+	     "true"),
+	LIST("TRSTCTL_AIRGAP_ALLOW_HOSTS", "air_gap.allow_hosts", air_gap.allow_hosts,
+	     air_gap.n_allow_hosts),
+	LIST("TRSTCTL_AIRGAP_ALLOW_CIDRS", "air_gap.allow_cidrs", air_gap.allow_cidrs,
+	     air_gap.n_allow_cidrs),
+	ENUM("TRSTCTL_AIRGAP_ENFORCER", "air_gap.enforcer", air_gap.enforcer, "auto",
+	     enforcer_names),
+	STR("TRSTCTL_AIRGAP_BPF_PIN_PATH", "air_gap.bpf_pin_path", air_gap.bpf_pin_path,
+	    "/sys/fs/bpf/trstctl"),
+	STR("TRSTCTL_AIRGAP_CGROUP", "air_gap.cgroup", air_gap.cgroup, "trstctl"),
+	STR("TRSTCTL_AIRGAP_TRIPWIRE_ADDR", "air_gap.tripwire_addr", air_gap.tripwire_addr,
+	    "203.0.113.1:443"),
+	BOOL("TRSTCTL_TELEMETRY_ENABLED", "telemetry.enabled", telemetry.enabled, "false"),
+	STR("TRSTCTL_TELEMETRY_ENDPOINT", "telemetry.endpoint", telemetry.endpoint,
+	    "https://telemetry.trstctl.com/v1/usage"),
+	DUR("TRSTCTL_TELEMETRY_INTERVAL", "telemetry.interval", telemetry.interval_ms, "24h", 1,
+	    INT64_MAX),
+	{ "TRSTCTL_TELEMETRY_INSTANCE_ID_FILE", "telemetry.instance_id_file", T_STR,
+	  F(telemetry.instance_id_file), 0, NULL, "<state_dir>/telemetry/instance-id", NULL, 0, 0,
+	  R_NONE },
+	BOOL("TRSTCTL_OTLP_ENABLED", "otlp.enabled", otlp.enabled, "false"),
+	{ "TRSTCTL_OTLP_ENDPOINT", "otlp.endpoint", T_STR, F(otlp.endpoint), 0, NULL, NULL, NULL, 0,
+	  0, R_URL },
+	BOOL("TRSTCTL_OTLP_INSECURE", "otlp.insecure", otlp.insecure, "false"),
+	{ "TRSTCTL_OTLP_BEARER_TOKEN", "otlp.token", T_STR, F(otlp.token), 0, NULL, NULL, NULL, 0,
+	  0, R_SECRET },
+	STR("TRSTCTL_OTLP_BEARER_TOKEN_FILE", "otlp.token_file", otlp.token_file, NULL),
+	DUR("TRSTCTL_OTLP_TIMEOUT", "otlp.timeout", otlp.timeout_ms, "5s", 1, INT64_MAX),
+	INT("TRSTCTL_OTLP_QUEUE_SIZE", "otlp.queue_size", otlp.queue_size, "1024", 0, 1000000),
+	STR("TRSTCTL_OTLP_SERVICE_NAME", "otlp.service_name", otlp.service_name, "trstctl"),
+	{ "TRSTCTL_OTLP_HEADERS", "otlp.headers", T_LIST, F(otlp.headers), F(otlp.n_headers), NULL,
+	  NULL, NULL, 0, 0, R_HEADERS },
+	ENUM("TRSTCTL_AI_MODEL_MODE", "ai.model.mode", ai_model.mode, "off", ai_names),
+	STR("TRSTCTL_AI_MODEL_RUNTIME", "ai.model.runtime", ai_model.runtime, NULL),
+	{ "TRSTCTL_AI_MODEL_ENDPOINT", "ai.model.endpoint", T_STR, F(ai_model.endpoint), 0, NULL,
+	  NULL, NULL, 0, 0, R_URL },
+	STR("TRSTCTL_AI_MODEL_NAME", "ai.model.name", ai_model.name, NULL),
+	STR("TRSTCTL_AI_MODEL_PROVIDER", "ai.model.provider", ai_model.provider, NULL),
+	BOOL("TRSTCTL_AI_MODEL_ALLOW_EGRESS", "ai.model.allow_egress", ai_model.allow_egress,
+	     "false"),
+};
+
+#define N_SETTINGS (sizeof(cfg_settings) / sizeof(cfg_settings[0]))
+#define CONFIG_FILE_ENV "TRSTCTL_CONFIG_FILE"
+
+void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	char *nb;
+	size_t mlen;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&msg, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		e->oom = 1;
+		return;
+	}
+	mlen = (size_t)r;
+	nb = realloc(e->buf, e->len + mlen + 3);
+	if (!nb) {
+		free(msg);
+		e->oom = 1;
+		return;
+	}
+	e->buf = nb;
+	if (e->n > 0) {
+		memcpy(e->buf + e->len, "; ", 2);
+		e->len += 2;
+	}
+	memcpy(e->buf + e->len, msg, mlen + 1);
+	e->len += mlen;
+	e->n++;
+	free(msg);
+}
+
+static void *field(struct cfg *c, size_t off)
+{
+	return (char *)c + off;
+}
+
+static const void *cfield(const struct cfg *c, size_t off)
+{
+	return (const char *)c + off;
+}
+
+static void free_list(char **l, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(l[i]);
+	free(l);
+}
+
+static void free_setting(struct cfg *c, const struct cfg_setting *s)
+{
+	if (s->type == T_STR) {
+		char **p = field(c, s->off);
+
+		free(*p);
+		*p = NULL;
+	} else if (s->type == T_LIST) {
+		char ***p = field(c, s->off);
+		size_t *n = field(c, s->n_off);
+
+		free_list(*p, *n);
+		*p = NULL;
+		*n = 0;
+	}
+}
+
+struct cfg *cfg_free(struct cfg *c)
+{
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		free_setting(c, &cfg_settings[i]);
+	free(c->config_file);
+	free_list(c->unknown_env, c->n_unknown_env);
+	free(c);
+	return NULL;
+}
+
+static int parse_bool(const char *v, bool *ret)
+{
+	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True" };
+	static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False" };
+
+	for (size_t i = 0; i < 6; i++) {
+		if (strcmp(v, t[i]) == 0) {
+			*ret = true;
+			return 0;
+		}
+		if (strcmp(v, f[i]) == 0) {
+			*ret = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+static int parse_i64(const char *v, int64_t *ret)
+{
+	char *end;
+	long long x;
+
+	errno = 0;
+	x = strtoll(v, &end, 10);
+	if (errno || end == v || *end)
+		return -EINVAL;
+	*ret = x;
+	return 0;
+}
+
+int cfg_parse_duration(const char *s, int64_t *ret_ms)
+{
+	int64_t total = 0;
+	const char *p = s;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (strcmp(s, "0") == 0) {
+		*ret_ms = 0;
+		return 0;
+	}
+	while (*p) {
+		int64_t n = 0, mul;
+
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		while (*p >= '0' && *p <= '9') {
+			if (n > INT64_MAX / 10 - 10)
+				return -EINVAL;
+			n = n * 10 + (*p++ - '0');
+		}
+		if (strncmp(p, "ms", 2) == 0) {
+			mul = 1;
+			p += 2;
+		} else if (*p == 's') {
+			mul = 1000;
+			p++;
+		} else if (*p == 'm') {
+			mul = 60000;
+			p++;
+		} else if (*p == 'h') {
+			mul = 3600000;
+			p++;
+		} else {
+			return -EINVAL;
+		}
+		if (n > (INT64_MAX - total) / mul)
+			return -EINVAL;
+		total += n * mul;
+	}
+	*ret_ms = total;
+	return 0;
+}
+
+/* Splits a comma-separated list: entries trimmed, empties dropped. */
+static int split_list(const char *v, char ***ret, size_t *ret_n)
+{
+	char **l = NULL;
+	size_t n = 0;
+	const char *p = v;
+
+	while (*p) {
+		const char *start = p, *end;
+		char **nl;
+
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		if (*p)
+			p++;
+		while (start < end && (*start == ' ' || *start == '\t'))
+			start++;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (start == end)
+			continue;
+		nl = realloc(l, (n + 1) * sizeof(*l));
+		if (!nl)
+			goto oom;
+		l = nl;
+		l[n] = strndup(start, (size_t)(end - start));
+		if (!l[n])
+			goto oom;
+		n++;
+	}
+	*ret = l;
+	*ret_n = n;
+	return 0;
+oom:
+	free_list(l, n);
+	return -ENOMEM;
+}
+
+/*
+ * Sets one setting from text (a default or an environment value). who names the source in
+ * errors: the variable for the environment. Values of secret settings are never echoed.
+ */
+static void set_text(struct cfg *c, const struct cfg_setting *s, const char *v, const char *who,
+		     struct cfg_errs *e)
+{
+	const char *shown = s->redact == R_NONE ? v : "xxxxx";
+	int64_t x;
+
+	switch (s->type) {
+	case T_STR: {
+		char **p = field(c, s->off);
+		char *d = strdup(v);
+
+		if (!d) {
+			e->oom = 1;
+			return;
+		}
+		free(*p);
+		*p = d;
+		return;
+	}
+	case T_BOOL:
+		if (parse_bool(v, field(c, s->off)) < 0)
+			cfg_errs_add(e, "%s \"%s\" is invalid: want true or false", who, shown);
+		return;
+	case T_INT:
+		if (parse_i64(v, &x) < 0 || x < INT32_MIN || x > INT32_MAX)
+			cfg_errs_add(e, "%s \"%s\" is invalid: want an integer", who, shown);
+		else
+			*(int *)field(c, s->off) = (int)x;
+		return;
+	case T_I64:
+		if (parse_i64(v, &x) < 0)
+			cfg_errs_add(e, "%s \"%s\" is invalid: want an integer", who, shown);
+		else
+			*(int64_t *)field(c, s->off) = x;
+		return;
+	case T_DUR:
+		if (cfg_parse_duration(v, &x) < 0)
+			cfg_errs_add(
+				e,
+				"%s \"%s\" is invalid: want a duration such as 500ms, 10s, 5m or 24h",
+				who, shown);
+		else
+			*(int64_t *)field(c, s->off) = x;
+		return;
+	case T_LIST: {
+		char **l;
+		size_t n;
+
+		if (split_list(v, &l, &n) < 0) {
+			e->oom = 1;
+			return;
+		}
+		free_setting(c, s);
+		*(char ***)field(c, s->off) = l;
+		*(size_t *)field(c, s->n_off) = n;
+		return;
+	}
+	case T_ENUM: {
+		char buf[32];
+		size_t i, len = strlen(v);
+
+		/* enum values are case-insensitive and trimmed */
+		while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+			len--;
+		while (len && (*v == ' ' || *v == '\t')) {
+			v++;
+			len--;
+		}
+		if (len >= sizeof(buf))
+			len = sizeof(buf) - 1;
+		for (i = 0; i < len; i++)
+			buf[i] = (char)(v[i] >= 'A' && v[i] <= 'Z' ? v[i] + 32 : v[i]);
+		buf[len] = 0;
+		for (i = 0; s->names[i]; i++) {
+			if (strcmp(buf, s->names[i]) == 0) {
+				*(int *)field(c, s->off) = (int)i;
+				return;
+			}
+		}
+		cfg_errs_add(e, "%s \"%s\" is invalid (want \"%s\", \"%s\", or \"%s\")", s->key,
+			     buf, s->names[0], s->names[1], s->names[2]);
+		return;
+	}
+	}
+}
+
+static const struct cfg_setting *setting_by_key(const char *key)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strcmp(cfg_settings[i].key, key) == 0)
+			return &cfg_settings[i];
+	return NULL;
+}
+
+static bool is_key_prefix(const char *prefix)
+{
+	size_t n = strlen(prefix);
+
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strncmp(cfg_settings[i].key, prefix, n) == 0 && cfg_settings[i].key[n] == '.')
+			return true;
+	return false;
+}
+
+static void set_json(struct cfg *c, const struct cfg_setting *s, json_t *v, struct cfg_errs *e)
+{
+	switch (s->type) {
+	case T_BOOL:
+		if (!json_is_boolean(v)) {
+			cfg_errs_add(e, "config file: %s must be true or false", s->key);
+			return;
+		}
+		*(bool *)field(c, s->off) = json_is_true(v);
+		return;
+	case T_INT:
+	case T_I64:
+		if (!json_is_integer(v)) {
+			cfg_errs_add(e, "config file: %s must be an integer", s->key);
+			return;
+		}
+		if (s->type == T_INT) {
+			json_int_t x = json_integer_value(v);
+
+			if (x < INT32_MIN || x > INT32_MAX) {
+				cfg_errs_add(e, "config file: %s must be an integer", s->key);
+				return;
+			}
+			*(int *)field(c, s->off) = (int)x;
+		} else {
+			*(int64_t *)field(c, s->off) = json_integer_value(v);
+		}
+		return;
+	case T_LIST: {
+		size_t i, n = json_array_size(v);
+		char **l;
+
+		if (!json_is_array(v)) {
+			cfg_errs_add(e, "config file: %s must be an array of strings", s->key);
+			return;
+		}
+		for (i = 0; i < n; i++) {
+			if (!json_is_string(json_array_get(v, i))) {
+				cfg_errs_add(e, "config file: %s must be an array of strings",
+					     s->key);
+				return;
+			}
+		}
+		l = calloc(n ? n : 1, sizeof(*l));
+		if (!l) {
+			e->oom = 1;
+			return;
+		}
+		free_setting(c, s);
+		*(char ***)field(c, s->off) = l;
+		for (i = 0; i < n; i++) {
+			l[i] = strdup(json_string_value(json_array_get(v, i)));
+			if (!l[i]) {
+				e->oom = 1;
+				break;
+			}
+		}
+		*(size_t *)field(c, s->n_off) = i;
+		return;
+	}
+	case T_STR:
+	case T_DUR:
+	case T_ENUM:
+		if (!json_is_string(v)) {
+			cfg_errs_add(e, "config file: %s must be a string", s->key);
+			return;
+		}
+		if (s->type == T_STR && json_string_length(v) == 0) {
+			free_setting(c, s);
+			return;
+		}
+		set_text(c, s, json_string_value(v), s->key, e);
+		return;
+	}
+}
+
+static void walk_json(struct cfg *c, json_t *obj, const char *prefix, struct cfg_errs *e)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach(obj, k, v)
+	{
+		const struct cfg_setting *s;
+		char *path;
+
+		if (asprintf(&path, "%s%s%s", prefix, *prefix ? "." : "", k) < 0) {
+			e->oom = 1;
+			return;
+		}
+		s = setting_by_key(path);
+		if (s)
+			set_json(c, s, v, e);
+		else if (is_key_prefix(path) && json_is_object(v))
+			walk_json(c, v, path, e);
+		else if (is_key_prefix(path))
+			cfg_errs_add(e, "config file: %s must be an object", path);
+		else
+			cfg_errs_add(e, "config file: unknown key \"%s\"", path);
+		free(path);
+	}
+}
+
+static void load_file(struct cfg *c, const char *path, struct cfg_errs *e)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+
+	if (!root && strncmp(jerr.text, "duplicate object key", 20) == 0) {
+		/* report the duplicate, then keep checking the rest of the file */
+		cfg_errs_add(e, "config file \"%s\": %s (line %d, column %d)", path, jerr.text,
+			     jerr.line, jerr.column);
+		root = json_load_file(path, 0, &jerr);
+		if (!root)
+			return;
+	} else if (!root) {
+		if (jerr.line < 0)
+			cfg_errs_add(e, "config file \"%s\": %s", path, jerr.text);
+		else
+			cfg_errs_add(e, "config file \"%s\": %s (line %d, column %d)", path,
+				     jerr.text, jerr.line, jerr.column);
+		return;
+	}
+	if (!json_is_object(root))
+		cfg_errs_add(e, "config file \"%s\": the top level must be an object", path);
+	else
+		walk_json(c, root, "", e);
+	json_decref(root);
+}
+
+/* The value of name in envp (first occurrence), or NULL. */
+static const char *env_get(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+			return *envp + n + 1;
+	return NULL;
+}
+
+static bool env_known(const char *entry)
+{
+	size_t n = strcspn(entry, "=");
+
+	if (strlen(CONFIG_FILE_ENV) == n && strncmp(entry, CONFIG_FILE_ENV, n) == 0)
+		return true;
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strlen(cfg_settings[i].env) == n && strncmp(entry, cfg_settings[i].env, n) == 0)
+			return true;
+	return false;
+}
+
+static void note_unknown_env(struct cfg *c, char *const *envp, struct cfg_errs *e)
+{
+	for (; envp && *envp; envp++) {
+		char **nl;
+
+		if (strncmp(*envp, "TRSTCTL_", 8) != 0 || env_known(*envp))
+			continue;
+		nl = realloc(c->unknown_env, (c->n_unknown_env + 1) * sizeof(*nl));
+		if (!nl) {
+			e->oom = 1;
+			return;
+		}
+		c->unknown_env = nl;
+		nl[c->n_unknown_env] = strndup(*envp, strcspn(*envp, "="));
+		if (!nl[c->n_unknown_env]) {
+			e->oom = 1;
+			return;
+		}
+		c->n_unknown_env++;
+	}
+}
+
+static void derive(struct cfg *c, struct cfg_errs *e)
+{
+	const char *dir = c->state_dir ? c->state_dir : ".";
+
+	if (!c->secrets.kek_file && asprintf(&c->secrets.kek_file, "%s/secrets/kek.bin", dir) < 0) {
+		c->secrets.kek_file = NULL;
+		e->oom = 1;
+	}
+	if (!c->telemetry.instance_id_file &&
+	    asprintf(&c->telemetry.instance_id_file, "%s/telemetry/instance-id", dir) < 0) {
+		c->telemetry.instance_id_file = NULL;
+		e->oom = 1;
+	}
+}
+
+int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
+{
+	struct cfg_errs e = { 0 };
+	struct cfg *c = calloc(1, sizeof(*c));
+	const char *file;
+
+	if (!c)
+		return -ENOMEM;
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (cfg_settings[i].def)
+			set_text(c, &cfg_settings[i], cfg_settings[i].def, cfg_settings[i].key, &e);
+
+	file = env_get(envp, CONFIG_FILE_ENV);
+	if (file && *file) {
+		c->config_file = strdup(file);
+		if (!c->config_file)
+			e.oom = 1;
+		load_file(c, file, &e);
+	}
+
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const char *v = env_get(envp, cfg_settings[i].env);
+
+		if (v && *v)
+			set_text(c, &cfg_settings[i], v, cfg_settings[i].env, &e);
+	}
+	note_unknown_env(c, envp, &e);
+	derive(c, &e);
+
+	/* range checks apply to the merged value, whatever its source */
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct cfg_setting *s = &cfg_settings[i];
+		int64_t x;
+
+		if (s->type != T_INT && s->type != T_I64 && s->type != T_DUR)
+			continue;
+		x = s->type == T_INT ? *(const int *)field(c, s->off) :
+				       *(const int64_t *)field(c, s->off);
+		if (x < s->min || x > s->max) {
+			if (s->type == T_DUR && x < s->min)
+				cfg_errs_add(&e, "%s must be positive", s->key);
+			else if (s->type == T_DUR)
+				cfg_errs_add(&e, "%s must be at most 1h", s->key);
+			else if (s->max == INT32_MAX || s->max == INT64_MAX)
+				cfg_errs_add(&e, "%s must be at least %" PRId64, s->key, s->min);
+			else
+				cfg_errs_add(&e, "%s must be between %" PRId64 " and %" PRId64,
+					     s->key, s->min, s->max);
+		}
+	}
+	/* a value that did not parse kept its default, so the rules can still run */
+	if (!e.oom)
+		cfg_validate(c, &e);
+
+	if (e.oom) {
+		free(e.buf);
+		cfg_free(c);
+		return -ENOMEM;
+	}
+	if (e.n > 0) {
+		cfg_free(c);
+		*ret_errors = e.buf;
+		return -EINVAL;
+	}
+	free(e.buf);
+	*ret_cfg = c;
+	return 0;
+}
+
+const char *cfg_tls_mode_name(enum cfg_tls_mode m)
+{
+	return (unsigned)m < 3 ? tls_names[m] : "?";
+}
+
+const char *cfg_enforcer_name(enum cfg_enforcer e)
+{
+	return (unsigned)e < 3 ? enforcer_names[e] : "?";
+}
+
+const char *cfg_ai_mode_name(enum cfg_ai_mode m)
+{
+	return (unsigned)m < 3 ? ai_names[m] : "?";
+}
+
+static void print_duration(FILE *f, int64_t ms)
+{
+	if (ms == 0)
+		fputs("0s", f);
+	else if (ms % 3600000 == 0)
+		fprintf(f, "%" PRId64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		fprintf(f, "%" PRId64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		fprintf(f, "%" PRId64 "s", ms / 1000);
+	else
+		fprintf(f, "%" PRId64 "ms", ms);
+}
+
+static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *f)
+{
+	switch (s->type) {
+	case T_STR: {
+		const char *v = *(char *const *)cfield(c, s->off);
+		char *r = NULL;
+
+		if (!v)
+			return;
+		if (s->redact == R_SECRET)
+			v = "xxxxx";
+		else if (s->redact == R_DSN)
+			v = r = cfg_dsn_redact(v);
+		else if (s->redact == R_URL)
+			v = r = cfg_url_redact(v);
+		fputs(v ? v : "[redacted]", f);
+		free(r);
+		return;
+	}
+	case T_BOOL:
+		fputs(*(const bool *)cfield(c, s->off) ? "true" : "false", f);
+		return;
+	case T_INT:
+		fprintf(f, "%d", *(const int *)cfield(c, s->off));
+		return;
+	case T_I64:
+		fprintf(f, "%" PRId64, *(const int64_t *)cfield(c, s->off));
+		return;
+	case T_DUR:
+		print_duration(f, *(const int64_t *)cfield(c, s->off));
+		return;
+	case T_ENUM:
+		fputs(s->names[*(const int *)cfield(c, s->off)], f);
+		return;
+	case T_LIST: {
+		char *const *l = *(char **const *)cfield(c, s->off);
+		size_t n = *(const size_t *)cfield(c, s->n_off);
+
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				fputc(',', f);
+			if (s->redact == R_HEADERS)
+				fprintf(f, "%.*s=xxxxx", (int)strcspn(l[i], "="), l[i]);
+			else
+				fputs(l[i], f);
+		}
+		return;
+	}
+	}
+}
+
+int cfg_print(const struct cfg *c, FILE *f)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		fprintf(f, "%s: ", cfg_settings[i].key);
+		print_value(c, &cfg_settings[i], f);
+		fputc('\n', f);
+	}
+	return ferror(f) ? -EIO : 0;
+}
+
+int cfg_describe(FILE *f)
+{
+	fprintf(f, "%s\t-\t\n", CONFIG_FILE_ENV);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const struct cfg_setting *s = &cfg_settings[i];
+		const char *d = s->doc_def ? s->doc_def : s->def;
+
+		fprintf(f, "%s\t%s\t%s\n", s->env, s->key, d ? d : "");
+	}
+	return ferror(f) ? -EIO : 0;
+}

@@ -1,0 +1,169 @@
+#pragma once
+/*
+ * cfg: the configuration. Built-in defaults < JSON file named by TRSTCTL_CONFIG_FILE <
+ * environment. The result is immutable after cfg_load() and passed explicitly; no module
+ * reads getenv. Strings are NULL when unset (an empty value never overrides and never
+ * yields ""). docs/configuration.md lists every variable; a test keeps the two in step.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum cfg_tls_mode {
+	CFG_TLS_INTERNAL,
+	CFG_TLS_FILE,
+	CFG_TLS_DISABLED
+};
+enum cfg_enforcer {
+	CFG_ENFORCER_AUTO,
+	CFG_ENFORCER_EBPF,
+	CFG_ENFORCER_USERSPACE
+};
+enum cfg_ai_mode {
+	CFG_AI_OFF,
+	CFG_AI_LOCAL,
+	CFG_AI_CLOUD
+};
+
+struct cfg_server {
+	char *addr; /* TRSTCTL_SERVER_ADDR host:port (port 0: kernel picks), ":8443" */
+	enum cfg_tls_mode tls_mode; /* TRSTCTL_SERVER_TLS_MODE, default internal */
+	char *tls_cert_file;	    /* TRSTCTL_SERVER_TLS_CERT_FILE (file mode: required) */
+	char *tls_key_file;	    /* TRSTCTL_SERVER_TLS_KEY_FILE (file mode: required) */
+	char *tls_client_ca_file;   /* TRSTCTL_SERVER_TLS_CLIENT_CA_FILE (optional; mTLS) */
+	bool dev_allow_plaintext;   /* TRSTCTL_DEV_ALLOW_PLAINTEXT (disabled TLS needs it) */
+	int workers;		    /* TRSTCTL_SERVER_WORKERS, 0 = online cores, 0..256 */
+	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = 4 x cores */
+	int pool_queue;		    /* TRSTCTL_SERVER_POOL_QUEUE, default 1024, >= 1 */
+	int max_streams;	    /* TRSTCTL_SERVER_MAX_STREAMS, default 256, >= 1 */
+	int64_t max_request_bytes;  /* TRSTCTL_SERVER_MAX_REQUEST_BYTES, default 4194304 */
+	int64_t shutdown_grace_ms;  /* TRSTCTL_SERVER_SHUTDOWN_GRACE duration, default 10s */
+};
+
+struct cfg_log {
+	char *level;  /* TRSTCTL_LOG_LEVEL debug|info|warn|error, default info */
+	char *format; /* TRSTCTL_LOG_FORMAT json|text, default json */
+};
+
+struct cfg_postgres {
+	char *dsn;     /* TRSTCTL_POSTGRES_DSN (required): URL or key=value; a secret */
+	int max_conns; /* TRSTCTL_POSTGRES_MAX_CONNS, default 8, 1..1024 */
+};
+
+struct cfg_nats {
+	char *url; /* TRSTCTL_NATS_URL, comma-separated nats:// or tls:// URLs; NULL = no relay */
+};
+
+struct cfg_secrets {
+	char *kek_file;	   /* TRSTCTL_SECRETS_KEK_FILE, <state_dir>/secrets/kek.bin */
+	bool kek_generate; /* TRSTCTL_KEK_GENERATE: create a KEK when missing (evaluation) */
+};
+
+struct cfg_metrics {
+	char *addr; /* TRSTCTL_METRICS_ADDR host:port, default 127.0.0.1:9464 */
+};
+
+struct cfg_air_gap {
+	bool enabled;	    /* TRSTCTL_AIRGAP_ENABLED, default false */
+	bool allow_private; /* TRSTCTL_AIRGAP_ALLOW_PRIVATE, default true */
+	char **allow_hosts; /* TRSTCTL_AIRGAP_ALLOW_HOSTS, exact names or IP literals */
+	size_t n_allow_hosts;
+	char **allow_cidrs; /* TRSTCTL_AIRGAP_ALLOW_CIDRS, "10.0.0.0/8[:port]" */
+	size_t n_allow_cidrs;
+	enum cfg_enforcer enforcer; /* TRSTCTL_AIRGAP_ENFORCER, default auto */
+	char *bpf_pin_path;	    /* TRSTCTL_AIRGAP_BPF_PIN_PATH, /sys/fs/bpf/trstctl */
+	char *cgroup;		    /* TRSTCTL_AIRGAP_CGROUP, default "trstctl" */
+	char *tripwire_addr;	    /* TRSTCTL_AIRGAP_TRIPWIRE_ADDR, default 203.0.113.1:443 */
+};
+
+struct cfg_telemetry {
+	bool enabled;		/* TRSTCTL_TELEMETRY_ENABLED, default false */
+	char *endpoint;		/* TRSTCTL_TELEMETRY_ENDPOINT, absolute https URL */
+	int64_t interval_ms;	/* TRSTCTL_TELEMETRY_INTERVAL, default 24h */
+	char *instance_id_file; /* TRSTCTL_TELEMETRY_INSTANCE_ID_FILE */
+};
+
+struct cfg_otlp {
+	bool enabled;	    /* TRSTCTL_OTLP_ENABLED, default false */
+	char *endpoint;	    /* TRSTCTL_OTLP_ENDPOINT, base URL (https; http if insecure) */
+	bool insecure;	    /* TRSTCTL_OTLP_INSECURE: allow http:// */
+	char *token;	    /* TRSTCTL_OTLP_BEARER_TOKEN (secret) */
+	char *token_file;   /* TRSTCTL_OTLP_BEARER_TOKEN_FILE */
+	int64_t timeout_ms; /* TRSTCTL_OTLP_TIMEOUT, default 5s */
+	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024 */
+	char *service_name; /* TRSTCTL_OTLP_SERVICE_NAME, default trstctl */
+	char **headers;	    /* TRSTCTL_OTLP_HEADERS, "Name=value" entries (values secret) */
+	size_t n_headers;
+};
+
+struct cfg_ai_model {
+	enum cfg_ai_mode mode; /* TRSTCTL_AI_MODEL_MODE off|local|cloud, default off */
+	char *runtime;	       /* TRSTCTL_AI_MODEL_RUNTIME ollama|vllm (local only) */
+	char *endpoint;	       /* TRSTCTL_AI_MODEL_ENDPOINT, exact POST URL */
+	char *name;	       /* TRSTCTL_AI_MODEL_NAME */
+	char *provider;	       /* TRSTCTL_AI_MODEL_PROVIDER (cloud only) */
+	bool allow_egress;     /* TRSTCTL_AI_MODEL_ALLOW_EGRESS (cloud only, required there) */
+};
+
+struct cfg {
+	struct cfg_server server;
+	struct cfg_log log;
+	char *state_dir; /* TRSTCTL_STATE_DIR, default "data" (relative to the working dir) */
+	struct cfg_postgres postgres;
+	struct cfg_nats nats;
+	struct cfg_secrets secrets;
+	struct cfg_metrics metrics;
+	struct cfg_air_gap air_gap;
+	struct cfg_telemetry telemetry;
+	struct cfg_otlp otlp;
+	struct cfg_ai_model ai_model;
+	char *config_file;  /* TRSTCTL_CONFIG_FILE as given, or NULL */
+	char **unknown_env; /* names (never values) of TRSTCTL_* variables not recognised */
+	size_t n_unknown_env;
+};
+
+/*
+ * Loads defaults < JSON file named by TRSTCTL_CONFIG_FILE (found in envp) < environment.
+ * envp is a NULL-terminated array of "K=V" strings, like environ; getenv is never read.
+ * Every problem is collected: on failure returns -EINVAL and sets *ret_errors to a malloc'd
+ * "err; err; err" string (caller frees). Returns -ENOMEM on allocation failure (then
+ * *ret_errors may be NULL). On success sets *ret_cfg (free with cfg_free).
+ */
+int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors);
+struct cfg *cfg_free(struct cfg *c);
+
+/*
+ * Writes the effective configuration as "key: value" lines in the documented fixed order
+ * (the order of docs/configuration.md); secrets are redacted as xxxxx. Returns 0 or -EIO.
+ */
+int cfg_print(const struct cfg *c, FILE *f);
+
+/* Writes one "ENV_NAME<TAB>json.key<TAB>default" line per setting (docs test, --help). */
+int cfg_describe(FILE *f);
+
+/* Names for enum values ("internal", "ebpf", "cloud", ...). */
+const char *cfg_tls_mode_name(enum cfg_tls_mode m);
+const char *cfg_enforcer_name(enum cfg_enforcer e);
+const char *cfg_ai_mode_name(enum cfg_ai_mode m);
+
+/*
+ * Parses a duration: one or more <integer><unit> groups, unit ms, s, m or h ("10s",
+ * "1h30m", "500ms"). Returns 0 and *ret_ms, or -EINVAL.
+ */
+int cfg_parse_duration(const char *s, int64_t *ret_ms);
+
+/*
+ * Splits "host:port" / "[v6]:port" / ":port". *ret_host is malloc'd ("" for the wildcard),
+ * *ret_port 0..65535 (0: the kernel picks). Returns 0 or -EINVAL (-ENOMEM).
+ */
+int cfg_split_hostport(const char *s, char **ret_host, int *ret_port);
+
+/* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
+bool cfg_addr_is_loopback(const char *hostport);
+
+/*
+ * Collects the hosts a PostgreSQL DSN (URL or key=value) would reach, with ports.
+ * Unix-socket hosts (starting with '/') are skipped. Calls fn for each; returns the first
+ * negative fn result, -EINVAL on an unparseable DSN, else 0.
+ */
+int cfg_dsn_hosts(const char *dsn, int (*fn)(const char *host, int port, void *ud), void *ud);

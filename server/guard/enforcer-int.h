@@ -1,0 +1,40 @@
+#pragma once
+/*
+ * Internal to the guard enforcer (enforcer.c, enforcer-cgroup.c and tests/bpf): capability
+ * and cgroup v2 helpers. Nothing here knows about libbpf.
+ */
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A cgroup opened for attaching. */
+struct guard_cgroup {
+	int fd;               /* O_RDONLY|O_DIRECTORY, owned by the caller */
+	uint64_t id;          /* cgroup id (inode number of the directory) */
+	bool moved;           /* the process moved itself into a new child cgroup */
+	char path[PATH_MAX];  /* absolute path under the cgroup2 mount */
+};
+
+/*
+ * Effective capabilities: -EPERM without CAP_SYS_ADMIN or CAP_BPF+CAP_NET_ADMIN, 1 when
+ * CAP_PERFMON (or CAP_SYS_ADMIN) also lets the programs record comm, else 0.
+ */
+int guard_caps_check(void);
+
+/* Mount point of the cgroup2 hierarchy from /proc/self/mountinfo; -EOPNOTSUPP if none. */
+int guard_cgroup2_mount(char *buf, size_t size);
+
+/*
+ * Open the cgroup to guard: path when given (not the host root), else the process's own;
+ * when that is the host root, create <mount>/<name> and move the whole process into it.
+ * A failure reason goes to err (optional).
+ */
+int guard_cgroup_resolve(const char *path, const char *name, struct guard_cgroup *ret_cg,
+			 char *err, size_t err_size);
+
+/* Cgroup id of the calling process's cgroup, 0 when unknown. */
+uint64_t guard_cgroup_self_id(void);
+
+/* Move the calling process into the cgroup directory path. */
+int guard_cgroup_join(const char *path);

@@ -1,0 +1,129 @@
+#pragma once
+/*
+ * Internal shapes of the rpc module, shared by its .c files only. Every call is a
+ * struct rpc_call bound to the completion queue (CQ) of one worker; every grpc batch
+ * carries a struct rpc_tag whose callback moves that call's state machine on.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+
+#include "descset.h"
+#include "rpc.h"
+
+struct rpc_tag {
+	void (*cb)(struct rpc_tag *tag, bool ok); /* run on the CQ thread */
+	struct rpc_call *call;                    /* the call this tag belongs to */
+};
+
+struct rpc_method {
+	char *path;                                 /* "/pkg.Service/Method" */
+	const char *service;                        /* "pkg.Service" (registered services) */
+	enum rpc_kind kind;                         /* from the descriptor set */
+	const ProtobufCMessageDescriptor *input;    /* request type */
+	const ProtobufCMessageDescriptor *output;   /* reply type */
+	struct rpc_method_handler handler;          /* all NULL: UNIMPLEMENTED */
+	void *user;                                 /* passed to the handler */
+	void *registered;                           /* grpc_server_register_method handle */
+};
+
+struct rpc_worker {
+	struct rpc_server *server;
+	grpc_completion_queue *cq; /* one per worker; calls stay on the CQ that took them */
+	pthread_t thread;
+};
+
+struct rpc_health_entry {
+	char *service;   /* "" = the whole server */
+	bool serving;    /* SERVING or NOT_SERVING */
+};
+
+/* The bounded pool that runs blocking unary handlers. */
+struct rpc_pool {
+	pthread_t *threads;
+	int n_threads;
+	struct rpc_call **queue; /* ring buffer of cap entries */
+	int cap, head, len;
+	bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+struct rpc_server {
+	struct rpc_server_config config;
+	struct rpc_descset *descset;
+	grpc_server *core;
+	grpc_completion_queue *shutdown_cq;
+	struct rpc_worker *workers;
+	int n_workers;
+	struct rpc_method **methods;
+	size_t n_methods;
+	const char **services; /* registered service names, for reflection's list */
+	size_t n_services;
+	struct rpc_pool pool;
+	bool started;
+	atomic_bool shutting_down;     /* no more requests are posted; streams stop */
+	atomic_long live_calls;        /* accepted calls not yet freed */
+	atomic_int live_streams;       /* streaming handler threads */
+	pthread_mutex_t lock;          /* guards health, version and the waits below */
+	pthread_cond_t cond;           /* broadcast on news, shutdown and live_calls == 0 */
+	unsigned long version;         /* bumped by rpc_server_notify_streams and health changes */
+	struct rpc_health_entry *health;
+	size_t n_health;
+};
+
+struct rpc_call {
+	struct rpc_server *server;
+	struct rpc_worker *worker;
+	struct rpc_method *method;     /* NULL for a generic (unknown method) request */
+	grpc_call *core;
+	gpr_timespec deadline;
+	grpc_metadata_array md;
+	grpc_call_details details;     /* generic requests only */
+	grpc_byte_buffer *payload;     /* the request of unary and server-streaming calls */
+	grpc_byte_buffer *recv;        /* bidi: the last received message */
+	grpc_byte_buffer *send;        /* the message of the outstanding send, owned */
+	grpc_slice status_details;     /* kept until the status batch completes */
+	struct rpc_tag new_tag, batch_tag, close_tag;
+	atomic_int refs;               /* 1 for the main chain + 1 while RECV_CLOSE is posted */
+	int close_cancelled;           /* written by RECV_CLOSE_ON_SERVER */
+	atomic_bool cancelled;         /* client cancelled, deadline passed or server stopped */
+	bool sent_initial_md;
+	enum rpc_code code;            /* explicit status from rpc_call_error, else RPC_OK */
+	char *message;                 /* its message (call memory) */
+	char *peer;                    /* call memory, on demand */
+	const char *principal;         /* call memory */
+	ProtobufCMessage *req;         /* decoded request, freed with the call */
+	pthread_mutex_t mu;            /* stream handler threads wait for their sends here */
+	pthread_cond_t cv;
+	bool send_done, send_ok;
+};
+
+/* server.c */
+void rpc_call_unref(struct rpc_call *call);
+void rpc_call_finish(struct rpc_call *call, int r, const ProtobufCMessage *resp);
+int rpc_server_add_method(struct rpc_server *server, const char *service, const char *method,
+			  const ProtobufCMessageDescriptor *input,
+			  const ProtobufCMessageDescriptor *output,
+			  const struct rpc_method_handler *handler, void *user);
+grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
+
+/* pool.c */
+int rpc_pool_start(struct rpc_pool *pool, int threads, int cap);
+int rpc_pool_submit(struct rpc_pool *pool, struct rpc_call *call);
+void rpc_pool_stop(struct rpc_pool *pool);
+void rpc_run_unary(struct rpc_call *call);
+
+/* tls.c */
+int rpc_tls_credentials(const struct rpc_server_config *config,
+			grpc_server_credentials **ret_creds);
+
+/* standard.c: health and reflection */
+int rpc_health_register(struct rpc_server *server);
+struct rpc_health_entry *rpc_health_free(struct rpc_health_entry *entries, size_t n);
+
+
+int rpc_reflection_register(struct rpc_server *server);

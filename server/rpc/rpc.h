@@ -1,0 +1,199 @@
+#pragma once
+/*
+ * rpc: the gRPC runtime. The only module that sees grpc_* types. It serves the
+ * methods of protobuf-c service descriptors, takes each method's streaming kind from
+ * the embedded descriptor set, and maps handler results (-errno or an explicit code)
+ * to gRPC statuses. Handlers see decoded messages and a call context.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+/* gRPC status codes, same values as grpc_status_code, so that no other module needs grpc. */
+enum rpc_code {
+	RPC_OK = 0,
+	RPC_CANCELLED = 1,
+	RPC_UNKNOWN = 2,
+	RPC_INVALID_ARGUMENT = 3,
+	RPC_DEADLINE_EXCEEDED = 4,
+	RPC_NOT_FOUND = 5,
+	RPC_ALREADY_EXISTS = 6,
+	RPC_PERMISSION_DENIED = 7,
+	RPC_RESOURCE_EXHAUSTED = 8,
+	RPC_FAILED_PRECONDITION = 9,
+	RPC_ABORTED = 10,
+	RPC_OUT_OF_RANGE = 11,
+	RPC_UNIMPLEMENTED = 12,
+	RPC_INTERNAL = 13,
+	RPC_UNAVAILABLE = 14,
+	RPC_DATA_LOSS = 15,
+	RPC_UNAUTHENTICATED = 16,
+};
+
+enum rpc_tls_mode {
+	RPC_TLS_INTERNAL, /* self-signed server certificate generated at start-up */
+	RPC_TLS_FILE,     /* operator certificate and key, optional client CA (mTLS) */
+	RPC_TLS_DISABLED, /* plaintext; the caller has checked it is allowed */
+};
+
+/* Streaming kind of a method, from the descriptor set (protoc-c drops it). */
+enum rpc_kind {
+	RPC_UNARY,
+	RPC_SERVER_STREAMING,
+	RPC_CLIENT_STREAMING,
+	RPC_BIDI,
+};
+
+struct rpc_server_config {
+	const char *addr;            /* host:port; ":8443" means every address */
+	enum rpc_tls_mode tls_mode;  /* see enum */
+	const char *tls_cert_file;   /* PEM chain, RPC_TLS_FILE only */
+	const char *tls_key_file;    /* PEM key, RPC_TLS_FILE only */
+	const char *tls_client_ca_file; /* PEM; when set, clients must present a cert it signed */
+	int workers;                 /* completion-queue threads, >= 1 */
+	int pool_threads;            /* threads that run blocking handlers, >= 1 */
+	int pool_queue;              /* queued calls beyond which RESOURCE_EXHAUSTED, >= 1 */
+	int max_streams;             /* concurrent streaming calls, >= 1 */
+	size_t max_request_bytes;    /* larger requests get RESOURCE_EXHAUSTED */
+	int grace_ms;                /* drain time for in-flight calls at shutdown */
+	const char *tls_cert_out;    /* RPC_TLS_INTERNAL: write the generated certificate here
+				      * (PEM) so that clients can pin it; NULL = don't */
+};
+
+struct rpc_server;
+struct rpc_call;
+
+/*
+ * A unary handler. req is the decoded request (owned by the runtime). On success it
+ * sets *ret_resp to a message allocated with rpc_call_alloc() (or static storage) and
+ * returns >= 0. On failure it returns -errno (mapped by rpc_errno_code) or the result of
+ * rpc_call_error(), which carries an explicit code and message.
+ */
+typedef int (*rpc_unary_fn)(struct rpc_call *call, const ProtobufCMessage *req,
+			    ProtobufCMessage **ret_resp, void *user);
+
+/*
+ * A server-streaming handler, run on its own thread. It sends with rpc_call_send()
+ * (which blocks until the message is on its way) and returns like a unary handler; the
+ * return value becomes the final status.
+ */
+typedef int (*rpc_stream_fn)(struct rpc_call *call, const ProtobufCMessage *req, void *user);
+
+/* A bidi handler: called once per received message, answers with one message. */
+typedef int (*rpc_bidi_fn)(struct rpc_call *call, const ProtobufCMessage *req,
+			   ProtobufCMessage **ret_resp, void *user);
+
+/* How a method is handled. Exactly one of unary, stream, bidi is set (or none: UNIMPLEMENTED). */
+struct rpc_method_handler {
+	rpc_unary_fn unary;  /* unary methods */
+	rpc_stream_fn stream; /* server-streaming methods */
+	rpc_bidi_fn bidi;    /* bidi methods */
+	bool inline_ok;      /* unary handler never blocks: run it on the CQ thread */
+};
+
+/*
+ * Creates a server (not yet listening). descset/descset_len is the serialized
+ * FileDescriptorSet (borrowed, must outlive the server). Returns -errno.
+ */
+int rpc_server_new(const struct rpc_server_config *config, const uint8_t *descset,
+		   size_t descset_len, struct rpc_server **ret_server);
+
+/*
+ * Registers every method of a protobuf-c service. handlers[] follows desc->methods[]
+ * order (NULL or an empty entry: the method answers UNIMPLEMENTED naming itself).
+ * Borrowed pointers must outlive the server. Fails with -ENOENT when the service is not
+ * in the descriptor set, -EINVAL when a handler does not match the method's kind.
+ */
+int rpc_server_add_service(struct rpc_server *server, const ProtobufCServiceDescriptor *desc,
+			   const struct rpc_method_handler *handlers, void *user);
+
+/* Registers grpc.health.v1.Health and grpc.reflection v1 and v1alpha. */
+int rpc_server_add_standard_services(struct rpc_server *server);
+
+/* Sets the health status of a service name ("" = the whole server). serving = SERVING. */
+void rpc_server_set_health(struct rpc_server *server, const char *service, bool serving);
+
+/* Binds and starts serving. Sets *ret_port to the bound port. Returns -errno. */
+int rpc_server_start(struct rpc_server *server, int *ret_port);
+
+/*
+ * Stops accepting calls, lets in-flight calls finish within the grace period, cancels
+ * the rest, then stops the threads. Safe to call once after start.
+ */
+void rpc_server_shutdown(struct rpc_server *server);
+
+/* Frees a server (shut down or never started). Accepts NULL, returns NULL. */
+struct rpc_server *rpc_server_free(struct rpc_server *server);
+
+/* Call context ---------------------------------------------------------------------- */
+
+/* Memory that lives as long as the call. Zeroed. Never NULL (aborts on OOM). */
+void *rpc_call_alloc(struct rpc_call *call, size_t size);
+/* A copy of s in call memory. */
+char *rpc_call_strdup(struct rpc_call *call, const char *s);
+/* A new message of descriptor d in call memory, initialised. */
+ProtobufCMessage *rpc_call_new_message(struct rpc_call *call, const ProtobufCMessageDescriptor *d);
+
+/* The full method path, "/trstctl.v1.CA/CreateOwner". */
+const char *rpc_call_method(const struct rpc_call *call);
+/* The peer, "ipv4:127.0.0.1:5555". */
+const char *rpc_call_peer(const struct rpc_call *call);
+/* The value of a request metadata key (lowercase), or NULL. Binary keys are not returned. */
+const char *rpc_call_metadata(const struct rpc_call *call, const char *key);
+/* Milliseconds left before the deadline, or INT64_MAX when there is none. */
+int64_t rpc_call_remaining_ms(const struct rpc_call *call);
+/* True once the client cancelled or the deadline passed. */
+bool rpc_call_cancelled(const struct rpc_call *call);
+/* The principal set by authentication, or NULL. */
+const char *rpc_call_principal(const struct rpc_call *call);
+void rpc_call_set_principal(struct rpc_call *call, const char *principal);
+
+/*
+ * Records an explicit status for the reply and returns a negative value for the handler
+ * to return: `return rpc_call_error(call, RPC_NOT_FOUND, "owner %s not found", id);`.
+ * The message is shown to clients: it must never contain a secret.
+ */
+int rpc_call_error(struct rpc_call *call, enum rpc_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Sends one message on a server-streaming call (stream handlers only). Blocks until the
+ * message was handed to the transport. Returns 0, or -ECANCELED when the client went away
+ * or the deadline passed.
+ */
+int rpc_call_send(struct rpc_call *call, const ProtobufCMessage *msg);
+
+/*
+ * Waits up to timeout_ms for the call to be cancelled or the server to shut down
+ * (stream handlers that wait for news). Returns true when the handler should stop.
+ */
+bool rpc_call_wait(struct rpc_call *call, int timeout_ms);
+
+/* Wakes every stream handler blocked in rpc_call_wait (news arrived). */
+void rpc_server_notify_streams(struct rpc_server *server);
+
+/* Status mapping ----------------------------------------------------------------------- */
+
+/* The gRPC code for a -errno (or errno) value. */
+enum rpc_code rpc_errno_code(int err);
+/* The name of a code, "INVALID_ARGUMENT". */
+const char *rpc_code_name(enum rpc_code code);
+
+/* Probe --------------------------------------------------------------------------------- */
+
+/*
+ * Calls grpc.health.v1.Health/Check ("" service) on addr ("host:port"; ":port" means
+ * loopback) and returns 0 when the answer is SERVING, -EAGAIN when it is not, -ETIMEDOUT
+ * or -ECONNREFUSED when no answer came within timeout_ms. A liveness probe, not an
+ * identity check: with TLS the server certificate is not verified. With cert/key set
+ * (mTLS servers), they are presented as the client certificate.
+ */
+int rpc_health_probe(const char *addr, bool tls, const char *cert_file, const char *key_file,
+		     int timeout_ms);
+
+/* Starts the gRPC library (threads). Call after blocking signals and after any fork. */
+void rpc_init(void);
+/* Stops it; after every server is freed. */
+void rpc_fini(void);

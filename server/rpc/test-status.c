@@ -1,0 +1,49 @@
+/* Unit tests for the errno -> gRPC status table and code names. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "rpc.h"
+
+static void test_errno_table(void **state)
+{
+	static const struct {
+		int err;
+		enum rpc_code code;
+	} cases[] = {
+		{ -EINVAL, RPC_INVALID_ARGUMENT },   { -ENOENT, RPC_NOT_FOUND },
+		{ -EEXIST, RPC_ALREADY_EXISTS },     { -EPERM, RPC_PERMISSION_DENIED },
+		{ -EAGAIN, RPC_RESOURCE_EXHAUSTED }, { -EMSGSIZE, RPC_RESOURCE_EXHAUSTED },
+		{ -ESTALE, RPC_FAILED_PRECONDITION }, { -EBUSY, RPC_ABORTED },
+		{ -ETIMEDOUT, RPC_DEADLINE_EXCEEDED }, { -ECANCELED, RPC_CANCELLED },
+		{ -ECONNREFUSED, RPC_UNAVAILABLE },  { -EBADMSG, RPC_DATA_LOSS },
+		{ -ENOSYS, RPC_UNIMPLEMENTED },      { -ENOKEY, RPC_UNAUTHENTICATED },
+		{ EINVAL, RPC_INVALID_ARGUMENT },    { -EIO, RPC_INTERNAL },
+		{ -9999, RPC_INTERNAL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(rpc_errno_code(cases[i].err), cases[i].code);
+}
+
+static void test_code_names(void **state)
+{
+	assert_string_equal(rpc_code_name(RPC_OK), "OK");
+	assert_string_equal(rpc_code_name(RPC_INVALID_ARGUMENT), "INVALID_ARGUMENT");
+	assert_string_equal(rpc_code_name(RPC_UNAUTHENTICATED), "UNAUTHENTICATED");
+	assert_string_equal(rpc_code_name((enum rpc_code)99), "UNKNOWN");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_errno_table),
+		cmocka_unit_test(test_code_names),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
