@@ -139,29 +139,23 @@ static __always_inline int judge4(__u32 addr, __u16 port)
 {
 	struct guard_key4 key = { .prefixlen = 32, .addr = addr };
 	__u32 slot = active_slot();
+	struct guard_rule *r;
 	void *inner;
 
 	inner = bpf_map_lookup_elem(&rules4, &slot);
 	if (!inner)
 		return 0;
-	for (int i = 0; i < GUARD_FALLBACK_MAX; i++) {
-		struct guard_rule *r = bpf_map_lookup_elem(inner, &key);
-
-		if (!r)
-			return 0;
-		if (port_match(r, port))
-			return !r->deny;
-		if (r->prefixlen == 0 || r->prefixlen > 32)
-			return 0;
-		key.prefixlen = r->prefixlen - 1;
-	}
-	return 0;
+	r = bpf_map_lookup_elem(inner, &key);
+	/* The longest matching prefix decides alone: a port it does not list is denied,
+	 * never passed on to a broader allow (the egress policy judges the same way). */
+	return r && port_match(r, port) && !r->deny;
 }
 
 static __always_inline int judge6(const __u32 addr[4], __u16 port)
 {
 	struct guard_key6 key = { .prefixlen = 128 };
 	__u32 slot = active_slot();
+	struct guard_rule *r;
 	void *inner;
 
 	key.addr[0] = addr[0];
@@ -171,18 +165,10 @@ static __always_inline int judge6(const __u32 addr[4], __u16 port)
 	inner = bpf_map_lookup_elem(&rules6, &slot);
 	if (!inner)
 		return 0;
-	for (int i = 0; i < GUARD_FALLBACK_MAX; i++) {
-		struct guard_rule *r = bpf_map_lookup_elem(inner, &key);
-
-		if (!r)
-			return 0;
-		if (port_match(r, port))
-			return !r->deny;
-		if (r->prefixlen == 0 || r->prefixlen > 128)
-			return 0;
-		key.prefixlen = r->prefixlen - 1;
-	}
-	return 0;
+	r = bpf_map_lookup_elem(inner, &key);
+	/* The longest matching prefix decides alone: a port it does not list is denied,
+	 * never passed on to a broader allow (the egress policy judges the same way). */
+	return r && port_match(r, port) && !r->deny;
 }
 
 /* Count one denial (or tripwire hit) and record it in the ring buffer, best effort. */

@@ -32,8 +32,6 @@
 
 /* Maximum number of distinct ports one prefix may carry (beyond: the loader refuses). */
 #define GUARD_RULE_PORTS 6
-/* How many broader prefixes a lookup may fall back to after a port mismatch. */
-#define GUARD_FALLBACK_MAX 8
 /* Capacity of each per-family rule map (prefixes). */
 #define GUARD_RULES_MAX 65536
 /* Ring buffer of denials, in bytes (power of two, multiple of the page size). */
@@ -52,9 +50,10 @@ struct guard_key6 {
 };
 
 /*
- * Value of a rule map entry. The longest matching prefix decides when its port set
- * matches the destination port: deny -> EPERM, allow -> pass. When the ports do not
- * match, the lookup continues with the next broader entry (prefixlen - 1 onwards).
+ * Value of a rule map entry. The longest matching prefix alone decides: deny -> EPERM;
+ * allow -> pass when its port set lists the destination port (or is empty), else EPERM.
+ * There is no fallback to a broader prefix, so that a port-limited entry (a metadata
+ * address allowed on one port) cannot be widened by a broader range around it.
  */
 struct guard_rule {
 	__u32 prefixlen;                /* copy of the key's prefix length */

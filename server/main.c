@@ -20,9 +20,17 @@
 #include "policy.pb-c.h"
 #include "secrets.pb-c.h"
 
+#include "app.h"
+#include "audit.h"
+#include "authz.h"
+#include "ca.h"
 #include "cfg.h"
+#include "cli.h"
+#include "guard.h"
+#include "http.h"
 #include "log.h"
 #include "rpc.h"
+#include "secrets.h"
 #include "trstctl-config.h"
 
 extern char **environ;
@@ -35,6 +43,12 @@ static void usage(FILE *f)
 		   "       trstctl --check-config   print the effective configuration and exit\n"
 		   "       trstctl --health-check   exit 0 when the configured server is SERVING\n"
 		   "       trstctl --version        print the version\n"
+		   "       trstctl guard status [--json]  the egress guard of the running server\n"
+		   "       trstctl migrate [--status]     apply (or list) database migrations\n"
+		   "       trstctl audit list|watch|verify  read and check the audit log\n"
+		   "       trstctl policy put|get|list|delete|eval, token create|list|revoke\n"
+		   "       trstctl secret create|get|rotate|list|versions|delete|recover|destroy\n"
+		   "       trstctl owner|identity|cert ..., ca bundle|crl|import|csr|import-signed\n"
 		   "Configuration comes from TRSTCTL_* variables and the JSON file named by\n"
 		   "TRSTCTL_CONFIG_FILE; see docs/configuration.md.\n");
 }
@@ -69,20 +83,59 @@ static void log_config(const struct cfg *c)
 	free(buf);
 }
 
-static int register_services(struct rpc_server *s)
+static int register_services(struct rpc_server *s, struct guard_run *guard, struct app *app)
 {
-	/* The domain handlers land with their issues; until then every method answers
-	 * UNIMPLEMENTED naming itself (after its request decoded). */
-	static const ProtobufCServiceDescriptor *const services[] = {
-		&trstctl__v1__ca__descriptor,     &trstctl__v1__secrets__descriptor,
-		&trstctl__v1__audit__descriptor,  &trstctl__v1__policy__descriptor,
-		&trstctl__v1__guard__descriptor,
-	};
 	int r = rpc_server_add_standard_services(s);
 
-	for (size_t i = 0; r >= 0 && i < sizeof(services) / sizeof(services[0]); i++)
-		r = rpc_server_add_service(s, services[i], NULL, NULL);
+	if (r >= 0)
+		r = guard_rpc_register(s, guard);
+	if (r >= 0)
+		r = app_register(app, s);
 	return r;
+}
+
+/* True when a listener (gRPC or metrics) needs CAP_NET_BIND_SERVICE (a port below 1024). */
+static bool needs_bind_service(const struct cfg *c)
+{
+	const char *addrs[] = { c->server.addr, c->metrics.addr };
+	bool need = false;
+
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		char *host = NULL;
+		int port = 0;
+
+		if (addrs[i] && cfg_split_hostport(addrs[i], &host, &port) == 0 && port > 0 &&
+		    port < 1024)
+			need = true;
+		free(host);
+	}
+	return need;
+}
+
+/* The operations listener (/metrics, /healthz, /readyz) with the guard's part. */
+static int start_http(const struct cfg *c, struct guard_run *guard, struct app *app,
+		      struct http_server **ret_h)
+{
+	struct http_server_config hc = { .addr = c->metrics.addr };
+	struct http_server *h = NULL;
+	int port = 0, r;
+
+	r = http_server_new(&hc, &h);
+	if (r >= 0)
+		r = guard_metrics_register(h, guard);
+	if (r >= 0)
+		r = app_metrics_register(app, h);
+	if (r >= 0)
+		r = http_server_start(h, &port);
+	if (r < 0) {
+		log_error("cannot start the metrics listener", "addr", "%s", hc.addr, "error", "%s",
+			  strerror(-r));
+		http_server_free(h);
+		return r;
+	}
+	log_info("metrics serving", "addr", "%s", hc.addr, "port", "%d", port);
+	*ret_h = h;
+	return 0;
 }
 
 static int serve(const struct cfg *c, const sigset_t *sigs)
@@ -104,7 +157,10 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		.grace_ms = (int)c->server.shutdown_grace_ms,
 	};
 	struct rpc_server *s = NULL;
-	char cert_out[4096];
+	struct http_server *h = NULL;
+	struct guard_run *guard = NULL;
+	struct app *app = NULL;
+	char cert_out[4096], gerr[512];
 	int port, sig, r;
 
 	log_config(c);
@@ -124,10 +180,30 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		log_warn("TLS IS DISABLED: gRPC traffic is plaintext (development only)", "addr",
 			 "%s", rc.addr);
 
+	/*
+	 * Step 2 (DESIGN.md §3): the egress guard. Before any thread exists (it may move the
+	 * whole process into a child cgroup, and its capability drop must reach every
+	 * thread) and before any outbound connection. A failure is fatal; a guard pinned by
+	 * an earlier run then stays armed.
+	 */
+	r = guard_run_start(c, needs_bind_service(c), &guard, gerr, sizeof(gerr));
+	if (r < 0) {
+		log_error("cannot start the egress guard", "enforcer", "%s",
+			  cfg_enforcer_name(c->air_gap.enforcer), "error", "%s", gerr);
+		return 1;
+	}
+
+	/* Steps 3 and 4: KEK, PostgreSQL and migrations, audit, outbox (app.c). */
+	r = app_open(c, guard, sigs, &app);
+	if (r < 0) {
+		guard_run_stop(guard);
+		return r == -EINTR ? 0 : 1;
+	}
+
 	rpc_init();
 	r = rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &s);
 	if (r >= 0)
-		r = register_services(s);
+		r = register_services(s, guard, app);
 	if (r >= 0)
 		r = rpc_server_start(s, &port);
 	if (r < 0) {
@@ -135,21 +211,39 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 			  strerror(-r));
 		rpc_server_free(s);
 		rpc_fini();
+		app_close(app);
+		guard_run_stop(guard);
 		return 1;
 	}
+	if (start_http(c, guard, app, &h) < 0) {
+		rpc_server_shutdown(s);
+		rpc_server_free(s);
+		rpc_fini();
+		app_close(app);
+		guard_run_stop(guard);
+		return 1;
+	}
+	r = app_start(app);
+	if (r < 0)
+		log_error("cannot start the outbox relay", "error", "%s", strerror(-r));
 	log_info("serving", "addr", "%s", rc.addr, "port", "%d", port, "tls", "%s",
 		 rc.tls_mode == RPC_TLS_INTERNAL ? "internal" :
 		 rc.tls_mode == RPC_TLS_FILE	 ? (rc.tls_client_ca_file ? "mtls" : "file") :
 						   "disabled",
 		 "workers", "%d", rc.workers, "version", "%s", TRSTCTL_VERSION);
+	http_server_set_ready(h, true);
 
 	do {
 		r = sigwait(sigs, &sig);
 	} while (r != 0);
 	log_info("shutting down", "signal", "%s", strsignal(sig), "grace_ms", "%d", rc.grace_ms);
+	http_server_set_ready(h, false);
 	rpc_server_shutdown(s);
 	rpc_server_free(s);
+	http_server_free(h);
 	rpc_fini();
+	app_close(app);
+	guard_run_stop(guard); /* orderly: detach and unpin */
 	log_info("stopped");
 	return 0;
 }
@@ -173,9 +267,27 @@ static int health_check(const struct cfg *c)
 	return 0;
 }
 
+/* Sub-commands with their own arguments: each gets argv from its name on. */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv, const struct cfg *c);
+} subcommands[] = {
+	{ "guard", cli_guard },
+	{ "migrate", app_migrate_cli },
+	{ "audit", audit_cli },
+	{ "policy", policy_cli },
+	{ "token", token_cli },
+	{ "secret", secrets_cli },
+	{ "owner", ca_cli },
+	{ "identity", ca_cli },
+	{ "cert", ca_cli },
+	{ "ca", ca_cli },
+};
+
 int main(int argc, char **argv)
 {
-	enum { CMD_SERVE, CMD_CHECK_CONFIG, CMD_HEALTH_CHECK } cmd = CMD_SERVE;
+	enum { CMD_SERVE, CMD_CHECK_CONFIG, CMD_HEALTH_CHECK, CMD_SUB } cmd = CMD_SERVE;
+	size_t sub = 0;
 	struct cfg *c = NULL;
 	char *errors = NULL;
 	sigset_t sigs;
@@ -187,7 +299,12 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	for (int i = 1; i < argc; i++) {
+	for (sub = 0; argc > 1 && sub < sizeof(subcommands) / sizeof(subcommands[0]); sub++)
+		if (strcmp(argv[1], subcommands[sub].name) == 0) {
+			cmd = CMD_SUB;
+			break;
+		}
+	for (int i = 1; cmd != CMD_SUB && i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("trstctl %s\n", TRSTCTL_VERSION);
 			return 0;
@@ -213,6 +330,11 @@ int main(int argc, char **argv)
 	}
 	if (cmd == CMD_CHECK_CONFIG) {
 		r = cfg_print(c, stdout) < 0 ? 1 : 0;
+		cfg_free(c);
+		return r;
+	}
+	if (cmd == CMD_SUB) {
+		r = subcommands[sub].run(argc - 1, argv + 1, c);
 		cfg_free(c);
 		return r;
 	}

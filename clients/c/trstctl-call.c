@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "call-typed.h"
 #include "trstctl-client-gen.h"
 
 struct opts {
@@ -38,8 +39,10 @@ static void usage(FILE *f)
 		"        watch-health [SERVICE]  grpc.health.v1.Health/Watch (typed stream)\n"
 		"        ca-bundle               trstctl.v1.CA/GetCABundle (typed)\n"
 		"        watch-events [AFTER]    trstctl.v1.Audit/WatchEvents (typed stream)\n"
+		"%s"
 		"Environment: TRSTCTL_ADDR (default 127.0.0.1:8443), TRSTCTL_TOKEN.\n"
-		"Exit: 0 status OK (or as --expect), 1 other status, 2 usage or local error.\n");
+		"Exit: 0 status OK (or as --expect), 1 other status, 2 usage or local error.\n",
+		call_typed_usage);
 }
 
 static int hexval(char ch)
@@ -248,6 +251,9 @@ static int run(struct trstctl_client *c, struct opts *o, int argc, char **argv,
 		free(resp);
 		return r;
 	}
+	r = call_typed_run(c, argc, argv, st);
+	if (r != -ENOENT)
+		return r;
 	fprintf(stderr, "trstctl-call: unknown target '%s'\n", target);
 	usage(stderr);
 	return -EINVAL;

@@ -165,6 +165,11 @@ svc_pg_start()
 	data=$(_svc_pg_folder "$dir" pg 4096) || _svc_err "cannot prepare $dir/pg" || return
 	# 107 bytes of sun_path, minus "/.s.PGSQL.65535.lock".
 	sock=$(_svc_pg_folder "$dir" pgsock 86) || _svc_err "cannot prepare $dir/pgsock" || return
+	# Clients may have dropped CAP_DAC_OVERRIDE (trstctl does, after arming its egress
+	# guard), so the socket folder is traversable and the socket open to every local user,
+	# as with /var/run/postgresql. Authentication is "trust": this throwaway server is for
+	# tests and the quickstart on a single-user machine, never for shared hosts.
+	chmod 0711 -- "$sock" || return
 
 	if _svc_pg_pid "$data" >/dev/null; then
 		export TRSTCTL_POSTGRES_DSN
@@ -188,7 +193,7 @@ svc_pg_start()
 		listen_addresses = $listen
 		port = ${port:-5432}
 		unix_socket_directories = '$sock'
-		unix_socket_permissions = 0700
+		unix_socket_permissions = 0777
 		EOF
 	then
 		_svc_err "cannot write $data/trstctl-services.conf"

@@ -50,6 +50,9 @@ struct cfg_setting {
 static const char *const tls_names[] = { "internal", "file", "disabled", NULL };
 static const char *const enforcer_names[] = { "auto", "ebpf", "userspace", NULL };
 static const char *const ai_names[] = { "off", "local", "cloud", NULL };
+static const char *const ca_key_names[] = { "ecdsa-p256", "ecdsa-p384", "ed25519",
+					     "rsa-2048",   "rsa-3072",   "rsa-4096",
+					     NULL };
 
 #define F(field) offsetof(struct cfg, field)
 #define STR(e, k, fld, d)                                           \
@@ -112,7 +115,21 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_SECRETS_KEK_FILE", "secrets.kek_file", T_STR, F(secrets.kek_file), 0, NULL,
 	  "<state_dir>/secrets/kek.bin", NULL, 0, 0, R_NONE },
 	BOOL("TRSTCTL_KEK_GENERATE", "secrets.kek_generate", secrets.kek_generate, "false"),
+	I64("TRSTCTL_SECRETS_MAX_VALUE_BYTES", "secrets.max_value_bytes", secrets.max_value_bytes,
+	    "65536", 1, 16777216),
+	INT("TRSTCTL_SECRETS_RETAIN_VERSIONS", "secrets.retain_versions", secrets.retain_versions,
+	    "10", 0, 1000000),
+	{ "TRSTCTL_BOOTSTRAP_TOKEN_FILE", "auth.bootstrap_token_file", T_STR,
+	  F(auth.bootstrap_token_file), 0, NULL, "<state_dir>/bootstrap-token", NULL, 0, 0,
+	  R_NONE },
 	STR("TRSTCTL_METRICS_ADDR", "metrics.addr", metrics.addr, "127.0.0.1:9464"),
+	ENUM("TRSTCTL_CA_KEY_TYPE", "ca.key_type", ca.key_type, "ecdsa-p256", ca_key_names),
+	STR("TRSTCTL_CA_SUBJECT_CN", "ca.subject_cn", ca.subject_cn, "trstctl Issuing CA"),
+	DUR("TRSTCTL_CA_VALIDITY", "ca.validity", ca.validity_ms, "87600h", 86400000,
+	    3153600000000),
+	DUR("TRSTCTL_CA_MAX_TTL", "ca.max_ttl", ca.max_ttl_ms, "2160h", 60000, 3153600000000),
+	DUR("TRSTCTL_CA_CRL_INTERVAL", "ca.crl_interval", ca.crl_interval_ms, "1h", 1000,
+	    31536000000),
 	BOOL("TRSTCTL_AIRGAP_ENABLED", "air_gap.enabled", air_gap.enabled, "false"),
 	BOOL("TRSTCTL_AIRGAP_ALLOW_PRIVATE", "air_gap.allow_private", air_gap.allow_private,
 	     "true"),
@@ -644,6 +661,11 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 		c->secrets.kek_file = NULL;
 		e->oom = 1;
 	}
+	if (!c->auth.bootstrap_token_file &&
+	    asprintf(&c->auth.bootstrap_token_file, "%s/bootstrap-token", dir) < 0) {
+		c->auth.bootstrap_token_file = NULL;
+		e->oom = 1;
+	}
 	if (!c->telemetry.instance_id_file &&
 	    asprintf(&c->telemetry.instance_id_file, "%s/telemetry/instance-id", dir) < 0) {
 		c->telemetry.instance_id_file = NULL;
@@ -733,6 +755,11 @@ const char *cfg_enforcer_name(enum cfg_enforcer e)
 const char *cfg_ai_mode_name(enum cfg_ai_mode m)
 {
 	return (unsigned)m < 3 ? ai_names[m] : "?";
+}
+
+const char *cfg_ca_key_type_name(enum cfg_ca_key_type t)
+{
+	return (unsigned)t < 6 ? ca_key_names[t] : "?";
 }
 
 static void print_duration(FILE *f, int64_t ms)

@@ -57,6 +57,30 @@ struct cfg_nats {
 struct cfg_secrets {
 	char *kek_file;	   /* TRSTCTL_SECRETS_KEK_FILE, <state_dir>/secrets/kek.bin */
 	bool kek_generate; /* TRSTCTL_KEK_GENERATE: create a KEK when missing (evaluation) */
+	int64_t max_value_bytes; /* TRSTCTL_SECRETS_MAX_VALUE_BYTES, default 65536 */
+	int retain_versions;	 /* TRSTCTL_SECRETS_RETAIN_VERSIONS, default 10, 0 = all */
+};
+
+/* Key types of the issuing CA, in the order of crypto's enum crypto_key_type. */
+enum cfg_ca_key_type {
+	CFG_CA_KEY_ECDSA_P256,
+	CFG_CA_KEY_ECDSA_P384,
+	CFG_CA_KEY_ED25519,
+	CFG_CA_KEY_RSA_2048,
+	CFG_CA_KEY_RSA_3072,
+	CFG_CA_KEY_RSA_4096
+};
+
+struct cfg_ca {
+	enum cfg_ca_key_type key_type; /* TRSTCTL_CA_KEY_TYPE, default ecdsa-p256 */
+	char *subject_cn;	       /* TRSTCTL_CA_SUBJECT_CN, default "trstctl Issuing CA" */
+	int64_t validity_ms;	       /* TRSTCTL_CA_VALIDITY, default 87600h (whole days) */
+	int64_t max_ttl_ms;	       /* TRSTCTL_CA_MAX_TTL, default 2160h (90 days) */
+	int64_t crl_interval_ms;       /* TRSTCTL_CA_CRL_INTERVAL, default 1h */
+};
+
+struct cfg_auth {
+	char *bootstrap_token_file; /* TRSTCTL_BOOTSTRAP_TOKEN_FILE, <state_dir>/bootstrap-token */
 };
 
 struct cfg_metrics {
@@ -112,7 +136,9 @@ struct cfg {
 	struct cfg_postgres postgres;
 	struct cfg_nats nats;
 	struct cfg_secrets secrets;
+	struct cfg_auth auth;
 	struct cfg_metrics metrics;
+	struct cfg_ca ca;
 	struct cfg_air_gap air_gap;
 	struct cfg_telemetry telemetry;
 	struct cfg_otlp otlp;
@@ -145,6 +171,7 @@ int cfg_describe(FILE *f);
 const char *cfg_tls_mode_name(enum cfg_tls_mode m);
 const char *cfg_enforcer_name(enum cfg_enforcer e);
 const char *cfg_ai_mode_name(enum cfg_ai_mode m);
+const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
 
 /*
  * Parses a duration: one or more <integer><unit> groups, unit ms, s, m or h ("10s",

@@ -5,6 +5,9 @@
  */
 #include <stddef.h>
 
+#include "kek.h" /* the KEK and envelope sealing */
+#include "x509.h" /* the issuing CA, leaf issuance, CSR checks, CRLs */
+
 /*
  * Generates an ECDSA P-256 key and a self-signed certificate valid for days days, with
  * CN names[0] and a subjectAltName for every name (IP literals become IP SANs). On

@@ -160,3 +160,123 @@ struct guard_http_response {
 int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 		  struct guard_http_response *ret_resp, char *err, size_t errlen);
 void guard_http_response_free(struct guard_http_response *r);
+
+/*
+ * ---- The guard of the running server (guard-run.c, guard-caps.c) --------------------
+ *
+ * guard_run_start() puts the air_gap block of the configuration into force, per
+ * air_gap.enforcer: "ebpf" loads the kernel guard (enforcer.h) and fails when it cannot
+ * load, attach, be confirmed or pass the tripwire; "auto" does the same but, when the
+ * kernel refuses BPF here (-EPERM, -EOPNOTSUPP), falls back to the in-process policy with
+ * a loud warning; "userspace" runs the in-process policy only. air_gap.enabled false: the
+ * enforcer is "off" and nothing is loaded. With the kernel guard it then drops every
+ * capability but CAP_NET_ADMIN (the watchdog's BPF_PROG_QUERY) and, on request,
+ * CAP_NET_BIND_SERVICE, in every thread; starts a resolver thread for allow_hosts names
+ * (refreshed every GUARD_RUN_REFRESH_S, answers kept GUARD_RUN_GRACE_S after they were last
+ * seen, a failed lookup keeps the last good set) and a watchdog thread that asks the
+ * kernel every GUARD_RUN_WATCHDOG_MS whether the programs are still attached and ends the
+ * process (exit status 1, pins left armed) when they are not. Denials read from the
+ * kernel are logged (one JSON line each) and kept in a bounded recent-denials list.
+ */
+#include <time.h>
+
+#define GUARD_RUN_REFRESH_S 60      /* allow_hosts re-resolved this often */
+#define GUARD_RUN_GRACE_S 600       /* a resolved address stays allowed this long unseen */
+#define GUARD_RUN_LOOKUP_MS 3000    /* one round of lookups waits at most this long */
+#define GUARD_RUN_WATCHDOG_MS 2000  /* kernel confirmation period */
+#define GUARD_RUN_DENIALS 256       /* recent denials kept */
+#define GUARD_RUN_HOOKS 5           /* connect4, connect6, sendmsg4, sendmsg6, sock_create */
+
+enum guard_run_mode {
+	GUARD_RUN_OFF,       /* air_gap.enabled false */
+	GUARD_RUN_USERSPACE, /* in-process checks only (chosen, or the auto fallback) */
+	GUARD_RUN_EBPF,      /* kernel guard loaded, attached, confirmed */
+};
+
+/* One denial of real traffic (tripwire hits are counted, not listed). */
+struct guard_run_denial {
+	uint64_t seq;          /* 1, 2, 3 ... in arrival order; the ListDenials page token */
+	struct timespec time;  /* CLOCK_REALTIME */
+	uint32_t pid;
+	uint32_t uid;
+	char comm[16];         /* "" when the kernel could not record it (no CAP_PERFMON) */
+	char address[46];      /* numeric; IPv4-mapped and NAT64 destinations as IPv4 */
+	uint16_t port;         /* 0 for a refused socket */
+	const char *protocol;  /* "tcp", "udp", "icmp", "raw" or "other" (static) */
+	const char *hook;      /* "connect4" ... "sock_create" (static) */
+};
+
+struct guard_run_status {
+	bool enabled;             /* air_gap.enabled */
+	enum guard_run_mode mode;
+	bool armed;               /* kernel guard confirmed and its last tripwire refused */
+	uint64_t trips;           /* kernel denials, tripwire hits excluded */
+	uint64_t trips_by_hook[GUARD_RUN_HOOKS]; /* order of guard_run_hook_name() */
+	uint64_t tripwire_hits;
+	uint64_t userspace_trips; /* in-process refusals (guard_policy_check_url ...) */
+	uint64_t events_dropped;  /* denials the ring buffer had no room for */
+	const char *pin_path;     /* bpffs folder of the pins; NULL when unpinned */
+	const char *cgroup_path;  /* guarded cgroup; NULL without the kernel guard */
+	size_t resolved;          /* addresses allowed for allow_hosts names right now */
+};
+
+struct guard_run;
+
+/* Called on the enforcer's reader thread for each denial (after it was logged and listed);
+ * must return quickly and must not call guard_run_* functions other than the getters. */
+typedef void (*guard_denial_hook_fn)(const struct guard_run_denial *d, void *arg);
+
+/*
+ * Starts the guard from c->air_gap (c is borrowed and must outlive the guard). Call it
+ * before any thread or socket of the server exists: the kernel guard may move the whole
+ * process into a child cgroup, and the capability drop must reach every thread.
+ * keep_net_bind: keep CAP_NET_BIND_SERVICE (a listener port below 1024 follows).
+ * Returns 0 and *ret_g, or -errno with a one-line reason in err (errlen bytes); the caller
+ * logs it and exits. On failure a guard pinned by an earlier run stays armed.
+ */
+int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
+		    char *err, size_t errlen);
+/* Orderly shutdown: stops the threads, detaches and unpins. Accepts NULL; returns NULL. */
+struct guard_run *guard_run_stop(struct guard_run *g);
+
+/* The policy in force (borrowed; lives as long as g): for the guarded HTTP client. */
+struct guard_policy *guard_run_policy(struct guard_run *g);
+/* The air_gap block the guard was started from (borrowed from the cfg). */
+const struct cfg_air_gap *guard_run_air_gap(struct guard_run *g);
+const char *guard_run_mode_name(enum guard_run_mode m); /* "off", "userspace", "ebpf" */
+const char *guard_run_hook_name(int i);                 /* 0..GUARD_RUN_HOOKS-1 */
+/* Current status; strings borrowed from g. Returns 0 or -errno (counters unreadable). */
+int guard_run_status(struct guard_run *g, struct guard_run_status *ret_status);
+/* True unless the kernel guard is required and not armed (for /readyz). */
+bool guard_run_ready(struct guard_run *g);
+/*
+ * Copies up to max listed denials with seq < before (0 = from the newest), newest first.
+ * Returns how many were copied.
+ */
+size_t guard_run_denials(struct guard_run *g, uint64_t before, struct guard_run_denial *out,
+			 size_t max);
+/*
+ * Runs the tripwire now. Returns 0 when the kernel refused it (armed), -EOPNOTSUPP without
+ * a kernel guard, -EPROTO when it was not refused, or -errno; a line for people in detail.
+ */
+int guard_run_tripwire(struct guard_run *g, char *detail, size_t len);
+/* Sets (or with fn NULL clears) the denial hook; see guard_denial_hook_fn. */
+void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *arg);
+
+/*
+ * Drops every capability of every thread of the process (effective, permitted,
+ * inheritable, ambient, and the bounding set where CAP_SETPCAP allows) except the ones in
+ * keep (a mask of 1ULL << CAP_*), then checks /proc/self/task/<tid>/status of each thread.
+ * Other threads are reached with a real-time signal (SIGRTMIN + 4) whose handler runs the
+ * same syscalls; they must not block it. Returns 0, or -errno when a thread kept more.
+ */
+int guard_caps_drop(uint64_t keep);
+
+/* ---- Exposure (guard_rpc.c, guard-metrics.c; built with the rpc and http modules) ---- */
+struct rpc_server;
+struct http_server;
+
+/* Registers trstctl.v1.Guard (GetStatus, ListDenials, RunTripwire) on s for g (borrowed). */
+int guard_rpc_register(struct rpc_server *s, struct guard_run *g);
+/* Adds the trstctl_egress_guard_* metrics and the "guard" readiness check to h. */
+int guard_metrics_register(struct http_server *h, struct guard_run *g);

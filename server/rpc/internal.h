@@ -28,6 +28,7 @@ struct rpc_method {
 	struct rpc_method_handler handler;          /* all NULL: UNIMPLEMENTED */
 	void *user;                                 /* passed to the handler */
 	void *registered;                           /* grpc_server_register_method handle */
+	bool open;                                  /* health and reflection: no authorization */
 };
 
 struct rpc_worker {
@@ -73,6 +74,8 @@ struct rpc_server {
 	unsigned long version;         /* bumped by rpc_server_notify_streams and health changes */
 	struct rpc_health_entry *health;
 	size_t n_health;
+	rpc_auth_fn auth;              /* NULL: every call runs */
+	void *auth_user;
 };
 
 struct rpc_call {

@@ -109,6 +109,18 @@ int rpc_server_new(const struct rpc_server_config *config, const uint8_t *descse
 int rpc_server_add_service(struct rpc_server *server, const ProtobufCServiceDescriptor *desc,
 			   const struct rpc_method_handler *handlers, void *user);
 
+/*
+ * Decides whether a call may run: authentication and authorization. Runs before every
+ * handler except those of grpc.health.* and grpc.reflection.* (which need no token), on
+ * the thread that runs the handler (never a completion-queue thread), also for methods
+ * that have no handler yet. req is the decoded request. Returns >= 0 to let the call run,
+ * or the result of rpc_call_error(call, RPC_UNAUTHENTICATED | RPC_PERMISSION_DENIED, ...).
+ */
+typedef int (*rpc_auth_fn)(struct rpc_call *call, const ProtobufCMessage *req, void *user);
+
+/* Sets the authorizer (before rpc_server_start). NULL: every call runs. */
+void rpc_server_set_auth(struct rpc_server *server, rpc_auth_fn fn, void *user);
+
 /* Registers grpc.health.v1.Health and grpc.reflection v1 and v1alpha. */
 int rpc_server_add_standard_services(struct rpc_server *server);
 

@@ -348,13 +348,31 @@ void rpc_call_finish(struct rpc_call *c, int r, const ProtobufCMessage *resp)
 	send_final(c, code, msg, NULL);
 }
 
+/* Runs the authorizer, when there is one and the method is not open. */
+static int authorize(struct rpc_call *c)
+{
+	struct rpc_server *s = c->server;
+
+	if (!s->auth || c->method->open)
+		return 0;
+	return s->auth(c, c->req, s->auth_user);
+}
+
+void rpc_server_set_auth(struct rpc_server *s, rpc_auth_fn fn, void *user)
+{
+	s->auth = fn;
+	s->auth_user = user;
+}
+
 static void *stream_thread(void *arg)
 {
 	struct rpc_call *c = arg;
 	struct rpc_server *s = c->server;
 	int r;
 
-	r = c->method->handler.stream(c, c->req, c->method->user);
+	r = authorize(c);
+	if (r >= 0)
+		r = c->method->handler.stream(c, c->req, c->method->user);
 	if (r >= 0 && c->code == RPC_OK && rpc_call_cancelled(c))
 		r = -ECANCELED;
 	rpc_call_finish(c, r, NULL);
@@ -545,12 +563,12 @@ static void dispatch(struct rpc_call *c)
 		start_stream(c);
 		return;
 	}
-	if (m->kind != RPC_UNARY || !h->unary) {
+	if ((m->kind != RPC_UNARY || !h->unary) && (!c->server->auth || m->open)) {
 		snprintf(buf, sizeof(buf), "method %s is not implemented yet", m->path);
 		send_final(c, RPC_UNIMPLEMENTED, buf, NULL);
 		return;
 	}
-	if (h->inline_ok) {
+	if (h->inline_ok && (!c->server->auth || m->open)) {
 		rpc_run_unary(c);
 		return;
 	}
@@ -568,7 +586,12 @@ void rpc_run_unary(struct rpc_call *c)
 			   "call ended before it was handled", NULL);
 		return;
 	}
-	r = c->method->handler.unary(c, c->req, &resp, c->method->user);
+	r = authorize(c);
+	if (r >= 0 && !c->method->handler.unary)
+		r = rpc_call_error(c, RPC_UNIMPLEMENTED, "method %s is not implemented yet",
+				   c->method->path);
+	if (r >= 0)
+		r = c->method->handler.unary(c, c->req, &resp, c->method->user);
 	rpc_call_finish(c, r, resp);
 }
 
@@ -695,6 +718,8 @@ int rpc_server_add_method(struct rpc_server *s, const char *service, const char 
 	m->input = input;
 	m->output = output;
 	m->user = user;
+	m->open = strncmp(service, "grpc.health.", 12) == 0 ||
+		  strncmp(service, "grpc.reflection.", 16) == 0;
 	m->registered = grpc_server_register_method(
 		s->core, m->path, NULL,
 		m->kind == RPC_UNARY || m->kind == RPC_SERVER_STREAMING ?

@@ -25,12 +25,18 @@ import traceback
 
 SKIP = 77
 
-# A dummy store address: the server validates it but does not connect yet.
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SERVICES_SH = os.path.join(REPO, 'scripts', 'lib', 'services.sh')
+
+# Every server gets its own PostgreSQL (started by Server unless the caller passes
+# TRSTCTL_POSTGRES_DSN) and an evaluation KEK generated in its state folder.
 DEFAULT_ENV = {
-    'TRSTCTL_POSTGRES_DSN': 'postgres://trstctl@127.0.0.1:1/trstctl',
+    'TRSTCTL_KEK_GENERATE': 'true',
     'TRSTCTL_LOG_LEVEL': 'info',
     'TRSTCTL_LOG_FORMAT': 'json',
     'TRSTCTL_SERVER_SHUTDOWN_GRACE': '2s',
+    # A kernel-chosen metrics port: servers of parallel tests must not collide on 9464.
+    'TRSTCTL_METRICS_ADDR': '127.0.0.1:0',
 }
 
 
@@ -53,7 +59,7 @@ class ServerError(Exception):
 class Server:
     """One `trstctl serve` process. Use as a context manager; it is killed on exit."""
 
-    def __init__(self, exe, env=None, start_timeout=20.0):
+    def __init__(self, exe, env=None, start_timeout=20.0, wrapper=None):
         if not exe or not os.access(exe, os.X_OK):
             skip('trstctl binary not found: %r' % exe)
         self.exe = exe
@@ -67,6 +73,8 @@ class Server:
         self.env['TRSTCTL_STATE_DIR'] = os.path.join(self.state_dir, 'state')
         self.env.update(env or {})
         self.start_timeout = start_timeout
+        self.pg_dir = None
+        self.wrapper = list(wrapper or [])  # e.g. ['valgrind', ...] in front of the binary
         self.proc = None
         self.port = None
         self.lines = []
@@ -75,8 +83,27 @@ class Server:
 
     # -- life cycle ------------------------------------------------------------------
 
+    def start_postgres(self):
+        """Starts a throwaway PostgreSQL for this server (unix socket in its temp folder)."""
+        self.pg_dir = os.path.join(self.state_dir, 'pg-svc')
+        os.makedirs(self.pg_dir, exist_ok=True)
+        r = subprocess.run(['bash', '-c', '. "$1"; svc_pg_start "$2" >&2 && svc_pg_dsn "$2"',
+                            'pg', SERVICES_SH, self.pg_dir],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0 or not r.stdout.strip():
+            skip('cannot start PostgreSQL for the served test: %s' % r.stderr.strip()[-500:])
+        return r.stdout.strip().splitlines()[-1]
+
+    def stop_postgres(self):
+        if self.pg_dir:
+            subprocess.run(['bash', '-c', '. "$1"; svc_pg_destroy "$2"', 'pg', SERVICES_SH,
+                            self.pg_dir], capture_output=True, timeout=60)
+            self.pg_dir = None
+
     def start(self):
-        self.proc = subprocess.Popen([self.exe, 'serve'], env=self.env,
+        if not self.env.get('TRSTCTL_POSTGRES_DSN'):
+            self.env['TRSTCTL_POSTGRES_DSN'] = self.start_postgres()
+        self.proc = subprocess.Popen(self.wrapper + [self.exe, 'serve'], env=self.env,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -128,6 +155,7 @@ class Server:
                 self.proc.wait()
         if self._reader:
             self._reader.join(5)
+        self.stop_postgres()
         return self.proc.returncode
 
     def __enter__(self):
@@ -135,6 +163,7 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+        self.stop_postgres()
         shutil.rmtree(self.state_dir, ignore_errors=True)
         return False
 
@@ -152,6 +181,23 @@ class Server:
         with self._cond:
             return '\n'.join(l if len(l) <= width else l[:width] + '...'
                              for l in self.lines[-n:])
+
+    def bootstrap_token(self, timeout=10.0):
+        """The admin token the server wrote at first start (TRSTCTL_BOOTSTRAP_TOKEN_FILE)."""
+        path = self.env.get('TRSTCTL_BOOTSTRAP_TOKEN_FILE') or os.path.join(
+            self.env['TRSTCTL_STATE_DIR'], 'bootstrap-token')
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(path) as f:
+                    tok = f.read().strip()
+                if tok:
+                    return tok
+            except FileNotFoundError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError('no bootstrap token in %s' % path)
+            time.sleep(0.05)
 
     def internal_cert_pem(self):
         """The self-signed certificate of the internal TLS mode, as PEM bytes."""
@@ -258,6 +304,40 @@ def channel(addr, mode, root_pem=None, key=None, cert=None):
                                          certificate_chain=cert)
     return grpc.secure_channel(addr, creds,
                                options=[('grpc.ssl_target_name_override', 'localhost')])
+
+
+def with_token(ch, token):
+    """The channel with `authorization: Bearer <token>` added to every call."""
+    import collections
+    import grpc
+
+    class Details(collections.namedtuple('Details', ('method', 'timeout', 'metadata',
+                                                     'credentials', 'wait_for_ready',
+                                                     'compression')),
+                  grpc.ClientCallDetails):
+        pass
+
+    class Auth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+               grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+        def _details(self, d):
+            md = [m for m in (d.metadata or []) if m[0] != 'authorization']
+            md.append(('authorization', 'Bearer ' + token))
+            return Details(d.method, d.timeout, md, d.credentials,
+                           getattr(d, 'wait_for_ready', None), getattr(d, 'compression', None))
+
+        def intercept_unary_unary(self, cont, d, req):
+            return cont(self._details(d), req)
+
+        def intercept_unary_stream(self, cont, d, req):
+            return cont(self._details(d), req)
+
+        def intercept_stream_unary(self, cont, d, it):
+            return cont(self._details(d), it)
+
+        def intercept_stream_stream(self, cont, d, it):
+            return cont(self._details(d), it)
+
+    return grpc.intercept_channel(ch, Auth())
 
 
 # -- checks -------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ import reflection_v1alpha_pb2_grpc  # noqa: E402
 
 MAX_REQUEST = 1024
 GRACE_S = 2.0
-TOKEN = 'trst_servedtest_' + secrets.token_hex(12)
-AUTH = [('authorization', 'Bearer ' + TOKEN)]
+# Set from the server's bootstrap (admin) token once it runs.
+TOKEN = None
+AUTH = None
 EXPECTED_SERVICES = {
     'trstctl.v1.CA', 'trstctl.v1.Secrets', 'trstctl.v1.Audit', 'trstctl.v1.Policy',
     'trstctl.v1.Guard', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection',
@@ -221,13 +222,16 @@ class Suite:
         fn = self.ch.unary_unary('/trstctl.v1.CA/CreateOwner',
                                  request_serializer=in_cls.SerializeToString,
                                  response_deserializer=out_cls.FromString)
+        owner = fn(req, timeout=10, metadata=AUTH)
+        expect(owner.name == 'served-test' and owner.kind == 'user' and owner.id,
+               'CreateOwner by reflection: unexpected reply %s' % owner)
+        # The same name again: the CA refuses it, through the dynamic stub too.
         try:
             fn(req, timeout=10, metadata=AUTH)
-            raise AssertionError('CreateOwner answered OK (handlers landed? update this test)')
+            raise AssertionError('a second owner with the same name was accepted')
         except grpc.RpcError as e:
-            expect(e.code() == grpc.StatusCode.UNIMPLEMENTED and 'CreateOwner' in (e.details() or ''),
-                   'CreateOwner by reflection: want UNIMPLEMENTED naming the method, got %s %r'
-                   % (e.code(), e.details()))
+            expect(e.code() == grpc.StatusCode.ALREADY_EXISTS,
+                   'duplicate owner: want ALREADY_EXISTS, got %s %r' % (e.code(), e.details()))
 
     def unknown_method(self):
         for path in ('/trstctl.v1.CA/NoSuchMethod', '/no.such.Service/Method'):
@@ -269,8 +273,9 @@ class Suite:
         self.c_expect('OK', '--max-messages', '1', 'watch-health', contains='health: SERVING')
 
     def typed_c_stubs(self):
-        self.c_expect('UNIMPLEMENTED', 'ca-bundle', contains='GetCABundle')
-        self.c_expect('UNIMPLEMENTED', 'watch-events', contains='WatchEvents')
+        self.c_expect('OK', 'ca-bundle', contains='BEGIN CERTIFICATE')
+        # Audit has landed: WatchEvents is a live tail that ends only at its deadline.
+        self.c_expect('DEADLINE_EXCEEDED', '--deadline-ms', '800', 'watch-events')
 
     def tls_refusals(self):
         mode = self.args.mode
@@ -399,6 +404,9 @@ def main():
             server.stop()
             return 1
         with server:
+            global TOKEN, AUTH
+            TOKEN = server.bootstrap_token()
+            AUTH = [('authorization', 'Bearer ' + TOKEN)]
             print('server up at %s (mode %s)' % (server.addr, args.mode))
             if args.mode == 'plaintext':
                 creds, c_args = {'mode': 'plaintext'}, ['--plaintext']
@@ -427,13 +435,13 @@ def main():
                            s.reflection_list, v)
                 checks.run('reflection %s describe trstctl.v1.Audit: WatchEvents streams' % v,
                            s.reflection_describe, v)
-            checks.run('call by reflection (dynamic message): CreateOwner -> UNIMPLEMENTED',
+            checks.run('call by reflection (dynamic message): CreateOwner, then ALREADY_EXISTS',
                        s.dynamic_call)
             checks.run('unknown method -> UNIMPLEMENTED', s.unknown_method)
             checks.run('malformed body -> INVALID_ARGUMENT', s.malformed_body)
             checks.run('4 KiB body over a 1 KiB limit -> RESOURCE_EXHAUSTED', s.oversized_body)
             checks.run('Health/Watch with a 300 ms deadline -> DEADLINE_EXCEEDED', s.deadline)
-            checks.run('C typed stubs reach trstctl methods (UNIMPLEMENTED for now)',
+            checks.run('C typed stubs reach trstctl methods (GetCABundle, WatchEvents)',
                        s.typed_c_stubs)
             checks.run('transport mismatches are refused', s.tls_refusals)
             if args.mode == 'tls':

@@ -1,0 +1,468 @@
+/*
+ * The durable spine of a server process (see app.h): KEK, PostgreSQL and migrations, the
+ * KEK check value, the audit chain and the outbox relay, in that order, and the hand-off
+ * of guard denials to the audit log and the event stream. A guard denial arrives on the
+ * enforcer's reader thread, which must not block, so denials go through a small bounded
+ * queue to a thread of their own; when the queue is full the denial is still counted in
+ * the kernel and logged by the guard, and a counter here says how many records were lost.
+ */
+#include "app.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit.h"
+#include "authz.h"
+#include "ca.h"
+#include "bus.h"
+#include "cfg.h"
+#include "crypto.h"
+#include "db.h"
+#include "guard.h"
+#include "http.h"
+#include "log.h"
+#include "rpc.h"
+#include "secrets.h"
+
+enum {
+	DENIAL_QUEUE = 256,     /* guard denials waiting to be audited */
+	WRITE_TIMEOUT_MS = 10000,
+};
+
+struct app {
+	const struct cfg *cfg;
+	struct kek *kek;
+	struct db *db;
+	struct audit *audit;
+	struct bus *bus;
+	struct authz *authz;
+	struct secrets *secrets;
+	struct ca_service *ca;
+	struct guard_run *guard;
+	/* guard denials on their way to the audit log */
+	pthread_t denial_thread;
+	bool denial_thread_started;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct guard_run_denial queue[DENIAL_QUEUE];
+	size_t head, len;
+	bool stopping;
+	atomic_ulong denials_dropped;
+};
+
+/* KEK check -------------------------------------------------------------------------- */
+
+/*
+ * Stores the KEK's check value at first start; later refuses a KEK that does not match
+ * the database ("the KEK does not match this database").
+ */
+static int kek_check(struct app *a)
+{
+	uint8_t check[KEK_CHECK_LEN];
+	const struct db_param p[] = { DB_TEXT(DB_DEFAULT_TENANT), DB_TEXT(kek_id(a->kek)),
+				      DB_BYTES(check, sizeof(check)) };
+	struct db_conn *conn = NULL;
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = kek_check_value(a->kek, check);
+	if (r < 0)
+		return r;
+	r = db_acquire(a->db, 10000, &conn);
+	if (r < 0)
+		return r;
+	r = db_exec(conn,
+		    "INSERT INTO kek_check (tenant_id, kek_id, check_value) "
+		    "SELECT $1, $2, $3 WHERE NOT EXISTS "
+		    "(SELECT 1 FROM kek_check WHERE tenant_id = $1)",
+		    p, 3, NULL);
+	if (r >= 0)
+		r = db_exec(conn, "SELECT check_value FROM kek_check WHERE tenant_id = $1 AND kek_id = $2",
+			    p, 2, &rows);
+	db_release(a->db, conn);
+	if (r < 0)
+		return r;
+	if (rows->n_rows == 0)
+		r = -EKEYREJECTED; /* the database was sealed under another KEK */
+	else
+		r = kek_verify_check(a->kek, (const uint8_t *)rows->values[0], rows->lengths[0]);
+	db_rows_free(rows);
+	return r;
+}
+
+/* Guard denials -> audit + event -------------------------------------------------------- */
+
+struct denial_change {
+	const struct guard_run_denial *d;
+};
+
+static int denial_write(struct db_tx *tx, void *ud)
+{
+	const struct guard_run_denial *d = ((struct denial_change *)ud)->d;
+	char data[512], resource[96];
+	struct audit_entry e = { 0 };
+	int r;
+
+	snprintf(data, sizeof(data),
+		 "{\"pid\":%u,\"uid\":%u,\"comm\":\"%s\",\"address\":\"%s\",\"port\":%u,"
+		 "\"protocol\":\"%s\",\"hook\":\"%s\"}",
+		 d->pid, d->uid, d->comm, d->address, d->port, d->protocol, d->hook);
+	snprintf(resource, sizeof(resource), "%s:%u", d->address, d->port);
+	e.type = "guard.denied";
+	e.actor = "kernel";
+	e.resource = resource;
+	e.outcome = "denied";
+	e.data_json = data;
+	r = audit_record(tx, &e);
+	if (r >= 0)
+		r = bus_event(tx, NULL, "guard.denied", "kernel", data);
+	return r;
+}
+
+static void *denial_main(void *arg)
+{
+	struct app *a = arg;
+
+	for (;;) {
+		struct guard_run_denial d;
+		struct denial_change ch = { &d };
+		int r;
+
+		pthread_mutex_lock(&a->lock);
+		while (a->len == 0 && !a->stopping)
+			pthread_cond_wait(&a->cond, &a->lock);
+		if (a->len == 0) {
+			pthread_mutex_unlock(&a->lock);
+			return NULL;
+		}
+		d = a->queue[a->head];
+		a->head = (a->head + 1) % DENIAL_QUEUE;
+		a->len--;
+		pthread_mutex_unlock(&a->lock);
+		/* comm comes from the kernel: keep it printable for the JSON above. */
+		for (char *p = d.comm; *p; p++)
+			if (*p < 0x20 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e)
+				*p = '?';
+		r = db_write(a->db, denial_write, &ch, WRITE_TIMEOUT_MS);
+		if (r < 0)
+			log_error("cannot audit a guard denial", "address", "%s", d.address, "error",
+				  "%s", strerror(-r));
+		else
+			bus_kick(a->bus);
+	}
+}
+
+static void denial_hook(const struct guard_run_denial *d, void *arg)
+{
+	struct app *a = arg;
+
+	pthread_mutex_lock(&a->lock);
+	if (a->len == DENIAL_QUEUE) {
+		atomic_fetch_add(&a->denials_dropped, 1);
+	} else {
+		a->queue[(a->head + a->len) % DENIAL_QUEUE] = *d;
+		a->len++;
+		pthread_cond_signal(&a->cond);
+	}
+	pthread_mutex_unlock(&a->lock);
+}
+
+/* Opening ---------------------------------------------------------------------------- */
+
+/* Connects to PostgreSQL, retrying with backoff until it answers or a signal arrives. */
+static int open_db(struct app *a, const sigset_t *sigs)
+{
+	const struct db_config dc = {
+		.dsn = a->cfg->postgres.dsn,
+		.max_conns = a->cfg->postgres.max_conns,
+		.connect_timeout_ms = 5000,
+		.statement_timeout_ms = 30000,
+	};
+	int delay_ms = 250, attempt = 0, r;
+
+	for (;;) {
+		struct timespec ts;
+
+		r = db_open(&dc, &a->db);
+		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET))
+			return r;
+		attempt++;
+		log_warn("PostgreSQL is not reachable yet; retrying", "attempt", "%d", attempt,
+			 "retry_ms", "%d", delay_ms, "error", "%s", strerror(-r));
+		ts.tv_sec = delay_ms / 1000;
+		ts.tv_nsec = (long)(delay_ms % 1000) * 1000000L;
+		if (sigtimedwait(sigs, NULL, &ts) > 0)
+			return -EINTR;
+		delay_ms = delay_ms * 2 > 5000 ? 5000 : delay_ms * 2;
+	}
+}
+
+static int migrate(struct db *db)
+{
+	char *msg = NULL;
+	int applied = 0, r;
+
+	r = db_migrate_msg(db, &applied, &msg);
+	if (r < 0) {
+		log_error("database migration failed", "error", "%s", msg ? msg : strerror(-r));
+		free(msg);
+		return r;
+	}
+	if (applied > 0)
+		log_info("database migrated", "applied", "%d", applied);
+	return 0;
+}
+
+/*
+ * The CA asks before it issues whether the caller's policies allow these names, TTL, key
+ * type and target state (issuance limits, issue 8): the full check of authz.
+ */
+static int issuance_check(struct rpc_call *call, const struct ca_issuance *what, void *ud)
+{
+	struct app *a = ud;
+	const char *method = rpc_call_method(call), *svc, *slash;
+	char action[128], resource[160];
+	struct policy_request req = { 0 };
+
+	/* "/trstctl.v1.CA/IssueCertificate" -> "CA.IssueCertificate" */
+	slash = strrchr(method, '/');
+	svc = strstr(method, "trstctl.v1.");
+	if (!slash || !svc)
+		return rpc_call_error(call, RPC_INTERNAL, "cannot name the action of %s", method);
+	svc += strlen("trstctl.v1.");
+	snprintf(action, sizeof(action), "%.*s.%s", (int)(slash - svc), svc, slash + 1);
+	snprintf(resource, sizeof(resource), "identity/%s", what->identity_id);
+	req.action = action;
+	req.resource = resource;
+	req.to_state = ca_state_name(what->to_state);
+	req.dns_names = what->dns_names;
+	req.n_dns_names = what->n_dns_names;
+	req.ttl_seconds = what->ttl_seconds > 0 ? (uint64_t)what->ttl_seconds : 0;
+	req.key_type = what->key_type;
+	return authz_check(a->authz, call, &req);
+}
+
+/* The domain services, once the spine is in place. */
+static int open_services(struct app *a)
+{
+	const struct cfg *c = a->cfg;
+	const struct authz_config ac = { .bootstrap_token_file = c->auth.bootstrap_token_file };
+	const struct secrets_config sc = { .max_value_bytes = c->secrets.max_value_bytes,
+					   .retain_versions = c->secrets.retain_versions };
+	struct ca_config cac;
+	int r;
+
+	r = authz_open(a->db, a->audit, a->bus, &ac, &a->authz);
+	if (r < 0) {
+		log_error("cannot open the policy service", "error", "%s", strerror(-r));
+		return r;
+	}
+	r = secrets_open(a->db, a->kek, a->bus, &sc, &a->secrets);
+	if (r < 0) {
+		log_error("cannot open the secret store", "error", "%s", strerror(-r));
+		return r;
+	}
+	r = ca_config_from_cfg(c, &cac);
+	if (r >= 0)
+		r = ca_service_open(a->db, a->kek, a->bus, &cac, &a->ca);
+	if (r < 0) {
+		log_error("cannot open the certificate authority", "error", "%s", strerror(-r));
+		return r;
+	}
+	ca_service_set_issuance_check(a->ca, issuance_check, a);
+	return 0;
+}
+
+int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
+	     struct app **ret_app)
+{
+	struct app *a = calloc(1, sizeof(*a));
+	struct bus_config bc = { .nats_url = c->nats.url };
+	bool generated = false;
+	char err[512];
+	int r;
+
+	if (!a)
+		return -ENOMEM;
+	a->cfg = c;
+	a->guard = guard;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_cond_init(&a->cond, NULL);
+
+	r = kek_load(c->secrets.kek_file, c->secrets.kek_generate, &a->kek, &generated, err,
+		     sizeof(err));
+	if (r < 0) {
+		log_error("cannot load the KEK", "error", "%s", err);
+		goto fail;
+	}
+	if (generated)
+		log_warn("generated an EVALUATION KEK: losing this file makes every sealed value "
+			 "unrecoverable; use a managed secret in production",
+			 "path", "%s", c->secrets.kek_file);
+	r = open_db(a, sigs);
+	if (r < 0) {
+		if (r != -EINTR)
+			log_error("cannot open the database", "error", "%s", strerror(-r));
+		goto fail;
+	}
+	r = migrate(a->db);
+	if (r < 0)
+		goto fail;
+	r = kek_check(a);
+	if (r < 0) {
+		log_error("KEK check failed", "kek_id", "%s", kek_id(a->kek), "error", "%s",
+			  r == -EKEYREJECTED ? kek_strerror(r) : strerror(-r));
+		goto fail;
+	}
+	/* Hooks first: db drops attached items of a kind nobody registered. */
+	r = audit_open(a->db, a->kek, NULL, &a->audit);
+	if (r < 0) {
+		log_error("cannot open the audit log", "error", "%s", strerror(-r));
+		goto fail;
+	}
+	r = bus_open(a->db, &bc, &a->bus);
+	if (r < 0) {
+		log_error("cannot open the outbox", "error", "%s", strerror(-r));
+		goto fail;
+	}
+	r = open_services(a);
+	if (r < 0)
+		goto fail;
+	if (pthread_create(&a->denial_thread, NULL, denial_main, a) == 0)
+		a->denial_thread_started = true;
+	if (guard)
+		guard_set_denial_hook(guard, denial_hook, a);
+	if (!c->nats.url)
+		log_warn("no NATS URL: events wait in the outbox (TRSTCTL_NATS_URL)");
+	*ret_app = a;
+	return 0;
+fail:
+	app_close(a);
+	return r;
+}
+
+int app_register(struct app *a, struct rpc_server *s)
+{
+	int r = audit_rpc_register(s, a->audit);
+
+	if (r >= 0)
+		r = policy_rpc_register(s, a->authz);
+	if (r >= 0)
+		r = secrets_rpc_register(s, a->secrets);
+	if (r >= 0)
+		r = ca_rpc_register(s, a->ca);
+	if (r >= 0)
+		r = authz_install(a->authz, s);
+	return r;
+}
+
+int app_start(struct app *a)
+{
+	return bus_start(a->bus);
+}
+
+struct app *app_close(struct app *a)
+{
+	if (!a)
+		return NULL;
+	a->ca = ca_service_close(a->ca);
+	a->secrets = secrets_close(a->secrets);
+	a->authz = authz_close(a->authz);
+	if (a->guard)
+		guard_set_denial_hook(a->guard, NULL, NULL);
+	if (a->denial_thread_started) {
+		pthread_mutex_lock(&a->lock);
+		a->stopping = true;
+		pthread_cond_broadcast(&a->cond);
+		pthread_mutex_unlock(&a->lock);
+		pthread_join(a->denial_thread, NULL);
+	}
+	a->bus = bus_close(a->bus);
+	a->audit = audit_close(a->audit);
+	a->db = db_close(a->db);
+	a->kek = kek_free(a->kek);
+	pthread_mutex_destroy(&a->lock);
+	pthread_cond_destroy(&a->cond);
+	free(a);
+	return NULL;
+}
+
+/* Metrics ------------------------------------------------------------------------------ */
+
+static int spine_metrics(struct http_metrics *m, void *arg)
+{
+	struct app *a = arg;
+	struct db_writer_stats ws;
+	uint64_t depth = 0, age_ms = 0, published = 0;
+
+	db_writer_stats(a->db, &ws);
+	http_metrics_family(m, "trstctl_db_write_batches_total", "counter",
+			    "Group-commit batches committed by this server.");
+	http_metrics_sample(m, "trstctl_db_write_batches_total", NULL, ws.batches);
+	http_metrics_family(m, "trstctl_db_write_changes_total", "counter",
+			    "Changes committed through the group-commit writer.");
+	http_metrics_sample(m, "trstctl_db_write_changes_total", NULL, ws.changes);
+	if (bus_stats(a->bus, &depth, &age_ms, &published) >= 0) {
+		http_metrics_family(m, "trstctl_outbox_depth", "gauge",
+				    "Events committed but not yet published to JetStream.");
+		http_metrics_sample(m, "trstctl_outbox_depth", NULL, depth);
+		http_metrics_family(m, "trstctl_outbox_oldest_age_seconds", "gauge",
+				    "Age of the oldest unpublished event (whole seconds).");
+		http_metrics_sample(m, "trstctl_outbox_oldest_age_seconds", NULL, age_ms / 1000);
+		http_metrics_family(m, "trstctl_outbox_published_total", "counter",
+				    "Events this server published to JetStream.");
+		http_metrics_sample(m, "trstctl_outbox_published_total", NULL, published);
+	}
+	http_metrics_family(m, "trstctl_guard_denials_unaudited_total", "counter",
+			    "Guard denials that could not be queued for the audit log.");
+	http_metrics_sample(m, "trstctl_guard_denials_unaudited_total", NULL,
+			    atomic_load(&a->denials_dropped));
+	return 0;
+}
+
+int app_metrics_register(struct app *a, struct http_server *h)
+{
+	return http_server_add_metrics(h, spine_metrics, a);
+}
+
+/* CLI ---------------------------------------------------------------------------------- */
+
+int app_migrate_cli(int argc, char **argv, const struct cfg *c)
+{
+	const struct db_config dc = { .dsn = c->postgres.dsn, .max_conns = 1,
+				      .connect_timeout_ms = 5000 };
+	bool status = argc > 1 && strcmp(argv[1], "--status") == 0;
+	struct db *db = NULL;
+	char *text = NULL, *msg = NULL;
+	int applied = 0, r;
+
+	if (argc > 2 || (argc == 2 && !status)) {
+		fprintf(stderr, "usage: trstctl migrate [--status]\n");
+		return 2;
+	}
+	r = db_open(&dc, &db);
+	if (r < 0) {
+		fprintf(stderr, "trstctl: migrate: cannot open the database: %s\n", strerror(-r));
+		return 1;
+	}
+	if (status) {
+		r = db_migrate_status(db, &text);
+		if (r >= 0)
+			fputs(text, stdout);
+	} else {
+		r = db_migrate_msg(db, &applied, &msg);
+		if (r >= 0)
+			printf("applied %d migration%s\n", applied, applied == 1 ? "" : "s");
+	}
+	if (r < 0)
+		fprintf(stderr, "trstctl: migrate: %s\n", msg ? msg : strerror(-r));
+	free(text);
+	free(msg);
+	db_close(db);
+	return r < 0 ? 1 : 0;
+}

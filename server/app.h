@@ -1,0 +1,33 @@
+#pragma once
+/*
+ * app: the durable spine of one server process, opened in DESIGN.md §3 order after the
+ * egress guard: the KEK, PostgreSQL (with retry) and its migrations, the KEK check, the
+ * audit chain, the outbox relay, and then the domain services, which it registers on the
+ * gRPC server. main.c owns the order of steps; this file owns what each step needs.
+ */
+#include <signal.h>
+
+struct cfg;
+struct guard_run;
+struct rpc_server;
+struct http_server;
+struct app;
+
+/*
+ * Opens everything the services need. PostgreSQL down: retries with backoff and a log
+ * line per attempt until it answers or a signal of sigs arrives (then -EINTR). Returns
+ * -errno after logging the reason once.
+ */
+int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
+	     struct app **ret_app);
+/* Registers the domain services (Audit, CA, Secrets, Policy) and the authorizer. */
+int app_register(struct app *a, struct rpc_server *s);
+/* Adds the spine's gauges (outbox depth and age, writer batches) to /metrics. */
+int app_metrics_register(struct app *a, struct http_server *h);
+/* Starts background work that needs the services in place (outbox relay). */
+int app_start(struct app *a);
+/* Stops and frees, after the gRPC server is gone. Accepts NULL, returns NULL. */
+struct app *app_close(struct app *a);
+
+/* `trstctl migrate [--status]`: applies (or lists) migrations; returns the exit status. */
+int app_migrate_cli(int argc, char **argv, const struct cfg *c);

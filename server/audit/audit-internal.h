@@ -1,0 +1,75 @@
+#pragma once
+/*
+ * Shared between the files of audit/ only: the struct behind the handle, the item that
+ * audit_record() attaches, the signing key helpers and the SELECT list of a record.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "audit.h"
+
+struct db_conn;
+struct db_rows;
+
+/* The DB_ITEM_AUDIT item: one allocation, the strings point into buf. */
+struct audit_record {
+	struct audit_event ev; /* sequence, prev_hash, hash: set by the pre-commit hook */
+	char buf[];
+};
+
+/* A public key of the audit key, by version. */
+struct audit_pub {
+	int version;
+	void *pkey; /* EVP_PKEY * (kept out of the header so it needs no OpenSSL) */
+};
+
+struct audit {
+	struct db *db;
+	int64_t every;	     /* checkpoint every so many records */
+	int64_t interval_ms; /* timer period, 0 = no timer */
+	void *sign_key;	     /* EVP_PKEY *, NULL when read-only */
+	int sign_version;    /* version of sign_key in sealed_keys */
+	bool hooked;	     /* the pre-commit hook is registered */
+	void *rpc_handlers;  /* struct rpc_method_handler[] of audit_rpc_register, or NULL */
+
+	pthread_mutex_t key_mu; /* guards pubs (reloaded when an unknown version shows up) */
+	struct audit_pub *pubs;
+	size_t n_pubs;
+
+	pthread_mutex_t timer_mu; /* guards stop; timer_cv wakes the timer */
+	pthread_cond_t timer_cv;
+	bool stop;
+	bool timer_running;
+	pthread_t timer;
+};
+
+/* Columns of a record, in this order, from audit_events aliased e (see audit_row_event). */
+#define AUDIT_EVENT_COLS                                                            \
+	"e.sequence, e.id, e.type, "                                                \
+	"to_char(e.time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), " \
+	"e.actor, e.resource, e.outcome, e.data_json, e.prev_hash, e.hash"
+#define AUDIT_EVENT_NCOLS 10
+
+/* Fills ev from the AUDIT_EVENT_COLS starting at column col of row. -EPROTO on bad data. */
+int audit_row_event(const struct db_rows *rows, size_t row, size_t col, const char *tenant,
+		    struct audit_event *ev);
+/* Frees the strings of ev (not ev). */
+void audit_event_clear(struct audit_event *ev);
+
+/* Validates a tenant uuid and writes it lowercase (NULL = default). -EINVAL. */
+int audit_tenant(const char *in, char ret[AUDIT_UUID_LEN + 1]);
+
+/* Key: load or create (kek != NULL) and load public keys. */
+int audit_key_load(struct audit *a, const struct kek *kek);
+void audit_key_free(struct audit *a);
+/* Signs the checkpoint (tenant, sequence, hash) with the current key. */
+int audit_key_sign(struct audit *a, const char *tenant, int64_t sequence,
+		   const uint8_t hash[AUDIT_HASH_LEN], uint8_t sig[64]);
+/* 0 when sig is a valid signature by key version; -EBADMSG when not; -ENOKEY unknown key. */
+int audit_key_verify(struct audit *a, struct db_conn *conn, int version, const char *tenant,
+		     int64_t sequence, const uint8_t hash[AUDIT_HASH_LEN], const uint8_t *sig,
+		     size_t sig_len);
+/* Inserts a checkpoint row (ON CONFLICT DO NOTHING) through conn. */
+int audit_checkpoint_insert(struct audit *a, struct db_conn *conn, const char *tenant,
+			    int64_t sequence, const uint8_t hash[AUDIT_HASH_LEN]);

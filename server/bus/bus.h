@@ -1,0 +1,61 @@
+#pragma once
+/*
+ * bus: events, the transactional outbox and its relay to NATS JetStream (the only module
+ * that sees nats.c). A change attaches its event with bus_event(); a pre-commit hook of the
+ * group-commit writer inserts every event of the batch into the outbox table in the same
+ * transaction, so an event is committed with its change or not at all. The relay thread
+ * publishes unsent rows to stream TRSTCTL_EVENTS, subject `events.<type>`, Nats-Msg-Id =
+ * event id (JetStream de-duplicates a re-publish), and marks them sent once acknowledged.
+ */
+#include <stdint.h>
+
+struct db;
+struct db_tx;
+struct bus; /* the outbox hook and the relay of one server */
+
+struct bus_config {
+	const char *nats_url; /* nats://host:port[,...]; NULL or "": no relay, events wait */
+	const char *stream;   /* JetStream stream name; NULL: "TRSTCTL_EVENTS" */
+	int batch;	      /* rows per relay transaction, 1..1000; 0: 100 */
+	int idle_ms;	      /* longest sleep when nothing is pending; 0: 200 */
+};
+
+#define BUS_DEFAULT_STREAM "TRSTCTL_EVENTS"
+/* Largest envelope accepted by bus_event (below NATS's default 1 MiB max payload). */
+#define BUS_EVENT_MAX (512 * 1024)
+
+/*
+ * Attaches an event to the change tx; it is inserted into the outbox when the batch
+ * commits and vanishes if the change or the batch rolls back. tenant_id: a UUID, NULL for
+ * DB_DEFAULT_TENANT. type: dot-separated tokens of [A-Za-z0-9_-] ("identity.issued"), at
+ * most 128 bytes. actor: who did it, NULL for none (written as JSON null). data_json: a
+ * JSON object (NULL for {}). Returns 0, -EINVAL for a bad argument (nothing attached),
+ * -EMSGSIZE when the envelope exceeds BUS_EVENT_MAX, -ENOMEM.
+ * Needs bus_open() on the same struct db before the first db_write.
+ */
+int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const char *actor,
+	      const char *data_json);
+
+/*
+ * Registers the outbox pre-commit hook on db (call before db_write is used) and prepares
+ * the relay (not started). db is borrowed and must outlive the bus. cfg may be NULL
+ * (defaults, no relay). Returns 0, -EINVAL for a bad stream name or batch, -ENOMEM.
+ */
+int bus_open(struct db *db, const struct bus_config *cfg, struct bus **ret_bus);
+/*
+ * Starts the relay thread (a no-op without nats_url). NATS being down is not an error:
+ * the relay keeps trying with backoff and says so once per state change.
+ */
+int bus_start(struct bus *b);
+/* Wakes the relay now (call after a db_write that attached events). Accepts NULL. */
+void bus_kick(struct bus *b);
+/* Stops the relay (waits for its current batch) and frees b. Accepts NULL, returns NULL. */
+struct bus *bus_close(struct bus *b);
+
+/*
+ * The outbox gauge: unsent rows, age of the oldest unsent row in ms (0 when none), and
+ * events acknowledged by JetStream through this bus (re-publishes JetStream reported as
+ * duplicates included). Any output may be NULL. Queries the database: -ECONNRESET etc.
+ */
+int bus_stats(struct bus *b, uint64_t *ret_depth, uint64_t *ret_oldest_age_ms,
+	      uint64_t *ret_published_total);

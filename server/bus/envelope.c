@@ -1,0 +1,164 @@
+/*
+ * The event envelope and its pieces: random UUIDs, the checks on tenant ids and event
+ * types, RFC 3339 timestamps, and the JSON {id, type, tenant_id, time, actor, data} that
+ * subscribers receive. Pure functions over jansson and getrandom(2); no database, no NATS,
+ * so the unit tests exercise them directly.
+ *
+ * data is the change's JSON object embedded as is. The original product carried it as
+ * base64 of the JSON bytes; we embed the object because subscribers (jq, other services)
+ * read it directly, and JSON in JSON needs no second decoding step.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include <jansson.h>
+
+#include "internal.h"
+
+int bus_uuid_v4(char out[BUS_UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[16];
+	size_t got = 0;
+
+	while (got < sizeof(r)) {
+		ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		got += (size_t)n;
+	}
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10 */
+
+	char *p = out;
+
+	for (size_t i = 0; i < sizeof(r); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[r[i] >> 4];
+		*p++ = hex[r[i] & 0x0f];
+	}
+	*p = '\0';
+	return 0;
+}
+
+static bool is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool bus_uuid_valid(const char *s)
+{
+	if (!s || strlen(s) != BUS_UUID_LEN)
+		return false;
+	for (size_t i = 0; i < BUS_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !is_hex(s[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool is_token_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
+}
+
+bool bus_type_valid(const char *type)
+{
+	size_t len, token = 0;
+
+	if (!type)
+		return false;
+	len = strlen(type);
+	if (len == 0 || len > BUS_TYPE_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (type[i] == '.') {
+			if (token == 0)
+				return false;
+			token = 0;
+		} else if (is_token_char(type[i])) {
+			token++;
+		} else {
+			return false;
+		}
+	}
+	return token > 0;
+}
+
+void bus_rfc3339(const struct timespec *t, char out[32])
+{
+	struct tm tm;
+	char base[24];
+
+	gmtime_r(&t->tv_sec, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, 32, "%.19s.%06uZ", base, (unsigned)(t->tv_nsec / 1000) % 1000000u);
+}
+
+int bus_envelope_build(const char *id, const char *tenant_id, const char *type, const char *actor,
+		       const char *data_json, const struct timespec *now, char **ret_json,
+		       size_t *ret_len)
+{
+	json_error_t jerr;
+	json_t *data, *env = NULL, *jactor;
+	char when[32], *text;
+	int r = -ENOMEM;
+
+	if (!data_json)
+		data_json = "{}";
+	data = json_loads(data_json, JSON_REJECT_DUPLICATES, &jerr);
+	if (!data || !json_is_object(data)) {
+		json_decref(data);
+		return -EINVAL;
+	}
+	if (actor) {
+		jactor = json_string(actor);
+		if (!jactor) { /* not UTF-8 */
+			json_decref(data);
+			return -EINVAL;
+		}
+	} else {
+		jactor = json_null();
+	}
+
+	bus_rfc3339(now, when);
+	env = json_object();
+	if (!env || json_object_set_new(env, "id", json_string(id)) < 0 ||
+	    json_object_set_new(env, "type", json_string(type)) < 0 ||
+	    json_object_set_new(env, "tenant_id", json_string(tenant_id)) < 0 ||
+	    json_object_set_new(env, "time", json_string(when)) < 0) {
+		json_decref(jactor);
+		json_decref(data);
+		goto out;
+	}
+	/* set_new steals the reference even on failure. */
+	if (json_object_set_new(env, "actor", jactor) < 0 ||
+	    json_object_set_new(env, "data", data) < 0)
+		goto out;
+
+	text = json_dumps(env, JSON_COMPACT);
+	if (!text)
+		goto out;
+	if (strlen(text) > BUS_EVENT_MAX) {
+		free(text);
+		r = -EMSGSIZE;
+		goto out;
+	}
+	*ret_len = strlen(text);
+	*ret_json = text;
+	r = 0;
+out:
+	json_decref(env);
+	return r;
+}

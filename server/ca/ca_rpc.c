@@ -1,0 +1,615 @@
+/*
+ * trstctl.v1.CA over gRPC: protobuf <-> the domain of ca_service.c. Every handler but
+ * GetCABundle waits on PostgreSQL, so they run on the worker pool. Replies are built in
+ * call memory; the same builders make the reply that a request_id stores (then in a
+ * small malloc arena whose strings borrow the domain's), and a replay unpacks the stored
+ * bytes into call memory. Domain errors carry their message (ctx.err); an issuance check
+ * that refused has already set the call's status, which stands.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ca-internal.h"
+#include "ca.pb-c.h"
+#include "rpc.h"
+#include "timestamp.pb-c.h"
+
+#define RPC_WRITE_MAX_MS 30000
+
+/* Memory for a message: the call's, or (call NULL) tracked mallocs with borrowed strings. */
+struct arena {
+	struct rpc_call *call;
+	void **ptrs;
+	size_t n, cap;
+	bool oom;
+};
+
+static void *ar_alloc(struct arena *a, size_t size)
+{
+	void *p, **n;
+
+	if (a->call)
+		return rpc_call_alloc(a->call, size);
+	if (a->n == a->cap) {
+		n = realloc(a->ptrs, (a->cap ? a->cap * 2 : 16) * sizeof(*n));
+		if (!n) {
+			a->oom = true;
+			return NULL;
+		}
+		a->ptrs = n;
+		a->cap = a->cap ? a->cap * 2 : 16;
+	}
+	p = calloc(1, size ? size : 1);
+	if (!p)
+		a->oom = true;
+	else
+		a->ptrs[a->n++] = p;
+	return p;
+}
+
+static char *ar_str(struct arena *a, const char *s)
+{
+	if (!s)
+		s = "";
+	return a->call ? rpc_call_strdup(a->call, s) : (char *)s;
+}
+
+static void ar_free(struct arena *a)
+{
+	for (size_t i = 0; i < a->n; i++)
+		free(a->ptrs[i]);
+	free(a->ptrs);
+}
+
+static Google__Protobuf__Timestamp *ts_new(struct arena *a, int64_t seconds, int32_t nanos)
+{
+	Google__Protobuf__Timestamp *ts = ar_alloc(a, sizeof(*ts));
+
+	if (ts) {
+		google__protobuf__timestamp__init(ts);
+		ts->seconds = seconds;
+		ts->nanos = nanos;
+	}
+	return ts;
+}
+
+static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
+{
+	return ts_new(a, us / 1000000, (int32_t)(us % 1000000) * 1000);
+}
+
+static Trstctl__V1__Owner *owner_msg(struct arena *a, const struct ca_owner *o)
+{
+	Trstctl__V1__Owner *m = ar_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	trstctl__v1__owner__init(m);
+	m->id = ar_str(a, o->id);
+	m->kind = ar_str(a, ca_owner_kind_name(o->kind));
+	m->name = ar_str(a, o->name);
+	m->email = ar_str(a, o->email);
+	m->create_time = ts_us(a, o->create_time);
+	return m;
+}
+
+static Trstctl__V1__Certificate *cert_msg(struct arena *a, const struct ca_service *svc,
+					  const struct ca_cert *c)
+{
+	Trstctl__V1__Certificate *m = ar_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	trstctl__v1__certificate__init(m);
+	m->serial = ar_str(a, c->serial);
+	m->identity_id = ar_str(a, c->identity_id);
+	m->pem = ar_str(a, c->pem);
+	m->chain_pem = ar_str(a, ca_service_bundle_pem(svc));
+	m->not_before = ts_new(a, c->not_before, 0);
+	m->not_after = ts_new(a, c->not_after, 0);
+	if (c->key_pem)
+		m->private_key_pem = ar_str(a, c->key_pem);
+	m->revoked = c->revoked;
+	if (c->revoked) {
+		m->revocation_reason = ar_str(a, ca_reason_name(c->reason));
+		m->revoke_time = ts_us(a, c->revoke_time);
+	}
+	return m;
+}
+
+static char **str_list(struct arena *a, char **v, size_t n)
+{
+	char **out = ar_alloc(a, (n ? n : 1) * sizeof(*out));
+
+	for (size_t i = 0; out && i < n; i++)
+		out[i] = ar_str(a, v[i]);
+	return out;
+}
+
+static Trstctl__V1__Identity *identity_msg(struct arena *a, const struct ca_service *svc,
+					   const struct ca_identity *i)
+{
+	Trstctl__V1__Identity *m = ar_alloc(a, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	trstctl__v1__identity__init(m);
+	m->id = ar_str(a, i->id);
+	m->kind = ar_str(a, ca_identity_kind_name(i->kind));
+	m->name = ar_str(a, i->name);
+	m->owner_id = ar_str(a, i->owner_id);
+	m->state = ar_str(a, ca_state_name(i->state));
+	m->n_dns_names = i->n_dns_names;
+	m->dns_names = str_list(a, i->dns_names, i->n_dns_names);
+	m->n_ip_addresses = i->n_ip_addresses;
+	m->ip_addresses = str_list(a, i->ip_addresses, i->n_ip_addresses);
+	m->key_type = ar_str(a, crypto_key_type_name(i->key_type));
+	m->ttl_seconds = i->ttl_seconds;
+	m->create_time = ts_us(a, i->create_time);
+	m->update_time = ts_us(a, i->update_time);
+	m->revocation_reason = ar_str(a, i->revocation_reason);
+	if (i->cert)
+		m->certificate = cert_msg(a, svc, i->cert);
+	return m;
+}
+
+/* Packing for request_id: what each mutation stores. */
+static int pack_done(struct arena *a, const ProtobufCMessage *m, uint8_t **ret, size_t *ret_len)
+{
+	size_t n;
+	uint8_t *buf;
+
+	if (!m || a->oom) {
+		ar_free(a);
+		return -ENOMEM;
+	}
+	n = protobuf_c_message_get_packed_size(m);
+	buf = malloc(n ? n : 1);
+	if (buf)
+		protobuf_c_message_pack(m, buf);
+	ar_free(a);
+	if (!buf)
+		return -ENOMEM;
+	*ret = buf;
+	*ret_len = n;
+	return 0;
+}
+
+static int pack_owner(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
+{
+	struct arena a = { 0 };
+	Trstctl__V1__Owner *m = owner_msg(&a, r);
+
+	(void)ud;
+	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+}
+
+static int pack_identity(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
+{
+	struct arena a = { 0 };
+	Trstctl__V1__Identity *m = identity_msg(&a, ud, r);
+
+	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+}
+
+static int pack_cert(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
+{
+	struct arena a = { 0 };
+	Trstctl__V1__Certificate *m = cert_msg(&a, ud, r);
+
+	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+}
+
+/* Handler plumbing --------------------------------------------------------------------- */
+
+static void *call_alloc(void *data, size_t size)
+{
+	return rpc_call_alloc(data, size);
+}
+
+static void call_free(void *data, void *p)
+{
+	(void)data;
+	(void)p; /* released with the call */
+}
+
+static void ctx_init(struct ca_ctx *ctx, struct rpc_call *call, const char *method,
+		     const char *request_id,
+		     int (*pack)(const void *, uint8_t **, size_t *, void *), void *svc)
+{
+	int64_t left = rpc_call_remaining_ms(call);
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->actor = rpc_call_principal(call);
+	ctx->call = call;
+	ctx->method = method;
+	ctx->request_id = request_id;
+	ctx->pack = pack;
+	ctx->pack_ud = svc;
+	ctx->timeout_ms = left < RPC_WRITE_MAX_MS ? (int)(left > 0 ? left : 1) : RPC_WRITE_MAX_MS;
+}
+
+/* The reply of a replayed request: the stored bytes, unpacked into call memory. */
+static int replay(struct rpc_call *call, struct ca_ctx *ctx, const ProtobufCMessageDescriptor *d,
+		  ProtobufCMessage **ret_resp)
+{
+	ProtobufCAllocator al = { .alloc = call_alloc, .free = call_free, .allocator_data = call };
+	ProtobufCMessage *m = protobuf_c_message_unpack(d, &al, ctx->replayed_len, ctx->replayed);
+
+	ca_ctx_clear(ctx);
+	if (!m)
+		return rpc_call_error(call, RPC_INTERNAL,
+				      "stored reply of request_id is unreadable");
+	*ret_resp = m;
+	return 0;
+}
+
+static int domain_error(struct rpc_call *call, struct ca_ctx *ctx, int r)
+{
+	enum rpc_code code;
+
+	ca_ctx_clear(ctx);
+	if (ctx->check_failed || !ctx->err[0])
+		return r;
+	switch (-r) {
+	case EINVAL:
+		code = RPC_INVALID_ARGUMENT;
+		break;
+	case ENOENT:
+		code = RPC_NOT_FOUND;
+		break;
+	case EEXIST:
+		code = RPC_ALREADY_EXISTS;
+		break;
+	case EILSEQ:
+		code = RPC_FAILED_PRECONDITION;
+		break;
+	case EBUSY:
+		code = RPC_ABORTED;
+		break;
+	case EOPNOTSUPP:
+		code = RPC_UNIMPLEMENTED;
+		break;
+	case EAGAIN:
+		code = RPC_UNAVAILABLE;
+		break;
+	default:
+		code = rpc_errno_code(r);
+	}
+	return rpc_call_error(call, code, "%s", ctx->err);
+}
+
+static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,
+		const ProtobufCMessageDescriptor *d, ProtobufCMessage **ret_resp)
+{
+	if (r < 0)
+		return domain_error(call, ctx, r);
+	if (r == 1)
+		return replay(call, ctx, d, ret_resp);
+	return 0;
+}
+
+/* Owners ------------------------------------------------------------------------------- */
+
+static int create_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__CreateOwnerRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_owner o = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, "CreateOwner", req->request_id, pack_owner, user);
+	r = ca_owner_create(user, &ctx, req->kind, req->name, req->email, &o);
+	if (r != 0)
+		return done(call, &ctx, r, &trstctl__v1__owner__descriptor, ret_resp);
+	*ret_resp = &owner_msg(&a, &o)->base;
+	ca_owner_clear(&o);
+	return 0;
+}
+
+static int get_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
+		     ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__GetOwnerRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_owner o = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	r = ca_owner_get(user, &ctx, req->id, &o);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	*ret_resp = &owner_msg(&a, &o)->base;
+	ca_owner_clear(&o);
+	return 0;
+}
+
+static int list_owners(struct rpc_call *call, const ProtobufCMessage *req_msg,
+		       ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__ListOwnersRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	Trstctl__V1__ListOwnersResponse *resp;
+	struct ca_owner *v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	if (req->page_size < 0)
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
+	r = ca_owner_list(user, &ctx, req->kind, req->page_size, req->page_token, &v, &n, &next);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_owners_response__descriptor);
+	resp->n_owners = n;
+	resp->owners = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->owners));
+	for (size_t i = 0; i < n; i++) {
+		resp->owners[i] = owner_msg(&a, &v[i]);
+		ca_owner_clear(&v[i]);
+	}
+	if (next)
+		resp->next_page_token = rpc_call_strdup(call, next);
+	free(next);
+	free(v);
+	*ret_resp = &resp->base;
+	return 0;
+}
+
+/* Identities --------------------------------------------------------------------------- */
+
+static int create_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			   ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__CreateIdentityRequest *req = (const void *)req_msg;
+	struct ca_identity_spec s = { .kind = req->kind,
+				      .name = req->name,
+				      .owner_id = req->owner_id,
+				      .dns_names = (const char *const *)req->dns_names,
+				      .n_dns_names = req->n_dns_names,
+				      .ip_addresses = (const char *const *)req->ip_addresses,
+				      .n_ip_addresses = req->n_ip_addresses,
+				      .key_type = req->key_type,
+				      .ttl_seconds = req->ttl_seconds };
+	struct arena a = { .call = call };
+	struct ca_identity i = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, "CreateIdentity", req->request_id, pack_identity, user);
+	r = ca_identity_create(user, &ctx, &s, &i);
+	if (r != 0)
+		return done(call, &ctx, r, &trstctl__v1__identity__descriptor, ret_resp);
+	*ret_resp = &identity_msg(&a, user, &i)->base;
+	ca_identity_clear(&i);
+	return 0;
+}
+
+static int get_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__GetIdentityRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_identity i = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	r = ca_identity_get(user, &ctx, req->id, &i);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	*ret_resp = &identity_msg(&a, user, &i)->base;
+	ca_identity_clear(&i);
+	return 0;
+}
+
+static int list_identities(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			   ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__ListIdentitiesRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	Trstctl__V1__ListIdentitiesResponse *resp;
+	struct ca_identity *v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	if (req->page_size < 0)
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
+	r = ca_identity_list(user, &ctx, req->owner_id, req->state, req->page_size, req->page_token,
+			     &v, &n, &next);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	resp = (void *)rpc_call_new_message(call,
+					    &trstctl__v1__list_identities_response__descriptor);
+	resp->n_identities = n;
+	resp->identities = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->identities));
+	for (size_t i = 0; i < n; i++) {
+		resp->identities[i] = identity_msg(&a, user, &v[i]);
+		ca_identity_clear(&v[i]);
+	}
+	if (next)
+		resp->next_page_token = rpc_call_strdup(call, next);
+	free(next);
+	free(v);
+	*ret_resp = &resp->base;
+	return 0;
+}
+
+static int transition_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			       ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__TransitionIdentityRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_identity i = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, "TransitionIdentity", req->request_id, pack_identity, user);
+	r = ca_identity_transition(user, &ctx, req->id, req->to, req->reason, &i);
+	if (r != 0)
+		return done(call, &ctx, r, &trstctl__v1__identity__descriptor, ret_resp);
+	*ret_resp = &identity_msg(&a, user, &i)->base;
+	ca_identity_clear(&i);
+	return 0;
+}
+
+/* Certificates and the CA ---------------------------------------------------------------- */
+
+static int issue_certificate(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			     ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__IssueCertificateRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_cert c = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, "IssueCertificate", req->request_id, pack_cert, user);
+	r = ca_cert_issue(user, &ctx, req->identity_id, req->csr_pem, req->ttl_seconds, &c);
+	if (r != 0)
+		return done(call, &ctx, r, &trstctl__v1__certificate__descriptor, ret_resp);
+	*ret_resp = &cert_msg(&a, user, &c)->base;
+	ca_cert_clear(&c);
+	return 0;
+}
+
+static int get_certificate(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			   ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__GetCertificateRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	struct ca_cert c = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	r = ca_cert_get(user, &ctx, req->serial, &c);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	*ret_resp = &cert_msg(&a, user, &c)->base;
+	ca_cert_clear(&c);
+	return 0;
+}
+
+static int list_certificates(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			     ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__ListCertificatesRequest *req = (const void *)req_msg;
+	struct arena a = { .call = call };
+	Trstctl__V1__ListCertificatesResponse *resp;
+	struct ca_cert *v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	struct ca_ctx ctx;
+	int r;
+
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	if (req->page_size < 0)
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
+	r = ca_cert_list(user, &ctx, req->identity_id, req->page_size, req->page_token, &v, &n,
+			 &next);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	resp = (void *)rpc_call_new_message(call,
+					    &trstctl__v1__list_certificates_response__descriptor);
+	resp->n_certificates = n;
+	resp->certificates = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->certificates));
+	for (size_t i = 0; i < n; i++) {
+		resp->certificates[i] = cert_msg(&a, user, &v[i]);
+		ca_cert_clear(&v[i]);
+	}
+	if (next)
+		resp->next_page_token = rpc_call_strdup(call, next);
+	free(next);
+	free(v);
+	*ret_resp = &resp->base;
+	return 0;
+}
+
+static int get_ca_bundle(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			 ProtobufCMessage **ret_resp, void *user)
+{
+	Trstctl__V1__CABundle *resp;
+
+	(void)req_msg;
+	resp = (void *)rpc_call_new_message(call, &trstctl__v1__cabundle__descriptor);
+	resp->pem = (char *)ca_service_bundle_pem(user); /* lives as long as the service */
+	*ret_resp = &resp->base;
+	return 0;
+}
+
+static int get_crl(struct rpc_call *call, const ProtobufCMessage *req_msg,
+		   ProtobufCMessage **ret_resp, void *user)
+{
+	struct arena a = { .call = call };
+	Trstctl__V1__CRL *resp;
+	struct ca_crl crl = { 0 };
+	struct ca_ctx ctx;
+	int r;
+
+	(void)req_msg;
+	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	r = ca_crl_get(user, &ctx, &crl);
+	if (r < 0)
+		return domain_error(call, &ctx, r);
+	resp = (void *)rpc_call_new_message(call, &trstctl__v1__crl__descriptor);
+	resp->der.data = rpc_call_alloc(call, crl.der_len);
+	memcpy(resp->der.data, crl.der, crl.der_len);
+	resp->der.len = crl.der_len;
+	resp->pem = rpc_call_strdup(call, crl.pem);
+	resp->this_update = ts_new(&a, crl.this_update, 0);
+	resp->next_update = ts_new(&a, crl.next_update, 0);
+	resp->number = crl.number;
+	ca_crl_clear(&crl);
+	*ret_resp = &resp->base;
+	return 0;
+}
+
+int ca_rpc_register(struct rpc_server *s, struct ca_service *svc)
+{
+	static const struct {
+		const char *name;
+		rpc_unary_fn fn;
+		bool inline_ok;
+	} table[] = {
+		{ "CreateOwner", create_owner, false },
+		{ "GetOwner", get_owner, false },
+		{ "ListOwners", list_owners, false },
+		{ "CreateIdentity", create_identity, false },
+		{ "GetIdentity", get_identity, false },
+		{ "ListIdentities", list_identities, false },
+		{ "TransitionIdentity", transition_identity, false },
+		{ "IssueCertificate", issue_certificate, false },
+		{ "GetCertificate", get_certificate, false },
+		{ "ListCertificates", list_certificates, false },
+		{ "GetCABundle", get_ca_bundle, true },
+		{ "GetCRL", get_crl, false },
+	};
+	const ProtobufCServiceDescriptor *d = &trstctl__v1__ca__descriptor;
+	struct rpc_method_handler *h;
+
+	if (!s || !svc)
+		return -EINVAL;
+	if (!svc->rpc_handlers) {
+		svc->rpc_handlers = calloc(d->n_methods, sizeof(*h));
+		if (!svc->rpc_handlers)
+			return -ENOMEM;
+	}
+	h = svc->rpc_handlers;
+	/* By name: the table follows desc->methods[], whatever order protoc-c chose. */
+	for (unsigned i = 0; i < d->n_methods; i++)
+		for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++)
+			if (strcmp(d->methods[i].name, table[k].name) == 0)
+				h[i] = (struct rpc_method_handler){ .unary = table[k].fn,
+								    .inline_ok =
+									    table[k].inline_ok };
+	return rpc_server_add_service(s, d, h, svc);
+}

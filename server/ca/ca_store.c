@@ -1,0 +1,612 @@
+/*
+ * The SQL of the CA service (tables of migration 0002_ca, sealed_keys of 0001). Every
+ * statement filters on tenant_id. Times the service returns are written by it as Unix
+ * microseconds (so that a reply can be packed before the commit) and read back the same
+ * way; arrays of names cross as text: they are validated names, which never contain a
+ * comma, a quote or a brace, so '{"a","b"}' in and array_to_string(x, ',') out are exact.
+ * Lists page by keyset on the primary key (id or serial): the page token is the last key.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "ca-internal.h"
+#include "kek.h"
+
+#define US(col) "(extract(epoch from " col ") * 1000000)::bigint"
+#define SECS(col) "extract(epoch from " col ")::bigint"
+#define TS(p) "(timestamptz 'epoch' + " p "::bigint * interval '1 microsecond')"
+
+#define OWNER_COLS "id, kind, name, email, " US("created_at")
+#define IDENT_COLS                                                                              \
+	"id, kind, name, owner_id, state, array_to_string(dns_names, ','), "                    \
+	"array_to_string(ip_addresses, ','), key_type, ttl_seconds, " US("created_at") ", " US( \
+		"updated_at") ", revocation_reason, coalesce(current_serial, '')"
+#define CERT_COLS                                                                       \
+	"serial, identity_id, der, " SECS("not_before") ", " SECS("not_after") ", " US( \
+		"revoked_at") ", coalesce(revocation_reason, 0), coalesce(superseded_by, '')"
+
+static const char *col(const struct db_rows *r, size_t row, size_t c)
+{
+	const char *v = db_rows_get(r, row, c);
+
+	return v ? v : "";
+}
+
+static int64_t col_i64(const struct db_rows *r, size_t row, size_t c)
+{
+	return strtoll(col(r, row, c), NULL, 10);
+}
+
+static char *xstrdup(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static void copy_id(char *dst, const char *src, size_t len)
+{
+	snprintf(dst, len, "%s", src ? src : "");
+}
+
+/* '{"a","b"}' for a text[] parameter; malloc'd. */
+static char *array_literal(const char *const *v, size_t n)
+{
+	size_t len = 3;
+	char *s, *p;
+
+	for (size_t i = 0; i < n; i++)
+		len += strlen(v[i]) + 3;
+	s = malloc(len);
+	if (!s)
+		return NULL;
+	p = s;
+	*p++ = '{';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s\"%s\"", i ? "," : "", v[i]);
+	*p++ = '}';
+	*p = '\0';
+	return s;
+}
+
+/* Splits "a,b" into a malloc'd array of malloc'd strings ("" gives none). */
+static int split_list(const char *s, char ***ret, size_t *ret_n)
+{
+	size_t n = 0, cap = 1;
+	char **v;
+
+	for (const char *p = s; *p; p++)
+		cap += *p == ',';
+	v = calloc(cap, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	while (*s) {
+		size_t len = strcspn(s, ",");
+
+		v[n] = strndup(s, len);
+		if (!v[n]) {
+			while (n)
+				free(v[--n]);
+			free(v);
+			return -ENOMEM;
+		}
+		n++;
+		s += len + (s[len] == ',');
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* Owners ------------------------------------------------------------------------------- */
+
+static int owner_from_row(const struct db_rows *r, size_t row, struct ca_owner *o)
+{
+	memset(o, 0, sizeof(*o));
+	copy_id(o->id, col(r, row, 0), sizeof(o->id));
+	if (ca_owner_kind_parse(col(r, row, 1), &o->kind, NULL, 0) < 0)
+		return -EPROTO;
+	o->name = xstrdup(col(r, row, 2));
+	o->email = xstrdup(col(r, row, 3));
+	o->create_time = col_i64(r, row, 4);
+	if (!o->name || !o->email) {
+		ca_owner_clear(o);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int ca_store_owner_insert(struct db_tx *tx, const char *tenant, const struct ca_owner *o)
+{
+	char t[24];
+	struct db_param p[6];
+
+	snprintf(t, sizeof(t), "%" PRId64, o->create_time);
+	p[0] = DB_TEXT(tenant);
+	p[1] = DB_TEXT(o->id);
+	p[2] = DB_TEXT(ca_owner_kind_name(o->kind));
+	p[3] = DB_TEXT(o->name);
+	p[4] = DB_TEXT(o->email);
+	p[5] = DB_TEXT(t);
+	return db_tx_exec(tx,
+			  "INSERT INTO owners (tenant_id, id, kind, name, email, created_at) "
+			  "VALUES ($1, $2, $3, $4, $5, " TS("$6") ")",
+			  p, 6, NULL);
+}
+
+int ca_store_owner_get(struct db_conn *c, const char *tenant, const char *id, struct ca_owner *ret)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(id) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = db_exec(c, "SELECT " OWNER_COLS " FROM owners WHERE tenant_id = $1 AND id = $2", p, 2,
+		    &rows);
+	if (r >= 0)
+		r = rows->n_rows ? owner_from_row(rows, 0, ret) : -ENOENT;
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_owner_list(struct db_conn *c, const char *tenant, const char *kind, int limit,
+			const char *after, struct ca_owner **ret, size_t *ret_n)
+{
+	char lim[16];
+	struct db_param p[4];
+	struct db_rows *rows = NULL;
+	struct ca_owner *v;
+	int r;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	p[0] = DB_TEXT(tenant);
+	p[1] = kind && *kind ? DB_TEXT(kind) : DB_NULL;
+	p[2] = after && *after ? DB_TEXT(after) : DB_NULL;
+	p[3] = DB_TEXT(lim);
+	r = db_exec(c,
+		    "SELECT " OWNER_COLS " FROM owners WHERE tenant_id = $1 "
+		    "AND ($2::text IS NULL OR kind = $2) AND ($3::uuid IS NULL OR id > $3) "
+		    "ORDER BY id LIMIT $4",
+		    p, 4, &rows);
+	if (r < 0)
+		return r;
+	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
+	if (!v) {
+		db_rows_free(rows);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
+		r = owner_from_row(rows, i, &v[i]);
+	if (r < 0) {
+		for (size_t i = 0; i < rows->n_rows; i++)
+			ca_owner_clear(&v[i]);
+		free(v);
+	} else {
+		*ret = v;
+		*ret_n = rows->n_rows;
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+/* Identities --------------------------------------------------------------------------- */
+
+static int identity_from_row(const struct db_rows *r, size_t row, struct ca_identity *i)
+{
+	int ret = 0;
+
+	memset(i, 0, sizeof(*i));
+	copy_id(i->id, col(r, row, 0), sizeof(i->id));
+	if (ca_identity_kind_parse(col(r, row, 1), &i->kind, NULL, 0) < 0 ||
+	    ca_state_parse(col(r, row, 4), &i->state, NULL, 0) < 0 ||
+	    crypto_key_type_from_name(col(r, row, 7), &i->key_type) < 0)
+		return -EPROTO;
+	i->name = xstrdup(col(r, row, 2));
+	copy_id(i->owner_id, col(r, row, 3), sizeof(i->owner_id));
+	if (!i->name || split_list(col(r, row, 5), &i->dns_names, &i->n_dns_names) < 0 ||
+	    split_list(col(r, row, 6), &i->ip_addresses, &i->n_ip_addresses) < 0)
+		ret = -ENOMEM;
+	i->ttl_seconds = col_i64(r, row, 8);
+	i->create_time = col_i64(r, row, 9);
+	i->update_time = col_i64(r, row, 10);
+	copy_id(i->revocation_reason, col(r, row, 11), sizeof(i->revocation_reason));
+	copy_id(i->current_serial, col(r, row, 12), sizeof(i->current_serial));
+	if (ret < 0)
+		ca_identity_clear(i);
+	return ret;
+}
+
+int ca_store_identity_insert(struct db_tx *tx, const char *tenant, const struct ca_identity *i)
+{
+	char ttl[24], t[24];
+	char *dns = array_literal((const char *const *)i->dns_names, i->n_dns_names);
+	char *ips = array_literal((const char *const *)i->ip_addresses, i->n_ip_addresses);
+	struct db_param p[10];
+	int r = -ENOMEM;
+
+	snprintf(ttl, sizeof(ttl), "%" PRId64, i->ttl_seconds);
+	snprintf(t, sizeof(t), "%" PRId64, i->create_time);
+	p[0] = DB_TEXT(tenant);
+	p[1] = DB_TEXT(i->id);
+	p[2] = DB_TEXT(ca_identity_kind_name(i->kind));
+	p[3] = DB_TEXT(i->name);
+	p[4] = DB_TEXT(i->owner_id);
+	p[5] = DB_TEXT(dns);
+	p[6] = DB_TEXT(ips);
+	p[7] = DB_TEXT(crypto_key_type_name(i->key_type));
+	p[8] = DB_TEXT(ttl);
+	p[9] = DB_TEXT(t);
+	if (dns && ips)
+		r = db_tx_exec(tx,
+			       "INSERT INTO identities (tenant_id, id, kind, name, owner_id, "
+			       "dns_names, ip_addresses, key_type, ttl_seconds, created_at, "
+			       "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, " TS(
+				       "$10") ", " TS("$10") ")",
+			       p, 10, NULL);
+	free(dns);
+	free(ips);
+	return r;
+}
+
+int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,
+			  struct ca_identity *ret)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(id) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = db_exec(c, "SELECT " IDENT_COLS " FROM identities WHERE tenant_id = $1 AND id = $2", p,
+		    2, &rows);
+	if (r >= 0)
+		r = rows->n_rows ? identity_from_row(rows, 0, ret) : -ENOENT;
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_identity_list(struct db_conn *c, const char *tenant, const char *owner_id,
+			   const char *state, int limit, const char *after,
+			   struct ca_identity **ret, size_t *ret_n)
+{
+	char lim[16];
+	struct db_param p[5];
+	struct db_rows *rows = NULL;
+	struct ca_identity *v;
+	int r;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	p[0] = DB_TEXT(tenant);
+	p[1] = owner_id && *owner_id ? DB_TEXT(owner_id) : DB_NULL;
+	p[2] = state && *state ? DB_TEXT(state) : DB_NULL;
+	p[3] = after && *after ? DB_TEXT(after) : DB_NULL;
+	p[4] = DB_TEXT(lim);
+	r = db_exec(c,
+		    "SELECT " IDENT_COLS " FROM identities WHERE tenant_id = $1 "
+		    "AND ($2::uuid IS NULL OR owner_id = $2) AND ($3::text IS NULL OR state = $3) "
+		    "AND ($4::uuid IS NULL OR id > $4) ORDER BY id LIMIT $5",
+		    p, 5, &rows);
+	if (r < 0)
+		return r;
+	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
+	if (!v) {
+		db_rows_free(rows);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
+		r = identity_from_row(rows, i, &v[i]);
+	if (r < 0) {
+		for (size_t i = 0; i < rows->n_rows; i++)
+			ca_identity_clear(&v[i]);
+		free(v);
+	} else {
+		*ret = v;
+		*ret_n = rows->n_rows;
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_identity_lock(struct db_tx *tx, const char *tenant, const char *id,
+			   enum ca_state *ret_state, char *ret_serial)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(id) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = db_tx_exec(tx,
+		       "SELECT state, coalesce(current_serial, '') FROM identities "
+		       "WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+		       p, 2, &rows);
+	if (r >= 0 && rows->n_rows == 0)
+		r = -ENOENT;
+	if (r >= 0 && ca_state_parse(col(rows, 0, 0), ret_state, NULL, 0) < 0)
+		r = -EPROTO;
+	if (r >= 0)
+		copy_id(ret_serial, col(rows, 0, 1), CRYPTO_SERIAL_HEX_LEN + 1);
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_identity_set_state(struct db_tx *tx, const char *tenant, const char *id,
+				enum ca_state to, int64_t now_us, const char *reason_name)
+{
+	char t[24];
+	struct db_param p[5];
+
+	snprintf(t, sizeof(t), "%" PRId64, now_us);
+	p[0] = DB_TEXT(tenant);
+	p[1] = DB_TEXT(id);
+	p[2] = DB_TEXT(ca_state_name(to));
+	p[3] = DB_TEXT(t);
+	p[4] = reason_name ? DB_TEXT(reason_name) : DB_NULL;
+	return db_tx_exec(tx,
+			  "UPDATE identities SET state = $3, updated_at = " TS(
+				  "$4") ", "
+					"revocation_reason = coalesce($5, revocation_reason) "
+					"WHERE tenant_id = $1 AND id = $2",
+			  p, 5, NULL);
+}
+
+int ca_store_identity_issue(struct db_tx *tx, const char *tenant, const char *id,
+			    const struct ca_store_issue *is, enum ca_state *ret_locked,
+			    char *ret_old_serial)
+{
+	const struct crypto_issued *c = is->cert;
+	char t[24], nb[24], na[24];
+	struct db_param p[14];
+	struct db_rows *rows = NULL;
+	int r;
+
+	snprintf(t, sizeof(t), "%" PRId64, is->now_us);
+	snprintf(nb, sizeof(nb), "%" PRId64, c->not_before);
+	snprintf(na, sizeof(na), "%" PRId64, c->not_after);
+	p[0] = DB_TEXT(tenant);
+	p[1] = DB_TEXT(id);
+	p[2] = DB_TEXT(ca_state_name(is->to));
+	p[3] = DB_TEXT(t);
+	p[4] = DB_TEXT(c->serial);
+	p[5] = DB_BYTES(c->der, c->der_len);
+	p[6] = DB_TEXT(c->fingerprint);
+	p[7] = DB_TEXT(c->key_algorithm);
+	p[8] = DB_TEXT(nb);
+	p[9] = DB_TEXT(na);
+	p[10] = DB_TEXT(ca_state_name(is->from));
+	p[11] = is->request_id ? DB_TEXT(is->request_id) : DB_NULL;
+	p[12] = DB_TEXT(is->method ? is->method : "");
+	p[13] = DB_BYTES(is->reply, is->reply_len);
+	/*
+	 * One round trip, because the writer runs the changes of a batch one after another:
+	 * lock the identity row, move it on only from the state the certificate was signed
+	 * for, record the certificate, mark the one it supersedes, and store the reply of the
+	 * request_id (a concurrent twin fails on its primary key).
+	 */
+	r = db_tx_exec(
+		tx,
+		"WITH cur AS (SELECT state, coalesce(current_serial, '') AS serial FROM identities "
+		"WHERE tenant_id = $1 AND id = $2 FOR UPDATE), "
+		"upd AS (UPDATE identities i SET state = $3, updated_at = " TS(
+			"$4") ", "
+			      "current_serial = $5 FROM cur WHERE i.tenant_id = $1 AND i.id = $2 AND "
+			      "cur.state = $11 RETURNING i.id), "
+			      "ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
+			      "key_algorithm, not_before, not_after, created_at) SELECT $1, $5, id, $6, $7, $8, "
+			      "to_timestamp($9::bigint), to_timestamp($10::bigint), " TS(
+				      "$4") " FROM upd "
+					    "RETURNING serial), "
+					    "sup AS (UPDATE certificates SET superseded_by = $5 WHERE tenant_id = $1 AND "
+					    "serial = (SELECT serial FROM cur) AND EXISTS (SELECT 1 FROM ins) RETURNING 1), "
+					    "idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
+					    "SELECT $1, $12, $13, $14 FROM ins WHERE $12::text IS NOT NULL RETURNING 1) "
+					    "SELECT cur.state, cur.serial, (SELECT count(*) FROM ins) FROM cur",
+		p, 14, &rows);
+	if (r >= 0 && rows->n_rows == 0)
+		r = -ENOENT;
+	if (r >= 0 && ca_state_parse(col(rows, 0, 0), ret_locked, NULL, 0) < 0)
+		r = -EPROTO;
+	if (r >= 0) {
+		copy_id(ret_old_serial, col(rows, 0, 1), CRYPTO_SERIAL_HEX_LEN + 1);
+		r = col_i64(rows, 0, 2) == 1 ? 0 : -ESTALE;
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_certs_revoke(struct db_tx *tx, const char *tenant, const char *identity_id,
+			  int64_t now_us, int reason)
+{
+	char t[24], rs[8];
+	struct db_param p[4];
+
+	snprintf(t, sizeof(t), "%" PRId64, now_us);
+	snprintf(rs, sizeof(rs), "%d", reason);
+	p[0] = DB_TEXT(tenant);
+	p[1] = DB_TEXT(identity_id);
+	p[2] = DB_TEXT(t);
+	p[3] = DB_TEXT(rs);
+	return db_tx_exec(
+		tx,
+		"UPDATE certificates SET revoked_at = " TS(
+			"$3") ", revocation_reason = $4 "
+			      "WHERE tenant_id = $1 AND identity_id = $2 AND revoked_at IS NULL",
+		p, 4, NULL);
+}
+
+/* Certificates ------------------------------------------------------------------------- */
+
+static int cert_from_row(const struct db_rows *r, size_t row, struct ca_cert *c)
+{
+	memset(c, 0, sizeof(*c));
+	copy_id(c->serial, col(r, row, 0), sizeof(c->serial));
+	copy_id(c->identity_id, col(r, row, 1), sizeof(c->identity_id));
+	c->pem = ca_pem_from_der("CERTIFICATE", (const uint8_t *)db_rows_get(r, row, 2),
+				 r->lengths[row * r->n_cols + 2]);
+	if (!c->pem)
+		return -ENOMEM;
+	c->not_before = col_i64(r, row, 3);
+	c->not_after = col_i64(r, row, 4);
+	c->revoked = db_rows_get(r, row, 5) != NULL;
+	c->revoke_time = c->revoked ? col_i64(r, row, 5) : 0;
+	c->reason = (int)col_i64(r, row, 6);
+	copy_id(c->superseded_by, col(r, row, 7), sizeof(c->superseded_by));
+	return 0;
+}
+
+int ca_store_cert_get(struct db_conn *c, const char *tenant, const char *serial,
+		      struct ca_cert *ret)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(serial) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = db_exec(c,
+		    "SELECT " CERT_COLS " FROM certificates WHERE tenant_id = $1 AND serial = $2",
+		    p, 2, &rows);
+	if (r >= 0)
+		r = rows->n_rows ? cert_from_row(rows, 0, ret) : -ENOENT;
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identity_id, int limit,
+		       const char *after, struct ca_cert **ret, size_t *ret_n)
+{
+	char lim[16];
+	struct db_param p[4];
+	struct db_rows *rows = NULL;
+	struct ca_cert *v;
+	int r;
+
+	snprintf(lim, sizeof(lim), "%d", limit);
+	p[0] = DB_TEXT(tenant);
+	p[1] = identity_id && *identity_id ? DB_TEXT(identity_id) : DB_NULL;
+	p[2] = after && *after ? DB_TEXT(after) : DB_NULL;
+	p[3] = DB_TEXT(lim);
+	r = db_exec(
+		c,
+		"SELECT " CERT_COLS " FROM certificates WHERE tenant_id = $1 "
+		"AND ($2::uuid IS NULL OR identity_id = $2) AND ($3::text IS NULL OR serial > $3) "
+		"ORDER BY serial LIMIT $4",
+		p, 4, &rows);
+	if (r < 0)
+		return r;
+	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
+	if (!v) {
+		db_rows_free(rows);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
+		r = cert_from_row(rows, i, &v[i]);
+	if (r < 0) {
+		for (size_t i = 0; i < rows->n_rows; i++)
+			ca_cert_clear(&v[i]);
+		free(v);
+	} else {
+		*ret = v;
+		*ret_n = rows->n_rows;
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+/* The issuing CA's key ------------------------------------------------------------------ */
+
+static void key_aad(char *buf, size_t len, const char *tenant, const char *kind, int version)
+{
+	snprintf(buf, len, "sealed_keys tenant_id=%s kind=%s name=" CA_KEY_NAME " version=%d",
+		 tenant, kind, version);
+}
+
+int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,
+		     char **ret_chain_pem, uint8_t **ret_sealed, size_t *ret_sealed_len)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(kind) };
+	struct db_rows *rows = NULL;
+	size_t n;
+	int r;
+
+	r = db_exec(c,
+		    "SELECT version, public_key, sealed FROM sealed_keys WHERE tenant_id = $1 AND "
+		    "kind = $2 AND name = '" CA_KEY_NAME "' ORDER BY version DESC LIMIT 1",
+		    p, 2, &rows);
+	if (r >= 0 && rows->n_rows == 0)
+		r = -ENOENT;
+	if (r >= 0) {
+		n = rows->lengths[2];
+		*ret_version = (int)col_i64(rows, 0, 0);
+		*ret_chain_pem = strndup(col(rows, 0, 1), rows->lengths[1]);
+		*ret_sealed = malloc(n ? n : 1);
+		if (!*ret_chain_pem || !*ret_sealed) {
+			free(*ret_chain_pem);
+			free(*ret_sealed);
+			r = -ENOMEM;
+		} else {
+			memcpy(*ret_sealed, db_rows_get(rows, 0, 2), n);
+			*ret_sealed_len = n;
+		}
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_key_put(struct db_conn *c, const struct kek *kek, const char *tenant, const char *kind,
+		     int version, const char *chain_pem, const char *key_pem)
+{
+	char aad[200], ver[16];
+	uint8_t *sealed = NULL;
+	size_t sealed_len = 0;
+	int r;
+
+	key_aad(aad, sizeof(aad), tenant, kind, version);
+	r = kek_seal(kek, (const uint8_t *)key_pem, strlen(key_pem), aad, &sealed, &sealed_len);
+	if (r < 0)
+		return r;
+	snprintf(ver, sizeof(ver), "%d", version);
+	{
+		struct db_param p[5] = { DB_TEXT(tenant), DB_TEXT(kind), DB_TEXT(ver),
+					 DB_BYTES(chain_pem, strlen(chain_pem)),
+					 DB_BYTES(sealed, sealed_len) };
+
+		r = db_exec(c,
+			    "INSERT INTO sealed_keys (tenant_id, kind, name, version, public_key, "
+			    "sealed) VALUES ($1, $2, '" CA_KEY_NAME "', $3, $4, $5) "
+			    "ON CONFLICT DO NOTHING",
+			    p, 5, NULL);
+	}
+	free(sealed);
+	return r;
+}
+
+int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kind, int version,
+		      const uint8_t *sealed, size_t len, uint8_t **ret, size_t *ret_n)
+{
+	char aad[200];
+
+	key_aad(aad, sizeof(aad), tenant, kind, version);
+	return kek_open(kek, sealed, len, aad, ret, ret_n);
+}
+
+int ca_store_idem_get(struct db_conn *c, const char *tenant, const char *request_id,
+		      const char *method, uint8_t **ret_reply, size_t *ret_len)
+{
+	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(request_id) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	r = db_exec(
+		c, "SELECT method, reply FROM idempotency WHERE tenant_id = $1 AND request_id = $2",
+		p, 2, &rows);
+	if (r >= 0 && rows->n_rows == 0)
+		r = 0;
+	else if (r >= 0 && strcmp(col(rows, 0, 0), method) != 0)
+		r = -EINVAL;
+	else if (r >= 0) {
+		*ret_len = rows->lengths[1];
+		*ret_reply = malloc(*ret_len ? *ret_len : 1);
+		r = *ret_reply ? 1 : -ENOMEM;
+		if (r == 1)
+			memcpy(*ret_reply, db_rows_get(rows, 0, 1), *ret_len);
+	}
+	db_rows_free(rows);
+	return r;
+}

@@ -1,0 +1,110 @@
+#pragma once
+/*
+ * db internals shared by the files of db/ (pool and statements in db.c, the group-commit
+ * writer in writer.c, migrations in migrate.c, the SQLSTATE table in sqlstate.c) and by
+ * db/'s own tests. Nothing outside db/ includes this header: libpq stays in this room.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "db.h"
+
+#define DB_ITEM_KINDS 8       /* kinds of attached items are 0 .. DB_ITEM_KINDS - 1 */
+#define DB_STMT_BUCKETS 64    /* hash buckets of a connection's prepared statements */
+#define DB_STMT_MAX 1024      /* beyond this many, statements run unprepared */
+
+/* A prepared statement of one connection, found by its SQL text. */
+struct db_stmt {
+	struct db_stmt *next; /* same bucket */
+	uint64_t hash;        /* FNV-1a of sql */
+	char name[16];        /* "trst_<n>", unique within the connection */
+	char sql[];           /* the text it was prepared from */
+};
+
+/* One slot of the pool. pg is NULL until the slot is first leased (lazy connect). */
+struct db_conn {
+	struct db *db;
+	PGconn *pg;             /* NULL when not connected */
+	bool leased;            /* guarded by db->lock */
+	bool broken;            /* a call saw the connection fail: dropped at release */
+	bool pipeline;          /* in libpq pipeline mode (the writer's batches) */
+	int deferred;           /* commands sent in pipeline mode whose results are unread */
+	int last_errno;         /* the last statement error (-errno), 0 after success */
+	char last_error[256];   /* its primary message (our SQL only; no values) */
+	unsigned n_stmts;
+	unsigned stmt_seq;
+	struct db_stmt *stmts[DB_STMT_BUCKETS];
+};
+
+struct db_change;
+
+struct db_hook {
+	db_precommit_fn fn;
+	void *ud;
+};
+
+struct db {
+	char *dsn;                 /* a secret: wiped at close, never logged */
+	int connect_timeout_ms;
+	int statement_timeout_ms;
+
+	pthread_mutex_t lock;      /* the pool */
+	pthread_cond_t returned;   /* a connection came back */
+	int n_conns;
+	struct db_conn *conns;
+
+	/* group-commit writer (writer.c), all guarded by wlock */
+	pthread_mutex_t wlock;
+	pthread_cond_t wwork;      /* the writer waits here for changes */
+	struct db_change *q_head, *q_tail;
+	size_t q_len;
+	bool w_started, w_stop;
+	pthread_t w_thread;
+	struct db_writer_stats stats;
+	struct db_hook hooks[DB_ITEM_KINDS];
+};
+
+/* One embedded migration (db-migrations.c is generated from migrations/). */
+struct db_migration {
+	int version;
+	const char *name;     /* "base" for 0001_base.sql */
+	const char *checksum; /* SHA-256 of the file, hex */
+	const char *sql;
+};
+
+extern const struct db_migration db_migrations[];
+extern const size_t db_n_migrations;
+
+/* sqlstate.c: SQLSTATE (5 characters; NULL when none) -> -errno. */
+int db_sqlstate_errno(const char *sqlstate);
+
+/* db.c */
+int64_t db_now_ms(void);
+/* Runs SQL without parameters (may hold several statements); the result is discarded. */
+int db_exec_simple(struct db_conn *conn, const char *sql);
+/*
+ * Pipeline mode, for the writer: db_exec_defer queues a statement without waiting; its
+ * result is read (and its error reported) with the next statement that waits, so a
+ * savepoint costs no round trip. Only single statements are allowed in pipeline mode.
+ */
+int db_conn_pipeline_begin(struct db_conn *conn);
+void db_conn_pipeline_end(struct db_conn *conn);
+int db_exec_defer(struct db_conn *conn, const char *sql);
+/* Closes a connection of a leased slot (it reconnects at its next lease). */
+void db_conn_drop(struct db_conn *conn);
+
+/* writer.c */
+int db_writer_start(struct db *db);
+void db_writer_stop(struct db *db);
+/* Changes queued and not yet taken by the writer (tests use it to build batches). */
+size_t db_writer_queued(struct db *db);
+
+/* migrate.c: applies list (sorted by version); the embedded list is db_migrations. */
+int db_migrate_list(struct db *db, const struct db_migration *list, size_t n,
+		    int *ret_applied, char **ret_error);
+int db_migrate_status_list(struct db *db, const struct db_migration *list, size_t n,
+			   char **ret_text);

@@ -1,0 +1,178 @@
+#pragma once
+/*
+ * db: the only module that sees libpq. A pool of connections, transactions with retry on
+ * serialization failure and deadlock, embedded migrations applied under an advisory lock,
+ * one SQLSTATE -> -errno table, and the group-commit writer through which every mutation
+ * of trstctl goes (DESIGN.md §2): changes from many calls run in one transaction, each
+ * under its own savepoint, and commit together.
+ *
+ * Values cross this edge as text (PostgreSQL's text format) or bytes (bytea), never as
+ * PGresult: results are copied into a struct db_rows owned by the caller.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct db;      /* a pool, shared by threads */
+struct db_conn; /* one leased connection: used by one thread at a time */
+struct db_tx;   /* one change inside a group-commit batch (a savepoint of it) */
+
+/* One parameter of a statement. A NULL text with is_bytes false is SQL NULL. */
+struct db_param {
+	const char *text;  /* text value, NUL-terminated; or the bytes when is_bytes */
+	size_t len;        /* byte length when is_bytes */
+	bool is_bytes;     /* send as binary (bytea) */
+};
+
+#define DB_TEXT(s) ((struct db_param){ .text = (s) })
+#define DB_BYTES(p, n) ((struct db_param){ .text = (const char *)(p), .len = (n), .is_bytes = true })
+#define DB_NULL ((struct db_param){ .text = NULL })
+
+/* The rows of a query, copied out of libpq. Text values; bytea columns are decoded. */
+struct db_rows {
+	size_t n_rows;
+	size_t n_cols;
+	char **values;      /* n_rows * n_cols entries, row-major; NULL for SQL NULL */
+	size_t *lengths;    /* byte length of each value (bytea may contain NUL) */
+	char **col_names;   /* n_cols names */
+	int64_t affected;   /* rows affected by INSERT/UPDATE/DELETE, else 0 */
+};
+
+struct db_config {
+	const char *dsn;        /* libpq connection string (URL or key=value); a secret */
+	int max_conns;          /* pool size, >= 1 */
+	int connect_timeout_ms; /* per connection attempt */
+	int statement_timeout_ms; /* server-side statement_timeout, 0 = none */
+};
+
+/*
+ * Opens the pool (connections are made lazily, one is made now to check the DSN).
+ * Returns -ECONNREFUSED when PostgreSQL does not answer (the caller retries with backoff
+ * and says so), -EINVAL for a DSN libpq rejects, -EACCES for an authentication failure.
+ */
+int db_open(const struct db_config *config, struct db **ret_db);
+/* Closes every connection; waits for the writer to finish its batch. Accepts NULL. */
+struct db *db_close(struct db *db);
+
+/*
+ * Applies the embedded migrations that are not yet applied, in order, each in its own
+ * transaction, under a cluster-wide advisory lock so that servers starting together do
+ * not race. Sets *ret_applied to how many were applied now (may be NULL).
+ */
+int db_migrate(struct db *db, int *ret_applied);
+/*
+ * As db_migrate; on failure also sets *ret_error (may be NULL; caller frees) to a message
+ * safe to show, e.g. "migration 0001_base was changed after it was applied" (-EBADMSG),
+ * "database has migration 0009_x, which this trstctl does not know ..." (-EPROTO),
+ * "migration 0002_ca failed: <PostgreSQL's message>".
+ */
+int db_migrate_msg(struct db *db, int *ret_applied, char **ret_error);
+/* Writes "version name applied_at|pending" lines for `trstctl migrate --status`. */
+int db_migrate_status(struct db *db, char **ret_text);
+
+/* Leases a connection, waiting up to timeout_ms (-ETIMEDOUT). Reconnects a broken one. */
+int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn);
+/* Returns a connection to the pool. Accepts NULL. */
+void db_release(struct db *db, struct db_conn *conn);
+
+/*
+ * Runs one statement with parameters ($1..$n). Statements are prepared once per
+ * connection and cached by their text. On success sets *ret_rows (may be NULL when the
+ * caller needs nothing back; free with db_rows_free). Errors: the SQLSTATE table
+ * (23505 unique -> -EEXIST, 23503 fk -> -ENOENT, 40001/40P01 -> -EAGAIN, 57014 -> -ETIMEDOUT,
+ * 08xxx connection -> -ECONNRESET, 22xxx data -> -EINVAL, 23514 check -> -EINVAL, ...).
+ */
+int db_exec(struct db_conn *conn, const char *sql, const struct db_param *params,
+	    size_t n_params, struct db_rows **ret_rows);
+
+/* Frees rows. Accepts NULL, returns NULL. */
+struct db_rows *db_rows_free(struct db_rows *rows);
+/* The value at (row, col), or NULL (SQL NULL or out of range). */
+const char *db_rows_get(const struct db_rows *rows, size_t row, size_t col);
+
+/*
+ * Runs fn inside BEGIN ... COMMIT on a leased connection (isolation READ COMMITTED, or
+ * SERIALIZABLE when serializable). Retries the whole transaction on -EAGAIN
+ * (serialization failure, deadlock) up to 5 times with jitter. Returns fn's result, or the
+ * commit error. Use for reads that need a snapshot and for administrative work; service
+ * mutations go through db_write.
+ */
+int db_transaction(struct db *db, bool serializable,
+		   int (*fn)(struct db_conn *conn, void *ud), void *ud);
+
+/* Group commit ----------------------------------------------------------------------- */
+
+/*
+ * A change: runs inside the writer's batch transaction under its own savepoint. It runs
+ * its statements with db_tx_exec and may attach items (audit records, events) with
+ * db_tx_attach. A negative return rolls back to the savepoint: the change's rows and
+ * attached items vanish, the other changes of the batch commit.
+ */
+typedef int (*db_change_fn)(struct db_tx *tx, void *ud);
+
+/*
+ * Runs once per batch just before COMMIT, with the attached items of every surviving
+ * change in batch order. The audit chain uses it to lock the chain head, number and hash
+ * the records, and insert them; the outbox to insert the events. A negative return aborts
+ * the whole batch (every waiting call gets the error).
+ */
+typedef int (*db_precommit_fn)(struct db_conn *conn, void *const *items, size_t n_items,
+			       void *ud);
+
+/* Registers a pre-commit hook for items of kind (small integer < 8). Before db_write runs. */
+int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud);
+
+/*
+ * Submits a change to the group-commit writer and waits until its batch committed (or
+ * failed). Returns fn's result when the batch committed (so >= 0 means durable), fn's
+ * error when fn refused (nothing of it was written), or the batch error (-ECONNRESET,
+ * -EAGAIN after retries, ...) when the commit failed; then nothing of it was written
+ * either. timeout_ms bounds the wait (-ETIMEDOUT; the change may still commit later,
+ * which is why mutating requests carry request_id).
+ */
+int db_write(struct db *db, db_change_fn fn, void *ud, int timeout_ms);
+
+/* Runs a statement inside the change (same errors as db_exec). */
+int db_tx_exec(struct db_tx *tx, const char *sql, const struct db_param *params,
+	       size_t n_params, struct db_rows **ret_rows);
+/*
+ * Attaches an item of kind to the change; takes item. free_fn releases it after the
+ * batch (committed or not), or at once when the change rolls back.
+ */
+int db_tx_attach(struct db_tx *tx, int kind, void *item, void (*free_fn)(void *item));
+/* The connection of the batch, for modules that run their own statements through it. */
+struct db_conn *db_tx_conn(struct db_tx *tx);
+
+/* Writer statistics: batches committed, changes committed, largest batch. */
+struct db_writer_stats {
+	uint64_t batches;
+	uint64_t changes;
+	uint64_t max_batch;
+};
+void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
+
+/* The tenant of a single-tenant install; every table carries tenant_id (DESIGN.md §5). */
+#define DB_DEFAULT_TENANT "00000000-0000-0000-0000-000000000000"
+
+/* Kinds of attached items (db_tx_attach), one pre-commit hook each. */
+enum db_item_kind {
+	DB_ITEM_AUDIT = 1, /* struct audit_record *, chained by audit/ */
+	DB_ITEM_EVENT = 2, /* struct bus_event *, inserted into the outbox by bus/ */
+};
+
+/* Idempotency (idem.c) ------------------------------------------------------------------ */
+
+/*
+ * Looks up the reply an earlier call of method stored under request_id. Returns 1 and
+ * sets *ret_reply (malloc'd packed reply, caller frees) and *ret_len when found, 0 when
+ * the id is new, -EINVAL when it was used by another method (or is empty).
+ */
+int db_idem_get(struct db_tx *tx, const char *tenant_id, const char *request_id,
+		const char *method, uint8_t **ret_reply, size_t *ret_len);
+/*
+ * Stores the packed reply of this change under request_id, in the same transaction.
+ * -EEXIST when a concurrent call with the same id committed first (the caller answers
+ * ABORTED: retry, and the retry returns the first reply).
+ */
+int db_idem_put(struct db_tx *tx, const char *tenant_id, const char *request_id,
+		const char *method, const uint8_t *reply, size_t len);

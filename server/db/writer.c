@@ -1,0 +1,476 @@
+/*
+ * The group-commit writer (DESIGN.md §2): one thread per struct db through which every
+ * mutation goes. db_write queues a change and sleeps on the change's own condition
+ * variable; the writer takes everything queued (up to DB_BATCH_MAX), runs the changes in
+ * one transaction, each under a savepoint, runs the pre-commit hooks with the surviving
+ * changes' items, commits once and wakes every caller. While it commits, new changes
+ * queue up, so batches grow with load and one fsync carries many changes.
+ *
+ * The batch runs in libpq pipeline mode so that savepoints cost no round trip: "BEGIN",
+ * "SAVEPOINT s<i>" before change i and "ROLLBACK TO SAVEPOINT s<i>" after a failed one
+ * are queued and travel with the next statement that waits for its answer. A batch of n
+ * one-statement changes costs n + 2 round trips (the changes, the hooks, COMMIT) and one
+ * commit.
+ *
+ * DB_BATCH_MAX is 64 because PostgreSQL caches 64 subtransaction ids per backend
+ * (PGPROC_MAX_CACHED_SUBXIDS): a transaction with more writing savepoints overflows the
+ * cache and makes every other session's snapshots look subtransactions up in pg_subtrans.
+ *
+ * A change never waits for another change: a caller only waits for the batch it is in.
+ * A caller that times out leaves its change behind: still queued, it is removed and never
+ * runs; taken but not yet run, the writer skips it; already run, it may still commit (the
+ * caller got -ETIMEDOUT and retries with its request_id). While fn runs, the caller keeps
+ * waiting (fn may touch ud); fn's statements are bounded by the statement timeout.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db-internal.h"
+
+#define DB_BATCH_MAX 64
+#define DB_BATCH_ATTEMPTS 3      /* a batch failing with -EAGAIN runs again, twice at most */
+#define DB_WRITER_ACQUIRE_MS 10000
+
+enum change_state {
+	CH_QUEUED,  /* in the queue */
+	CH_TAKEN,   /* in a batch, fn not running */
+	CH_RUNNING, /* fn is running: the caller must not return (ud in use) */
+	CH_DONE,    /* result is set; the caller owns the change again */
+};
+
+struct db_item {
+	int kind;
+	void *item;
+	void (*free_fn)(void *item);
+};
+
+/*
+ * One db_write call. Two references while in a batch (the caller's and the writer's), so
+ * that the writer can wake the caller after dropping wlock; the last one frees it.
+ */
+struct db_change {
+	atomic_int refs;
+	struct db_change *next;       /* queue link (wlock) */
+	db_change_fn fn;
+	void *ud;
+	enum change_state state;      /* wlock */
+	bool abandoned;               /* the caller timed out and left (wlock) */
+	bool late;                    /* the caller timed out while fn ran: wake it after fn */
+	bool ran;                     /* fn ran in the current attempt */
+	int fn_result;
+	int result;
+	struct db_item *items;
+	size_t n_items, cap_items;
+	pthread_cond_t done;
+};
+
+struct db_tx {
+	struct db_conn *conn;
+	struct db_change *change;
+};
+
+static void change_free_items(struct db_change *ch)
+{
+	for (size_t i = 0; i < ch->n_items; i++)
+		if (ch->items[i].free_fn)
+			ch->items[i].free_fn(ch->items[i].item);
+	free(ch->items);
+	ch->items = NULL;
+	ch->n_items = ch->cap_items = 0;
+}
+
+static void change_put(struct db_change *ch)
+{
+	if (atomic_fetch_sub(&ch->refs, 1) != 1)
+		return;
+	change_free_items(ch);
+	pthread_cond_destroy(&ch->done);
+	free(ch);
+}
+
+int db_tx_exec(struct db_tx *tx, const char *sql, const struct db_param *params,
+	       size_t n_params, struct db_rows **ret_rows)
+{
+	if (!tx)
+		return -EINVAL;
+	return db_exec(tx->conn, sql, params, n_params, ret_rows);
+}
+
+struct db_conn *db_tx_conn(struct db_tx *tx)
+{
+	return tx ? tx->conn : NULL;
+}
+
+int db_tx_attach(struct db_tx *tx, int kind, void *item, void (*free_fn)(void *item))
+{
+	struct db_change *ch = tx ? tx->change : NULL;
+
+	if (!ch || kind < 0 || kind >= DB_ITEM_KINDS) {
+		if (free_fn)
+			free_fn(item);
+		return -EINVAL;
+	}
+	if (ch->n_items == ch->cap_items) {
+		size_t cap = ch->cap_items ? ch->cap_items * 2 : 2;
+		struct db_item *n = realloc(ch->items, cap * sizeof(*n));
+
+		if (!n) {
+			if (free_fn)
+				free_fn(item);
+			return -ENOMEM;
+		}
+		ch->items = n;
+		ch->cap_items = cap;
+	}
+	ch->items[ch->n_items++] = (struct db_item){ kind, item, free_fn };
+	return 0;
+}
+
+int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud)
+{
+	if (!db || kind < 0 || kind >= DB_ITEM_KINDS)
+		return -EINVAL;
+	pthread_mutex_lock(&db->wlock);
+	db->hooks[kind] = (struct db_hook){ fn, ud };
+	pthread_mutex_unlock(&db->wlock);
+	return 0;
+}
+
+void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats)
+{
+	pthread_mutex_lock(&db->wlock);
+	*ret_stats = db->stats;
+	pthread_mutex_unlock(&db->wlock);
+}
+
+size_t db_writer_queued(struct db *db)
+{
+	size_t n;
+
+	pthread_mutex_lock(&db->wlock);
+	n = db->q_len;
+	pthread_mutex_unlock(&db->wlock);
+	return n;
+}
+
+/*
+ * Runs change i of the batch under its own savepoint s<i>. Returns < 0 when the batch
+ * cannot go on. Savepoints nest (s0 holds s1 ...) and are never released: COMMIT keeps
+ * them all, and a failed change rolls back to its own, which costs one queued command per
+ * change instead of two for RELEASE + SAVEPOINT.
+ */
+static int run_change(struct db *db, struct db_conn *c, struct db_change *ch, size_t i)
+{
+	struct db_tx tx = { c, ch };
+	char sql[48];
+	int r;
+
+	pthread_mutex_lock(&db->wlock);
+	if (ch->abandoned) {
+		pthread_mutex_unlock(&db->wlock);
+		ch->fn_result = -ETIMEDOUT; /* ud may be gone: never run it */
+		return 0;
+	}
+	ch->state = CH_RUNNING;
+	pthread_mutex_unlock(&db->wlock);
+
+	snprintf(sql, sizeof(sql), "SAVEPOINT s%zu", i);
+	r = db_exec_defer(c, sql);
+	if (r < 0)
+		return r;
+	r = ch->fn(&tx, ch->ud);
+	if (r >= 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+		r = c->last_errno ? c->last_errno : -EIO; /* fn ignored a failed statement */
+
+	pthread_mutex_lock(&db->wlock);
+	ch->state = CH_TAKEN;
+	if (ch->late)
+		pthread_cond_signal(&ch->done); /* a caller past its deadline may leave now */
+	pthread_mutex_unlock(&db->wlock);
+
+	ch->ran = true;
+	ch->fn_result = r;
+	if (r >= 0)
+		return 0;
+	change_free_items(ch);
+	snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%zu", i);
+	return db_exec_defer(c, sql);
+}
+
+/* Calls each kind's hook with the items of the surviving changes, in batch order. */
+static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch, size_t n,
+		     void ***scratch, size_t *scratch_cap)
+{
+	struct db_hook hooks[DB_ITEM_KINDS];
+
+	pthread_mutex_lock(&db->wlock);
+	memcpy(hooks, db->hooks, sizeof(hooks));
+	pthread_mutex_unlock(&db->wlock);
+	for (int kind = 0; kind < DB_ITEM_KINDS; kind++) {
+		size_t count = 0;
+		int r;
+
+		if (!hooks[kind].fn)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			struct db_change *ch = batch[i];
+
+			if (!ch->ran || ch->fn_result < 0)
+				continue;
+			for (size_t j = 0; j < ch->n_items; j++) {
+				if (ch->items[j].kind != kind)
+					continue;
+				if (count == *scratch_cap) {
+					size_t cap = count ? count * 2 : 64;
+					void **p = realloc(*scratch, cap * sizeof(*p));
+
+					if (!p)
+						return -ENOMEM;
+					*scratch = p;
+					*scratch_cap = cap;
+				}
+				(*scratch)[count++] = ch->items[j].item;
+			}
+		}
+		if (!count)
+			continue;
+		r = hooks[kind].fn(c, *scratch, count, hooks[kind].ud);
+		if (r >= 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
+			r = c->last_errno ? c->last_errno : -EIO;
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* One attempt at the batch on c: 0 committed, < 0 the batch error (nothing written). */
+static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **batch, size_t n,
+			 void ***scratch, size_t *scratch_cap)
+{
+	int r;
+
+	for (size_t i = 0; i < n; i++) {
+		batch[i]->ran = false;
+		change_free_items(batch[i]);
+	}
+	r = db_conn_pipeline_begin(c);
+	if (r >= 0)
+		r = db_exec_defer(c, "BEGIN");
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		r = run_change(db, c, batch[i], i);
+	if (r >= 0)
+		r = run_hooks(db, c, batch, n, scratch, scratch_cap);
+	if (r >= 0)
+		r = db_exec_simple(c, "COMMIT");
+	if (r < 0 && !c->broken && (c->deferred || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
+		db_exec_simple(c, "ROLLBACK");
+	db_conn_pipeline_end(c);
+	return r;
+}
+
+static void run_batch(struct db *db, struct db_change **batch, size_t n, void ***scratch,
+		      size_t *scratch_cap)
+{
+	struct db_conn *c = NULL;
+	size_t survivors = 0;
+	int r = -EIO;
+
+	for (int attempt = 0; attempt < DB_BATCH_ATTEMPTS; attempt++) {
+		if (!c) {
+			r = db_acquire(db, DB_WRITER_ACQUIRE_MS, &c);
+			if (r < 0) {
+				c = NULL;
+				break;
+			}
+		}
+		r = batch_attempt(db, c, batch, n, scratch, scratch_cap);
+		if (r != -EAGAIN)
+			break;
+		if (c->broken) {
+			db_release(db, c);
+			c = NULL;
+		}
+	}
+	db_release(db, c);
+
+	/* attached items are released after the batch, committed or not */
+	for (size_t i = 0; i < n; i++) {
+		change_free_items(batch[i]);
+		if (r >= 0 && batch[i]->ran && batch[i]->fn_result >= 0)
+			survivors++;
+	}
+	pthread_mutex_lock(&db->wlock);
+	if (r >= 0) {
+		db->stats.batches++;
+		db->stats.changes += survivors;
+		if (n > db->stats.max_batch)
+			db->stats.max_batch = n;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct db_change *ch = batch[i];
+
+		if (ch->ran && ch->fn_result < 0)
+			ch->result = ch->fn_result; /* refused: nothing of it was written */
+		else if (r < 0)
+			ch->result = r;
+		else
+			ch->result = ch->ran ? ch->fn_result : -ETIMEDOUT;
+		ch->state = CH_DONE;
+	}
+	pthread_mutex_unlock(&db->wlock);
+	/* woken outside wlock, so that callers do not wake into a held mutex */
+	for (size_t i = 0; i < n; i++) {
+		pthread_cond_signal(&batch[i]->done);
+		change_put(batch[i]);
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct db *db = arg;
+	struct db_change *batch[DB_BATCH_MAX];
+	void **scratch = NULL;
+	size_t scratch_cap = 0;
+
+	pthread_mutex_lock(&db->wlock);
+	for (;;) {
+		size_t n = 0;
+
+		while (!db->q_head && !db->w_stop)
+			pthread_cond_wait(&db->wwork, &db->wlock);
+		if (!db->q_head)
+			break; /* stopping and drained */
+		while (db->q_head && n < DB_BATCH_MAX) {
+			struct db_change *ch = db->q_head;
+
+			db->q_head = ch->next;
+			ch->next = NULL;
+			ch->state = CH_TAKEN;
+			atomic_fetch_add(&ch->refs, 1);
+			batch[n++] = ch;
+			db->q_len--;
+		}
+		if (!db->q_head)
+			db->q_tail = NULL;
+		pthread_mutex_unlock(&db->wlock);
+		run_batch(db, batch, n, &scratch, &scratch_cap);
+		pthread_mutex_lock(&db->wlock);
+	}
+	pthread_mutex_unlock(&db->wlock);
+	free(scratch);
+	return NULL;
+}
+
+int db_writer_start(struct db *db)
+{
+	int r = pthread_create(&db->w_thread, NULL, writer_main, db);
+
+	if (r)
+		return -r;
+	db->w_started = true;
+	return 0;
+}
+
+void db_writer_stop(struct db *db)
+{
+	if (!db->w_started)
+		return;
+	pthread_mutex_lock(&db->wlock);
+	db->w_stop = true;
+	pthread_cond_signal(&db->wwork);
+	pthread_mutex_unlock(&db->wlock);
+	pthread_join(db->w_thread, NULL);
+	db->w_started = false;
+}
+
+static void deadline_ts(int timeout_ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += timeout_ms / 1000;
+	ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+/* Removes ch from the queue (wlock held; ch is queued). */
+static void queue_unlink(struct db *db, struct db_change *ch)
+{
+	struct db_change **p = &db->q_head, *prev = NULL;
+
+	while (*p != ch) {
+		prev = *p;
+		p = &(*p)->next;
+	}
+	*p = ch->next;
+	if (db->q_tail == ch)
+		db->q_tail = prev;
+	db->q_len--;
+}
+
+int db_write(struct db *db, db_change_fn fn, void *ud, int timeout_ms)
+{
+	pthread_condattr_t attr;
+	struct db_change *ch;
+	struct timespec until;
+	bool timed_out = false;
+	int r;
+
+	if (!db || !fn)
+		return -EINVAL;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	atomic_init(&ch->refs, 1);
+	ch->fn = fn;
+	ch->ud = ud;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&ch->done, &attr);
+	pthread_condattr_destroy(&attr);
+	if (timeout_ms > 0)
+		deadline_ts(timeout_ms, &until);
+
+	pthread_mutex_lock(&db->wlock);
+	if (db->w_stop || !db->w_started) {
+		pthread_mutex_unlock(&db->wlock);
+		change_put(ch);
+		return -ESHUTDOWN;
+	}
+	if (db->q_tail)
+		db->q_tail->next = ch;
+	else
+		db->q_head = ch;
+	db->q_tail = ch;
+	db->q_len++;
+	pthread_cond_signal(&db->wwork);
+
+	while (ch->state != CH_DONE) {
+		if (timed_out && ch->state != CH_RUNNING)
+			break;
+		ch->late = timed_out;
+		if (timeout_ms > 0 && !timed_out) {
+			if (pthread_cond_timedwait(&ch->done, &db->wlock, &until) == ETIMEDOUT)
+				timed_out = true;
+		} else {
+			pthread_cond_wait(&ch->done, &db->wlock);
+		}
+	}
+	if (ch->state == CH_DONE) {
+		r = ch->result;
+		pthread_mutex_unlock(&db->wlock);
+		change_put(ch);
+		return r;
+	}
+	if (ch->state == CH_QUEUED)
+		queue_unlink(db, ch); /* never seen by the writer */
+	else
+		ch->abandoned = true; /* the writer skips fn if it has not run */
+	pthread_mutex_unlock(&db->wlock);
+	change_put(ch);
+	return -ETIMEDOUT;
+}

@@ -1,0 +1,738 @@
+/*
+ * guard-run.c: the egress guard of the running server (the run-time half of guard.h).
+ * Start-up chooses the enforcer (off, userspace, ebpf; auto = ebpf, else a loud fallback
+ * to userspace when the kernel refuses BPF), proves the kernel guard with the tripwire,
+ * drops capabilities, and starts two threads: the resolver, which turns allow_hosts names
+ * into /32 and /128 allow entries with getaddrinfo_a (bounded waits; an unanswered lookup
+ * keeps its last good set and is collected on a later round), and the watchdog, which
+ * asks the kernel every GUARD_RUN_WATCHDOG_MS that the programs are still attached and
+ * ends the process when they are not: a server whose guard vanished must not keep
+ * running, and exiting leaves any pinned links armed for the restart to take over.
+ *
+ * Denials arrive on the enforcer's reader thread (run_on_denial): each is logged as one
+ * JSON line, kept in a bounded list numbered by seq, and passed to the denial hook.
+ * Assumes the cfg outlives the guard.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cfg.h"
+#include "enforcer.h"
+#include "guard.h"
+#include "log.h"
+
+#define CAP_NET_BIND_SERVICE_ 10
+#define CAP_NET_ADMIN_ 12
+#define RESOLVED_PER_HOST 64
+
+static const char *const hook_names[GUARD_RUN_HOOKS] = {
+	"connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create",
+};
+
+/* One allowed address of an allow_hosts name. */
+struct resolved {
+	size_t host;          /* index into hosts */
+	struct guard_addr addr;
+	time_t last_seen;     /* CLOCK_MONOTONIC seconds of the last answer holding it */
+};
+
+/* One allow_hosts name and its lookup; busy while getaddrinfo_a owns cb. */
+struct host_slot {
+	const char *name;
+	struct gaicb cb;
+	struct addrinfo hints;
+	bool busy;
+};
+
+struct guard_run {
+	const struct cfg_air_gap *ag;
+	enum guard_run_mode mode;
+	struct guard_policy *policy;
+	struct guard_enforcer *enf;
+	atomic_bool armed;
+	char pin_path[4096];
+	char cgroup_path[4096];
+
+	/* resolver (resolver thread only, after start; n_resolved read under lock) */
+	struct guard_prefix *base; /* guard_policy_prefixes() */
+	size_t n_base;
+	struct host_slot *hosts;
+	size_t n_hosts;
+	struct resolved *resolved;
+	size_t n_resolved;
+
+	pthread_t resolver, watchdog;
+	bool resolver_started, watchdog_started;
+	pthread_mutex_t lock; /* stopping, the denial list, the hook, n_resolved */
+	pthread_cond_t cond;
+	bool stopping;
+
+	struct guard_run_denial *denials; /* circular, GUARD_RUN_DENIALS entries */
+	size_t head, count;
+	uint64_t seq;
+	guard_denial_hook_fn hook;
+	void *hook_arg;
+};
+
+const char *guard_run_mode_name(enum guard_run_mode m)
+{
+	return m == GUARD_RUN_EBPF ? "ebpf" : m == GUARD_RUN_USERSPACE ? "userspace" : "off";
+}
+
+const char *guard_run_hook_name(int i)
+{
+	return i >= 0 && i < GUARD_RUN_HOOKS ? hook_names[i] : "?";
+}
+
+static time_t mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/* ---- denials ---------------------------------------------------------------------- */
+
+static const char *protocol_name(const struct guard_denial *d)
+{
+	if (d->type == SOCK_RAW)
+		return "raw";
+	switch (d->protocol) {
+	case IPPROTO_TCP:
+		return "tcp";
+	case IPPROTO_UDP:
+		return "udp";
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6:
+		return "icmp";
+	default:
+		return "other";
+	}
+}
+
+static void run_on_denial(const struct guard_denial *d, void *arg)
+{
+	struct guard_run *g = arg;
+	struct guard_run_denial r = { .time = d->time, .pid = d->pid, .uid = d->uid,
+				      .port = d->port, .protocol = protocol_name(d),
+				      .hook = d->hook };
+	guard_denial_hook_fn hook;
+	void *hook_arg;
+
+	memcpy(r.comm, d->comm, sizeof(r.comm));
+	r.comm[sizeof(r.comm) - 1] = '\0';
+	if (d->family == AF_INET || d->family == AF_INET6)
+		inet_ntop(d->family, d->addr, r.address, sizeof(r.address));
+	if (d->tripwire) {
+		log_info("egress guard tripwire refused", "address", "%s", r.address, "port", "%u",
+			 (unsigned)r.port, "pid", "%u", r.pid);
+		return;
+	}
+	pthread_mutex_lock(&g->lock);
+	r.seq = ++g->seq;
+	g->denials[g->head] = r;
+	g->head = (g->head + 1) % GUARD_RUN_DENIALS;
+	if (g->count < GUARD_RUN_DENIALS)
+		g->count++;
+	hook = g->hook;
+	hook_arg = g->hook_arg;
+	pthread_mutex_unlock(&g->lock);
+	log_warn("egress denied", "pid", "%u", r.pid, "uid", "%u", r.uid, "comm", "%s", r.comm,
+		 "address", "%s", r.address, "port", "%u", (unsigned)r.port, "protocol", "%s",
+		 r.protocol, "hook", "%s", r.hook, "seq", "%llu", (unsigned long long)r.seq);
+	if (hook)
+		hook(&r, hook_arg);
+}
+
+size_t guard_run_denials(struct guard_run *g, uint64_t before, struct guard_run_denial *out,
+			 size_t max)
+{
+	size_t i, n = 0;
+
+	if (!g || !out || !g->denials)
+		return 0;
+	pthread_mutex_lock(&g->lock);
+	for (i = 0; i < g->count && n < max; i++) {
+		const struct guard_run_denial *d =
+			&g->denials[(g->head + GUARD_RUN_DENIALS - 1 - i) % GUARD_RUN_DENIALS];
+
+		if (before == 0 || d->seq < before)
+			out[n++] = *d;
+	}
+	pthread_mutex_unlock(&g->lock);
+	return n;
+}
+
+void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *arg)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->hook = fn;
+	g->hook_arg = fn ? arg : NULL;
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- allow_hosts resolver --------------------------------------------------------- */
+
+/* Whether an answer may enter the kernel allow map (DNS rebinding is refused). */
+static bool answer_acceptable(const struct guard_run *g, const struct guard_addr *a)
+{
+	enum guard_addr_class c = guard_addr_classify(a);
+
+	if (c == GUARD_ADDR_METADATA)
+		return false;
+	return c == GUARD_ADDR_PUBLIC || g->ag->allow_private;
+}
+
+/* Merge one successful answer of host h; returns true when the allowed set changed. */
+static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *res, time_t now)
+{
+	bool changed = false;
+	size_t i, kept = 0;
+
+	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+		struct guard_addr a;
+		char buf[64];
+		uint16_t port;
+
+		if (guard_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, &port) < 0)
+			continue;
+		if (!answer_acceptable(g, &a)) {
+			log_warn("allow_hosts answer ignored (not a public address)", "host", "%s",
+				 g->hosts[h].name, "address", "%s",
+				 guard_addr_format(&a, buf, sizeof(buf)), "class", "%s",
+				 guard_addr_class_name(guard_addr_classify(&a)));
+			continue;
+		}
+		for (i = 0; i < g->n_resolved; i++)
+			if (g->resolved[i].host == h && g->resolved[i].addr.family == a.family &&
+			    !memcmp(g->resolved[i].addr.addr, a.addr, 16))
+				break;
+		if (i < g->n_resolved) {
+			g->resolved[i].last_seen = now;
+			continue;
+		}
+		for (i = 0, kept = 0; i < g->n_resolved; i++)
+			kept += g->resolved[i].host == h;
+		if (kept >= RESOLVED_PER_HOST)
+			continue;
+		struct resolved *n = realloc(g->resolved, (g->n_resolved + 1) * sizeof(*n));
+
+		if (!n)
+			break;
+		g->resolved = n;
+		g->resolved[g->n_resolved++] = (struct resolved){ h, a, now };
+		log_info("allow_hosts address allowed", "host", "%s", g->hosts[h].name, "address",
+			 "%s", guard_addr_format(&a, buf, sizeof(buf)));
+		changed = true;
+	}
+	/* Addresses this host no longer answers with leave after the grace period. */
+	for (i = 0; i < g->n_resolved;) {
+		struct resolved *r = &g->resolved[i];
+		char buf[64];
+
+		if (r->host == h && now - r->last_seen > GUARD_RUN_GRACE_S) {
+			log_info("allow_hosts address expired", "host", "%s", g->hosts[h].name,
+				 "address", "%s", guard_addr_format(&r->addr, buf, sizeof(buf)));
+			*r = g->resolved[--g->n_resolved];
+			changed = true;
+			continue;
+		}
+		i++;
+	}
+	return changed;
+}
+
+/* Loads policy prefixes + resolved addresses into the kernel. */
+static int push_rules(struct guard_run *g)
+{
+	size_t n = g->n_base + g->n_resolved, i;
+	struct guard_prefix *p = calloc(n ? n : 1, sizeof(*p));
+	int ret;
+
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, g->base, g->n_base * sizeof(*p));
+	for (i = 0; i < g->n_resolved; i++) {
+		struct guard_prefix *e = &p[g->n_base + i];
+
+		e->family = g->resolved[i].addr.family;
+		memcpy(e->addr, g->resolved[i].addr.addr, 16);
+		e->prefix_len = e->family == AF_INET ? 32 : 128;
+	}
+	ret = guard_enforcer_update(g->enf, p, n);
+	free(p);
+	return ret;
+}
+
+/* One round: start lookups for idle names, wait up to timeout_ms, merge what came back. */
+static void resolve_round(struct guard_run *g, int timeout_ms)
+{
+	struct gaicb *list[g->n_hosts ? g->n_hosts : 1];
+	struct timespec deadline, left;
+	time_t now;
+	bool changed = false;
+	size_t h, m = 0;
+	int ret;
+
+	for (h = 0; h < g->n_hosts; h++) {
+		struct host_slot *s = &g->hosts[h];
+
+		if (s->busy)
+			continue; /* still running from an earlier round */
+		memset(&s->cb, 0, sizeof(s->cb));
+		s->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+		s->cb.ar_name = s->name;
+		s->cb.ar_request = &s->hints;
+		s->busy = true;
+		list[m++] = &s->cb;
+	}
+	if (m && (ret = getaddrinfo_a(GAI_NOWAIT, list, (int)m, NULL)) != 0)
+		log_warn("allow_hosts lookups not started", "error", "%s", gai_strerror(ret));
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	for (;;) {
+		const struct gaicb *wait[g->n_hosts ? g->n_hosts : 1];
+		struct timespec t;
+		size_t w = 0;
+
+		for (h = 0; h < g->n_hosts; h++)
+			if (g->hosts[h].busy && gai_error(&g->hosts[h].cb) == EAI_INPROGRESS)
+				wait[w++] = &g->hosts[h].cb;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if (!w || t.tv_sec > deadline.tv_sec ||
+		    (t.tv_sec == deadline.tv_sec && t.tv_nsec >= deadline.tv_nsec))
+			break;
+		left.tv_sec = deadline.tv_sec - t.tv_sec;
+		left.tv_nsec = deadline.tv_nsec - t.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000;
+		}
+		gai_suspend(wait, (int)w, &left);
+	}
+
+	now = mono_s();
+	pthread_mutex_lock(&g->lock);
+	for (h = 0; h < g->n_hosts; h++) {
+		struct host_slot *s = &g->hosts[h];
+
+		if (!s->busy)
+			continue;
+		ret = gai_error(&s->cb);
+		if (ret == EAI_INPROGRESS) {
+			log_warn("allow_hosts lookup timed out; keeping the last good addresses",
+				 "host", "%s", s->name, "timeout_ms", "%d", timeout_ms);
+			continue;
+		}
+		s->busy = false;
+		if (ret == 0 && s->cb.ar_result)
+			changed |= merge_answer(g, h, s->cb.ar_result, now);
+		else
+			log_warn("allow_hosts lookup failed; keeping the last good addresses",
+				 "host", "%s", s->name, "error", "%s",
+				 ret == 0 ? "no address" : gai_strerror(ret));
+		if (s->cb.ar_result)
+			freeaddrinfo(s->cb.ar_result);
+		s->cb.ar_result = NULL;
+	}
+	pthread_mutex_unlock(&g->lock);
+	if (changed) {
+		ret = push_rules(g);
+		if (ret < 0)
+			log_error("cannot load the allow_hosts addresses into the kernel guard",
+				  "error", "%s", strerror(-ret));
+	}
+}
+
+/* Waits ms or until stop; returns true when stopping. */
+static bool wait_or_stop(struct guard_run *g, long ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&g->lock);
+	while (!g->stopping && pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
+		;
+	stop = g->stopping;
+	pthread_mutex_unlock(&g->lock);
+	return stop;
+}
+
+static void *resolver_main(void *arg)
+{
+	struct guard_run *g = arg;
+
+	while (!wait_or_stop(g, GUARD_RUN_REFRESH_S * 1000L))
+		resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	return NULL;
+}
+
+/* ---- watchdog --------------------------------------------------------------------- */
+
+static void *watchdog_main(void *arg)
+{
+	struct guard_run *g = arg;
+	int ret;
+
+	while (!wait_or_stop(g, GUARD_RUN_WATCHDOG_MS)) {
+		ret = guard_enforcer_confirm(g->enf);
+		if (ret == 0)
+			continue;
+		atomic_store(&g->armed, false);
+		log_error("EGRESS GUARD LOST: the kernel no longer lists the eBPF guard on the "
+			  "cgroup; exiting",
+			  "cgroup", "%s", g->cgroup_path, "error", "%s", strerror(-ret));
+		_exit(1);
+	}
+	return NULL;
+}
+
+/* ---- start and stop --------------------------------------------------------------- */
+
+/* Splits "addr:port" of air_gap.tripwire_addr for the enforcer. */
+static int tripwire_split(const char *s, char *host, size_t len, uint16_t *ret_port)
+{
+	char *h = NULL;
+	int port = 0, ret;
+
+	if (!s)
+		return 0;
+	ret = cfg_split_hostport(s, &h, &port);
+	if (ret < 0)
+		return ret;
+	if (!*h || snprintf(host, len, "%s", h) >= (int)len)
+		ret = -EINVAL;
+	free(h);
+	*ret_port = (uint16_t)port;
+	return ret;
+}
+
+static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_t errlen)
+{
+	const struct cfg_air_gap *ag = &c->air_gap;
+	struct guard_enforcer_config ec = {
+		/* The built-in default pins when a bpffs is there and runs unpinned when not;
+		 * any other folder must be a bpffs. */
+		.pin_path = ag->bpf_pin_path && strcmp(ag->bpf_pin_path, GUARD_ENFORCER_PIN_DEFAULT)
+				    ? ag->bpf_pin_path : NULL,
+		.cgroup_name = ag->cgroup,
+		.on_denial = run_on_denial,
+		.on_denial_arg = g,
+		.err = err,
+		.err_size = errlen,
+	};
+	struct guard_enforcer_info info;
+	char tw[64] = "";
+	int ret;
+
+	ret = tripwire_split(ag->tripwire_addr, tw, sizeof(tw), &ec.tripwire_port);
+	if (ret < 0) {
+		snprintf(err, errlen, "air_gap.tripwire_addr is not addr:port: %s", ag->tripwire_addr);
+		return -EINVAL;
+	}
+	ec.tripwire_addr = *tw ? tw : NULL;
+	ret = guard_enforcer_start(&ec, g->base, g->n_base, &g->enf);
+	if (ret < 0)
+		return ret;
+	guard_enforcer_info(g->enf, &info);
+	snprintf(g->cgroup_path, sizeof(g->cgroup_path), "%s", info.cgroup_path);
+	if (info.pin_path)
+		snprintf(g->pin_path, sizeof(g->pin_path), "%s", info.pin_path);
+	g->mode = GUARD_RUN_EBPF;
+	log_info("egress guard attached", "cgroup", "%s", info.cgroup_path, "moved", "%s",
+		 info.moved ? "true" : "false", "pin_path", "%s",
+		 info.pin_path ? info.pin_path : "", "took_over", "%d", info.took_over, "comm",
+		 "%s", info.comm ? "true" : "false");
+	if (!info.pin_path)
+		log_warn("egress guard not pinned (no bpffs at the pin path): it ends with this "
+			 "process, so the supervisor must end the whole cgroup with it",
+			 "pin_path", "%s", ag->bpf_pin_path ? ag->bpf_pin_path : "");
+	ret = guard_enforcer_tripwire(g->enf);
+	if (ret < 0) {
+		snprintf(err, errlen, "the tripwire (%s) was not refused by the kernel guard: %s",
+			 ag->tripwire_addr ? ag->tripwire_addr : GUARD_ENFORCER_TRIPWIRE_DEFAULT,
+			 ret == -EPROTO ? "guard not armed" : strerror(-ret));
+		return ret;
+	}
+	atomic_store(&g->armed, true);
+	return 0;
+}
+
+static int hosts_init(struct guard_run *g)
+{
+	const char *const *names;
+	size_t n, i;
+	int ret;
+
+	ret = guard_policy_hosts(g->policy, &names, &n);
+	if (ret < 0)
+		return ret;
+	g->hosts = calloc(n ? n : 1, sizeof(*g->hosts));
+	if (!g->hosts)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		g->hosts[i].name = names[i];
+	g->n_hosts = n;
+	return 0;
+}
+
+int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
+		    char *err, size_t errlen)
+{
+	const struct cfg_air_gap *ag;
+	struct guard_run *g;
+	uint64_t keep;
+	int ret;
+
+	if (!c || !ret_g || !err || !errlen)
+		return -EINVAL;
+	*err = '\0';
+	ag = &c->air_gap;
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->ag = ag;
+	pthread_mutex_init(&g->lock, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&g->cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	g->denials = calloc(GUARD_RUN_DENIALS, sizeof(*g->denials));
+	ret = g->denials ? guard_policy_new(c, &g->policy) : -ENOMEM;
+	if (ret < 0) {
+		snprintf(err, errlen, "building the egress policy: %s", strerror(-ret));
+		goto fail;
+	}
+	if (!ag->enabled) {
+		g->mode = GUARD_RUN_OFF;
+		log_info("egress guard off", "air_gap.enabled", "%s", "false");
+		*ret_g = g;
+		return 0;
+	}
+	ret = guard_policy_prefixes(g->policy, &g->base, &g->n_base);
+	if (ret == 0)
+		ret = hosts_init(g);
+	if (ret < 0) {
+		snprintf(err, errlen, "building the allow list: %s", strerror(-ret));
+		goto fail;
+	}
+	if (ag->enforcer == CFG_ENFORCER_USERSPACE) {
+		g->mode = GUARD_RUN_USERSPACE;
+		log_warn("EGRESS GUARD: userspace enforcement only (air_gap.enforcer=userspace): "
+			 "only connections this server opens itself are checked; the kernel does "
+			 "not enforce");
+		*ret_g = g;
+		return 0;
+	}
+	ret = start_ebpf(g, c, err, errlen);
+	if (ret < 0 && g->mode != GUARD_RUN_EBPF && ag->enforcer == CFG_ENFORCER_AUTO &&
+	    (ret == -EPERM || ret == -EOPNOTSUPP)) {
+		g->mode = GUARD_RUN_USERSPACE;
+		log_warn("EGRESS GUARD DEGRADED: the eBPF guard cannot load here, falling back to "
+			 "userspace enforcement (air_gap.enforcer=auto); set air_gap.enforcer=ebpf to "
+			 "refuse to start instead",
+			 "reason", "%s", *err ? err : strerror(-ret));
+		*err = '\0';
+		*ret_g = g;
+		return 0;
+	}
+	if (ret < 0) {
+		if (!*err)
+			snprintf(err, errlen, "%s", strerror(-ret));
+		goto fail;
+	}
+
+	/* Attached and proven: keep only what the running guard needs. */
+	keep = 1ULL << CAP_NET_ADMIN_;
+	if (keep_net_bind)
+		keep |= 1ULL << CAP_NET_BIND_SERVICE_;
+	ret = guard_caps_drop(keep);
+	if (ret < 0) {
+		snprintf(err, errlen, "dropping capabilities after attaching: %s", strerror(-ret));
+		goto fail;
+	}
+	/* The first lookups before serving, so that allowed names work from the start. */
+	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	ret = -pthread_create(&g->watchdog, NULL, watchdog_main, g);
+	if (ret == 0) {
+		g->watchdog_started = true;
+		if (g->n_hosts) {
+			ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
+			g->resolver_started = ret == 0;
+		}
+	}
+	if (ret < 0) {
+		snprintf(err, errlen, "starting the guard threads: %s", strerror(-ret));
+		goto fail;
+	}
+	log_info("egress guard armed", "enforcer", "%s", "ebpf", "tripwire", "%s", "refused",
+		 "allow_hosts", "%zu", g->n_hosts, "resolved", "%zu", g->n_resolved, "capabilities",
+		 "%s", keep_net_bind ? "cap_net_admin,cap_net_bind_service" : "cap_net_admin");
+	*ret_g = g;
+	return 0;
+fail:
+	if (!g->enf) {
+		/* Nothing reached the kernel: release everything. */
+		guard_run_stop(g);
+		return ret < 0 ? ret : -EIO;
+	}
+	/* Not an orderly stop: whatever got pinned stays armed (fail closed). */
+	if (g->watchdog_started || g->resolver_started) {
+		pthread_mutex_lock(&g->lock);
+		g->stopping = true;
+		pthread_cond_broadcast(&g->cond);
+		pthread_mutex_unlock(&g->lock);
+		if (g->watchdog_started)
+			pthread_join(g->watchdog, NULL);
+		if (g->resolver_started)
+			pthread_join(g->resolver, NULL);
+	}
+	return ret < 0 ? ret : -EIO;
+}
+
+struct guard_run *guard_run_stop(struct guard_run *g)
+{
+	size_t h;
+
+	if (!g)
+		return NULL;
+	pthread_mutex_lock(&g->lock);
+	g->stopping = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+	if (g->watchdog_started)
+		pthread_join(g->watchdog, NULL);
+	if (g->resolver_started)
+		pthread_join(g->resolver, NULL);
+	g->enf = guard_enforcer_stop(g->enf);
+	for (h = 0; h < g->n_hosts; h++) {
+		struct host_slot *s = &g->hosts[h];
+
+		if (s->busy && gai_cancel(&s->cb) != EAI_CANCELED) {
+			const struct gaicb *one[1] = { &s->cb };
+			struct timespec t = { .tv_sec = 5 };
+
+			gai_suspend(one, 1, &t);
+			if (gai_error(&s->cb) == EAI_INPROGRESS)
+				return NULL; /* glibc still owns the slot: leak rather than corrupt */
+		}
+		if (s->cb.ar_result)
+			freeaddrinfo(s->cb.ar_result);
+	}
+	free(g->hosts);
+	free(g->resolved);
+	free(g->base);
+	free(g->denials);
+	guard_policy_free(g->policy);
+	pthread_cond_destroy(&g->cond);
+	pthread_mutex_destroy(&g->lock);
+	free(g);
+	return NULL;
+}
+
+/* ---- queries ---------------------------------------------------------------------- */
+
+struct guard_policy *guard_run_policy(struct guard_run *g)
+{
+	return g ? g->policy : NULL;
+}
+
+const struct cfg_air_gap *guard_run_air_gap(struct guard_run *g)
+{
+	return g ? g->ag : NULL;
+}
+
+bool guard_run_ready(struct guard_run *g)
+{
+	return g && (g->mode != GUARD_RUN_EBPF || atomic_load(&g->armed));
+}
+
+int guard_run_status(struct guard_run *g, struct guard_run_status *ret_status)
+{
+	struct guard_run_status s = { 0 };
+	struct guard_counters k;
+	int ret;
+
+	if (!g || !ret_status)
+		return -EINVAL;
+	s.enabled = g->ag->enabled;
+	s.mode = g->mode;
+	s.userspace_trips = guard_policy_userspace_trips(g->policy);
+	if (g->mode == GUARD_RUN_EBPF) {
+		ret = guard_enforcer_counters(g->enf, &k);
+		if (ret < 0)
+			return ret;
+		s.armed = atomic_load(&g->armed);
+		s.trips = k.total;
+		s.trips_by_hook[0] = k.connect4;
+		s.trips_by_hook[1] = k.connect6;
+		s.trips_by_hook[2] = k.sendmsg4;
+		s.trips_by_hook[3] = k.sendmsg6;
+		s.trips_by_hook[4] = k.sock_create;
+		s.tripwire_hits = k.tripwire;
+		s.events_dropped = k.events_dropped;
+		s.pin_path = g->pin_path[0] ? g->pin_path : NULL;
+		s.cgroup_path = g->cgroup_path;
+		pthread_mutex_lock(&g->lock);
+		s.resolved = g->n_resolved;
+		pthread_mutex_unlock(&g->lock);
+	}
+	*ret_status = s;
+	return 0;
+}
+
+int guard_run_tripwire(struct guard_run *g, char *detail, size_t len)
+{
+	struct guard_counters k;
+	int ret;
+
+	if (!g)
+		return -EINVAL;
+	if (g->mode != GUARD_RUN_EBPF) {
+		snprintf(detail, len, "no kernel guard (enforcer %s): nothing to trip",
+			 guard_run_mode_name(g->mode));
+		return -EOPNOTSUPP;
+	}
+	ret = guard_enforcer_confirm(g->enf);
+	if (ret == 0)
+		ret = guard_enforcer_tripwire(g->enf);
+	if (ret < 0) {
+		atomic_store(&g->armed, false);
+		snprintf(detail, len, "tripwire NOT refused: %s",
+			 ret == -EPROTO ? "the kernel guard let it through" : strerror(-ret));
+		log_error("egress guard tripwire failed", "error", "%s", detail);
+		return ret;
+	}
+	atomic_store(&g->armed, true);
+	guard_enforcer_counters(g->enf, &k);
+	snprintf(detail, len, "refused with EPERM by the kernel guard on %s (tripwire hits %llu)",
+		 g->cgroup_path, (unsigned long long)k.tripwire);
+	return 0;
+}

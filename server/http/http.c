@@ -1,0 +1,299 @@
+/*
+ * http.c: the operations listener on libmicrohttpd, one internal polling thread (scrapes
+ * and probes are rare and cheap). Each /metrics request builds its body in memory with
+ * open_memstream by calling the registered writers in order; a failing writer turns the
+ * scrape into a 500. Only GET and HEAD are served; everything else is 405, unknown paths
+ * 404. The listener binds only the configured address (loopback by default).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "cfg.h"
+#include "http.h"
+
+#define HTTP_MAX_CALLBACKS 32
+
+struct metrics_cb {
+	http_metrics_fn fn;
+	void *arg;
+};
+
+struct ready_cb {
+	const char *name;
+	http_ready_fn fn;
+	void *arg;
+};
+
+struct http_server {
+	struct sockaddr_storage sa;
+	bool ipv6;
+	bool any; /* wildcard address: dual stack */
+	struct MHD_Daemon *daemon;
+	struct metrics_cb metrics[HTTP_MAX_CALLBACKS];
+	size_t n_metrics;
+	struct ready_cb ready[HTTP_MAX_CALLBACKS];
+	size_t n_ready;
+	atomic_bool server_ready;
+};
+
+struct http_metrics {
+	FILE *f;
+};
+
+void http_metrics_family(struct http_metrics *m, const char *name, const char *type,
+			 const char *help)
+{
+	fprintf(m->f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void http_metrics_sample(struct http_metrics *m, const char *name, const char *labels,
+			 uint64_t value)
+{
+	if (labels && *labels)
+		fprintf(m->f, "%s{%s} %llu\n", name, labels, (unsigned long long)value);
+	else
+		fprintf(m->f, "%s %llu\n", name, (unsigned long long)value);
+}
+
+const char *http_metrics_escape(const char *value, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (!len)
+		return buf;
+	for (; value && *value && o + 3 < len; value++) {
+		char c = *value;
+
+		if (c == '\\' || c == '"' || c == '\n') {
+			buf[o++] = '\\';
+			c = c == '\n' ? 'n' : c;
+		}
+		buf[o++] = c;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+/* ---- requests --------------------------------------------------------------------- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int status,
+			     const char *type, char *body, size_t len)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned int status,
+				  const char *text)
+{
+	char *body = strdup(text);
+
+	return body ? reply(conn, status, "text/plain; charset=utf-8", body, strlen(body)) :
+		      MHD_NO;
+}
+
+static enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connection *conn)
+{
+	struct http_metrics m;
+	char *body = NULL;
+	size_t len = 0;
+	int ret = 0;
+
+	m.f = open_memstream(&body, &len);
+	if (!m.f)
+		return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+	for (size_t i = 0; i < s->n_metrics && ret >= 0; i++)
+		ret = s->metrics[i].fn(&m, s->metrics[i].arg);
+	if (fclose(m.f) != 0 && ret >= 0)
+		ret = -ENOMEM;
+	if (ret < 0) {
+		free(body);
+		return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+				  "metrics unavailable\n");
+	}
+	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+}
+
+static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection *conn)
+{
+	char buf[512] = "not ready:";
+	bool ok = atomic_load(&s->server_ready);
+
+	if (!ok)
+		strncat(buf, " server", sizeof(buf) - strlen(buf) - 1);
+	for (size_t i = 0; i < s->n_ready; i++)
+		if (!s->ready[i].fn(s->ready[i].arg)) {
+			ok = false;
+			strncat(buf, " ", sizeof(buf) - strlen(buf) - 1);
+			strncat(buf, s->ready[i].name, sizeof(buf) - strlen(buf) - 1);
+		}
+	if (ok)
+		return reply_text(conn, MHD_HTTP_OK, "ready\n");
+	strncat(buf, "\n", sizeof(buf) - strlen(buf) - 1);
+	return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, buf);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct http_server *s = cls;
+
+	(void)version;
+	(void)upload_data;
+	(void)con_cls;
+	if (*upload_data_size) {
+		*upload_data_size = 0; /* bodies are ignored */
+		return MHD_YES;
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (strcmp(url, "/metrics") == 0)
+		return serve_metrics(s, conn);
+	if (strcmp(url, "/healthz") == 0)
+		return reply_text(conn, MHD_HTTP_OK, "ok\n");
+	if (strcmp(url, "/readyz") == 0)
+		return serve_ready(s, conn);
+	return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found\n");
+}
+
+/* ---- life cycle ------------------------------------------------------------------- */
+
+static int parse_addr(struct http_server *s, const char *addr)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	char *host = NULL, portbuf[16];
+	int port, ret;
+
+	if (!addr)
+		return -EINVAL;
+	ret = cfg_split_hostport(addr, &host, &port);
+	if (ret < 0)
+		return ret;
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	if (!*host) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->sa;
+
+		a6->sin6_family = AF_INET6;
+		a6->sin6_addr = in6addr_any;
+		a6->sin6_port = htons((uint16_t)port);
+		s->ipv6 = s->any = true;
+		free(host);
+		return 0;
+	}
+	/* Numeric addresses or names from /etc/hosts ("localhost"). */
+	ret = getaddrinfo(host, portbuf, &hints, &res);
+	free(host);
+	if (ret != 0 || !res || res->ai_addrlen > sizeof(s->sa)) {
+		if (res)
+			freeaddrinfo(res);
+		return -EINVAL;
+	}
+	memcpy(&s->sa, res->ai_addr, res->ai_addrlen);
+	s->ipv6 = res->ai_family == AF_INET6;
+	freeaddrinfo(res);
+	return 0;
+}
+
+int http_server_new(const struct http_server_config *config, struct http_server **ret_server)
+{
+	struct http_server *s;
+	int ret;
+
+	if (!config || !ret_server)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	ret = parse_addr(s, config->addr);
+	if (ret < 0) {
+		free(s);
+		return ret;
+	}
+	*ret_server = s;
+	return 0;
+}
+
+int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *arg)
+{
+	if (!s || !fn || s->daemon)
+		return -EINVAL;
+	if (s->n_metrics == HTTP_MAX_CALLBACKS)
+		return -ENOSPC;
+	s->metrics[s->n_metrics++] = (struct metrics_cb){ fn, arg };
+	return 0;
+}
+
+int http_server_add_ready(struct http_server *s, const char *name, http_ready_fn fn, void *arg)
+{
+	if (!s || !fn || !name || s->daemon)
+		return -EINVAL;
+	if (s->n_ready == HTTP_MAX_CALLBACKS)
+		return -ENOSPC;
+	s->ready[s->n_ready++] = (struct ready_cb){ name, fn, arg };
+	return 0;
+}
+
+void http_server_set_ready(struct http_server *s, bool ready)
+{
+	if (s)
+		atomic_store(&s->server_ready, ready);
+}
+
+int http_server_start(struct http_server *s, int *ret_port)
+{
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
+	const union MHD_DaemonInfo *info;
+	uint16_t port;
+
+	if (!s || !ret_port || s->daemon)
+		return -EINVAL;
+	if (s->ipv6)
+		flags |= s->any ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+	port = ntohs(s->ipv6 ? ((struct sockaddr_in6 *)&s->sa)->sin6_port :
+			       ((struct sockaddr_in *)&s->sa)->sin_port);
+	errno = 0;
+	s->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, s,
+				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&s->sa,
+				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+				     MHD_OPTION_END);
+	if (!s->daemon)
+		return errno ? -errno : -EADDRINUSE;
+	info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	*ret_port = info ? info->port : port;
+	return 0;
+}
+
+struct http_server *http_server_free(struct http_server *s)
+{
+	if (!s)
+		return NULL;
+	if (s->daemon)
+		MHD_stop_daemon(s->daemon);
+	free(s);
+	return NULL;
+}

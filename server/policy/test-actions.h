@@ -1,0 +1,41 @@
+#pragma once
+/* The served actions of trstctl.v1, as the server builds them from its descriptors. */
+#include <stddef.h>
+
+static const char *const test_actions[] = {
+	"CA.CreateOwner",
+	"CA.GetOwner",
+	"CA.ListOwners",
+	"CA.CreateIdentity",
+	"CA.GetIdentity",
+	"CA.ListIdentities",
+	"CA.TransitionIdentity",
+	"CA.IssueCertificate",
+	"CA.GetCertificate",
+	"CA.ListCertificates",
+	"CA.GetCABundle",
+	"CA.GetCRL",
+	"Secrets.CreateSecret",
+	"Secrets.GetSecret",
+	"Secrets.RotateSecret",
+	"Secrets.ListSecrets",
+	"Secrets.ListSecretVersions",
+	"Secrets.DeleteSecret",
+	"Secrets.RecoverSecret",
+	"Secrets.DestroySecretVersion",
+	"Audit.ListEvents",
+	"Audit.WatchEvents",
+	"Audit.VerifyChain",
+	"Policy.PutPolicy",
+	"Policy.GetPolicy",
+	"Policy.ListPolicies",
+	"Policy.DeletePolicy",
+	"Policy.Evaluate",
+	"Policy.CreateToken",
+	"Policy.ListTokens",
+	"Policy.RevokeToken",
+	"Guard.GetStatus",
+	"Guard.ListDenials",
+	"Guard.RunTripwire",
+};
+#define TEST_N_ACTIONS (sizeof(test_actions) / sizeof(test_actions[0]))

@@ -1,0 +1,663 @@
+/*
+ * Integration tests of the policy service against a real PostgreSQL (run-with-pg.sh): two
+ * "servers" (each its own pool, audit, authz and gRPC server on loopback, served through
+ * libtrstctl) share one database. Bootstrap race on the empty database, every served
+ * method gated (no token: UNAUTHENTICATED; a token without policies: PERMISSION_DENIED;
+ * admin: passes the gate), the policy store (versions, idempotency, strict parsing),
+ * the token lifecycle (expiry, last use, escalation refused), Evaluate, revocation and a
+ * policy change seen by the other server within a second, denials audited, and
+ * `trstctl token create|list|revoke` on the database.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "audit.h"
+#include "authz-int.h"
+#include "bus.h"
+#include "cfg.h"
+#include "db.h"
+#include "kek.h"
+#include "rpc.h"
+#include "trstctl-client-gen.h"
+
+extern const unsigned char trstctl_descset[];
+extern const size_t trstctl_descset_len;
+
+struct srv {
+	struct db *db;
+	struct audit *audit;
+	struct bus *bus;
+	struct authz *authz;
+	struct rpc_server *rpc;
+	struct trstctl_client *cl;
+	char file[256];
+	int port;
+};
+
+static struct {
+	char dir[64];
+	struct kek *kek;
+	struct srv s[2];
+	char admin[POLICY_TOKEN_LEN + 2];
+} E;
+
+static int open_db(struct db **ret)
+{
+	struct db_config c = { .dsn = getenv("TRSTCTL_POSTGRES_DSN"),
+			       .max_conns = 8,
+			       .connect_timeout_ms = 5000 };
+
+	return db_open(&c, ret);
+}
+
+static void *open_authz(void *p)
+{
+	struct srv *s = p;
+	struct authz_config c = { .bootstrap_token_file = s->file, .poll_ms = 300 };
+	intptr_t r = authz_open(s->db, s->audit, s->bus, &c, &s->authz);
+
+	return (void *)r;
+}
+
+static int serve(struct srv *s)
+{
+	static const ProtobufCServiceDescriptor *const others[] = {
+		&trstctl__v1__ca__descriptor,
+		&trstctl__v1__secrets__descriptor,
+		&trstctl__v1__audit__descriptor,
+		&trstctl__v1__guard__descriptor,
+	};
+	struct rpc_server_config rc = { .addr = "127.0.0.1:0",
+					.tls_mode = RPC_TLS_DISABLED,
+					.workers = 1,
+					.pool_threads = 4,
+					.pool_queue = 64,
+					.max_streams = 8,
+					.max_request_bytes = 1 << 20,
+					.grace_ms = 500 };
+	struct trstctl_client_config cc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 10000 };
+	char addr[64];
+	int r = rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &s->rpc);
+
+	if (r >= 0)
+		r = rpc_server_add_standard_services(s->rpc);
+	for (size_t i = 0; r >= 0 && i < sizeof(others) / sizeof(others[0]); i++)
+		r = rpc_server_add_service(s->rpc, others[i], NULL, NULL);
+	if (r >= 0)
+		r = policy_rpc_register(s->rpc, s->authz);
+	if (r >= 0)
+		r = authz_install(s->authz, s->rpc);
+	if (r >= 0)
+		r = rpc_server_start(s->rpc, &s->port);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", s->port);
+	cc.addr = addr;
+	return r >= 0 ? trstctl_client_new(&cc, &s->cl) : r;
+}
+
+static int read_file(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, len - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* Both servers start at once on the empty database: exactly one bootstraps. */
+static int setup(void **state)
+{
+	uint8_t key[KEK_LEN];
+	pthread_t t[2];
+	void *res[2];
+	int created = 0;
+
+	(void)state;
+	rpc_init();
+	snprintf(E.dir, sizeof(E.dir), "/tmp/trstctl-authz.XXXXXX");
+	if (!mkdtemp(E.dir))
+		return -1;
+	memset(key, 0x3c, sizeof(key));
+	if (kek_new(key, sizeof(key), &E.kek) < 0)
+		return -1;
+	for (int i = 0; i < 2; i++) {
+		struct srv *s = &E.s[i];
+		struct audit_config ac = { .checkpoint_interval_ms = -1 };
+
+		snprintf(s->file, sizeof(s->file), "%s/state%d/sub/bootstrap-token", E.dir, i);
+		if (open_db(&s->db) < 0 || db_migrate(s->db, NULL) < 0 ||
+		    audit_open(s->db, E.kek, &ac, &s->audit) < 0 ||
+		    bus_open(s->db, NULL, &s->bus) < 0)
+			return -1;
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, open_authz, &E.s[i]);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i], &res[i]);
+		if ((intptr_t)res[i] < 0) {
+			fprintf(stderr, "authz_open %d: %s\n", i, strerror(-(int)(intptr_t)res[i]));
+			return -1;
+		}
+		if (authz_bootstrapped(E.s[i].authz) == AUTHZ_BOOTSTRAP_CREATED) {
+			created++;
+			if (read_file(E.s[i].file, E.admin, sizeof(E.admin)) < 0)
+				return -1;
+		}
+	}
+	if (created != 1) {
+		fprintf(stderr, "bootstrap created %d tokens\n", created);
+		return -1;
+	}
+	for (int i = 0; i < 2; i++)
+		if (serve(&E.s[i]) < 0)
+			return -1;
+	return 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		struct srv *s = &E.s[i];
+
+		s->cl = trstctl_client_free(s->cl);
+		if (s->rpc)
+			rpc_server_shutdown(s->rpc);
+		s->rpc = rpc_server_free(s->rpc);
+		s->authz = authz_close(s->authz);
+		s->bus = bus_close(s->bus);
+		s->audit = audit_close(s->audit);
+		s->db = db_close(s->db);
+	}
+	E.kek = kek_free(E.kek);
+	rpc_fini();
+	if (E.dir[0]) /* holds token files: never leave them behind */
+		nftw(E.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	return 0;
+}
+
+/* Helpers ------------------------------------------------------------------------------ */
+
+static struct trstctl_call_opts *as(const char *token)
+{
+	static __thread struct trstctl_call_opts o;
+
+	o = (struct trstctl_call_opts){ .token = token };
+	return &o;
+}
+
+static int put(int srv, const char *token, const char *name, const char *doc, const char *rid,
+	       int64_t *ret_version, struct trstctl_status *st)
+{
+	Trstctl__V1__PutPolicyRequest q = TRSTCTL__V1__PUT_POLICY_REQUEST__INIT;
+	Trstctl__V1__PolicyDocument *p = NULL;
+	int r;
+
+	q.name = (char *)name;
+	q.document = (char *)doc;
+	q.request_id = (char *)(rid ? rid : "");
+	r = trstctl_policy_put_policy(E.s[srv].cl, &q, as(token), &p, st);
+	if (r >= 0 && ret_version)
+		*ret_version = p->version;
+	if (p)
+		protobuf_c_message_free_unpacked(&p->base, NULL);
+	return r;
+}
+
+static int create_token(int srv, const char *token, const char *const *policies, size_t n,
+			int64_t ttl, char ret[POLICY_TOKEN_LEN + 1], char ret_id[17],
+			struct trstctl_status *st)
+{
+	Trstctl__V1__CreateTokenRequest q = TRSTCTL__V1__CREATE_TOKEN_REQUEST__INIT;
+	Trstctl__V1__CreateTokenResponse *resp = NULL;
+	int r;
+
+	q.name = "test";
+	q.policies = (char **)policies;
+	q.n_policies = n;
+	q.ttl_seconds = ttl;
+	r = trstctl_policy_create_token(E.s[srv].cl, &q, as(token), &resp, st);
+	if (r >= 0) {
+		snprintf(ret, POLICY_TOKEN_LEN + 1, "%s", resp->token);
+		snprintf(ret_id, 17, "%s", resp->token_id);
+		protobuf_c_message_free_unpacked(&resp->base, NULL);
+	}
+	return r;
+}
+
+/* GetPolicy admin as token on server srv: the gRPC code. */
+static int probe(int srv, const char *token)
+{
+	Trstctl__V1__GetPolicyRequest q = TRSTCTL__V1__GET_POLICY_REQUEST__INIT;
+	Trstctl__V1__PolicyDocument *p = NULL;
+	struct trstctl_status st = { 0 };
+	int code;
+
+	q.name = "admin";
+	trstctl_policy_get_policy(E.s[srv].cl, &q, as(token), &p, &st);
+	if (p)
+		protobuf_c_message_free_unpacked(&p->base, NULL);
+	code = st.code;
+
+	trstctl_status_clear(&st);
+	return code;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until the other server has heard of a change (at most a second), returns the code. */
+static int settle(int srv, const char *token)
+{
+	int64_t start = now_ms();
+	int code;
+
+	while ((code = probe(srv, token)) != 0 && now_ms() - start < 1000)
+		usleep(20 * 1000);
+	return code;
+}
+
+static int count_audit(const char *type)
+{
+	struct audit_query q = { .type_prefix = type, .page_size = 1000 };
+	struct audit_page *p = NULL;
+	int n;
+
+	assert_int_equal(audit_list(E.s[0].audit, NULL, &q, &p), 0);
+	n = (int)p->n;
+	audit_page_free(p);
+	return n;
+}
+
+static int raw_code(int srv, const struct trstctl_method *m, const char *token)
+{
+	struct trstctl_status st = { 0 };
+	uint8_t *resp = NULL;
+	size_t len = 0;
+	int code;
+
+	trstctl_call_raw(E.s[srv].cl, m->path, "", 0, as(token), &resp, &len, &st);
+	free(resp);
+	code = st.code;
+	if (code != 16 && code != 7 && code != 12 && code != 0)
+		printf("  %s -> %s: %s\n", m->path, trstctl_status_code_name(code), st.message);
+	trstctl_status_clear(&st);
+	return code;
+}
+
+/* Tests -------------------------------------------------------------------------------- */
+
+static void test_bootstrap_file(void **state)
+{
+	struct stat st;
+	int n = 0;
+
+	(void)state;
+	for (int i = 0; i < 2; i++) {
+		if (stat(E.s[i].file, &st) == 0) {
+			n++;
+			assert_int_equal(st.st_mode & 0777, 0600);
+		}
+	}
+	assert_int_equal(n, 1);
+	assert_int_equal(strncmp(E.admin, "trst_", 5), 0);
+	assert_int_equal(strlen(E.admin), POLICY_TOKEN_LEN);
+	assert_int_equal(probe(0, E.admin), 0);
+	assert_int_equal(probe(1, E.admin), 0);
+}
+
+static void test_unauthenticated(void **state)
+{
+	const char *bad[] = { NULL, "trst_short",
+			      "trst_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" };
+	struct trstctl_status st = { 0 };
+	Trstctl__V1__GetPolicyRequest q = TRSTCTL__V1__GET_POLICY_REQUEST__INIT;
+	Trstctl__V1__PolicyDocument *p = NULL;
+	int before = count_audit("auth.denied");
+
+	(void)state;
+	q.name = "admin";
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &q, as(bad[i]), &p, &st),
+				     0);
+		assert_int_equal(st.code, 16);
+		assert_string_equal(st.message, AUTHZ_UNAUTH_MSG);
+	}
+	trstctl_status_clear(&st);
+	assert_int_equal(count_audit("auth.denied"), before + 3);
+	/* health needs no token */
+	char addr[64];
+
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", E.s[0].port);
+	assert_int_equal(rpc_health_probe(addr, false, NULL, NULL, 3000), 0);
+}
+
+/* Every served method: no token UNAUTHENTICATED, no policy PERMISSION_DENIED, admin
+ * passes the gate (whatever the handler then says). */
+static void test_every_method_gated(void **state)
+{
+	char none[POLICY_TOKEN_LEN + 1], id[17];
+	struct trstctl_status st = { 0 };
+	size_t checked = 0;
+
+	(void)state;
+	assert_int_equal(create_token(0, E.admin, NULL, 0, 0, none, id, &st), 0);
+	for (size_t i = 0; i < trstctl_n_methods; i++) {
+		const struct trstctl_method *m = &trstctl_methods[i];
+
+		if (strncmp(m->path, "/trstctl.v1.", 12) != 0)
+			continue;
+		if (m->server_streaming || m->client_streaming)
+			continue; /* WatchEvents: the served test walks streams too */
+		assert_int_equal(raw_code(0, m, NULL), 16);
+		if (raw_code(0, m, none) != 7)
+			fail_msg("%s with a token bound to no policy is not PERMISSION_DENIED",
+				 m->path);
+		int c = raw_code(0, m, E.admin);
+
+		if (c == 16 || c == 7)
+			fail_msg("%s is refused to admin", m->path);
+		checked++;
+	}
+	assert_true(checked >= 33);
+	trstctl_status_clear(&st);
+}
+
+static void test_policy_store(void **state)
+{
+	const char *doc =
+		"{\"rules\": [{\"effect\": \"allow\", \"actions\": [\"Policy.GetPolicy\"],"
+		" \"resources\": [\"policy/*\"]}]}";
+	Trstctl__V1__GetPolicyRequest g = TRSTCTL__V1__GET_POLICY_REQUEST__INIT;
+	Trstctl__V1__DeletePolicyRequest d = TRSTCTL__V1__DELETE_POLICY_REQUEST__INIT;
+	Trstctl__V1__PolicyDocument *p = NULL;
+	struct trstctl_status st = { 0 };
+	int64_t v1 = 0, v2 = 0, v3 = 0;
+
+	(void)state;
+	assert_int_equal(put(0, E.admin, "store-a", doc, NULL, &v1, &st), 0);
+	assert_int_equal(put(0, E.admin, "store-a", doc, "rid-1", &v2, &st), 0);
+	assert_int_equal(v2, v1 + 1);
+	/* the same request_id again: the first reply, nothing changes */
+	assert_int_equal(put(1, E.admin, "store-a", doc, "rid-1", &v3, &st), 0);
+	assert_int_equal(v3, v2);
+	/* strict parsing, with the parser's message */
+	assert_int_not_equal(
+		put(0, E.admin, "store-b", "{\"rules\": [{\"efect\": 1}]}", NULL, NULL, &st), 0);
+	assert_int_equal(st.code, 3);
+	assert_non_null(strstr(st.message, "rules[0].efect"));
+	assert_int_not_equal(put(0, E.admin, "admin", doc, NULL, NULL, &st), 0);
+	assert_int_equal(st.code, 3);
+	g.name = "store-a";
+	assert_int_equal(trstctl_policy_get_policy(E.s[1].cl, &g, as(E.admin), &p, &st), 0);
+	assert_int_equal(p->version, v2);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	d.name = "store-a";
+	assert_int_equal(trstctl_policy_delete_policy(E.s[0].cl, &d, as(E.admin), &p, &st), 0);
+	protobuf_c_message_free_unpacked(&p->base, NULL);
+	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &g, as(E.admin), &p, &st), 0);
+	assert_int_equal(st.code, 5);
+	/* put after delete continues the version */
+	assert_int_equal(put(0, E.admin, "store-a", doc, NULL, &v3, &st), 0);
+	assert_int_equal(v3, v2 + 2);
+	trstctl_status_clear(&st);
+}
+
+static void test_token_lifecycle(void **state)
+{
+	const char *doc =
+		"{\"rules\": [{\"effect\": \"allow\", \"actions\": [\"Policy.GetPolicy\", "
+		"\"Policy.CreateToken\"], \"resources\": [\"policy/*\", \"token/*\"]},"
+		"{\"effect\": \"deny\", \"actions\": [\"Policy.GetPolicy\"], "
+		"\"resources\": [\"policy/secret-*\"]}]}";
+	const char *const reader[] = { "reader" }, *const admin[] = { "admin" },
+			  *const ghost[] = { "no-such-policy" };
+	char tok[POLICY_TOKEN_LEN + 1], id[17], tok2[POLICY_TOKEN_LEN + 1], id2[17];
+	struct trstctl_status st = { 0 };
+	struct store_token meta = { 0 };
+
+	(void)state;
+	assert_int_equal(put(0, E.admin, "reader", doc, NULL, NULL, &st), 0);
+	assert_int_equal(create_token(0, E.admin, reader, 1, 2, tok, id, &st), 0);
+	assert_int_equal(probe(0, tok), 0);
+	assert_int_equal(settle(1, tok), 0); /* the new policy reached server 1 */
+	/* deny overrides, and the message names action and resource only */
+	Trstctl__V1__GetPolicyRequest g = TRSTCTL__V1__GET_POLICY_REQUEST__INIT;
+	Trstctl__V1__PolicyDocument *p = NULL;
+
+	g.name = "secret-x";
+	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &g, as(tok), &p, &st), 0);
+	assert_int_equal(st.code, 7);
+	assert_string_equal(st.message, "permission denied: Policy.GetPolicy on policy/secret-x");
+	assert_int_not_equal(put(0, tok, "x", doc, NULL, NULL, &st), 0);
+	assert_int_equal(st.code, 7);
+	/* no escalation: reader may create tokens, but only bound to what it holds */
+	assert_int_not_equal(create_token(0, tok, admin, 1, 0, tok2, id2, &st), 0);
+	assert_int_equal(st.code, 7);
+	assert_int_equal(create_token(0, tok, reader, 1, 60, tok2, id2, &st), 0);
+	assert_int_not_equal(create_token(0, E.admin, ghost, 1, 0, tok2, id2, &st), 0);
+	assert_int_equal(st.code, 5);
+	/* last use recorded (the first use of a token writes it) */
+	assert_int_equal(store_token_by_id(E.s[0].db, DB_DEFAULT_TENANT, id, &meta), 0);
+	assert_true(meta.last_used_us > 0);
+	assert_int_equal(meta.n_policies, 1);
+	assert_string_equal(meta.policies[0], "reader");
+	store_token_clear(&meta);
+	/* expiry */
+	sleep(2);
+	assert_int_equal(probe(0, tok), 16);
+	assert_int_equal(probe(1, tok), 16);
+	trstctl_status_clear(&st);
+}
+
+static void test_evaluate(void **state)
+{
+	Trstctl__V1__EvaluateRequest q = TRSTCTL__V1__EVALUATE_REQUEST__INIT;
+	Trstctl__V1__Decision *d = NULL;
+	const char *const reader[] = { "reader" };
+	char tok[POLICY_TOKEN_LEN + 1], id[17];
+	struct trstctl_status st = { 0 };
+
+	(void)state;
+	assert_int_equal(create_token(0, E.admin, reader, 1, 0, tok, id, &st), 0);
+	q.principal = id;
+	q.action = "Policy.GetPolicy";
+	q.resource = "policy/secret-1";
+	assert_int_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_false(d->allowed);
+	assert_string_equal(d->matched_policy, "reader");
+	assert_int_equal(d->matched_rule, 1);
+	protobuf_c_message_free_unpacked(&d->base, NULL);
+	q.resource = "policy/other";
+	assert_int_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_true(d->allowed);
+	assert_int_equal(d->matched_rule, 0);
+	protobuf_c_message_free_unpacked(&d->base, NULL);
+	q.action = "CA.Nope";
+	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_int_equal(st.code, 3);
+	/* reader may not evaluate others (token/<id> is not in its resources for Evaluate) */
+	q.action = "Policy.GetPolicy";
+	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(tok), &d, &st), 0);
+	assert_int_equal(st.code, 7);
+	trstctl_status_clear(&st);
+}
+
+/* Revoked on server 0: server 1, which has the token cached, refuses it within a second. */
+static void test_revocation_other_server(void **state)
+{
+	Trstctl__V1__RevokeTokenRequest q = TRSTCTL__V1__REVOKE_TOKEN_REQUEST__INIT;
+	Trstctl__V1__Token *t = NULL;
+	const char *const reader[] = { "reader" };
+	char tok[POLICY_TOKEN_LEN + 1], id[17];
+	struct trstctl_status st = { 0 };
+	int64_t start, took;
+	int denied_before = count_audit("auth.denied");
+
+	(void)state;
+	assert_int_equal(create_token(0, E.admin, reader, 1, 0, tok, id, &st), 0);
+	assert_int_equal(settle(1, tok), 0); /* cached on server 1 */
+	assert_int_equal(probe(1, tok), 0);
+	q.id = id;
+	start = now_ms();
+	assert_int_equal(trstctl_policy_revoke_token(E.s[0].cl, &q, as(E.admin), &t, &st), 0);
+	assert_true(t->revoked);
+	protobuf_c_message_free_unpacked(&t->base, NULL);
+	assert_int_equal(probe(0, tok), 16); /* at once on the server that revoked */
+	while (probe(1, tok) == 0 && now_ms() - start < 3000)
+		usleep(20 * 1000);
+	took = now_ms() - start;
+	printf("  revocation seen by the other server after %lld ms\n", (long long)took);
+	assert_true(took < 1000);
+	assert_true(count_audit("auth.denied") >= denied_before + 2);
+	assert_true(count_audit("token.revoked") >= 1);
+	/* revoking again changes nothing and says so */
+	assert_int_equal(trstctl_policy_revoke_token(E.s[1].cl, &q, as(E.admin), &t, &st), 0);
+	assert_true(t->revoked);
+	protobuf_c_message_free_unpacked(&t->base, NULL);
+	trstctl_status_clear(&st);
+}
+
+/* A policy change on server 0 holds on server 1 within a second. */
+static void test_policy_change_other_server(void **state)
+{
+	const char *allow =
+		"{\"rules\": [{\"effect\": \"allow\", \"actions\": [\"Policy.GetPolicy\"],"
+		" \"resources\": [\"policy/*\"]}]}";
+	const char *deny =
+		"{\"rules\": [{\"effect\": \"allow\", \"actions\": [\"Policy.ListPolicies\"],"
+		" \"resources\": [\"policy/*\"]}]}";
+	const char *const pol[] = { "flip" };
+	char tok[POLICY_TOKEN_LEN + 1], id[17];
+	struct trstctl_status st = { 0 };
+	int64_t start;
+
+	(void)state;
+	assert_int_equal(put(0, E.admin, "flip", allow, NULL, NULL, &st), 0);
+	assert_int_equal(create_token(0, E.admin, pol, 1, 0, tok, id, &st), 0);
+	start = now_ms();
+	while (probe(1, tok) != 0 && now_ms() - start < 3000)
+		usleep(20 * 1000);
+	assert_int_equal(probe(1, tok), 0);
+	assert_int_equal(put(0, E.admin, "flip", deny, NULL, NULL, &st), 0);
+	start = now_ms();
+	while (probe(1, tok) == 0 && now_ms() - start < 3000)
+		usleep(20 * 1000);
+	assert_true(now_ms() - start < 1000);
+	assert_int_equal(probe(1, tok), 7);
+	assert_true(count_audit("policy.denied") >= 1);
+	trstctl_status_clear(&st);
+}
+
+/* `trstctl token create|list|revoke` straight on the database. */
+static void test_cli(void **state)
+{
+	char dsn[1024], kekf[256], kenv[300], out[256], tok[POLICY_TOKEN_LEN + 2], id[17];
+	uint8_t key[KEK_LEN];
+	char *envp[3] = { dsn, kenv, NULL };
+	struct cfg *c = NULL;
+	char *errs = NULL;
+	int fd, saved;
+
+	(void)state;
+	snprintf(dsn, sizeof(dsn), "TRSTCTL_POSTGRES_DSN=%s", getenv("TRSTCTL_POSTGRES_DSN"));
+	snprintf(kekf, sizeof(kekf), "%s/kek.bin", E.dir);
+	snprintf(kenv, sizeof(kenv), "TRSTCTL_SECRETS_KEK_FILE=%s", kekf);
+	memset(key, 0x3c, sizeof(key));
+	fd = open(kekf, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, key, sizeof(key)), (ssize_t)sizeof(key));
+	close(fd);
+	assert_int_equal(cfg_load(envp, &c, &errs), 0);
+
+	snprintf(out, sizeof(out), "%s/cli.out", E.dir);
+	fflush(stdout);
+	saved = dup(1);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	dup2(fd, 1);
+	close(fd);
+	char *create[] = { "token", "create", "--policy", "reader", "--ttl", "1h", "--name", "ci" };
+	int r = token_cli(8, create, c);
+
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	assert_int_equal(r, 0);
+	assert_int_equal(read_file(out, tok, sizeof(tok)), 0);
+	assert_int_equal(strlen(tok), POLICY_TOKEN_LEN);
+	assert_int_equal(settle(1, tok), 0);
+	/* its id, then revoke it with the CLI */
+	uint8_t hash[POLICY_HASH_LEN];
+	char hdr[80];
+
+	snprintf(hdr, sizeof(hdr), "Bearer %s", tok);
+	assert_int_equal(policy_token_parse_bearer(hdr, hash), 0);
+	policy_token_id(hash, id);
+	char *revoke[] = { "token", "revoke", id };
+	char *list[] = { "token", "list" };
+
+	assert_int_equal(token_cli(2, list, c), 0);
+	assert_int_equal(token_cli(3, revoke, c), 0);
+	int64_t start = now_ms();
+
+	while (probe(1, tok) == 0 && now_ms() - start < 3000)
+		usleep(20 * 1000);
+	assert_true(now_ms() - start < 1000);
+	char *bad[] = { "token", "create" };
+
+	assert_int_equal(token_cli(2, bad, c), 2);
+	cfg_free(c);
+	assert_true(count_audit("token.created") >= 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bootstrap_file),
+		cmocka_unit_test(test_unauthenticated),
+		cmocka_unit_test(test_every_method_gated),
+		cmocka_unit_test(test_policy_store),
+		cmocka_unit_test(test_token_lifecycle),
+		cmocka_unit_test(test_evaluate),
+		cmocka_unit_test(test_revocation_other_server),
+		cmocka_unit_test(test_policy_change_other_server),
+		cmocka_unit_test(test_cli),
+	};
+
+	if (!getenv("TRSTCTL_POSTGRES_DSN")) {
+		printf("SKIP: TRSTCTL_POSTGRES_DSN is not set (run through run-with-pg.sh)\n");
+		return 77;
+	}
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,662 @@
+/*
+ * The write side of the secret store: name and label rules, sealing, and the changes
+ * (create, rotate, delete, recover, destroy) run by the group-commit writer. A change is one
+ * function (change_fn) that may run more than once (the writer retries a batch that hit a
+ * serialization failure), so it resets its outputs first and touches nothing outside its
+ * struct op.
+ *
+ * The writer runs changes one after the other, so the work it does per change bounds the
+ * write rate. Values are therefore sealed and HMAC'd on the caller's thread before
+ * db_write, for the version the change expects to write; a rotation that finds another
+ * current version (another server won the row) reseals inside the change. Each change is
+ * one statement in the common case (data-modifying CTEs); the UPDATE of the secrets row
+ * locks it, so rotations of one secret are serialized across servers too and exactly one
+ * wins per version (the losers see the new version and re-check expected_version).
+ *
+ * Idempotency: with a request_id the change first looks the id up (a replay returns the
+ * stored metadata and writes nothing) and stores its own reply in the same transaction.
+ * The stored reply is the metadata as JSON (this module speaks no protobuf).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "audit.h"
+#include "bus.h"
+#include "kek.h"
+#include "secrets-internal.h"
+
+#define HMAC_LABEL "trstctl secret value v1"
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-"
+
+enum op_kind { OP_CREATE, OP_ROTATE, OP_DELETE, OP_RECOVER, OP_DESTROY };
+
+static const struct {
+	const char *method; /* idempotency scope */
+	const char *event;  /* audit and event type */
+} op_names[] = {
+	[OP_CREATE] = { "trstctl.v1.Secrets/CreateSecret", "secret.created" },
+	[OP_ROTATE] = { "trstctl.v1.Secrets/RotateSecret", "secret.rotated" },
+	[OP_DELETE] = { "trstctl.v1.Secrets/DeleteSecret", "secret.deleted" },
+	[OP_RECOVER] = { "trstctl.v1.Secrets/RecoverSecret", "secret.recovered" },
+	[OP_DESTROY] = { "trstctl.v1.Secrets/DestroySecretVersion", "secret.destroyed" },
+};
+
+/* One change and its outcome. Inputs are borrowed from the caller of db_write. */
+struct op {
+	struct secrets *s;
+	enum op_kind kind;
+	const char *tenant, *actor, *request_id, *name;
+	const uint8_t *value;	 /* create, rotate */
+	size_t n;
+	const char *labels_json; /* create */
+	int64_t expected;	 /* rotate: 0 = no check */
+	int64_t version;	 /* destroy: the version; create/rotate: the one sealed for */
+	uint8_t *sealed;	 /* sealed for version, owned */
+	size_t sealed_len;
+	char hmac_hex[65];	 /* create, rotate: HMAC of the value */
+	struct db_tx *tx;	 /* while the change runs */
+	/* outputs, reset by each run */
+	struct secrets_meta meta;
+	bool replayed;
+	int64_t retired;	 /* rotate: values destroyed by the retention limit */
+	char err[256];
+};
+
+int secrets_check_name(const char *name, char *err, size_t errlen)
+{
+	size_t n = name ? strlen(name) : 0;
+
+	if (n == 0 || n > SECRETS_NAME_MAX)
+		return secrets_fail(err, errlen, -EINVAL, "secret name must be 1-%d bytes",
+				    SECRETS_NAME_MAX);
+	if (strspn(name, NAME_CHARS) != n)
+		return secrets_fail(err, errlen, -EINVAL,
+				    "secret name may contain only [A-Za-z0-9._/-]");
+	if (name[0] == '/' || name[n - 1] == '/' || strstr(name, "//"))
+		return secrets_fail(err, errlen, -EINVAL,
+				    "secret name must not have an empty segment (leading, "
+				    "trailing or double '/')");
+	for (const char *p = name; p; p = strchr(p, '/')) {
+		p += *p == '/';
+		if (strncmp(p, "..", 2) == 0 && (p[2] == '/' || p[2] == '\0'))
+			return secrets_fail(err, errlen, -EINVAL,
+					    "secret name must not have a \"..\" segment");
+	}
+	return 0;
+}
+
+int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
+		 const struct secrets_config *cfg, struct secrets **ret)
+{
+	struct secrets *s;
+
+	if (!db || !kek || !ret || (cfg && (cfg->retain_versions < 0 || cfg->write_timeout_ms < 0 ||
+					    cfg->max_value_bytes > KEK_MAX_PLAIN)))
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->db = db;
+	s->kek = kek;
+	s->bus = bus;
+	s->max_value = cfg && cfg->max_value_bytes ? cfg->max_value_bytes :
+						     SECRETS_DEFAULT_MAX_VALUE;
+	s->retain = cfg ? cfg->retain_versions : SECRETS_DEFAULT_RETAIN;
+	s->timeout_ms = cfg && cfg->write_timeout_ms ? cfg->write_timeout_ms : 10000;
+	*ret = s;
+	return 0;
+}
+
+struct secrets *secrets_close(struct secrets *s)
+{
+	if (s) {
+		free(s->rpc_handlers);
+		free(s);
+	}
+	return NULL;
+}
+
+/* Labels as a JSON object with sorted keys, or -EINVAL with the rule in err. */
+static int labels_json(const struct secrets_label *labels, size_t n, char *err, size_t errlen,
+		       char **ret)
+{
+	json_t *o;
+	int r = 0;
+
+	if (n > SECRETS_LABELS_MAX)
+		return secrets_fail(err, errlen, -EINVAL, "at most %d labels",
+				    SECRETS_LABELS_MAX);
+	o = json_object();
+	if (!o)
+		return -ENOMEM;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const char *k = labels[i].key ? labels[i].key : "";
+		const char *v = labels[i].value ? labels[i].value : "";
+		size_t kl = strlen(k), vl = strlen(v);
+		json_t *js = vl <= SECRETS_LABEL_VALUE_MAX ? json_string(v) : NULL;
+
+		if (kl == 0 || kl > SECRETS_LABEL_KEY_MAX || strspn(k, NAME_CHARS) != kl)
+			r = secrets_fail(err, errlen, -EINVAL,
+					 "label key must be 1-%d bytes of [A-Za-z0-9._/-]",
+					 SECRETS_LABEL_KEY_MAX);
+		else if (!js)
+			r = secrets_fail(err, errlen, -EINVAL,
+					 "label \"%s\": value must be at most %d bytes of UTF-8", k,
+					 SECRETS_LABEL_VALUE_MAX);
+		else if (json_object_get(o, k))
+			r = secrets_fail(err, errlen, -EINVAL, "label \"%s\" is given twice", k);
+		else
+			json_object_set(o, k, js);
+		json_decref(js);
+	}
+	*ret = r == 0 ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(o);
+	if (r == 0 && !*ret)
+		r = -ENOMEM;
+	return r;
+}
+
+static int check_value(struct secrets *s, size_t n, char *err, size_t errlen)
+{
+	if (n > s->max_value)
+		return secrets_fail(err, errlen, -EMSGSIZE,
+				    "secret value is %zu bytes, more than the maximum of %zu", n,
+				    s->max_value);
+	return 0;
+}
+
+/* Seals op's value for version v (replacing an earlier sealing). */
+static int op_seal(struct op *op, int64_t v)
+{
+	char aad[128 + SECRETS_NAME_MAX];
+
+	free(op->sealed);
+	op->sealed = NULL;
+	secrets_aad(op->tenant, op->name, v, aad, sizeof(aad));
+	op->version = v;
+	return kek_seal(op->s->kek, op->value, op->n, aad, &op->sealed, &op->sealed_len);
+}
+
+static int op_hmac(struct op *op)
+{
+	uint8_t mac[32];
+	int r = kek_hmac(op->s->kek, HMAC_LABEL, op->value, op->n, mac);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < sizeof(mac); i++)
+		snprintf(op->hmac_hex + 2 * i, 3, "%02x", mac[i]);
+	return 0;
+}
+
+static int op_fail(struct op *op, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int op_fail(struct op *op, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* Takes rows (one row of SECRETS_META_COLS, or none) into op->meta; -ENODATA when none. */
+static int take_meta(struct op *op, struct db_rows *rows, int64_t *ret_extra)
+{
+	int r = -ENODATA;
+
+	if (rows->n_rows == 1) {
+		r = secrets_meta_from_row(rows, 0, 0, &op->meta);
+		if (r >= 0 && ret_extra)
+			*ret_extra = strtoll(db_rows_get(rows, 0, SECRETS_META_NCOLS), NULL,
+					     10);
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+/* The secret row, locked for the rest of the batch. -ENOENT (message set) when missing. */
+static int probe(struct op *op, int64_t *ret_current, bool *ret_deleted)
+{
+	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name) };
+	struct db_rows *rows = NULL;
+	int r = db_tx_exec(op->tx,
+			   "SELECT current_version, deleted_at IS NOT NULL FROM secrets "
+			   "WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+			   p, 2, &rows);
+
+	if (r < 0)
+		return r;
+	if (rows->n_rows == 0) {
+		db_rows_free(rows);
+		return op_fail(op, -ENOENT, "secret \"%s\" not found", op->name);
+	}
+	*ret_current = strtoll(db_rows_get(rows, 0, 0), NULL, 10);
+	*ret_deleted = db_rows_get(rows, 0, 1)[0] == 't';
+	db_rows_free(rows);
+	return 0;
+}
+
+static int do_create(struct op *op)
+{
+	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name),
+				      DB_TEXT(op->labels_json),
+				      DB_BYTES(op->sealed, op->sealed_len) };
+	struct db_rows *rows = NULL;
+	int64_t cur;
+	bool deleted;
+	int r;
+
+	r = db_tx_exec(op->tx,
+		       "WITH s AS (INSERT INTO secrets (tenant_id, name, current_version, labels) "
+		       "VALUES ($1::uuid, $2::text, 1, $3::jsonb) ON CONFLICT DO NOTHING "
+		       "RETURNING " SECRETS_META_COLS "), "
+		       "v AS (INSERT INTO secret_versions (tenant_id, name, version, sealed) "
+		       "SELECT $1::uuid, $2::text, 1, $4::bytea FROM s) SELECT * FROM s",
+		       p, 4, &rows);
+	if (r < 0)
+		return r;
+	r = take_meta(op, rows, NULL);
+	if (r != -ENODATA)
+		return r;
+	r = probe(op, &cur, &deleted);
+	if (r < 0)
+		return r;
+	if (deleted)
+		return op_fail(op, -EEXIST,
+			       "secret \"%s\" already exists and is deleted; recover it instead",
+			       op->name);
+	return op_fail(op, -EEXIST, "secret \"%s\" already exists; rotate it instead", op->name);
+}
+
+/* Writes version current + 1 when the current version is still `current`. */
+static int rotate_stmt(struct op *op, int64_t current)
+{
+	char cur[24], keep[16];
+	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name), DB_TEXT(cur),
+				      DB_BYTES(op->sealed, op->sealed_len), DB_TEXT(keep) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	snprintf(cur, sizeof(cur), "%" PRId64, current);
+	snprintf(keep, sizeof(keep), "%d", op->s->retain);
+	r = db_tx_exec(op->tx,
+		       "WITH s AS (UPDATE secrets SET current_version = current_version + 1, "
+		       "updated_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
+		       "name = $2::text AND current_version = $3::bigint AND deleted_at IS NULL "
+		       "RETURNING " SECRETS_META_COLS "), "
+		       "v AS (INSERT INTO secret_versions (tenant_id, name, version, sealed) "
+		       "SELECT $1::uuid, $2::text, current_version, $4::bytea FROM s), "
+		       "d AS (UPDATE secret_versions SET sealed = NULL, "
+		       "destroyed_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
+		       "name = $2::text AND $5::bigint > 0 AND "
+		       "version <= $3::bigint + 1 - $5::bigint AND sealed IS NOT NULL AND "
+		       "EXISTS (SELECT 1 FROM s) RETURNING 1) "
+		       "SELECT s.*, (SELECT count(*) FROM d) FROM s",
+		       p, 5, &rows);
+	if (r < 0)
+		return r;
+	return take_meta(op, rows, &op->retired);
+}
+
+static int do_rotate(struct op *op)
+{
+	int64_t cur;
+	bool deleted;
+	int r;
+
+	/* op->version is what the caller expected to write (sealed for it) */
+	if (op->version > 1) {
+		r = rotate_stmt(op, op->version - 1);
+		if (r != -ENODATA)
+			return r;
+	}
+	r = probe(op, &cur, &deleted);
+	if (r < 0)
+		return r;
+	if (deleted)
+		return op_fail(op, -ENOENT, "secret \"%s\" is deleted (RecoverSecret restores it)",
+			       op->name);
+	if (op->expected && op->expected != cur)
+		return op_fail(op, -ESTALE, "expected version %" PRId64 ", current is %" PRId64,
+			       op->expected, cur);
+	r = op_seal(op, cur + 1);
+	if (r < 0)
+		return r;
+	r = rotate_stmt(op, cur);
+	/* the row is locked by probe: a miss now means the database changed under us */
+	return r == -ENODATA ? op_fail(op, -EIO, "secret \"%s\" changed during rotation", op->name) :
+			       r;
+}
+
+/* Delete (to_deleted) or recover. */
+static int do_flag(struct op *op, bool to_deleted)
+{
+	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name) };
+	struct db_rows *rows = NULL;
+	int64_t cur;
+	bool deleted;
+	int r;
+
+	r = db_tx_exec(op->tx,
+		       to_deleted ? "UPDATE secrets SET deleted_at = clock_timestamp(), "
+				    "updated_at = clock_timestamp() WHERE tenant_id = $1 AND "
+				    "name = $2 AND deleted_at IS NULL RETURNING " SECRETS_META_COLS :
+				    "UPDATE secrets SET deleted_at = NULL, "
+				    "updated_at = clock_timestamp() WHERE tenant_id = $1 AND "
+				    "name = $2 AND deleted_at IS NOT NULL RETURNING " SECRETS_META_COLS,
+		       p, 2, &rows);
+	if (r < 0)
+		return r;
+	r = take_meta(op, rows, NULL);
+	if (r != -ENODATA)
+		return r;
+	r = probe(op, &cur, &deleted);
+	if (r < 0)
+		return r;
+	return op_fail(op, -EILSEQ, to_deleted ? "secret \"%s\" is already deleted" :
+						 "secret \"%s\" is not deleted",
+		       op->name);
+}
+
+static int do_destroy(struct op *op)
+{
+	char ver[24];
+	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name), DB_TEXT(ver) };
+	struct db_rows *rows = NULL;
+	int64_t n = 0;
+	int r;
+
+	snprintf(ver, sizeof(ver), "%" PRId64, op->version);
+	r = db_tx_exec(op->tx,
+		       "WITH d AS (UPDATE secret_versions SET sealed = NULL, "
+		       "destroyed_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
+		       "name = $2::text AND version = $3::bigint AND sealed IS NOT NULL "
+		       "RETURNING 1) SELECT " SECRETS_META_COLS ", (SELECT count(*) FROM d) "
+		       "FROM secrets WHERE tenant_id = $1::uuid AND name = $2::text",
+		       p, 3, &rows);
+	if (r < 0)
+		return r;
+	r = take_meta(op, rows, &n);
+	if (r == -ENODATA)
+		return op_fail(op, -ENOENT, "secret \"%s\" not found", op->name);
+	if (r < 0 || n == 1)
+		return r;
+	r = db_tx_exec(op->tx,
+		       "SELECT 1 FROM secret_versions WHERE tenant_id = $1::uuid AND "
+		       "name = $2::text AND version = $3::bigint",
+		       p, 3, &rows);
+	if (r < 0)
+		return r;
+	n = (int64_t)rows->n_rows;
+	db_rows_free(rows);
+	if (n == 0)
+		return op_fail(op, -ENOENT, "secret \"%s\" has no version %" PRId64, op->name,
+			       op->version);
+	return op_fail(op, -EILSEQ, "version %" PRId64 " of secret \"%s\" is already destroyed",
+		       op->version, op->name);
+}
+
+/* The audit record and the event of a change that succeeded. */
+static int record(struct op *op)
+{
+	char resource[16 + SECRETS_NAME_MAX], data[512 + SECRETS_NAME_MAX], extra[160] = "";
+	int64_t version = op->kind == OP_DESTROY ? op->version : op->meta.version;
+	struct audit_entry e = { .tenant_id = op->tenant,
+				 .type = op_names[op->kind].event,
+				 .actor = op->actor,
+				 .resource = resource };
+	size_t len;
+	int r;
+
+	snprintf(resource, sizeof(resource), "secrets/%s", op->name);
+	if (op->kind == OP_ROTATE && op->retired)
+		snprintf(extra, sizeof(extra), ",\"retention_destroyed\":%" PRId64, op->retired);
+	else if (op->kind == OP_DESTROY)
+		snprintf(extra, sizeof(extra), ",\"current_version\":%" PRId64, op->meta.version);
+	/* names are [A-Za-z0-9._/-]: nothing to escape */
+	len = (size_t)snprintf(data, sizeof(data), "{\"name\":\"%s\",\"version\":%" PRId64 "%s}",
+			       op->name, version, extra);
+	r = bus_event(op->tx, op->tenant, op_names[op->kind].event, op->actor, data);
+	if (r < 0)
+		return r;
+	if (op->kind == OP_CREATE || op->kind == OP_ROTATE)
+		snprintf(data + len - 1, sizeof(data) - len + 1, ",\"value_hmac\":\"%s\"}",
+			 op->hmac_hex);
+	e.data_json = data;
+	return audit_record(op->tx, &e);
+}
+
+/* The reply stored under a request_id: the metadata as JSON. */
+static char *meta_encode(const struct secrets_meta *m)
+{
+	json_t *labels = json_object(), *o;
+	char *s;
+
+	for (size_t i = 0; i < m->n_labels; i++)
+		json_object_set_new(labels, m->labels[i].key, json_string(m->labels[i].value));
+	o = json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "name", m->name, "version",
+		      (json_int_t)m->version, "create_us", (json_int_t)m->create_us, "update_us",
+		      (json_int_t)m->update_us, "deleted", m->deleted, "delete_us",
+		      (json_int_t)m->delete_us, "labels", labels);
+	s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	json_decref(o);
+	return s;
+}
+
+static int meta_decode(const uint8_t *p, size_t n, struct secrets_meta *m)
+{
+	json_t *o = json_loadb((const char *)p, n, 0, NULL), *labels = NULL;
+	json_int_t v = 0, c = 0, u = 0, d = 0;
+	const char *name = NULL;
+	int deleted = 0, r = -EPROTO;
+	char *lj;
+
+	memset(m, 0, sizeof(*m));
+	if (o && json_unpack(o, "{s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "name", &name, "version",
+			     &v, "create_us", &c, "update_us", &u, "deleted", &deleted,
+			     "delete_us", &d, "labels", &labels) == 0 &&
+	    strlen(name) <= SECRETS_NAME_MAX) {
+		strcpy(m->name, name);
+		m->version = v;
+		m->create_us = c;
+		m->update_us = u;
+		m->deleted = deleted;
+		m->delete_us = d;
+		lj = json_dumps(labels, JSON_COMPACT);
+		r = lj ? secrets_labels_parse(lj, m) : -ENOMEM;
+		free(lj);
+	}
+	json_decref(o);
+	return r;
+}
+
+static int change_fn(struct db_tx *tx, void *ud)
+{
+	struct op *op = ud;
+	const char *method = op_names[op->kind].method;
+	uint8_t *stored = NULL;
+	size_t stored_len = 0;
+	char *reply;
+	int r;
+
+	/* may run again when the writer retries the batch */
+	secrets_meta_clear(&op->meta);
+	op->replayed = false;
+	op->retired = 0;
+	op->err[0] = '\0';
+	op->tx = tx;
+	if (op->request_id) {
+		r = db_idem_get(tx, op->tenant, op->request_id, method, &stored, &stored_len);
+		if (r == -EINVAL)
+			return op_fail(op, -EINVAL, "request_id was used for another method");
+		if (r < 0)
+			return r;
+		if (r == 1) {
+			r = meta_decode(stored, stored_len, &op->meta);
+			free(stored);
+			op->replayed = r >= 0;
+			return r;
+		}
+	}
+	switch (op->kind) {
+	case OP_CREATE:
+		r = do_create(op);
+		break;
+	case OP_ROTATE:
+		r = do_rotate(op);
+		break;
+	case OP_DELETE:
+	case OP_RECOVER:
+		r = do_flag(op, op->kind == OP_DELETE);
+		break;
+	case OP_DESTROY:
+		r = do_destroy(op);
+		break;
+	default:
+		r = -EINVAL;
+	}
+	if (r >= 0)
+		r = record(op);
+	if (r >= 0 && op->request_id) {
+		reply = meta_encode(&op->meta);
+		r = reply ? db_idem_put(tx, op->tenant, op->request_id, method,
+					(const uint8_t *)reply, strlen(reply)) :
+			    -ENOMEM;
+		free(reply);
+		if (r == -EEXIST)
+			r = op_fail(op, -EBUSY,
+				    "a concurrent call with this request_id committed first; retry");
+	}
+	return r;
+}
+
+/* Runs op through the writer; moves the metadata to ret_meta on success. */
+static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
+	       struct secrets_meta *ret_meta)
+{
+	int r;
+
+	op->s = s;
+	op->tenant = secrets_tenant(ctx);
+	op->actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
+	op->request_id = ctx->request_id && *ctx->request_id ? ctx->request_id : NULL;
+	ctx->replayed = false;
+	ctx->err[0] = '\0';
+	r = db_write(s->db, change_fn, op, s->timeout_ms);
+	if (op->sealed)
+		OPENSSL_cleanse(op->sealed, op->sealed_len);
+	free(op->sealed);
+	op->sealed = NULL;
+	if (r < 0) {
+		snprintf(ctx->err, sizeof(ctx->err), "%s", op->err);
+		secrets_meta_clear(&op->meta);
+		return r;
+	}
+	if (!op->replayed)
+		bus_kick(s->bus);
+	ctx->replayed = op->replayed;
+	*ret_meta = op->meta;
+	return 0;
+}
+
+/* Checks name and value and computes what can be done before the writer: seal, HMAC. */
+static int prepare(struct secrets *s, struct secrets_ctx *ctx, struct op *op, const char *name,
+		   const uint8_t *value, size_t n, int64_t version)
+{
+	int r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
+
+	if (r < 0)
+		return r;
+	r = check_value(s, n, ctx->err, sizeof(ctx->err));
+	if (r < 0)
+		return r;
+	op->s = s;
+	op->tenant = secrets_tenant(ctx);
+	op->name = name;
+	op->value = value;
+	op->n = n;
+	r = op_hmac(op);
+	return r < 0 ? r : op_seal(op, version);
+}
+
+int secrets_create(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		   const uint8_t *value, size_t n, const struct secrets_label *labels,
+		   size_t n_labels, struct secrets_meta *ret_meta)
+{
+	struct op op = { .kind = OP_CREATE };
+	char *lj = NULL;
+	int r;
+
+	r = prepare(s, ctx, &op, name, value, n, 1);
+	if (r >= 0)
+		r = labels_json(labels, n_labels, ctx->err, sizeof(ctx->err), &lj);
+	if (r >= 0) {
+		op.labels_json = lj;
+		r = run(s, ctx, &op, ret_meta);
+	}
+	free(lj);
+	free(op.sealed);
+	return r;
+}
+
+int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		   const uint8_t *value, size_t n, int64_t expected_version,
+		   struct secrets_meta *ret_meta)
+{
+	struct op op = { .kind = OP_ROTATE, .expected = expected_version };
+	int64_t guess = expected_version;
+	int r;
+
+	if (expected_version < 0)
+		return secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
+				    "expected_version must be >= 0 (0 = no check)");
+	r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
+	/* seal for the version this rotation will most likely write */
+	if (r >= 0 && guess == 0 && secrets_current_version(s, ctx, name, &guess) < 0)
+		guess = 0;
+	if (r >= 0)
+		r = prepare(s, ctx, &op, name, value, n, guess + 1);
+	if (r >= 0)
+		r = run(s, ctx, &op, ret_meta);
+	free(op.sealed);
+	return r;
+}
+
+int secrets_delete(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		   struct secrets_meta *ret_meta)
+{
+	struct op op = { .kind = OP_DELETE, .name = name };
+	int r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
+
+	return r < 0 ? r : run(s, ctx, &op, ret_meta);
+}
+
+int secrets_recover(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		    struct secrets_meta *ret_meta)
+{
+	struct op op = { .kind = OP_RECOVER, .name = name };
+	int r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
+
+	return r < 0 ? r : run(s, ctx, &op, ret_meta);
+}
+
+int secrets_destroy(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		    int64_t version, struct secrets_meta *ret_meta)
+{
+	struct op op = { .kind = OP_DESTROY, .name = name, .version = version };
+	int r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
+
+	if (r < 0)
+		return r;
+	if (version < 1)
+		return secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL, "version must be >= 1");
+	return run(s, ctx, &op, ret_meta);
+}

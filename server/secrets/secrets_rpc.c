@@ -1,0 +1,272 @@
+/*
+ * trstctl.v1.Secrets over gRPC: protobuf <-> the domain calls of secrets.c and
+ * secrets_read.c. Every method waits on PostgreSQL, so all run on the worker pool. The
+ * actor is the authenticated principal ("anonymous" until authentication sets one); the
+ * tenant is the default one until tenants reach the principal. Domain errors carry a safe
+ * message, which becomes the status message; codes follow rpc_errno_code (-EMSGSIZE
+ * RESOURCE_EXHAUSTED, -ESTALE and -EILSEQ FAILED_PRECONDITION, -EBADMSG DATA_LOSS).
+ *
+ * The value of GetSecret is copied into call memory for the reply; the domain's copy is
+ * wiped at once. (The runtime's packed reply buffer is not wiped: rpc/ owns it.)
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rpc.h"
+#include "secrets-internal.h"
+#include "secrets.pb-c.h"
+#include "timestamp.pb-c.h"
+
+static void ctx_init(struct rpc_call *call, struct secrets_ctx *ctx, const char *request_id)
+{
+	const char *p = rpc_call_principal(call);
+
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->actor = p && *p ? p : "anonymous";
+	ctx->request_id = request_id;
+}
+
+/* The status of a failed domain call. */
+static int fail(struct rpc_call *call, const struct secrets_ctx *ctx, int r)
+{
+	if (ctx->err[0])
+		return rpc_call_error(call, rpc_errno_code(r), "%s", ctx->err);
+	return r;
+}
+
+static Google__Protobuf__Timestamp *ts(struct rpc_call *call, int64_t us)
+{
+	Google__Protobuf__Timestamp *t;
+
+	if (us == 0)
+		return NULL;
+	t = (void *)rpc_call_new_message(call, &google__protobuf__timestamp__descriptor);
+	t->seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+	t->nanos = (int32_t)((us - t->seconds * 1000000) * 1000);
+	return t;
+}
+
+static Trstctl__V1__SecretMeta *meta_msg(struct rpc_call *call, const struct secrets_meta *m)
+{
+	Trstctl__V1__SecretMeta *o =
+		(void *)rpc_call_new_message(call, &trstctl__v1__secret_meta__descriptor);
+
+	o->name = rpc_call_strdup(call, m->name);
+	o->version = m->version;
+	o->create_time = ts(call, m->create_us);
+	o->update_time = ts(call, m->update_us);
+	o->deleted = m->deleted;
+	o->delete_time = m->deleted ? ts(call, m->delete_us) : NULL;
+	o->n_labels = m->n_labels;
+	o->labels = rpc_call_alloc(call, (m->n_labels + 1) * sizeof(*o->labels));
+	for (size_t i = 0; i < m->n_labels; i++) {
+		Trstctl__V1__SecretMeta__LabelsEntry *e = (void *)rpc_call_new_message(
+			call, &trstctl__v1__secret_meta__labels_entry__descriptor);
+
+		e->key = rpc_call_strdup(call, m->labels[i].key);
+		e->value = rpc_call_strdup(call, m->labels[i].value);
+		o->labels[i] = e;
+	}
+	return o;
+}
+
+/* Finishes a call that returns SecretMeta. */
+static int reply_meta(struct rpc_call *call, const struct secrets_ctx *ctx, int r,
+		      struct secrets_meta *m, ProtobufCMessage **ret_resp)
+{
+	if (r < 0)
+		return fail(call, ctx, r);
+	*ret_resp = &meta_msg(call, m)->base;
+	secrets_meta_clear(m);
+	return 0;
+}
+
+static int create_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			 ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__CreateSecretRequest *req = (const void *)req_msg;
+	struct secrets_label *labels;
+	struct secrets_meta m = { 0 };
+	struct secrets_ctx ctx;
+	int r;
+
+	ctx_init(call, &ctx, req->request_id);
+	labels = rpc_call_alloc(call, (req->n_labels + 1) * sizeof(*labels));
+	for (size_t i = 0; i < req->n_labels; i++) {
+		labels[i].key = req->labels[i]->key;
+		labels[i].value = req->labels[i]->value;
+	}
+	r = secrets_create(user, &ctx, req->name, req->value.data, req->value.len, labels,
+			   req->n_labels, &m);
+	return reply_meta(call, &ctx, r, &m, ret_resp);
+}
+
+static int get_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
+		      ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__GetSecretRequest *req = (const void *)req_msg;
+	struct secrets_value v = { 0 };
+	Trstctl__V1__Secret *o;
+	struct secrets_ctx ctx;
+	int r;
+
+	ctx_init(call, &ctx, NULL);
+	r = secrets_get(user, &ctx, req->name, req->version, &v);
+	if (r < 0)
+		return fail(call, &ctx, r);
+	o = (void *)rpc_call_new_message(call, &trstctl__v1__secret__descriptor);
+	o->name = rpc_call_strdup(call, req->name);
+	o->version = v.version;
+	o->value.len = v.n;
+	o->value.data = rpc_call_alloc(call, v.n);
+	memcpy(o->value.data, v.value, v.n);
+	secrets_value_clear(&v);
+	*ret_resp = &o->base;
+	return 0;
+}
+
+static int rotate_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			 ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__RotateSecretRequest *req = (const void *)req_msg;
+	struct secrets_meta m = { 0 };
+	struct secrets_ctx ctx;
+	int r;
+
+	ctx_init(call, &ctx, req->request_id);
+	r = secrets_rotate(user, &ctx, req->name, req->value.data, req->value.len,
+			   req->expected_version, &m);
+	return reply_meta(call, &ctx, r, &m, ret_resp);
+}
+
+static int list_secrets(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__ListSecretsRequest *req = (const void *)req_msg;
+	Trstctl__V1__ListSecretsResponse *o;
+	struct secrets_meta *metas = NULL;
+	struct secrets_ctx ctx;
+	char *next = NULL;
+	size_t n = 0;
+	int r;
+
+	ctx_init(call, &ctx, NULL);
+	r = secrets_list(user, &ctx, req->prefix, req->page_size, req->page_token,
+			 req->show_deleted, &metas, &n, &next);
+	if (r < 0)
+		return fail(call, &ctx, r);
+	o = (void *)rpc_call_new_message(call, &trstctl__v1__list_secrets_response__descriptor);
+	o->n_secrets = n;
+	o->secrets = rpc_call_alloc(call, (n + 1) * sizeof(*o->secrets));
+	for (size_t i = 0; i < n; i++)
+		o->secrets[i] = meta_msg(call, &metas[i]);
+	if (next)
+		o->next_page_token = rpc_call_strdup(call, next);
+	free(next);
+	secrets_metas_free(metas, n);
+	*ret_resp = &o->base;
+	return 0;
+}
+
+static int list_versions(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			 ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__ListSecretVersionsRequest *req = (const void *)req_msg;
+	Trstctl__V1__ListSecretVersionsResponse *o;
+	struct secrets_version *vs = NULL;
+	struct secrets_ctx ctx;
+	size_t n = 0;
+	int r;
+
+	ctx_init(call, &ctx, NULL);
+	r = secrets_versions(user, &ctx, req->name, &vs, &n);
+	if (r < 0)
+		return fail(call, &ctx, r);
+	o = (void *)rpc_call_new_message(call,
+					 &trstctl__v1__list_secret_versions_response__descriptor);
+	o->name = rpc_call_strdup(call, req->name);
+	o->n_versions = n;
+	o->versions = rpc_call_alloc(call, (n + 1) * sizeof(*o->versions));
+	for (size_t i = 0; i < n; i++) {
+		Trstctl__V1__SecretVersion *v = (void *)rpc_call_new_message(
+			call, &trstctl__v1__secret_version__descriptor);
+
+		v->version = vs[i].version;
+		v->state = vs[i].destroyed ? "destroyed" : "enabled";
+		v->create_time = ts(call, vs[i].create_us);
+		v->destroy_time = vs[i].destroyed ? ts(call, vs[i].destroy_us) : NULL;
+		o->versions[i] = v;
+	}
+	free(vs);
+	*ret_resp = &o->base;
+	return 0;
+}
+
+static int delete_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			 ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__DeleteSecretRequest *req = (const void *)req_msg;
+	struct secrets_meta m = { 0 };
+	struct secrets_ctx ctx;
+
+	ctx_init(call, &ctx, req->request_id);
+	return reply_meta(call, &ctx, secrets_delete(user, &ctx, req->name, &m), &m, ret_resp);
+}
+
+static int recover_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			  ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__RecoverSecretRequest *req = (const void *)req_msg;
+	struct secrets_meta m = { 0 };
+	struct secrets_ctx ctx;
+
+	ctx_init(call, &ctx, req->request_id);
+	return reply_meta(call, &ctx, secrets_recover(user, &ctx, req->name, &m), &m, ret_resp);
+}
+
+static int destroy_version(struct rpc_call *call, const ProtobufCMessage *req_msg,
+			   ProtobufCMessage **ret_resp, void *user)
+{
+	const Trstctl__V1__DestroySecretVersionRequest *req = (const void *)req_msg;
+	struct secrets_meta m = { 0 };
+	struct secrets_ctx ctx;
+
+	ctx_init(call, &ctx, req->request_id);
+	return reply_meta(call, &ctx, secrets_destroy(user, &ctx, req->name, req->version, &m),
+			  &m, ret_resp);
+}
+
+int secrets_rpc_register(struct rpc_server *srv, struct secrets *s)
+{
+	static const struct {
+		const char *name;
+		rpc_unary_fn fn;
+	} table[] = {
+		{ "CreateSecret", create_secret },
+		{ "GetSecret", get_secret },
+		{ "RotateSecret", rotate_secret },
+		{ "ListSecrets", list_secrets },
+		{ "ListSecretVersions", list_versions },
+		{ "DeleteSecret", delete_secret },
+		{ "RecoverSecret", recover_secret },
+		{ "DestroySecretVersion", destroy_version },
+	};
+	const ProtobufCServiceDescriptor *d = &trstctl__v1__secrets__descriptor;
+	struct rpc_method_handler *h;
+
+	if (!srv || !s)
+		return -EINVAL;
+	if (!s->rpc_handlers) {
+		s->rpc_handlers = calloc(d->n_methods, sizeof(*h));
+		if (!s->rpc_handlers)
+			return -ENOMEM;
+	}
+	h = s->rpc_handlers;
+	/* by name: the table follows desc->methods[], whatever order protoc-c chose */
+	for (unsigned i = 0; i < d->n_methods; i++)
+		for (size_t j = 0; j < sizeof(table) / sizeof(table[0]); j++)
+			if (strcmp(d->methods[i].name, table[j].name) == 0)
+				h[i] = (struct rpc_method_handler){ .unary = table[j].fn };
+	return rpc_server_add_service(srv, d, h, s);
+}

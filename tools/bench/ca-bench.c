@@ -1,0 +1,422 @@
+/*
+ * ca-bench: durable certificate issuance over gRPC against its floors, in one run, on one
+ * throwaway PostgreSQL (server/db/run-with-pg.sh provides TRSTCTL_POSTGRES_DSN):
+ *
+ *   sign            crypto_issue with a fresh P-256 key (server keygen), no database, as
+ *                   many threads as cores: the signing floor
+ *   pgbench         the rows one issuance writes (identity update, certificate, audit
+ *                   record, outbox event), one transaction each, --inflight clients: the
+ *                   database floor
+ *   issue           IssueCertificate (server keygen, request_id) over gRPC on loopback,
+ *                   --inflight calls at once, each a durable group-committed change
+ *   create+issue    CreateIdentity then TransitionIdentity(to issued), the same way
+ *
+ * and prints each rate with its ratio to the lower floor. The server, its clients and
+ * PostgreSQL share the machine, as they do in the target (>= 5,000 issuances/s on 2
+ * cores). --smoke runs briefly and only checks that the calls succeed.
+ *
+ *   ca-bench [--seconds N] [--inflight N] [--smoke]
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "bus.h"
+#include "ca-internal.h"
+#include "kek.h"
+#include "rpc.h"
+#include "trstctl-client-gen.h"
+#include "trstctl-client.h"
+
+extern const unsigned char trstctl_descset[];
+extern const size_t trstctl_descset_len;
+
+#define MAX_INFLIGHT 512
+
+static struct {
+	struct db *db;
+	struct kek *kek;
+	struct audit *audit;
+	struct bus *bus;
+	struct ca_service *svc;
+	struct rpc_server *srv;
+	struct trstctl_client *cli;
+	char owner[CA_ID_LEN + 1];
+	char (*ids)[CA_ID_LEN + 1];
+	long n_ids;
+	atomic_long next, ok, failed;
+	atomic_bool stop;
+	double seconds;
+} B;
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Runs fn on n threads for secs seconds (or until they stop); returns ok per second. */
+static double run(void *(*fn)(void *), int n, double secs)
+{
+	pthread_t t[MAX_INFLIGHT];
+	double t0;
+	long ok0;
+
+	atomic_store(&B.stop, false);
+	ok0 = atomic_load(&B.ok);
+	t0 = now_s();
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, fn, NULL);
+	while (now_s() - t0 < secs && !atomic_load(&B.stop)) {
+		struct timespec ts = { 0, 20 * 1000000 };
+
+		nanosleep(&ts, NULL);
+	}
+	atomic_store(&B.stop, true);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	return (double)(atomic_load(&B.ok) - ok0) / (now_s() - t0);
+}
+
+static void *sign_worker(void *p)
+{
+	struct crypto_issue_req req = { .cn = "bench.example.com", .ttl_seconds = 86400 };
+	const char *dns[] = { "bench.example.com" };
+
+	(void)p;
+	req.dns_names = dns;
+	req.n_dns_names = 1;
+	while (!atomic_load(&B.stop)) {
+		struct crypto_issued is = { 0 };
+
+		if (crypto_issue(B.svc->ca, &req, &is, NULL, 0) == 0)
+			atomic_fetch_add(&B.ok, 1);
+		else
+			atomic_fetch_add(&B.failed, 1);
+		crypto_issued_clear(&is);
+	}
+	return NULL;
+}
+
+static void *issue_worker(void *p)
+{
+	(void)p;
+	while (!atomic_load(&B.stop)) {
+		Trstctl__V1__IssueCertificateRequest q =
+			TRSTCTL__V1__ISSUE_CERTIFICATE_REQUEST__INIT;
+		Trstctl__V1__Certificate *c = NULL;
+		struct trstctl_status st = { 0 };
+		long k = atomic_fetch_add(&B.next, 1);
+		char rid[48];
+
+		if (k >= B.n_ids) {
+			atomic_store(&B.stop, true);
+			break;
+		}
+		snprintf(rid, sizeof(rid), "bench-issue-%ld", k);
+		q.identity_id = B.ids[k];
+		q.request_id = rid;
+		if (trstctl_ca_issue_certificate(B.cli, &q, NULL, &c, &st) == 0) {
+			atomic_fetch_add(&B.ok, 1);
+			protobuf_c_message_free_unpacked(&c->base, NULL);
+		} else {
+			if (atomic_fetch_add(&B.failed, 1) == 0)
+				fprintf(stderr, "ca-bench: issue: %s\n", st.message);
+		}
+		trstctl_status_clear(&st);
+	}
+	return NULL;
+}
+
+static void *create_issue_worker(void *p)
+{
+	(void)p;
+	while (!atomic_load(&B.stop)) {
+		Trstctl__V1__CreateIdentityRequest cq = TRSTCTL__V1__CREATE_IDENTITY_REQUEST__INIT;
+		Trstctl__V1__TransitionIdentityRequest tq =
+			TRSTCTL__V1__TRANSITION_IDENTITY_REQUEST__INIT;
+		Trstctl__V1__Identity *i = NULL, *t = NULL;
+		struct trstctl_status st = { 0 };
+		long k = atomic_fetch_add(&B.next, 1);
+		char name[64], rid[48], rid2[48];
+
+		snprintf(name, sizeof(name), "ci-%ld.bench.example.com", k);
+		snprintf(rid, sizeof(rid), "bench-create-%ld", k);
+		snprintf(rid2, sizeof(rid2), "bench-transition-%ld", k);
+		cq.name = name;
+		cq.owner_id = B.owner;
+		cq.request_id = rid;
+		if (trstctl_ca_create_identity(B.cli, &cq, NULL, &i, &st) == 0) {
+			tq.id = i->id;
+			tq.to = "issued";
+			tq.request_id = rid2;
+			if (trstctl_ca_transition_identity(B.cli, &tq, NULL, &t, &st) == 0) {
+				atomic_fetch_add(&B.ok, 1);
+				protobuf_c_message_free_unpacked(&t->base, NULL);
+			} else if (atomic_fetch_add(&B.failed, 1) == 0) {
+				fprintf(stderr, "ca-bench: transition: %s\n", st.message);
+			}
+			protobuf_c_message_free_unpacked(&i->base, NULL);
+		} else if (atomic_fetch_add(&B.failed, 1) == 0) {
+			fprintf(stderr, "ca-bench: create: %s\n", st.message);
+		}
+		trstctl_status_clear(&st);
+	}
+	return NULL;
+}
+
+/* Identities in state requested for the issue phase, created through the domain API. */
+static void *prepare_worker(void *p)
+{
+	(void)p;
+	for (;;) {
+		struct ca_identity_spec s = { .owner_id = B.owner };
+		struct ca_identity i = { 0 };
+		struct ca_ctx ctx = { 0 };
+		long k = atomic_fetch_add(&B.next, 1);
+		char name[64];
+
+		if (k >= B.n_ids) {
+			atomic_store(&B.stop, true);
+			break;
+		}
+		snprintf(name, sizeof(name), "is-%ld.bench.example.com", k);
+		s.name = name;
+		if (ca_identity_create(B.svc, &ctx, &s, &i) == 0) {
+			memcpy(B.ids[k], i.id, sizeof(B.ids[k]));
+			atomic_fetch_add(&B.ok, 1);
+		} else {
+			atomic_fetch_add(&B.failed, 1);
+		}
+		ca_identity_clear(&i);
+	}
+	return NULL;
+}
+
+static int exec_sql(const char *sql)
+{
+	struct db_conn *c = NULL;
+	int r = db_acquire(B.db, 5000, &c);
+
+	if (r >= 0)
+		r = db_exec(c, sql, NULL, 0, NULL);
+	db_release(B.db, c);
+	return r;
+}
+
+/* The database floor: the same rows through pgbench, one commit per issuance. */
+static double run_pgbench(const char *dsn, int n, int secs)
+{
+	char script[] = "/tmp/ca-bench-XXXXXX", line[512], *cmd = NULL, *q;
+	double tps = -1;
+	size_t ql = 0;
+	FILE *f;
+	int fd;
+
+	if (exec_sql(
+		    "CREATE TABLE IF NOT EXISTS bench_identities (LIKE identities INCLUDING ALL)") <
+		    0 ||
+	    exec_sql("CREATE TABLE IF NOT EXISTS bench_certificates (LIKE certificates INCLUDING "
+		     "ALL)") < 0 ||
+	    exec_sql("CREATE TABLE IF NOT EXISTS bench_audit (LIKE audit_events INCLUDING ALL)") <
+		    0 ||
+	    exec_sql("CREATE TABLE IF NOT EXISTS bench_outbox (LIKE outbox INCLUDING ALL)") < 0 ||
+	    exec_sql("CREATE SEQUENCE IF NOT EXISTS bench_seq") < 0 ||
+	    exec_sql("INSERT INTO bench_identities (tenant_id, id, kind, name, owner_id, key_type, "
+		     "ttl_seconds, created_at, updated_at) SELECT tenant_id, gen_random_uuid(), "
+		     "kind, name || g, owner_id, key_type, ttl_seconds, now(), now() FROM "
+		     "identities, generate_series(1, 10) g LIMIT 10000") < 0)
+		return -1;
+	fd = mkstemp(script);
+	if (fd < 0)
+		return -1;
+	dprintf(fd,
+		"\\set n random(1, 10000)\n"
+		"BEGIN;\n"
+		"UPDATE bench_identities SET state = 'issued', updated_at = now(), current_serial = "
+		"md5(random()::text) WHERE id = (SELECT id FROM bench_identities OFFSET :n - 1 LIMIT "
+		"1);\n"
+		"INSERT INTO bench_certificates (tenant_id, serial, identity_id, der, fingerprint, "
+		"key_algorithm, not_before, not_after) VALUES ('%s', md5(random()::text), "
+		"gen_random_uuid(), decode(repeat('ab', 520), 'hex'), repeat('f', 64), 'ecdsa-p256', "
+		"now(), now() + interval '30 days');\n"
+		"INSERT INTO bench_audit (tenant_id, sequence, id, type, time, actor, resource, "
+		"outcome, data_json, prev_hash, hash) VALUES ('%s', nextval('bench_seq'), "
+		"gen_random_uuid(), 'identity.issued', now(), 'anonymous', 'identities/x', 'ok', "
+		"repeat('x', 160), decode(repeat('00', 32), 'hex'), decode(repeat('11', 32), "
+		"'hex'));\n"
+		"INSERT INTO bench_outbox (id, tenant_id, type, payload) VALUES (gen_random_uuid(), "
+		"'%s', 'identity.issued', decode(repeat('7b', 300), 'hex'));\n"
+		"END;\n",
+		DB_DEFAULT_TENANT, DB_DEFAULT_TENANT, DB_DEFAULT_TENANT);
+	close(fd);
+	q = malloc(strlen(dsn) * 4 + 3);
+	if (!q)
+		goto out;
+	q[ql++] = '\'';
+	for (const char *p = dsn; *p; p++) {
+		if (*p == '\'') {
+			memcpy(q + ql, "'\\''", 4);
+			ql += 4;
+		} else {
+			q[ql++] = *p;
+		}
+	}
+	q[ql++] = '\'';
+	q[ql] = '\0';
+	if (asprintf(&cmd, "%s -n -M prepared -c %d -j 2 -T %d -f %s %s 2>&1",
+		     access("/usr/lib/postgresql/15/bin/pgbench", X_OK) == 0 ?
+			     "/usr/lib/postgresql/15/bin/pgbench" :
+			     "pgbench",
+		     n, secs, script, q) < 0)
+		cmd = NULL;
+	free(q);
+	f = cmd ? popen(cmd, "r") : NULL;
+	if (!f)
+		goto out;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "tps = ", 6) == 0)
+			tps = strtod(line + 6, NULL);
+	pclose(f);
+out:
+	free(cmd);
+	unlink(script);
+	return tps;
+}
+
+static int setup(int inflight)
+{
+	struct db_config dc = { .dsn = getenv("TRSTCTL_POSTGRES_DSN"),
+				.max_conns = 16,
+				.connect_timeout_ms = 5000 };
+	struct ca_config cc = { .crl_interval_ms = 3600000 };
+	struct audit_config ac = { .checkpoint_interval_ms = -1 };
+	struct rpc_server_config sc = { .addr = "127.0.0.1:0",
+					.tls_mode = RPC_TLS_DISABLED,
+					.workers = 2,
+					.pool_threads = inflight,
+					.pool_queue = 4 * inflight,
+					.max_streams = 4,
+					.max_request_bytes = 1 << 20,
+					.grace_ms = 1000 };
+	struct trstctl_client_config tc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 60000 };
+	struct ca_ctx ctx = { 0 };
+	struct ca_owner o = { 0 };
+	uint8_t key[KEK_LEN];
+	char addr[64];
+	int port = 0, r;
+
+	memset(key, 5, sizeof(key));
+	if ((r = kek_new(key, sizeof(key), &B.kek)) < 0 || (r = db_open(&dc, &B.db)) < 0 ||
+	    (r = db_migrate(B.db, NULL)) < 0 || (r = bus_open(B.db, NULL, &B.bus)) < 0 ||
+	    (r = audit_open(B.db, B.kek, &ac, &B.audit)) < 0 ||
+	    (r = ca_service_open(B.db, B.kek, B.bus, &cc, &B.svc)) < 0)
+		return r;
+	rpc_init();
+	if ((r = rpc_server_new(&sc, trstctl_descset, trstctl_descset_len, &B.srv)) < 0 ||
+	    (r = ca_rpc_register(B.srv, B.svc)) < 0 || (r = rpc_server_start(B.srv, &port)) < 0)
+		return r;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	tc.addr = addr;
+	if ((r = trstctl_client_new(&tc, &B.cli)) < 0)
+		return r;
+	snprintf(addr, sizeof(addr), "bench-%d-%ld", (int)getpid(), (long)time(NULL));
+	r = ca_owner_create(B.svc, &ctx, "service", addr, "", &o);
+	memcpy(B.owner, o.id, sizeof(B.owner));
+	ca_owner_clear(&o);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	double secs = 3, sign, pg, issue, pair;
+	int inflight = 64, cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	struct db_writer_stats w0, w1;
+	bool smoke = false;
+	long failed;
+
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--smoke"))
+			smoke = true;
+		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			secs = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--inflight") && i + 1 < argc)
+			inflight = atoi(argv[++i]);
+		else {
+			fprintf(stderr, "usage: ca-bench [--seconds N] [--inflight N] [--smoke]\n");
+			return 2;
+		}
+	}
+	if (inflight < 1 || inflight > MAX_INFLIGHT || secs <= 0) {
+		fprintf(stderr, "ca-bench: --inflight 1..%d, --seconds > 0\n", MAX_INFLIGHT);
+		return 2;
+	}
+	if (!getenv("TRSTCTL_POSTGRES_DSN")) {
+		printf("SKIP: TRSTCTL_POSTGRES_DSN not set (run through server/db/run-with-pg.sh)\n");
+		return 77;
+	}
+	if (smoke) {
+		secs = 0.3;
+		inflight = 4;
+	}
+	if (setup(inflight) < 0) {
+		fprintf(stderr, "ca-bench: set-up failed\n");
+		return 1;
+	}
+	B.n_ids = smoke ? 50 : (long)(secs * 12000);
+	B.ids = calloc((size_t)B.n_ids, sizeof(*B.ids));
+	B.stop = false;
+	sign = run(sign_worker, cores, secs);
+	B.next = 0;
+	run(prepare_worker, 8, 1e9);
+	B.next = 0;
+	db_writer_stats(B.db, &w0);
+	issue = run(issue_worker, inflight, secs);
+	db_writer_stats(B.db, &w1);
+	B.next = 0;
+	pair = run(create_issue_worker, inflight, secs);
+	/* pgbench clients stay below PostgreSQL's default max_connections (100) */
+	pg = smoke ? 1 :
+		     run_pgbench(getenv("TRSTCTL_POSTGRES_DSN"), inflight < 64 ? inflight : 64,
+				 (int)(secs + 0.5));
+	failed = atomic_load(&B.failed);
+	if (!smoke) {
+		double floor = sign < pg ? sign : pg;
+
+		printf("cores: %d, calls in flight: %d, %.0f s per phase\n", cores, inflight, secs);
+		printf("%-28s %10.0f /s  (%.0f /s per core)\n", "sign (floor)", sign, sign / cores);
+		printf("%-28s %10.0f /s\n", "pgbench same rows (floor)", pg);
+		printf("%-28s %10.0f /s  ratio %.2f of the lower floor\n", "issue (gRPC, durable)",
+		       issue, issue / floor);
+		printf("%-28s %10.0f /s  ratio %.2f\n", "create+issue (gRPC, durable)", pair,
+		       pair / floor);
+		printf("issue phase: %" PRIu64 " commits, %.1f changes per commit (largest %" PRIu64
+		       ")\n",
+		       w1.batches - w0.batches,
+		       (double)(w1.changes - w0.changes) /
+			       (double)(w1.batches - w0.batches ? w1.batches - w0.batches : 1),
+		       w1.max_batch);
+		printf("target: issue >= 5000/s: %s\n", issue >= 5000 ? "met" : "NOT met");
+	}
+	printf("failed calls: %ld\n", failed);
+	B.cli = trstctl_client_free(B.cli);
+	rpc_server_shutdown(B.srv);
+	B.srv = rpc_server_free(B.srv);
+	rpc_fini();
+	B.svc = ca_service_close(B.svc);
+	B.audit = audit_close(B.audit);
+	B.bus = bus_close(B.bus);
+	B.db = db_close(B.db);
+	B.kek = kek_free(B.kek);
+	free(B.ids);
+	return failed ? 1 : 0;
+}
