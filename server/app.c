@@ -7,6 +7,7 @@
  * the kernel and logged by the guard, and a counter here says how many records were lost.
  */
 #include "app.h"
+#include "app-ready.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -427,7 +428,11 @@ static int spine_metrics(struct http_metrics *m, void *arg)
 
 int app_metrics_register(struct app *a, struct http_server *h)
 {
-	return http_server_add_metrics(h, spine_metrics, a);
+	int r = http_server_add_metrics(h, spine_metrics, a);
+
+	if (r >= 0)
+		r = http_server_add_ready(h, "postgres", app_db_ready, a->db);
+	return r;
 }
 
 /* CLI ---------------------------------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include "cli.h"
 #include "guard.h"
 #include "http.h"
+#include "kek-rotate.h"
 #include "log.h"
 #include "rpc.h"
 #include "secrets.h"
@@ -49,6 +50,7 @@ static void usage(FILE *f)
 		   "       trstctl policy put|get|list|delete|eval, token create|list|revoke\n"
 		   "       trstctl secret create|get|rotate|list|versions|delete|recover|destroy\n"
 		   "       trstctl owner|identity|cert ..., ca bundle|crl|import|csr|import-signed\n"
+		   "       trstctl kek rotate --new-file PATH   re-wrap sealed values (servers stopped)\n"
 		   "Configuration comes from TRSTCTL_* variables and the JSON file named by\n"
 		   "TRSTCTL_CONFIG_FILE; see docs/configuration.md.\n");
 }
@@ -282,6 +284,7 @@ static const struct {
 	{ "identity", ca_cli },
 	{ "cert", ca_cli },
 	{ "ca", ca_cli },
+	{ "kek", kek_rotate_cli },
 };
 
 int main(int argc, char **argv)

@@ -324,66 +324,18 @@ int audit_write(struct db *db, const struct audit_entry *e, int timeout_ms)
 
 /* The pre-commit hook ----------------------------------------------------------------- */
 
-/* A growable string for the array literals. */
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
+/* One text element, and a hash as a bytea element ("\\x<hex>"). */
+static void col_text(struct db_array *col, const char *s)
 {
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	db_array_add(col, s, strlen(s));
 }
 
-/* Appends one element of a PostgreSQL array literal, quoted and escaped. */
-static void sb_elem(struct sbuf *b, const char *s)
-{
-	const char *start = s;
-
-	sb_add(b, b->len ? ",\"" : "{\"", 2);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\') {
-			sb_add(b, start, (size_t)(s - start));
-			sb_add(b, "\\", 1);
-			start = s;
-		}
-	}
-	sb_add(b, start, (size_t)(s - start));
-	sb_add(b, "\"", 1);
-}
-
-static void sb_elem_bytes(struct sbuf *b, const uint8_t *p, size_t n)
+static void col_bytes(struct db_array *col, const uint8_t *p, size_t n)
 {
 	char hex[2 * AUDIT_HASH_LEN + 4] = "\\x";
 
 	audit_hex(p, n, hex + 2);
-	sb_elem(b, hex);
-}
-
-static void sb_close(struct sbuf *b)
-{
-	if (b->len == 0)
-		sb_add(b, "{", 1);
-	sb_add(b, "}", 1);
+	col_text(col, hex);
 }
 
 enum {
@@ -413,7 +365,7 @@ static const char insert_sql[] =
 static int insert_records(struct db_conn *conn, const char *tenant, struct audit_record **recs,
 			  size_t n)
 {
-	struct sbuf cols[N_COLS] = { 0 };
+	struct db_array cols[N_COLS] = { 0 };
 	struct db_param params[N_COLS + 3];
 	char seq[24], head[24];
 	int r = -ENOMEM;
@@ -422,23 +374,24 @@ static int insert_records(struct db_conn *conn, const char *tenant, struct audit
 		const struct audit_event *ev = &recs[i]->ev;
 
 		snprintf(seq, sizeof(seq), "%" PRId64, ev->sequence);
-		sb_elem(&cols[COL_SEQ], seq);
-		sb_elem(&cols[COL_ID], ev->id);
-		sb_elem(&cols[COL_TYPE], ev->type);
-		sb_elem(&cols[COL_TIME], ev->time);
-		sb_elem(&cols[COL_ACTOR], ev->actor);
-		sb_elem(&cols[COL_RESOURCE], ev->resource);
-		sb_elem(&cols[COL_OUTCOME], ev->outcome);
-		sb_elem(&cols[COL_DATA], ev->data_json);
-		sb_elem_bytes(&cols[COL_PREV], ev->prev_hash, AUDIT_HASH_LEN);
-		sb_elem_bytes(&cols[COL_HASH], ev->hash, AUDIT_HASH_LEN);
+		col_text(&cols[COL_SEQ], seq);
+		col_text(&cols[COL_ID], ev->id);
+		col_text(&cols[COL_TYPE], ev->type);
+		col_text(&cols[COL_TIME], ev->time);
+		col_text(&cols[COL_ACTOR], ev->actor);
+		col_text(&cols[COL_RESOURCE], ev->resource);
+		col_text(&cols[COL_OUTCOME], ev->outcome);
+		col_text(&cols[COL_DATA], ev->data_json);
+		col_bytes(&cols[COL_PREV], ev->prev_hash, AUDIT_HASH_LEN);
+		col_bytes(&cols[COL_HASH], ev->hash, AUDIT_HASH_LEN);
 	}
 	params[0] = DB_TEXT(tenant);
 	for (int c = 0; c < N_COLS; c++) {
-		sb_close(&cols[c]);
-		if (cols[c].oom)
+		const char *lit = db_array_end(&cols[c]);
+
+		if (!lit)
 			goto out;
-		params[c + 1] = DB_TEXT(cols[c].p);
+		params[c + 1] = DB_TEXT(lit);
 	}
 	snprintf(head, sizeof(head), "%" PRId64, recs[n - 1]->ev.sequence);
 	params[N_COLS + 1] = DB_TEXT(head);
@@ -446,7 +399,7 @@ static int insert_records(struct db_conn *conn, const char *tenant, struct audit
 	r = db_exec(conn, insert_sql, params, N_COLS + 3, NULL);
 out:
 	for (int c = 0; c < N_COLS; c++)
-		free(cols[c].p);
+		db_array_clear(&cols[c]);
 	return r;
 }
 

@@ -20,19 +20,15 @@
 #include "db.h"
 #include "kek.h"
 #include "rpc.h"
+#include "test-serve.h"
 #include "trstctl-client.h"
 #include "trstctl-client-gen.h"
-
-/* The embedded descriptor set (api/, generated; no header declares it). */
-extern const unsigned char trstctl_descset[];
-extern const size_t trstctl_descset_len;
 
 static struct {
 	struct db *db;
 	struct kek *kek;
 	struct audit *a;
-	struct rpc_server *srv;
-	struct trstctl_client *cli;
+	struct rpc_test_serve t; /* the server and its client t.cl */
 } E;
 
 static int write_fn(struct db_tx *tx, void *ud)
@@ -63,41 +59,25 @@ static int setup(void **state)
 				.max_conns = 4,
 				.connect_timeout_ms = 5000 };
 	struct audit_config ac = { .checkpoint_every = 10, .checkpoint_interval_ms = -1 };
-	struct rpc_server_config sc = { .addr = "127.0.0.1:0",
-					.tls_mode = RPC_TLS_DISABLED,
-					.workers = 1,
-					.pool_threads = 2,
+	struct rpc_server_config sc = { .pool_threads = 2,
 					.pool_queue = 8,
-					.max_streams = 4,
-					.max_request_bytes = 65536,
-					.grace_ms = 500 };
-	struct trstctl_client_config cc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 10000 };
+					.max_request_bytes = 65536 };
 	uint8_t key[KEK_LEN];
-	char addr[64];
-	int port = 0;
 
 	(void)state;
 	memset(key, 7, sizeof(key));
 	if (db_open(&dc, &E.db) < 0 || db_migrate(E.db, NULL) < 0 ||
 	    kek_new(key, sizeof(key), &E.kek) < 0 || audit_open(E.db, E.kek, &ac, &E.a) < 0)
 		return -1;
-	rpc_init();
-	if (rpc_server_new(&sc, trstctl_descset, trstctl_descset_len, &E.srv) < 0 ||
-	    audit_rpc_register(E.srv, E.a) < 0 || rpc_server_start(E.srv, &port) < 0)
+	if (rpc_test_serve_new(&sc, &E.t) < 0 || audit_rpc_register(E.t.srv, E.a) < 0)
 		return -1;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	cc.addr = addr;
-	return trstctl_client_new(&cc, &E.cli);
+	return rpc_test_serve_start(&E.t, 10000);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	E.cli = trstctl_client_free(E.cli);
-	if (E.srv)
-		rpc_server_shutdown(E.srv);
-	E.srv = rpc_server_free(E.srv);
-	rpc_fini();
+	rpc_test_serve_stop(&E.t);
 	E.a = audit_close(E.a);
 	E.db = db_close(E.db);
 	E.kek = kek_free(E.kek);
@@ -113,7 +93,7 @@ static void test_list(void **state)
 	(void)state;
 	write_n(30);
 	req.page_size = 10;
-	assert_int_equal(trstctl_audit_list_events(E.cli, &req, NULL, &resp, &st), 0);
+	assert_int_equal(trstctl_audit_list_events(E.t.cl, &req, NULL, &resp, &st), 0);
 	assert_int_equal(resp->n_events, 10);
 	assert_int_equal(resp->events[0]->sequence, 1);
 	assert_string_equal(resp->events[0]->type, "rpc.test");
@@ -124,11 +104,11 @@ static void test_list(void **state)
 	assert_string_equal(resp->next_page_token, "10");
 	req.page_token = "10";
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
-	assert_int_equal(trstctl_audit_list_events(E.cli, &req, NULL, &resp, &st), 0);
+	assert_int_equal(trstctl_audit_list_events(E.t.cl, &req, NULL, &resp, &st), 0);
 	assert_int_equal(resp->events[0]->sequence, 11);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	req.page_token = "ten";
-	assert_int_equal(trstctl_audit_list_events(E.cli, &req, NULL, &resp, &st), -EINVAL);
+	assert_int_equal(trstctl_audit_list_events(E.t.cl, &req, NULL, &resp, &st), -EINVAL);
 	assert_int_equal(st.code, 3);
 	assert_string_equal(st.message, "invalid page_token");
 	trstctl_status_clear(&st);
@@ -141,13 +121,13 @@ static void test_verify(void **state)
 	struct trstctl_status st = { 0 };
 
 	(void)state;
-	assert_int_equal(trstctl_audit_verify_chain(E.cli, &req, NULL, &resp, &st), 0);
+	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), 0);
 	assert_true(resp->ok);
 	assert_int_equal(resp->checked, 30);
 	assert_int_equal(strlen(resp->head_hash), 64);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
 	exec("UPDATE audit_events SET outcome = 'denied' WHERE sequence = 7");
-	assert_int_equal(trstctl_audit_verify_chain(E.cli, &req, NULL, &resp, &st), 0);
+	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), 0);
 	assert_false(resp->ok);
 	assert_int_equal(resp->first_bad_sequence, 7);
 	printf("# tampered: %s\n", resp->detail);
@@ -155,7 +135,7 @@ static void test_verify(void **state)
 	exec("UPDATE audit_events SET outcome = 'ok' WHERE sequence = 7");
 	req.from_sequence = 5;
 	req.to_sequence = 2;
-	assert_int_equal(trstctl_audit_verify_chain(E.cli, &req, NULL, &resp, &st), -EINVAL);
+	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), -EINVAL);
 	trstctl_status_clear(&st);
 }
 
@@ -195,7 +175,7 @@ static void test_watch(void **state)
 	(void)state;
 	req.after_sequence = 25;
 	assert_int_equal(pthread_create(&t, NULL, late_writer, NULL), 0);
-	assert_int_equal(trstctl_audit_watch_events(E.cli, &req, NULL, on_event, &w, &st), 1);
+	assert_int_equal(trstctl_audit_watch_events(E.t.cl, &req, NULL, on_event, &w, &st), 1);
 	pthread_join(t, NULL);
 	assert_int_equal(w.got, 10);
 	assert_int_equal(w.bad, 0);

@@ -63,53 +63,6 @@ fail:
 	return r;
 }
 
-/* A growing text buffer for the array literals; on allocation failure it stays failed. */
-struct buf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		char *p = realloc(b->p, cap);
-
-		if (!p) {
-			b->failed = true;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-/* Appends s as a double-quoted element of a PostgreSQL array literal. */
-static void buf_add_element(struct buf *b, const char *s, size_t n, bool first)
-{
-	size_t from = 0;
-
-	buf_add(b, first ? "\"" : ",\"", first ? 1 : 2);
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] != '"' && s[i] != '\\')
-			continue;
-		buf_add(b, s + from, i - from);
-		buf_add(b, "\\", 1);
-		from = i;
-	}
-	buf_add(b, s + from, n - from);
-	buf_add(b, "\"", 1);
-}
-
 static const char insert_sql[] = "INSERT INTO outbox (id, tenant_id, type, payload, created_at) "
 				 "SELECT t.id, t.tenant_id, t.type, convert_to(t.payload, 'UTF8'), "
 				 "now() + (t.ord - 1) * interval '1 microsecond' "
@@ -118,39 +71,30 @@ static const char insert_sql[] = "INSERT INTO outbox (id, tenant_id, type, paylo
 
 static int outbox_precommit(struct db_conn *conn, void *const *items, size_t n_items, void *ud)
 {
-	struct buf cols[4] = { 0 };
-	int r;
+	struct db_array cols[4] = { 0 };
+	struct db_param params[4];
+	int r = 0;
 
+	(void)ud;
 	if (n_items == 0)
 		return 0;
-	for (int c = 0; c < 4; c++)
-		buf_add(&cols[c], "{", 1);
 	for (size_t i = 0; i < n_items; i++) {
 		const struct bus_event *ev = items[i];
 
-		buf_add_element(&cols[0], ev->id, strlen(ev->id), i == 0);
-		buf_add_element(&cols[1], ev->tenant_id, strlen(ev->tenant_id), i == 0);
-		buf_add_element(&cols[2], ev->type, strlen(ev->type), i == 0);
-		buf_add_element(&cols[3], ev->payload, ev->payload_len, i == 0);
+		db_array_add(&cols[0], ev->id, strlen(ev->id));
+		db_array_add(&cols[1], ev->tenant_id, strlen(ev->tenant_id));
+		db_array_add(&cols[2], ev->type, strlen(ev->type));
+		db_array_add(&cols[3], ev->payload, ev->payload_len);
 	}
-	r = 0;
 	for (int c = 0; c < 4; c++) {
-		buf_add(&cols[c], "}", 1);
-		if (cols[c].failed)
+		params[c] = DB_TEXT(db_array_end(&cols[c]));
+		if (!params[c].text)
 			r = -ENOMEM;
 	}
-	if (r == 0) {
-		const struct db_param params[4] = {
-			DB_TEXT(cols[0].p),
-			DB_TEXT(cols[1].p),
-			DB_TEXT(cols[2].p),
-			DB_TEXT(cols[3].p),
-		};
-
+	if (r == 0)
 		r = db_exec(conn, insert_sql, params, 4, NULL);
-	}
 	for (int c = 0; c < 4; c++)
-		free(cols[c].p);
+		db_array_clear(&cols[c]);
 	return r < 0 ? r : 0;
 }
 

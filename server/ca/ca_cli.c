@@ -1,8 +1,9 @@
 /*
  * `trstctl owner|identity|cert|ca ...`. The resource commands call the running server
- * over gRPC with libtrstctl (address and transport from the server.* settings, overridden
- * by --addr, --plaintext, --tls-ca FILE, --insecure-tls, --token) and print the reply as
- * one JSON object (protobuf field names; times in RFC 3339). `ca bundle` and `ca crl`
+ * over gRPC with the client cli_client_open makes from the configuration (address,
+ * transport, the bootstrap token file by default; the connection flags override) and
+ * print the reply as one JSON object (protobuf field names; times in RFC 3339, as
+ * cli_fmt_time writes them). `ca bundle` and `ca crl`
  * print PEM. `ca import`, `ca csr` and `ca import-signed` are operator commands that work
  * on PostgreSQL directly with the KEK (like `trstctl migrate`): they install the issuing
  * CA that servers load at their next start. Exit status: 0 ok, 1 failure, 2 usage.
@@ -21,6 +22,7 @@
 
 #include "ca-internal.h"
 #include "cfg.h"
+#include "cli.h"
 #include "kek.h"
 #include "trstctl-client-gen.h"
 
@@ -47,8 +49,8 @@ static const char usage[] =
 	"       trstctl ca import --cert FILE --key FILE [--replace]\n"
 	"       trstctl ca csr [--key-type T] [--cn CN] [--out FILE]\n"
 	"       trstctl ca import-signed --cert FILE [--replace]\n"
-	"Connection: [--addr HOST:PORT] [--plaintext | --tls-ca FILE | --insecure-tls]\n"
-	"            [--token TOKEN]\n";
+	"For `ca import`, --cert and --key name the CA's files; elsewhere the client's (mTLS).\n"
+	CLI_CLIENT_USAGE;
 
 /* Parsed arguments: one positional argument and --name value pairs. */
 struct args {
@@ -57,14 +59,12 @@ struct args {
 	int n;
 };
 
-static const char *const flags[] = { "--plaintext", "--insecure-tls", "--replace", NULL };
-
+/* Options without a value: --replace and the connection flags that take none. */
 static bool is_flag(const char *s)
 {
-	for (int i = 0; flags[i]; i++)
-		if (strcmp(s, flags[i]) == 0)
-			return true;
-	return false;
+	struct cli_client_opts o = { 0 };
+
+	return strcmp(s, "--replace") == 0 || cli_client_flag(&o, s, NULL) == 1;
 }
 
 static int parse(int argc, char **argv, struct args *a)
@@ -100,16 +100,12 @@ static const char *opt(const struct args *a, const char *name)
 /* Every option given must be one of allowed (a NULL-terminated list). */
 static int check_opts(const struct args *a, const char *const *allowed)
 {
-	static const char *const conn[] = { "--addr",	      "--plaintext", "--tls-ca",
-					    "--insecure-tls", "--token",     NULL };
-
 	for (int i = 0; i < a->n; i++) {
-		bool ok = false;
+		struct cli_client_opts conn = { 0 };
+		bool ok = cli_client_flag(&conn, a->names[i], a->values[i]) > 0;
 
 		for (int k = 0; allowed[k] && !ok; k++)
 			ok = strcmp(a->names[i], allowed[k]) == 0;
-		for (int k = 0; conn[k] && !ok; k++)
-			ok = strcmp(a->names[i], conn[k]) == 0;
 		if (!ok) {
 			fprintf(stderr, "trstctl %s %s: unknown option %s\n", a->noun, a->verb,
 				a->names[i]);
@@ -197,15 +193,11 @@ static json_t *msg_json(const ProtobufCMessage *m)
 	const ProtobufCMessageDescriptor *d = m->descriptor;
 	json_t *o;
 
-	if (strcmp(d->name, "Timestamp") == 0) {
+	if (d == &google__protobuf__timestamp__descriptor) {
 		const Google__Protobuf__Timestamp *ts = (const void *)m;
-		time_t t = (time_t)ts->seconds;
-		struct tm tm;
-		char buf[32];
+		char buf[CLI_TIME_LEN];
 
-		gmtime_r(&t, &tm);
-		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-		return json_string(buf);
+		return json_string(cli_fmt_time(ts->seconds, buf, sizeof(buf)));
 	}
 	o = json_object();
 	for (unsigned i = 0; i < d->n_fields; i++) {
@@ -243,68 +235,20 @@ static void print_msg(const ProtobufCMessage *m)
 /* gRPC commands ------------------------------------------------------------------------- */
 
 struct conn {
-	char addr[512], ca[4096];
-	struct trstctl_client_config cc;
 	struct trstctl_client *cl;
 };
 
 static int connect_server(const struct args *a, const struct cfg *c, struct conn *k)
 {
-	char *host = NULL;
-	int port = 0, r;
+	struct cli_client_opts o = { .deadline_ms = 30000 };
+	char err[512] = "";
+	int r;
 
-	k->cc.deadline_ms = 30000;
-	switch (c->server.tls_mode) {
-	case CFG_TLS_DISABLED:
-		k->cc.transport = TRSTCTL_PLAINTEXT;
-		break;
-	case CFG_TLS_INTERNAL:
-		snprintf(k->ca, sizeof(k->ca), "%s/server-cert.pem", c->state_dir);
-		k->cc.transport = access(k->ca, R_OK) == 0 ? TRSTCTL_TLS : TRSTCTL_TLS_NO_VERIFY;
-		k->cc.ca_file = access(k->ca, R_OK) == 0 ? k->ca : NULL;
-		k->cc.target_name = "localhost";
-		break;
-	case CFG_TLS_FILE:
-		k->cc.transport = TRSTCTL_TLS;
-		k->cc.ca_file = c->server.tls_client_ca_file;
-		if (c->server.tls_client_ca_file) {
-			k->cc.cert_file = c->server.tls_cert_file;
-			k->cc.key_file = c->server.tls_key_file;
-		}
-		break;
-	}
-	if (opt(a, "--plaintext"))
-		k->cc.transport = TRSTCTL_PLAINTEXT;
-	if (opt(a, "--insecure-tls"))
-		k->cc.transport = TRSTCTL_TLS_NO_VERIFY;
-	if (opt(a, "--tls-ca")) {
-		k->cc.transport = TRSTCTL_TLS;
-		k->cc.ca_file = opt(a, "--tls-ca");
-	}
-	k->cc.token = opt(a, "--token");
-	if (opt(a, "--addr")) {
-		snprintf(k->addr, sizeof(k->addr), "%s", opt(a, "--addr"));
-	} else {
-		r = cfg_split_hostport(c->server.addr, &host, &port);
-		if (r < 0 || port == 0) {
-			free(host);
-			fprintf(stderr, "trstctl: cannot call server address \"%s\"; use --addr\n",
-				c->server.addr);
-			return -EINVAL;
-		}
-		if (!*host || !strcmp(host, "0.0.0.0"))
-			snprintf(k->addr, sizeof(k->addr), "127.0.0.1:%d", port);
-		else if (!strcmp(host, "::"))
-			snprintf(k->addr, sizeof(k->addr), "[::1]:%d", port);
-		else
-			snprintf(k->addr, sizeof(k->addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
-				 host, port);
-		free(host);
-	}
-	k->cc.addr = k->addr;
-	r = trstctl_client_new(&k->cc, &k->cl);
+	for (int i = 0; i < a->n; i++)
+		cli_client_flag(&o, a->names[i], a->values[i]);
+	r = cli_client_open(c, &o, &k->cl, err, sizeof(err));
 	if (r < 0)
-		fprintf(stderr, "trstctl: %s\n", strerror(-r));
+		fprintf(stderr, "trstctl: %s\n", err);
 	return r;
 }
 
@@ -761,8 +705,9 @@ int ca_cli(int argc, char **argv, const struct cfg *c)
 			return EXIT_USAGE;
 		}
 	}
-	if (connect_server(&a, c, &k) < 0)
-		return EXIT_FAIL;
+	ret = connect_server(&a, c, &k);
+	if (ret < 0)
+		return cli_client_exit_status(ret);
 	if (!strcmp(a.noun, "owner"))
 		ret = cmd_owner(&a, &k);
 	else if (!strcmp(a.noun, "identity"))

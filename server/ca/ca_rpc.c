@@ -79,10 +79,13 @@ static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
 	return ts_new(a, us / 1000000, (int32_t)(us % 1000000) * 1000);
 }
 
-static Trstctl__V1__Owner *owner_msg(struct arena *a, const struct ca_owner *o)
+/* Message builders: one per resource, all of the shape of struct kind's msg. */
+static void *owner_msg(struct arena *a, const struct ca_service *svc, const void *obj)
 {
+	const struct ca_owner *o = obj;
 	Trstctl__V1__Owner *m = ar_alloc(a, sizeof(*m));
 
+	(void)svc;
 	if (!m)
 		return NULL;
 	trstctl__v1__owner__init(m);
@@ -94,9 +97,9 @@ static Trstctl__V1__Owner *owner_msg(struct arena *a, const struct ca_owner *o)
 	return m;
 }
 
-static Trstctl__V1__Certificate *cert_msg(struct arena *a, const struct ca_service *svc,
-					  const struct ca_cert *c)
+static void *cert_msg(struct arena *a, const struct ca_service *svc, const void *obj)
 {
+	const struct ca_cert *c = obj;
 	Trstctl__V1__Certificate *m = ar_alloc(a, sizeof(*m));
 
 	if (!m)
@@ -127,9 +130,9 @@ static char **str_list(struct arena *a, char **v, size_t n)
 	return out;
 }
 
-static Trstctl__V1__Identity *identity_msg(struct arena *a, const struct ca_service *svc,
-					   const struct ca_identity *i)
+static void *identity_msg(struct arena *a, const struct ca_service *svc, const void *obj)
 {
+	const struct ca_identity *i = obj;
 	Trstctl__V1__Identity *m = ar_alloc(a, sizeof(*m));
 
 	if (!m)
@@ -154,21 +157,52 @@ static Trstctl__V1__Identity *identity_msg(struct arena *a, const struct ca_serv
 	return m;
 }
 
-/* Packing for request_id: what each mutation stores. */
-static int pack_done(struct arena *a, const ProtobufCMessage *m, uint8_t **ret, size_t *ret_len)
+static void owner_clear(void *obj)
 {
-	size_t n;
-	uint8_t *buf;
+	ca_owner_clear(obj);
+}
 
-	if (!m || a->oom) {
-		ar_free(a);
-		return -ENOMEM;
+static void identity_clear(void *obj)
+{
+	ca_identity_clear(obj);
+}
+
+static void cert_clear(void *obj)
+{
+	ca_cert_clear(obj);
+}
+
+/* A resource as the handlers see it: its message, how to build it and release the domain. */
+struct kind {
+	const ProtobufCMessageDescriptor *desc; /* the reply of Create/Get/Transition */
+	void *(*msg)(struct arena *a, const struct ca_service *svc, const void *obj);
+	void (*clear)(void *obj); /* releases what the domain struct holds */
+	size_t size;		  /* sizeof the domain struct: a page is an array of them */
+};
+
+static const struct kind owner_kind = { &trstctl__v1__owner__descriptor, owner_msg, owner_clear,
+					sizeof(struct ca_owner) };
+static const struct kind identity_kind = { &trstctl__v1__identity__descriptor, identity_msg,
+					   identity_clear, sizeof(struct ca_identity) };
+static const struct kind cert_kind = { &trstctl__v1__certificate__descriptor, cert_msg,
+				       cert_clear, sizeof(struct ca_cert) };
+
+/* Packing for request_id: what each mutation stores (ud is the service). */
+static int pack_kind(const struct kind *k, const void *obj, void *svc, uint8_t **ret,
+		     size_t *ret_len)
+{
+	struct arena a = { 0 };
+	const ProtobufCMessage *m = k->msg(&a, svc, obj);
+	uint8_t *buf = NULL;
+	size_t n = 0;
+
+	if (m && !a.oom) {
+		n = protobuf_c_message_get_packed_size(m);
+		buf = malloc(n ? n : 1);
+		if (buf)
+			protobuf_c_message_pack(m, buf);
 	}
-	n = protobuf_c_message_get_packed_size(m);
-	buf = malloc(n ? n : 1);
-	if (buf)
-		protobuf_c_message_pack(m, buf);
-	ar_free(a);
+	ar_free(&a);
 	if (!buf)
 		return -ENOMEM;
 	*ret = buf;
@@ -178,27 +212,17 @@ static int pack_done(struct arena *a, const ProtobufCMessage *m, uint8_t **ret, 
 
 static int pack_owner(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
 {
-	struct arena a = { 0 };
-	Trstctl__V1__Owner *m = owner_msg(&a, r);
-
-	(void)ud;
-	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+	return pack_kind(&owner_kind, r, ud, ret, ret_len);
 }
 
 static int pack_identity(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
 {
-	struct arena a = { 0 };
-	Trstctl__V1__Identity *m = identity_msg(&a, ud, r);
-
-	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+	return pack_kind(&identity_kind, r, ud, ret, ret_len);
 }
 
 static int pack_cert(const void *r, uint8_t **ret, size_t *ret_len, void *ud)
 {
-	struct arena a = { 0 };
-	Trstctl__V1__Certificate *m = cert_msg(&a, ud, r);
-
-	return pack_done(&a, m ? &m->base : NULL, ret, ret_len);
+	return pack_kind(&cert_kind, r, ud, ret, ret_len);
 }
 
 /* Handler plumbing --------------------------------------------------------------------- */
@@ -290,75 +314,117 @@ static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,
 	return 0;
 }
 
+/*
+ * The reply of a Create, Get or Transition handler: the error, the stored reply of a
+ * replayed mutation (r == 1; ctx->method is set for mutations only), or obj as a message
+ * in call memory. obj is cleared.
+ */
+static int reply_one(struct rpc_call *call, struct ca_ctx *ctx, int r, const struct kind *k,
+		     void *obj, ProtobufCMessage **ret_resp)
+{
+	struct arena a = { .call = call };
+
+	if (r < 0 || (ctx->method && r != 0))
+		return done(call, ctx, r, k->desc, ret_resp);
+	*ret_resp = k->msg(&a, ctx->pack_ud, obj);
+	k->clear(obj);
+	return 0;
+}
+
+/* One List call: its context and the page the domain returned. */
+struct page {
+	struct ca_ctx ctx;
+	void *v;    /* the kind's domain structs, malloc'd */
+	size_t n;   /* how many */
+	char *next; /* malloc'd token of the next page, NULL on the last */
+};
+
+/* Starts a List call; the page size is checked before the domain is asked. */
+static int page_begin(struct rpc_call *call, struct page *p, int32_t page_size, void *svc)
+{
+	memset(p, 0, sizeof(*p));
+	ctx_init(&p->ctx, call, NULL, NULL, NULL, svc);
+	return page_size < 0 ?
+		       rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0") :
+		       0;
+}
+
+/*
+ * The reply of a List handler (d, a List*Response): its one repeated field gets the page
+ * (of kind k), its next_page_token the next token when there is one. Frees the page.
+ */
+static int reply_page(struct rpc_call *call, struct page *p, int r, const struct kind *k,
+		      const ProtobufCMessageDescriptor *d, ProtobufCMessage **ret_resp)
+{
+	const ProtobufCFieldDescriptor *tok =
+		protobuf_c_message_descriptor_get_field_by_name(d, "next_page_token");
+	struct arena a = { .call = call };
+	ProtobufCMessage *resp;
+	void **items;
+
+	if (r < 0)
+		return domain_error(call, &p->ctx, r);
+	resp = rpc_call_new_message(call, d);
+	items = rpc_call_alloc(call, (p->n ? p->n : 1) * sizeof(*items));
+	for (size_t i = 0; i < p->n; i++) {
+		items[i] = k->msg(&a, p->ctx.pack_ud, (char *)p->v + i * k->size);
+		k->clear((char *)p->v + i * k->size);
+	}
+	for (unsigned f = 0; f < d->n_fields; f++) {
+		if (d->fields[f].label != PROTOBUF_C_LABEL_REPEATED)
+			continue;
+		*(size_t *)((char *)resp + d->fields[f].quantifier_offset) = p->n;
+		*(void ***)((char *)resp + d->fields[f].offset) = items;
+	}
+	if (p->next)
+		*(char **)((char *)resp + tok->offset) = rpc_call_strdup(call, p->next);
+	free(p->next);
+	free(p->v);
+	*ret_resp = resp;
+	return 0;
+}
+
 /* Owners ------------------------------------------------------------------------------- */
 
 static int create_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__CreateOwnerRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_owner o = { 0 };
 	struct ca_ctx ctx;
 	int r;
 
 	ctx_init(&ctx, call, "CreateOwner", req->request_id, pack_owner, user);
 	r = ca_owner_create(user, &ctx, req->kind, req->name, req->email, &o);
-	if (r != 0)
-		return done(call, &ctx, r, &trstctl__v1__owner__descriptor, ret_resp);
-	*ret_resp = &owner_msg(&a, &o)->base;
-	ca_owner_clear(&o);
-	return 0;
+	return reply_one(call, &ctx, r, &owner_kind, &o, ret_resp);
 }
 
 static int get_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
 		     ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__GetOwnerRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_owner o = { 0 };
 	struct ca_ctx ctx;
-	int r;
 
 	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	r = ca_owner_get(user, &ctx, req->id, &o);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	*ret_resp = &owner_msg(&a, &o)->base;
-	ca_owner_clear(&o);
-	return 0;
+	return reply_one(call, &ctx, ca_owner_get(user, &ctx, req->id, &o), &owner_kind, &o,
+			 ret_resp);
 }
 
 static int list_owners(struct rpc_call *call, const ProtobufCMessage *req_msg,
 		       ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__ListOwnersRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
-	Trstctl__V1__ListOwnersResponse *resp;
 	struct ca_owner *v = NULL;
-	size_t n = 0;
-	char *next = NULL;
-	struct ca_ctx ctx;
-	int r;
+	struct page p;
+	int r = page_begin(call, &p, req->page_size, user);
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	if (req->page_size < 0)
-		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
-	r = ca_owner_list(user, &ctx, req->kind, req->page_size, req->page_token, &v, &n, &next);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_owners_response__descriptor);
-	resp->n_owners = n;
-	resp->owners = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->owners));
-	for (size_t i = 0; i < n; i++) {
-		resp->owners[i] = owner_msg(&a, &v[i]);
-		ca_owner_clear(&v[i]);
-	}
-	if (next)
-		resp->next_page_token = rpc_call_strdup(call, next);
-	free(next);
-	free(v);
-	*ret_resp = &resp->base;
-	return 0;
+	if (r >= 0)
+		r = ca_owner_list(user, &p.ctx, req->kind, req->page_size, req->page_token, &v,
+				  &p.n, &p.next);
+	p.v = v;
+	return reply_page(call, &p, r, &owner_kind, &trstctl__v1__list_owners_response__descriptor,
+			  ret_resp);
 }
 
 /* Identities --------------------------------------------------------------------------- */
@@ -376,89 +442,53 @@ static int create_identity(struct rpc_call *call, const ProtobufCMessage *req_ms
 				      .n_ip_addresses = req->n_ip_addresses,
 				      .key_type = req->key_type,
 				      .ttl_seconds = req->ttl_seconds };
-	struct arena a = { .call = call };
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
-	int r;
 
 	ctx_init(&ctx, call, "CreateIdentity", req->request_id, pack_identity, user);
-	r = ca_identity_create(user, &ctx, &s, &i);
-	if (r != 0)
-		return done(call, &ctx, r, &trstctl__v1__identity__descriptor, ret_resp);
-	*ret_resp = &identity_msg(&a, user, &i)->base;
-	ca_identity_clear(&i);
-	return 0;
+	return reply_one(call, &ctx, ca_identity_create(user, &ctx, &s, &i), &identity_kind, &i,
+			 ret_resp);
 }
 
 static int get_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__GetIdentityRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
-	int r;
 
 	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	r = ca_identity_get(user, &ctx, req->id, &i);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	*ret_resp = &identity_msg(&a, user, &i)->base;
-	ca_identity_clear(&i);
-	return 0;
+	return reply_one(call, &ctx, ca_identity_get(user, &ctx, req->id, &i), &identity_kind, &i,
+			 ret_resp);
 }
 
 static int list_identities(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			   ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__ListIdentitiesRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
-	Trstctl__V1__ListIdentitiesResponse *resp;
 	struct ca_identity *v = NULL;
-	size_t n = 0;
-	char *next = NULL;
-	struct ca_ctx ctx;
-	int r;
+	struct page p;
+	int r = page_begin(call, &p, req->page_size, user);
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	if (req->page_size < 0)
-		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
-	r = ca_identity_list(user, &ctx, req->owner_id, req->state, req->page_size, req->page_token,
-			     &v, &n, &next);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	resp = (void *)rpc_call_new_message(call,
-					    &trstctl__v1__list_identities_response__descriptor);
-	resp->n_identities = n;
-	resp->identities = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->identities));
-	for (size_t i = 0; i < n; i++) {
-		resp->identities[i] = identity_msg(&a, user, &v[i]);
-		ca_identity_clear(&v[i]);
-	}
-	if (next)
-		resp->next_page_token = rpc_call_strdup(call, next);
-	free(next);
-	free(v);
-	*ret_resp = &resp->base;
-	return 0;
+	if (r >= 0)
+		r = ca_identity_list(user, &p.ctx, req->owner_id, req->state, req->page_size,
+				     req->page_token, &v, &p.n, &p.next);
+	p.v = v;
+	return reply_page(call, &p, r, &identity_kind,
+			  &trstctl__v1__list_identities_response__descriptor, ret_resp);
 }
 
 static int transition_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			       ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__TransitionIdentityRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
 	int r;
 
 	ctx_init(&ctx, call, "TransitionIdentity", req->request_id, pack_identity, user);
 	r = ca_identity_transition(user, &ctx, req->id, req->to, req->reason, &i);
-	if (r != 0)
-		return done(call, &ctx, r, &trstctl__v1__identity__descriptor, ret_resp);
-	*ret_resp = &identity_msg(&a, user, &i)->base;
-	ca_identity_clear(&i);
-	return 0;
+	return reply_one(call, &ctx, r, &identity_kind, &i, ret_resp);
 }
 
 /* Certificates and the CA ---------------------------------------------------------------- */
@@ -467,71 +497,41 @@ static int issue_certificate(struct rpc_call *call, const ProtobufCMessage *req_
 			     ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__IssueCertificateRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_cert c = { 0 };
 	struct ca_ctx ctx;
 	int r;
 
 	ctx_init(&ctx, call, "IssueCertificate", req->request_id, pack_cert, user);
 	r = ca_cert_issue(user, &ctx, req->identity_id, req->csr_pem, req->ttl_seconds, &c);
-	if (r != 0)
-		return done(call, &ctx, r, &trstctl__v1__certificate__descriptor, ret_resp);
-	*ret_resp = &cert_msg(&a, user, &c)->base;
-	ca_cert_clear(&c);
-	return 0;
+	return reply_one(call, &ctx, r, &cert_kind, &c, ret_resp);
 }
 
 static int get_certificate(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			   ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__GetCertificateRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
 	struct ca_cert c = { 0 };
 	struct ca_ctx ctx;
-	int r;
 
 	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	r = ca_cert_get(user, &ctx, req->serial, &c);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	*ret_resp = &cert_msg(&a, user, &c)->base;
-	ca_cert_clear(&c);
-	return 0;
+	return reply_one(call, &ctx, ca_cert_get(user, &ctx, req->serial, &c), &cert_kind, &c,
+			 ret_resp);
 }
 
 static int list_certificates(struct rpc_call *call, const ProtobufCMessage *req_msg,
 			     ProtobufCMessage **ret_resp, void *user)
 {
 	const Trstctl__V1__ListCertificatesRequest *req = (const void *)req_msg;
-	struct arena a = { .call = call };
-	Trstctl__V1__ListCertificatesResponse *resp;
 	struct ca_cert *v = NULL;
-	size_t n = 0;
-	char *next = NULL;
-	struct ca_ctx ctx;
-	int r;
+	struct page p;
+	int r = page_begin(call, &p, req->page_size, user);
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
-	if (req->page_size < 0)
-		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0");
-	r = ca_cert_list(user, &ctx, req->identity_id, req->page_size, req->page_token, &v, &n,
-			 &next);
-	if (r < 0)
-		return domain_error(call, &ctx, r);
-	resp = (void *)rpc_call_new_message(call,
-					    &trstctl__v1__list_certificates_response__descriptor);
-	resp->n_certificates = n;
-	resp->certificates = rpc_call_alloc(call, (n ? n : 1) * sizeof(*resp->certificates));
-	for (size_t i = 0; i < n; i++) {
-		resp->certificates[i] = cert_msg(&a, user, &v[i]);
-		ca_cert_clear(&v[i]);
-	}
-	if (next)
-		resp->next_page_token = rpc_call_strdup(call, next);
-	free(next);
-	free(v);
-	*ret_resp = &resp->base;
-	return 0;
+	if (r >= 0)
+		r = ca_cert_list(user, &p.ctx, req->identity_id, req->page_size, req->page_token,
+				 &v, &p.n, &p.next);
+	p.v = v;
+	return reply_page(call, &p, r, &cert_kind,
+			  &trstctl__v1__list_certificates_response__descriptor, ret_resp);
 }
 
 static int get_ca_bundle(struct rpc_call *call, const ProtobufCMessage *req_msg,

@@ -27,11 +27,9 @@
 #include "db.h"
 #include "kek.h"
 #include "rpc.h"
+#include "test-serve.h"
 #include "trstctl-client-gen.h"
 #include "trstctl-client.h"
-
-extern const unsigned char trstctl_descset[];
-extern const size_t trstctl_descset_len;
 
 static struct {
 	struct db *db, *db2;
@@ -39,13 +37,11 @@ static struct {
 	struct audit *audit, *audit2;
 	struct bus *bus, *bus2;
 	struct ca_service *svc, *svc2;
-	struct rpc_server *srv;
-	struct trstctl_client *cli;
+	struct rpc_test_serve t; /* serves svc; t.cl calls it */
 	char dir[64];
 	const char *openssl;
 	char owner[CA_ID_LEN + 1];
 	int seq;
-	int port;
 } E;
 
 static const char *const states[] = { "requested", "issued",  "deployed",
@@ -121,7 +117,7 @@ static void create_owner(const char *kind, const char *name, char *ret_id)
 
 	q.kind = (char *)kind;
 	q.name = (char *)name;
-	assert_int_equal(trstctl_ca_create_owner(E.cli, &q, NULL, &o, &st), 0);
+	assert_int_equal(trstctl_ca_create_owner(E.t.cl, &q, NULL, &o, &st), 0);
 	strcpy(ret_id, o->id);
 	protobuf_c_message_free_unpacked(&o->base, NULL);
 	trstctl_status_clear(&st);
@@ -143,7 +139,7 @@ static void create_identity(const char *kind, const char *dns, const char *ip, c
 	q.n_dns_names = dns ? 1 : 0;
 	q.ip_addresses = a;
 	q.n_ip_addresses = ip ? 1 : 0;
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), 0);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), 0);
 	assert_string_equal(i->state, "requested");
 	strcpy(ret_id, i->id);
 	protobuf_c_message_free_unpacked(&i->base, NULL);
@@ -162,7 +158,7 @@ static int transition(const char *id, const char *to, const char *reason,
 	q.id = (char *)id;
 	q.to = (char *)to;
 	q.reason = (char *)(reason ? reason : "");
-	trstctl_ca_transition_identity(E.cli, &q, NULL, &i, &st);
+	trstctl_ca_transition_identity(E.t.cl, &q, NULL, &i, &st);
 	code = st.code;
 	if (msg)
 		snprintf(msg, msglen, "%s", st.message ? st.message : "");
@@ -200,18 +196,7 @@ static int open_service(struct db **db, struct bus **bus, struct audit **audit,
 
 static int setup(void **state)
 {
-	struct rpc_server_config sc = { .addr = "127.0.0.1:0",
-					.tls_mode = RPC_TLS_DISABLED,
-					.workers = 1,
-					.pool_threads = 4,
-					.pool_queue = 64,
-					.max_streams = 4,
-					.max_request_bytes = 1 << 20,
-					.grace_ms = 500 };
-	struct trstctl_client_config cc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 20000 };
 	uint8_t key[KEK_LEN];
-	char addr[64];
-	int port = 0;
 
 	(void)state;
 	E.openssl = getenv("OPENSSL") ? getenv("OPENSSL") : "openssl";
@@ -222,24 +207,15 @@ static int setup(void **state)
 	if (kek_new(key, sizeof(key), &E.kek) < 0 ||
 	    open_service(&E.db, &E.bus, &E.audit, &E.svc) < 0)
 		return -1;
-	rpc_init();
-	if (rpc_server_new(&sc, trstctl_descset, trstctl_descset_len, &E.srv) < 0 ||
-	    ca_rpc_register(E.srv, E.svc) < 0 || rpc_server_start(E.srv, &port) < 0)
+	if (rpc_test_serve_new(NULL, &E.t) < 0 || ca_rpc_register(E.t.srv, E.svc) < 0)
 		return -1;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	E.port = port;
-	cc.addr = addr;
-	return trstctl_client_new(&cc, &E.cli);
+	return rpc_test_serve_start(&E.t, 20000);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	E.cli = trstctl_client_free(E.cli);
-	if (E.srv)
-		rpc_server_shutdown(E.srv);
-	E.srv = rpc_server_free(E.srv);
-	rpc_fini();
+	rpc_test_serve_stop(&E.t);
 	E.svc2 = ca_service_close(E.svc2);
 	E.svc = ca_service_close(E.svc);
 	E.audit2 = audit_close(E.audit2);
@@ -275,45 +251,45 @@ static void test_owners(void **state)
 	}
 	q.kind = "team";
 	q.name = "platform";
-	assert_int_equal(trstctl_ca_create_owner(E.cli, &q, NULL, &o, &st), -EEXIST);
+	assert_int_equal(trstctl_ca_create_owner(E.t.cl, &q, NULL, &o, &st), -EEXIST);
 	assert_int_equal(st.code, RPC_ALREADY_EXISTS);
 	q.kind = "robot";
 	q.name = "r2";
-	assert_int_equal(trstctl_ca_create_owner(E.cli, &q, NULL, &o, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_create_owner(E.t.cl, &q, NULL, &o, &st), -EINVAL);
 	assert_non_null(strstr(st.message, "vendor"));
 	/* request_id: the retry answers the first reply and adds nothing */
 	q.kind = "user";
 	q.name = "idem-owner";
 	q.request_id = "req-owner-1";
-	assert_int_equal(trstctl_ca_create_owner(E.cli, &q, NULL, &o, &st), 0);
-	assert_int_equal(trstctl_ca_create_owner(E.cli, &q, NULL, &o2, &st), 0);
+	assert_int_equal(trstctl_ca_create_owner(E.t.cl, &q, NULL, &o, &st), 0);
+	assert_int_equal(trstctl_ca_create_owner(E.t.cl, &q, NULL, &o2, &st), 0);
 	assert_string_equal(o->id, o2->id);
 	assert_int_equal(sql_count("SELECT count(*) FROM owners WHERE name = $1", "idem-owner"), 1);
 	gq.id = o->id;
 	protobuf_c_message_free_unpacked(&o2->base, NULL);
-	assert_int_equal(trstctl_ca_get_owner(E.cli, &gq, NULL, &o2, &st), 0);
+	assert_int_equal(trstctl_ca_get_owner(E.t.cl, &gq, NULL, &o2, &st), 0);
 	assert_string_equal(o2->name, "idem-owner");
 	assert_true(o2->create_time && o2->create_time->seconds == o->create_time->seconds);
 	protobuf_c_message_free_unpacked(&o->base, NULL);
 	protobuf_c_message_free_unpacked(&o2->base, NULL);
 	gq.id = "00000000-0000-4000-8000-000000000000";
-	assert_int_equal(trstctl_ca_get_owner(E.cli, &gq, NULL, &o2, &st), -ENOENT);
+	assert_int_equal(trstctl_ca_get_owner(E.t.cl, &gq, NULL, &o2, &st), -ENOENT);
 	/* paging over all 7 owners, 2 at a time */
 	lq.page_size = 2;
 	do {
-		assert_int_equal(trstctl_ca_list_owners(E.cli, &lq, NULL, &l, &st), 0);
+		assert_int_equal(trstctl_ca_list_owners(E.t.cl, &lq, NULL, &l, &st), 0);
 		seen += l->n_owners;
 		lq.page_token = strdupa(l->next_page_token);
 		protobuf_c_message_free_unpacked(&l->base, NULL);
 	} while (*lq.page_token);
 	assert_int_equal(seen, 7);
 	lq.page_token = "nope";
-	assert_int_equal(trstctl_ca_list_owners(E.cli, &lq, NULL, &l, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_list_owners(E.t.cl, &lq, NULL, &l, &st), -EINVAL);
 	assert_string_equal(st.message, "invalid page_token");
 	lq.page_token = "";
 	lq.kind = "team";
 	lq.page_size = 0;
-	assert_int_equal(trstctl_ca_list_owners(E.cli, &lq, NULL, &l, &st), 0);
+	assert_int_equal(trstctl_ca_list_owners(E.t.cl, &lq, NULL, &l, &st), 0);
 	assert_int_equal(l->n_owners, 2);
 	protobuf_c_message_free_unpacked(&l->base, NULL);
 	trstctl_status_clear(&st);
@@ -333,25 +309,25 @@ static void test_identities(void **state)
 
 	(void)state;
 	q.name = "no-owner";
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), -EINVAL);
 	assert_string_equal(st.message, "owner_id is required");
 	q.owner_id = "00000000-0000-4000-8000-000000000000";
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), -ENOENT);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), -ENOENT);
 	q.owner_id = E.owner;
 	q.ttl_seconds = 91 * 86400;
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), -EINVAL);
 	printf("# ttl over max: %s\n", st.message);
 	q.ttl_seconds = 0;
 	q.key_type = "dsa-1024";
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), -EINVAL);
 	assert_non_null(strstr(st.message, "ecdsa-p256"));
 	q.key_type = "";
 	q.dns_names = bad_dns;
 	q.n_dns_names = 1;
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), -EINVAL);
 	q.n_dns_names = 0;
 	q.name = "ok-identity";
-	assert_int_equal(trstctl_ca_create_identity(E.cli, &q, NULL, &i, &st), 0);
+	assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), 0);
 	assert_int_equal(i->ttl_seconds, 30 * 86400);
 	assert_string_equal(i->key_type, "ecdsa-p256");
 	assert_string_equal(i->kind, "x509_certificate");
@@ -363,11 +339,11 @@ static void test_identities(void **state)
 	/* filters */
 	lq.owner_id = E.owner;
 	lq.state = "requested";
-	assert_int_equal(trstctl_ca_list_identities(E.cli, &lq, NULL, &l, &st), 0);
+	assert_int_equal(trstctl_ca_list_identities(E.t.cl, &lq, NULL, &l, &st), 0);
 	assert_true(l->n_identities >= 2);
 	protobuf_c_message_free_unpacked(&l->base, NULL);
 	lq.state = "sleeping";
-	assert_int_equal(trstctl_ca_list_identities(E.cli, &lq, NULL, &l, &st), -EINVAL);
+	assert_int_equal(trstctl_ca_list_identities(E.t.cl, &lq, NULL, &l, &st), -EINVAL);
 	trstctl_status_clear(&st);
 }
 
@@ -443,7 +419,7 @@ static void test_issue_verify_revoke(void **state)
 			 30 * 86400);
 	assert_int_equal(strlen(i->certificate->serial) > 16, 1);
 	put("leaf.pem", i->certificate->pem);
-	assert_int_equal(trstctl_ca_get_ca_bundle(E.cli, &bq, NULL, &b, &st), 0);
+	assert_int_equal(trstctl_ca_get_ca_bundle(E.t.cl, &bq, NULL, &b, &st), 0);
 	put("bundle.pem", b->pem);
 	assert_string_equal(b->pem, i->certificate->chain_pem);
 	protobuf_c_message_free_unpacked(&b->base, NULL);
@@ -478,11 +454,11 @@ static void test_issue_verify_revoke(void **state)
 	put("leaf2.pem", i->certificate->pem);
 	protobuf_c_message_free_unpacked(&i->base, NULL);
 	/* revocation: the CRL lists it and openssl refuses the certificate */
-	assert_int_equal(trstctl_ca_get_crl(E.cli, &cq, NULL, &crl, &st), 0);
+	assert_int_equal(trstctl_ca_get_crl(E.t.cl, &cq, NULL, &crl, &st), 0);
 	assert_int_equal(transition(id, "revoked", "keyCompromise", &r2, msg, sizeof(msg)), 0);
 	assert_string_equal(r2->revocation_reason, "keyCompromise");
 	protobuf_c_message_free_unpacked(&r2->base, NULL);
-	assert_int_equal(trstctl_ca_get_crl(E.cli, &cq, NULL, &crl2, &st), 0);
+	assert_int_equal(trstctl_ca_get_crl(E.t.cl, &cq, NULL, &crl2, &st), 0);
 	assert_true(crl2->number > crl->number);
 	assert_true(crl2->next_update->seconds > crl2->this_update->seconds);
 	put("crl.pem", crl2->pem);
@@ -499,8 +475,8 @@ static void test_issue_verify_revoke(void **state)
 	protobuf_c_message_free_unpacked(&crl->base, NULL);
 	protobuf_c_message_free_unpacked(&crl2->base, NULL);
 	/* a read does not rebuild the CRL */
-	assert_int_equal(trstctl_ca_get_crl(E.cli, &cq, NULL, &crl, &st), 0);
-	assert_int_equal(trstctl_ca_get_crl(E.cli, &cq, NULL, &crl2, &st), 0);
+	assert_int_equal(trstctl_ca_get_crl(E.t.cl, &cq, NULL, &crl, &st), 0);
+	assert_int_equal(trstctl_ca_get_crl(E.t.cl, &cq, NULL, &crl2, &st), 0);
 	assert_int_equal(crl->number, crl2->number);
 	protobuf_c_message_free_unpacked(&crl->base, NULL);
 	protobuf_c_message_free_unpacked(&crl2->base, NULL);
@@ -573,7 +549,7 @@ static int issue(const char *id, const char *csr_pem, int64_t ttl, const char *r
 	q.csr_pem = (char *)csr_pem;
 	q.ttl_seconds = ttl;
 	q.request_id = (char *)(rid ? rid : "");
-	trstctl_ca_issue_certificate(E.cli, &q, NULL, &c, &st);
+	trstctl_ca_issue_certificate(E.t.cl, &q, NULL, &c, &st);
 	code = st.code;
 	snprintf(msg, msglen, "%s", st.message ? st.message : "");
 	if (ret)
@@ -794,7 +770,7 @@ static void test_cli(void **state)
 	char addr[64], id[CA_ID_LEN + 1], *out, *p;
 
 	(void)state;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", E.port);
+	snprintf(addr, sizeof(addr), "%s", E.t.addr);
 	{
 		const char *a[] = { "owner",	"create", "--kind", "team",	   "--name",
 				    "cli-team", "--addr", addr,	    "--plaintext", NULL };
@@ -832,6 +808,10 @@ static void test_cli(void **state)
 	out = slurp("t.json");
 	assert_non_null(strstr(out, "\"state\": \"issued\""));
 	assert_null(strstr(out, "PRIVATE KEY")); /* written to the file instead */
+	/* times in RFC 3339, not as {"seconds": ...} */
+	assert_non_null(strstr(out, "\"not_after\": \"20"));
+	assert_non_null(strstr(out, "Z\""));
+	assert_null(strstr(out, "\"seconds\""));
 	free(out);
 	assert_int_equal(sh("%s verify -CAfile %s/bundle.pem %s/cli.pem >/dev/null && "
 			    "test \"$(stat -c %%a %s/cli.key)\" = 600",

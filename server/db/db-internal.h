@@ -16,6 +16,7 @@
 #define DB_ITEM_KINDS 8       /* kinds of attached items are 0 .. DB_ITEM_KINDS - 1 */
 #define DB_STMT_BUCKETS 64    /* hash buckets of a connection's prepared statements */
 #define DB_STMT_MAX 1024      /* beyond this many, statements run unprepared */
+#define DB_WRITERS_MAX 4      /* writer threads of one struct db */
 
 /* A prepared statement of one connection, found by its SQL text. */
 struct db_stmt {
@@ -63,7 +64,9 @@ struct db {
 	struct db_change *q_head, *q_tail;
 	size_t q_len;
 	bool w_started, w_stop;
-	pthread_t w_thread;
+	int n_writers;             /* writer threads to run (db_config.writers) */
+	int n_started;             /* writer threads running */
+	pthread_t w_threads[DB_WRITERS_MAX];
 	struct db_writer_stats stats;
 	struct db_hook hooks[DB_ITEM_KINDS];
 };

@@ -640,7 +640,8 @@ int db_open(const struct db_config *config, struct db **ret_db)
 
 	if (!config || !config->dsn || !ret_db || config->max_conns < 1 ||
 	    config->max_conns > 1000 || config->connect_timeout_ms < 0 ||
-	    config->statement_timeout_ms < 0)
+	    config->statement_timeout_ms < 0 || config->writers < 0 ||
+	    config->writers > DB_WRITERS_MAX)
 		return -EINVAL;
 	opts = PQconninfoParse(config->dsn, &err);
 	if (!opts) {
@@ -661,6 +662,7 @@ int db_open(const struct db_config *config, struct db **ret_db)
 	db->n_conns = config->max_conns;
 	db->connect_timeout_ms = config->connect_timeout_ms ? config->connect_timeout_ms : 5000;
 	db->statement_timeout_ms = config->statement_timeout_ms;
+	db->n_writers = config->writers ? config->writers : 1;
 	for (int i = 0; i < db->n_conns; i++)
 		db->conns[i].db = db;
 	pthread_mutex_init(&db->lock, NULL);

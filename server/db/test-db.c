@@ -729,6 +729,50 @@ static void test_concurrency(void **state)
 	db_close(db);
 }
 
+/*
+ * Two writer threads: every write lands once, with its item, and batches overlap; a
+ * refused change in one writer's batch leaves the rest of that batch alone.
+ */
+static void test_two_writers(void **state)
+{
+	struct db_config cfg = { .dsn = dsn, .max_conns = 4, .connect_timeout_ms = 3000,
+				 .writers = DB_WRITERS_MAX + 1 };
+	struct db *db = NULL;
+	struct conc cs[CONC_THREADS];
+	pthread_t th[CONC_THREADS];
+	struct chg bad = CHG("dup", CH_DUP);
+	struct db_writer_stats st;
+
+	assert_int_equal(db_open(&cfg, &db), -EINVAL);
+	cfg.writers = -1;
+	assert_int_equal(db_open(&cfg, &db), -EINVAL);
+	cfg.writers = 2;
+	assert_int_equal(db_open(&cfg, &db), 0);
+	assert_int_equal(db->n_started, 2);
+	exec_ok(db, "DROP TABLE IF EXISTS conc, gc");
+	exec_ok(db, "CREATE TABLE conc (t int, i int, PRIMARY KEY (t, i))");
+	exec_ok(db, "CREATE TABLE gc (k text PRIMARY KEY)");
+	exec_ok(db, "INSERT INTO gc VALUES ('dup')");
+	atomic_store(&hook_items, 0);
+	atomic_store(&items_freed, 0);
+	assert_int_equal(db_set_precommit(db, DB_ITEM_EVENT, count_hook, NULL), 0);
+	for (int i = 0; i < CONC_THREADS; i++) {
+		cs[i] = (struct conc){ .db = db, .id = i };
+		pthread_create(&th[i], NULL, conc_thread, &cs[i]);
+	}
+	assert_int_equal(db_write(db, gc_change, &bad, 30000), -EEXIST);
+	for (int i = 0; i < CONC_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(cs[i].failures, 0);
+	}
+	db_writer_stats(db, &st);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM conc"), CONC_THREADS * CONC_WRITES);
+	assert_int_equal(st.changes, CONC_THREADS * CONC_WRITES);
+	assert_int_equal(atomic_load(&hook_items), CONC_THREADS * CONC_WRITES);
+	assert_int_equal(atomic_load(&items_freed), CONC_THREADS * CONC_WRITES);
+	db_close(db);
+}
+
 /* PostgreSQL going away and coming back --------------------------------------------- */
 
 static int pg_ctl(const char *what)
@@ -799,6 +843,7 @@ int main(void)
 		cmocka_unit_test(test_batch_retry),
 		cmocka_unit_test(test_write_timeout),
 		cmocka_unit_test(test_concurrency),
+		cmocka_unit_test(test_two_writers),
 		cmocka_unit_test(test_pg_restart),
 	};
 

@@ -12,11 +12,17 @@
  * one-statement changes costs n + 2 round trips (the changes, the hooks, COMMIT) and one
  * commit.
  *
+ * With db_config.writers > 1, several writer threads take batches from the one queue, each
+ * on its own connection and transaction, so that one batch's round trips and commit overlap
+ * another's; each batch is still all-or-nothing per change, and its audit records are
+ * chained under the head row lock, which orders the batches as it orders several servers.
+ *
  * DB_BATCH_MAX is 64 because PostgreSQL caches 64 subtransaction ids per backend
  * (PGPROC_MAX_CACHED_SUBXIDS): a transaction with more writing savepoints overflows the
  * cache and makes every other session's snapshots look subtransactions up in pg_subtrans.
  *
- * A change never waits for another change: a caller only waits for the batch it is in.
+ * With one writer a change never waits for another change: a caller only waits for the
+ * batch it is in.
  * A caller that times out leaves its change behind: still queued, it is removed and never
  * runs; taken but not yet run, the writer skips it; already run, it may still commit (the
  * caller got -ETIMEDOUT and retries with its request_id). While fn runs, the caller keeps
@@ -335,6 +341,7 @@ static void *writer_main(void *arg)
 	void **scratch = NULL;
 	size_t scratch_cap = 0;
 
+	pthread_setname_np(pthread_self(), "trst-writer"); /* shows in top, perf, gdb */
 	pthread_mutex_lock(&db->wlock);
 	for (;;) {
 		size_t n = 0;
@@ -366,10 +373,17 @@ static void *writer_main(void *arg)
 
 int db_writer_start(struct db *db)
 {
-	int r = pthread_create(&db->w_thread, NULL, writer_main, db);
+	int n = db->n_writers >= 1 && db->n_writers <= DB_WRITERS_MAX ? db->n_writers : 1;
 
-	if (r)
-		return -r;
+	for (db->n_started = 0; db->n_started < n; db->n_started++) {
+		int r = pthread_create(&db->w_threads[db->n_started], NULL, writer_main, db);
+
+		if (r) {
+			if (db->n_started)
+				break; /* fewer writers: slower, still correct */
+			return -r;
+		}
+	}
 	db->w_started = true;
 	return 0;
 }
@@ -380,9 +394,11 @@ void db_writer_stop(struct db *db)
 		return;
 	pthread_mutex_lock(&db->wlock);
 	db->w_stop = true;
-	pthread_cond_signal(&db->wwork);
+	pthread_cond_broadcast(&db->wwork);
 	pthread_mutex_unlock(&db->wlock);
-	pthread_join(db->w_thread, NULL);
+	for (int i = 0; i < db->n_started; i++)
+		pthread_join(db->w_threads[i], NULL);
+	db->n_started = 0;
 	db->w_started = false;
 }
 

@@ -141,6 +141,35 @@ int guard_cgroup_join(const char *path)
 	return ret;
 }
 
+int guard_cgroup_leave(const char *path)
+{
+	char file[PATH_MAX + 32], parent[PATH_MAX], pid[32];
+	char *slash;
+	FILE *f;
+	int ret = 0;
+
+	snprintf(parent, sizeof(parent), "%s", path);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent)
+		return -EINVAL;
+	*slash = '\0';
+	/* Only an empty cgroup can go: anyone but us in it keeps it (and us) in place. */
+	snprintf(file, sizeof(file), "%s/cgroup.procs", path);
+	f = fopen(file, "re");
+	if (!f)
+		return -errno;
+	while (ret == 0 && fgets(pid, sizeof(pid), f))
+		if (atoi(pid) != (int)getpid())
+			ret = -EBUSY;
+	fclose(f);
+	if (ret < 0)
+		return ret;
+	ret = guard_cgroup_join(parent);
+	if (ret < 0)
+		return ret;
+	return rmdir(path) < 0 ? -errno : 0;
+}
+
 /* The root of the whole hierarchy has no cgroup.type; every other cgroup (and the root of
  * a cgroup namespace seen from inside, which is not the host root) does. */
 static bool is_host_root(const char *path)
@@ -188,7 +217,9 @@ int guard_cgroup_resolve(const char *path, const char *name, struct guard_cgroup
 			if (snprintf(cg.path, sizeof(cg.path), "%s/%s", mnt, name) >=
 			    (int)sizeof(cg.path))
 				return seterr(err, err_size, -ENAMETOOLONG, "cgroup path too long");
-			if (mkdir(cg.path, 0755) < 0 && errno != EEXIST)
+			if (mkdir(cg.path, 0755) == 0)
+				cg.created = true;
+			else if (errno != EEXIST)
 				return seterr(err, err_size, -errno, "creating cgroup %s: %s",
 					      cg.path, strerror(errno));
 			ret = guard_cgroup_join(cg.path);

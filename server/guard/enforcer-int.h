@@ -13,6 +13,7 @@ struct guard_cgroup {
 	int fd;               /* O_RDONLY|O_DIRECTORY, owned by the caller */
 	uint64_t id;          /* cgroup id (inode number of the directory) */
 	bool moved;           /* the process moved itself into a new child cgroup */
+	bool created;         /* ... which it created (mkdir), so it may remove it */
 	char path[PATH_MAX];  /* absolute path under the cgroup2 mount */
 };
 
@@ -38,3 +39,10 @@ uint64_t guard_cgroup_self_id(void);
 
 /* Move the calling process into the cgroup directory path. */
 int guard_cgroup_join(const char *path);
+
+/*
+ * Undo the move of guard_cgroup_resolve: when the child cgroup path holds no process but
+ * the caller, move the caller back to the parent and remove path. Returns 0, -EBUSY when
+ * another process is in it (then the caller stays), or -errno.
+ */
+int guard_cgroup_leave(const char *path);

@@ -70,6 +70,7 @@ struct guard_enforcer {
 	uint64_t cgroup_id;
 	char cgroup_path[PATH_MAX];
 	bool moved;
+	bool created; /* moved into a cgroup it made: an orderly stop removes it */
 	bool pinned;
 	char pin_path[PATH_MAX - 64]; /* room for "/link_sock_create" */
 	int took_over;
@@ -722,6 +723,7 @@ int guard_enforcer_start(const struct guard_enforcer_config *cfg, const struct g
 	e->cgroup_fd = cg.fd;
 	e->cgroup_id = cg.id;
 	e->moved = cg.moved;
+	e->created = cg.created;
 	snprintf(e->cgroup_path, sizeof(e->cgroup_path), "%s", cg.path);
 	ret = pin_prepare(e, cfg);
 	if (ret < 0)
@@ -786,7 +788,8 @@ int guard_enforcer_info(struct guard_enforcer *e, struct guard_enforcer_info *re
 }
 
 /*
- * Release everything. orderly: unpin and detach. Otherwise (a failed start) pinned links
+ * Release everything. orderly: unpin, detach, and leave and remove the child cgroup the
+ * process made for itself at start (when nobody else is in it). Otherwise (a failed start) pinned links
  * and counters stay as they are, so that a failed restart leaves the previous guard, or
  * whatever part of the new one got pinned, armed: fail closed.
  */
@@ -817,6 +820,8 @@ static void enforcer_free(struct guard_enforcer *e, bool orderly)
 	free(e->sets[1].ents);
 	if (e->cgroup_fd >= 0)
 		close(e->cgroup_fd);
+	if (e->created && orderly)
+		guard_cgroup_leave(e->cgroup_path); /* stays when someone else is in it */
 	pthread_mutex_destroy(&e->lock);
 	free(e->denials);
 	free(e);

@@ -130,7 +130,9 @@ int guard_enforcer_info(struct guard_enforcer *e, struct guard_enforcer_info *re
 
 /*
  * Orderly shutdown: unpin and detach the links, unpin the counters, remove the pin folder
- * when empty. A process that dies without calling this leaves the pinned guard armed.
+ * when empty. When start created the child cgroup it moved into (host root case), the
+ * process moves back to the parent and removes it, unless another process is in it. A
+ * process that dies without calling this leaves the pinned guard armed.
  * Accepts NULL; returns NULL.
  */
 struct guard_enforcer *guard_enforcer_stop(struct guard_enforcer *e);

@@ -236,7 +236,10 @@ typedef void (*guard_denial_hook_fn)(const struct guard_run_denial *d, void *arg
  */
 int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
 		    char *err, size_t errlen);
-/* Orderly shutdown: stops the threads, detaches and unpins. Accepts NULL; returns NULL. */
+/*
+ * Orderly shutdown: stops the threads, detaches and unpins, and removes the child cgroup
+ * that start created for the process (guard_enforcer_stop). Accepts NULL; returns NULL.
+ */
 struct guard_run *guard_run_stop(struct guard_run *g);
 
 /* The policy in force (borrowed; lives as long as g): for the guarded HTTP client. */

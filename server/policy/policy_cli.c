@@ -1,10 +1,9 @@
 /*
  * `trstctl policy put|get|list|delete|eval` and `trstctl token create|list|revoke`.
  *
- * policy: a gRPC client (libtrstctl) of the configured server, secured as `trstctl guard`
- * does (plaintext when TLS is disabled, the internal certificate pinned from the state
- * folder, else the operator's client CA), authenticated with the token read from
- * --token-file, by default the bootstrap token file when it is readable.
+ * policy: a gRPC client (libtrstctl) of the configured server, connected by
+ * cli_client_open as every client sub-command is (address, transport and token from the
+ * configuration, the bootstrap token file by default; the connection flags override).
  *
  * token: an operator command on the database itself (TRSTCTL_POSTGRES_DSN), like the
  * original's `token create`: it works before any token exists and without a running
@@ -26,6 +25,7 @@
 #include "authz-int.h"
 #include "bus.h"
 #include "cfg.h"
+#include "cli.h"
 #include "db.h"
 #include "kek.h"
 #include "trstctl-client-gen.h"
@@ -39,8 +39,7 @@ static const char policy_usage[] =
 	"       trstctl policy list\n"
 	"       trstctl policy delete NAME\n"
 	"       trstctl policy eval [--principal TOKEN_ID] [--to-state STATE] ACTION RESOURCE\n"
-	"options: --addr HOST:PORT, --plaintext | --tls-ca FILE | --insecure-tls,\n"
-	"         --token-file FILE (default: the bootstrap token file when readable)\n";
+	CLI_CLIENT_USAGE;
 
 static const char token_usage[] =
 	"usage: trstctl token create --policy P [--policy Q ...] [--ttl DURATION] [--name NAME]\n"
@@ -49,100 +48,32 @@ static const char token_usage[] =
 	"Works on the database (TRSTCTL_POSTGRES_DSN); create and revoke need the KEK\n"
 	"(TRSTCTL_SECRETS_KEK_FILE) to audit the change. The token is printed once.\n";
 
+/* Microseconds since the epoch as RFC 3339 ("-" when unset). */
 static void fmt_time(int64_t us, char *buf, size_t len)
 {
-	time_t s = (time_t)(us / 1000000);
-	struct tm tm;
-
-	if (!us || !gmtime_r(&s, &tm))
-		snprintf(buf, len, "-");
-	else
-		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cli_fmt_time(us / 1000000, buf, len);
 }
 
 /* Client ------------------------------------------------------------------------------- */
 
 struct cli {
-	char addr[512], ca[4096], token[POLICY_TOKEN_LEN + 2];
-	const char *token_file, *principal, *to_state;
-	struct trstctl_client_config cc;
+	struct cli_client_opts conn;
+	const char *principal, *to_state;
 	char *args[4];
 	int n_args;
 };
-
-static int read_token(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "re");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return n ? 0 : -EINVAL;
-}
-
-/* The server address as a client reaches it: a wildcard host becomes loopback. */
-static int client_addr(const char *server_addr, char *buf, size_t len)
-{
-	char *host = NULL;
-	int port, r = cfg_split_hostport(server_addr, &host, &port);
-
-	if (r < 0)
-		return r;
-	if (port == 0)
-		r = -EINVAL;
-	else if (!*host || !strcmp(host, "0.0.0.0"))
-		snprintf(buf, len, "127.0.0.1:%d", port);
-	else if (!strcmp(host, "::"))
-		snprintf(buf, len, "[::1]:%d", port);
-	else
-		snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	free(host);
-	return r;
-}
-
-static void client_defaults(struct cli *o, const struct cfg *c)
-{
-	o->cc.deadline_ms = 10000;
-	o->token_file = c->auth.bootstrap_token_file;
-	switch (c->server.tls_mode) {
-	case CFG_TLS_DISABLED:
-		o->cc.transport = TRSTCTL_PLAINTEXT;
-		break;
-	case CFG_TLS_INTERNAL:
-		snprintf(o->ca, sizeof(o->ca), "%s/server-cert.pem", c->state_dir);
-		o->cc.transport = access(o->ca, R_OK) == 0 ? TRSTCTL_TLS : TRSTCTL_TLS_NO_VERIFY;
-		o->cc.ca_file = access(o->ca, R_OK) == 0 ? o->ca : NULL;
-		o->cc.target_name = "localhost";
-		break;
-	case CFG_TLS_FILE:
-		o->cc.transport = TRSTCTL_TLS;
-		o->cc.ca_file = c->server.tls_client_ca_file;
-		if (c->server.tls_client_ca_file) {
-			o->cc.cert_file = c->server.tls_cert_file;
-			o->cc.key_file = c->server.tls_key_file;
-		}
-		break;
-	}
-}
 
 /* Options and positional arguments (argv[0] is the verb). */
 static int parse(struct cli *o, int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
 		const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		int n = cli_client_flag(&o->conn, f, v);
 
-		if (!strcmp(f, "--plaintext")) {
-			o->cc.transport = TRSTCTL_PLAINTEXT;
-			o->cc.ca_file = o->cc.cert_file = o->cc.key_file = NULL;
-			continue;
-		}
-		if (!strcmp(f, "--insecure-tls")) {
-			o->cc.transport = TRSTCTL_TLS_NO_VERIFY;
-			o->cc.ca_file = NULL;
+		if (n < 0)
+			return n;
+		if (n > 0) {
+			i += n - 1;
 			continue;
 		}
 		if (f[0] != '-' || !strcmp(f, "-")) {
@@ -153,13 +84,7 @@ static int parse(struct cli *o, int argc, char **argv)
 		}
 		if (!v)
 			return -EINVAL;
-		if (!strcmp(f, "--addr"))
-			snprintf(o->addr, sizeof(o->addr), "%s", v);
-		else if (!strcmp(f, "--tls-ca"))
-			o->cc.transport = TRSTCTL_TLS, o->cc.ca_file = v;
-		else if (!strcmp(f, "--token-file"))
-			o->token_file = v;
-		else if (!strcmp(f, "--principal"))
+		if (!strcmp(f, "--principal"))
 			o->principal = v;
 		else if (!strcmp(f, "--to-state"))
 			o->to_state = v;
@@ -199,10 +124,10 @@ static char *slurp(const char *path)
 
 static void print_policy(const Trstctl__V1__PolicyDocument *p, bool doc)
 {
-	char t[32];
+	char t[CLI_TIME_LEN];
 
-	fmt_time(p->update_time ? p->update_time->seconds * 1000000 : 0, t, sizeof(t));
-	printf("%s\tversion %" PRId64 "\t%s\n", p->name, p->version, t);
+	printf("%s\tversion %" PRId64 "\t%s\n", p->name, p->version,
+	       cli_fmt_time(p->update_time ? p->update_time->seconds : 0, t, sizeof(t)));
 	if (doc)
 		printf("%s\n", p->document);
 }
@@ -288,36 +213,23 @@ static int policy_call(struct trstctl_client *cl, struct cli *o, const char *ver
 
 int policy_cli(int argc, char **argv, const struct cfg *c)
 {
-	struct cli o = { 0 };
+	struct cli o = { .conn.deadline_ms = 10000 };
 	struct trstctl_client *cl = NULL;
+	char err[512] = "";
 	int r;
 
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
 		fputs(policy_usage, argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : 0;
 	}
-	client_defaults(&o, c);
 	if (parse(&o, argc - 1, argv + 1) < 0) {
 		fputs(policy_usage, stderr);
 		return EXIT_USAGE;
 	}
-	if (!o.addr[0] && client_addr(c->server.addr, o.addr, sizeof(o.addr)) < 0) {
-		fprintf(stderr, "trstctl policy: cannot call server address \"%s\"; use --addr\n",
-			c->server.addr);
-		return EXIT_USAGE;
-	}
-	if (o.token_file && read_token(o.token_file, o.token, sizeof(o.token)) < 0) {
-		fprintf(stderr, "trstctl policy: cannot read a token from %s (use --token-file)\n",
-			o.token_file);
-		return EXIT_FAIL;
-	}
-	o.cc.addr = o.addr;
-	o.cc.token = o.token[0] ? o.token : NULL;
-	r = trstctl_client_new(&o.cc, &cl);
-	OPENSSL_cleanse(o.token, sizeof(o.token)); /* the client keeps its own copy */
+	r = cli_client_open(c, &o.conn, &cl, err, sizeof(err));
 	if (r < 0) {
-		fprintf(stderr, "trstctl policy: %s\n", strerror(-r));
-		return EXIT_FAIL;
+		fprintf(stderr, "trstctl policy: %s\n", err);
+		return cli_client_exit_status(r);
 	}
 	r = policy_call(cl, &o, argv[1]);
 	trstctl_client_free(cl);

@@ -29,23 +29,20 @@
 #include "authz-int.h"
 #include "bus.h"
 #include "cfg.h"
+#include "cli.h"
 #include "db.h"
 #include "kek.h"
 #include "rpc.h"
+#include "test-serve.h"
 #include "trstctl-client-gen.h"
-
-extern const unsigned char trstctl_descset[];
-extern const size_t trstctl_descset_len;
 
 struct srv {
 	struct db *db;
 	struct audit *audit;
 	struct bus *bus;
 	struct authz *authz;
-	struct rpc_server *rpc;
-	struct trstctl_client *cl;
+	struct rpc_test_serve t; /* its gRPC server on loopback and a client of it */
 	char file[256];
-	int port;
 };
 
 static struct {
@@ -81,45 +78,18 @@ static int serve(struct srv *s)
 		&trstctl__v1__audit__descriptor,
 		&trstctl__v1__guard__descriptor,
 	};
-	struct rpc_server_config rc = { .addr = "127.0.0.1:0",
-					.tls_mode = RPC_TLS_DISABLED,
-					.workers = 1,
-					.pool_threads = 4,
-					.pool_queue = 64,
-					.max_streams = 8,
-					.max_request_bytes = 1 << 20,
-					.grace_ms = 500 };
-	struct trstctl_client_config cc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 10000 };
-	char addr[64];
-	int r = rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &s->rpc);
+	struct rpc_server_config rc = { .max_streams = 8 };
+	int r = rpc_test_serve_new(&rc, &s->t);
 
 	if (r >= 0)
-		r = rpc_server_add_standard_services(s->rpc);
+		r = rpc_server_add_standard_services(s->t.srv);
 	for (size_t i = 0; r >= 0 && i < sizeof(others) / sizeof(others[0]); i++)
-		r = rpc_server_add_service(s->rpc, others[i], NULL, NULL);
+		r = rpc_server_add_service(s->t.srv, others[i], NULL, NULL);
 	if (r >= 0)
-		r = policy_rpc_register(s->rpc, s->authz);
+		r = policy_rpc_register(s->t.srv, s->authz);
 	if (r >= 0)
-		r = authz_install(s->authz, s->rpc);
-	if (r >= 0)
-		r = rpc_server_start(s->rpc, &s->port);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", s->port);
-	cc.addr = addr;
-	return r >= 0 ? trstctl_client_new(&cc, &s->cl) : r;
-}
-
-static int read_file(const char *path, char *buf, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n;
-
-	if (!f)
-		return -errno;
-	n = fread(buf, 1, len - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
+		r = authz_install(s->authz, s->t.srv);
+	return r >= 0 ? rpc_test_serve_start(&s->t, 10000) : r;
 }
 
 /* Both servers start at once on the empty database: exactly one bootstraps. */
@@ -158,7 +128,7 @@ static int setup(void **state)
 		}
 		if (authz_bootstrapped(E.s[i].authz) == AUTHZ_BOOTSTRAP_CREATED) {
 			created++;
-			if (read_file(E.s[i].file, E.admin, sizeof(E.admin)) < 0)
+			if (cli_read_token(E.s[i].file, E.admin, sizeof(E.admin)) < 0)
 				return -1;
 		}
 	}
@@ -186,10 +156,7 @@ static int teardown(void **state)
 	for (int i = 0; i < 2; i++) {
 		struct srv *s = &E.s[i];
 
-		s->cl = trstctl_client_free(s->cl);
-		if (s->rpc)
-			rpc_server_shutdown(s->rpc);
-		s->rpc = rpc_server_free(s->rpc);
+		rpc_test_serve_stop(&s->t);
 		s->authz = authz_close(s->authz);
 		s->bus = bus_close(s->bus);
 		s->audit = audit_close(s->audit);
@@ -222,7 +189,7 @@ static int put(int srv, const char *token, const char *name, const char *doc, co
 	q.name = (char *)name;
 	q.document = (char *)doc;
 	q.request_id = (char *)(rid ? rid : "");
-	r = trstctl_policy_put_policy(E.s[srv].cl, &q, as(token), &p, st);
+	r = trstctl_policy_put_policy(E.s[srv].t.cl, &q, as(token), &p, st);
 	if (r >= 0 && ret_version)
 		*ret_version = p->version;
 	if (p)
@@ -242,7 +209,7 @@ static int create_token(int srv, const char *token, const char *const *policies,
 	q.policies = (char **)policies;
 	q.n_policies = n;
 	q.ttl_seconds = ttl;
-	r = trstctl_policy_create_token(E.s[srv].cl, &q, as(token), &resp, st);
+	r = trstctl_policy_create_token(E.s[srv].t.cl, &q, as(token), &resp, st);
 	if (r >= 0) {
 		snprintf(ret, POLICY_TOKEN_LEN + 1, "%s", resp->token);
 		snprintf(ret_id, 17, "%s", resp->token_id);
@@ -260,7 +227,7 @@ static int probe(int srv, const char *token)
 	int code;
 
 	q.name = "admin";
-	trstctl_policy_get_policy(E.s[srv].cl, &q, as(token), &p, &st);
+	trstctl_policy_get_policy(E.s[srv].t.cl, &q, as(token), &p, &st);
 	if (p)
 		protobuf_c_message_free_unpacked(&p->base, NULL);
 	code = st.code;
@@ -307,7 +274,7 @@ static int raw_code(int srv, const struct trstctl_method *m, const char *token)
 	size_t len = 0;
 	int code;
 
-	trstctl_call_raw(E.s[srv].cl, m->path, "", 0, as(token), &resp, &len, &st);
+	trstctl_call_raw(E.s[srv].t.cl, m->path, "", 0, as(token), &resp, &len, &st);
 	free(resp);
 	code = st.code;
 	if (code != 16 && code != 7 && code != 12 && code != 0)
@@ -349,7 +316,7 @@ static void test_unauthenticated(void **state)
 	(void)state;
 	q.name = "admin";
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &q, as(bad[i]), &p, &st),
+		assert_int_not_equal(trstctl_policy_get_policy(E.s[0].t.cl, &q, as(bad[i]), &p, &st),
 				     0);
 		assert_int_equal(st.code, 16);
 		assert_string_equal(st.message, AUTHZ_UNAUTH_MSG);
@@ -357,10 +324,7 @@ static void test_unauthenticated(void **state)
 	trstctl_status_clear(&st);
 	assert_int_equal(count_audit("auth.denied"), before + 3);
 	/* health needs no token */
-	char addr[64];
-
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", E.s[0].port);
-	assert_int_equal(rpc_health_probe(addr, false, NULL, NULL, 3000), 0);
+	assert_int_equal(rpc_health_probe(E.s[0].t.addr, false, NULL, NULL, 3000), 0);
 }
 
 /* Every served method: no token UNAUTHENTICATED, no policy PERMISSION_DENIED, admin
@@ -420,13 +384,13 @@ static void test_policy_store(void **state)
 	assert_int_not_equal(put(0, E.admin, "admin", doc, NULL, NULL, &st), 0);
 	assert_int_equal(st.code, 3);
 	g.name = "store-a";
-	assert_int_equal(trstctl_policy_get_policy(E.s[1].cl, &g, as(E.admin), &p, &st), 0);
+	assert_int_equal(trstctl_policy_get_policy(E.s[1].t.cl, &g, as(E.admin), &p, &st), 0);
 	assert_int_equal(p->version, v2);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
 	d.name = "store-a";
-	assert_int_equal(trstctl_policy_delete_policy(E.s[0].cl, &d, as(E.admin), &p, &st), 0);
+	assert_int_equal(trstctl_policy_delete_policy(E.s[0].t.cl, &d, as(E.admin), &p, &st), 0);
 	protobuf_c_message_free_unpacked(&p->base, NULL);
-	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &g, as(E.admin), &p, &st), 0);
+	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].t.cl, &g, as(E.admin), &p, &st), 0);
 	assert_int_equal(st.code, 5);
 	/* put after delete continues the version */
 	assert_int_equal(put(0, E.admin, "store-a", doc, NULL, &v3, &st), 0);
@@ -457,7 +421,7 @@ static void test_token_lifecycle(void **state)
 	Trstctl__V1__PolicyDocument *p = NULL;
 
 	g.name = "secret-x";
-	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].cl, &g, as(tok), &p, &st), 0);
+	assert_int_not_equal(trstctl_policy_get_policy(E.s[0].t.cl, &g, as(tok), &p, &st), 0);
 	assert_int_equal(st.code, 7);
 	assert_string_equal(st.message, "permission denied: Policy.GetPolicy on policy/secret-x");
 	assert_int_not_equal(put(0, tok, "x", doc, NULL, NULL, &st), 0);
@@ -494,22 +458,22 @@ static void test_evaluate(void **state)
 	q.principal = id;
 	q.action = "Policy.GetPolicy";
 	q.resource = "policy/secret-1";
-	assert_int_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_int_equal(trstctl_policy_evaluate(E.s[0].t.cl, &q, as(E.admin), &d, &st), 0);
 	assert_false(d->allowed);
 	assert_string_equal(d->matched_policy, "reader");
 	assert_int_equal(d->matched_rule, 1);
 	protobuf_c_message_free_unpacked(&d->base, NULL);
 	q.resource = "policy/other";
-	assert_int_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_int_equal(trstctl_policy_evaluate(E.s[0].t.cl, &q, as(E.admin), &d, &st), 0);
 	assert_true(d->allowed);
 	assert_int_equal(d->matched_rule, 0);
 	protobuf_c_message_free_unpacked(&d->base, NULL);
 	q.action = "CA.Nope";
-	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(E.admin), &d, &st), 0);
+	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].t.cl, &q, as(E.admin), &d, &st), 0);
 	assert_int_equal(st.code, 3);
 	/* reader may not evaluate others (token/<id> is not in its resources for Evaluate) */
 	q.action = "Policy.GetPolicy";
-	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].cl, &q, as(tok), &d, &st), 0);
+	assert_int_not_equal(trstctl_policy_evaluate(E.s[0].t.cl, &q, as(tok), &d, &st), 0);
 	assert_int_equal(st.code, 7);
 	trstctl_status_clear(&st);
 }
@@ -531,7 +495,7 @@ static void test_revocation_other_server(void **state)
 	assert_int_equal(probe(1, tok), 0);
 	q.id = id;
 	start = now_ms();
-	assert_int_equal(trstctl_policy_revoke_token(E.s[0].cl, &q, as(E.admin), &t, &st), 0);
+	assert_int_equal(trstctl_policy_revoke_token(E.s[0].t.cl, &q, as(E.admin), &t, &st), 0);
 	assert_true(t->revoked);
 	protobuf_c_message_free_unpacked(&t->base, NULL);
 	assert_int_equal(probe(0, tok), 16); /* at once on the server that revoked */
@@ -543,7 +507,7 @@ static void test_revocation_other_server(void **state)
 	assert_true(count_audit("auth.denied") >= denied_before + 2);
 	assert_true(count_audit("token.revoked") >= 1);
 	/* revoking again changes nothing and says so */
-	assert_int_equal(trstctl_policy_revoke_token(E.s[1].cl, &q, as(E.admin), &t, &st), 0);
+	assert_int_equal(trstctl_policy_revoke_token(E.s[1].t.cl, &q, as(E.admin), &t, &st), 0);
 	assert_true(t->revoked);
 	protobuf_c_message_free_unpacked(&t->base, NULL);
 	trstctl_status_clear(&st);
@@ -614,7 +578,7 @@ static void test_cli(void **state)
 	dup2(saved, 1);
 	close(saved);
 	assert_int_equal(r, 0);
-	assert_int_equal(read_file(out, tok, sizeof(tok)), 0);
+	assert_int_equal(cli_read_token(out, tok, sizeof(tok)), 0);
 	assert_int_equal(strlen(tok), POLICY_TOKEN_LEN);
 	assert_int_equal(settle(1, tok), 0);
 	/* its id, then revoke it with the CLI */

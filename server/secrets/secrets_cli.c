@@ -1,9 +1,8 @@
 /*
  * `trstctl secret create|get|rotate|list|versions|delete|recover|destroy`: the secret store
- * from a shell, through trstctl.v1.Secrets with libtrstctl on the configured server address
- * (a wildcard host becomes loopback), secured as the configuration says (plaintext when TLS
- * is disabled, the internal certificate pinned from the state folder, or the operator's
- * files); --addr, --plaintext, --tls-ca, --insecure-tls and --token override.
+ * from a shell, through trstctl.v1.Secrets with the client cli_client_open makes from the
+ * configuration (address, transport, the bootstrap token file by default), which the
+ * connection flags override.
  *
  * A value never comes from argv (other users see it in ps): it is read from --value-file
  * or stdin. `get` prints metadata unless --show-value (the raw bytes to stdout) or --output
@@ -23,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "cfg.h"
+#include "cli.h"
 #include "secrets.h"
 #include "trstctl-client-gen.h"
 
@@ -38,9 +38,8 @@ static const char usage[] =
 	"       trstctl secret versions NAME\n"
 	"       trstctl secret delete|recover NAME [--request-id ID]\n"
 	"       trstctl secret destroy NAME --version N [--request-id ID]\n"
-	"  connection: [--addr HOST:PORT] [--plaintext | --tls-ca FILE | --insecure-tls] [--token T]\n"
 	"A value is read from --value-file, or from stdin when none is given; never from an "
-	"argument.\n";
+	"argument.\n" CLI_CLIENT_USAGE;
 
 struct opts {
 	const char *cmd, *name, *value_file, *output, *prefix, *request_id;
@@ -48,57 +47,8 @@ struct opts {
 	size_t n_labels;
 	int64_t version, expected, limit;
 	bool show_value, show_deleted;
-	char addr[512], ca[4096];
-	struct trstctl_client_config cc;
+	struct cli_client_opts conn;
 };
-
-/* The server address as a client reaches it: wildcard hosts become loopback. */
-static int client_addr(const char *server_addr, char *buf, size_t len)
-{
-	char *host = NULL;
-	int port, r = cfg_split_hostport(server_addr, &host, &port);
-
-	if (r < 0)
-		return r;
-	if (port == 0)
-		r = -EINVAL;
-	else if (!*host || !strcmp(host, "0.0.0.0"))
-		snprintf(buf, len, "127.0.0.1:%d", port);
-	else if (!strcmp(host, "::"))
-		snprintf(buf, len, "[::1]:%d", port);
-	else
-		snprintf(buf, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-	free(host);
-	return r;
-}
-
-static void client_defaults(struct opts *o, const struct cfg *c)
-{
-	o->cc.deadline_ms = 15000;
-	if (!c)
-		return;
-	if (c->server.addr && client_addr(c->server.addr, o->addr, sizeof(o->addr)) < 0)
-		o->addr[0] = '\0';
-	switch (c->server.tls_mode) {
-	case CFG_TLS_DISABLED:
-		o->cc.transport = TRSTCTL_PLAINTEXT;
-		break;
-	case CFG_TLS_INTERNAL:
-		snprintf(o->ca, sizeof(o->ca), "%s/server-cert.pem", c->state_dir);
-		o->cc.transport = access(o->ca, R_OK) == 0 ? TRSTCTL_TLS : TRSTCTL_TLS_NO_VERIFY;
-		o->cc.ca_file = o->cc.transport == TRSTCTL_TLS ? o->ca : NULL;
-		o->cc.target_name = o->cc.ca_file ? "localhost" : NULL;
-		break;
-	case CFG_TLS_FILE:
-		o->cc.transport = TRSTCTL_TLS;
-		o->cc.ca_file = c->server.tls_client_ca_file;
-		if (c->server.tls_client_ca_file) {
-			o->cc.cert_file = c->server.tls_cert_file;
-			o->cc.key_file = c->server.tls_key_file;
-		}
-		break;
-	}
-}
 
 static int parse_i64(const char *flag, const char *s, int64_t min, int64_t *ret)
 {
@@ -129,19 +79,15 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "show-deleted", no_argument, NULL, 'D' },
 		{ "limit", required_argument, NULL, 'n' },
-		{ "addr", required_argument, NULL, 'a' },
-		{ "plaintext", no_argument, NULL, 'P' },
-		{ "tls-ca", required_argument, NULL, 'c' },
-		{ "insecure-tls", no_argument, NULL, 'k' },
-		{ "token", required_argument, NULL, 't' },
+		CLI_CLIENT_LONGOPTS,
 		{ "value", required_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ch, r = 0;
+	int ch, idx = 0, r = 0;
 
 	optind = 2; /* argv[0] "secret", argv[1] the command */
-	while (r == 0 && (ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while (r == 0 && (ch = getopt_long(argc, argv, "", longopts, &idx)) != -1) {
 		switch (ch) {
 		case 'f': o->value_file = optarg; break;
 		case 'l':
@@ -161,20 +107,9 @@ static int parse_args(struct opts *o, int argc, char **argv)
 		case 'p': o->prefix = optarg; break;
 		case 'D': o->show_deleted = true; break;
 		case 'n': r = parse_i64("--limit", optarg, 1, &o->limit); break;
-		case 'a': snprintf(o->addr, sizeof(o->addr), "%s", optarg); break;
-		case 'P':
-			o->cc.transport = TRSTCTL_PLAINTEXT;
-			o->cc.ca_file = o->cc.cert_file = o->cc.key_file = NULL;
+		case CLI_CLIENT_OPT:
+			cli_client_flag(&o->conn, longopts[idx].name, optarg);
 			break;
-		case 'c':
-			o->cc.transport = TRSTCTL_TLS;
-			o->cc.ca_file = optarg;
-			break;
-		case 'k':
-			o->cc.transport = TRSTCTL_TLS_NO_VERIFY;
-			o->cc.ca_file = NULL;
-			break;
-		case 't': o->cc.token = optarg; break;
 		case 'V':
 			fprintf(stderr, "trstctl secret: a value is never taken from the command line "
 					"(other users can read it); use --value-file FILE or stdin\n");
@@ -249,16 +184,9 @@ static int read_value(const struct opts *o, uint8_t **ret, size_t *ret_n)
 
 static void print_time(const char *key, const Google__Protobuf__Timestamp *t)
 {
-	char buf[64] = "-";
-	time_t sec;
-	struct tm tm;
+	char buf[CLI_TIME_LEN];
 
-	if (t) {
-		sec = (time_t)t->seconds;
-		gmtime_r(&sec, &tm);
-		strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	}
-	printf("%-13s %s\n", key, buf);
+	printf("%-13s %s\n", key, cli_fmt_time(t ? t->seconds : 0, buf, sizeof(buf)));
 }
 
 static void print_meta(const Trstctl__V1__SecretMeta *m)
@@ -470,7 +398,8 @@ int secrets_cli(int argc, char **argv, const struct cfg *c)
 	static const char *const cmds[] = { "create", "get",	 "rotate",  "list",   "versions",
 					    "delete", "recover", "destroy", NULL };
 	struct trstctl_client *cl = NULL;
-	struct opts o = { 0 };
+	struct opts o = { .conn.deadline_ms = 15000 };
+	char err[512] = "";
 	char *labels[SECRETS_LABELS_MAX + 1];
 	int r;
 
@@ -486,7 +415,6 @@ int secrets_cli(int argc, char **argv, const struct cfg *c)
 	}
 	o.cmd = argv[1];
 	o.labels = labels;
-	client_defaults(&o, c);
 	if (parse_args(&o, argc, argv) < 0) {
 		fputs(usage, stderr);
 		return EXIT_USAGE;
@@ -495,15 +423,10 @@ int secrets_cli(int argc, char **argv, const struct cfg *c)
 		fprintf(stderr, "trstctl secret destroy: --version N (>= 1) is required\n");
 		return EXIT_USAGE;
 	}
-	if (!o.addr[0]) {
-		fprintf(stderr, "trstctl secret: no server address (set server.addr or --addr)\n");
-		return EXIT_USAGE;
-	}
-	o.cc.addr = o.addr;
-	r = trstctl_client_new(&o.cc, &cl);
+	r = cli_client_open(c, &o.conn, &cl, err, sizeof(err));
 	if (r < 0) {
-		fprintf(stderr, "trstctl secret: cannot create the client: %s\n", strerror(-r));
-		return EXIT_FAIL;
+		fprintf(stderr, "trstctl secret: %s\n", err);
+		return cli_client_exit_status(r);
 	}
 	if (!strcmp(o.cmd, "get"))
 		r = cmd_get(cl, &o);

@@ -33,11 +33,9 @@
 #include "kek.h"
 #include "rpc.h"
 #include "secrets.h"
+#include "test-serve.h"
 #include "trstctl-client.h"
 #include "trstctl-client-gen.h"
-
-extern const unsigned char trstctl_descset[];
-extern const size_t trstctl_descset_len;
 
 #define MAX_VALUE 4096
 #define MAX_VALUES 4096
@@ -49,8 +47,7 @@ static struct {
 	struct bus *bus;
 	struct secrets *s;     /* served, keeps every version */
 	struct secrets *s3;    /* domain only, retention 3 */
-	struct rpc_server *srv;
-	struct trstctl_client *cli;
+	struct rpc_test_serve t; /* serves s; t.cl calls it */
 	char log_path[64];
 	int saved_stderr;
 	pthread_mutex_t lock;
@@ -112,18 +109,9 @@ static int setup(void **state)
 	struct audit_config ac = { .checkpoint_interval_ms = -1 };
 	struct secrets_config all = { .max_value_bytes = MAX_VALUE, .retain_versions = 0 };
 	struct secrets_config three = { .max_value_bytes = MAX_VALUE, .retain_versions = 3 };
-	struct rpc_server_config sc = { .addr = "127.0.0.1:0",
-					.tls_mode = RPC_TLS_DISABLED,
-					.workers = 2,
-					.pool_threads = 20,
-					.pool_queue = 128,
-					.max_streams = 4,
-					.max_request_bytes = 1 << 20,
-					.grace_ms = 500 };
-	struct trstctl_client_config cc = { .transport = TRSTCTL_PLAINTEXT, .deadline_ms = 20000 };
+	struct rpc_server_config sc = { .workers = 2, .pool_threads = 20, .pool_queue = 128 };
 	uint8_t key[KEK_LEN];
-	char addr[64];
-	int port = 0, fd;
+	int fd;
 
 	(void)state;
 	if (!dc.dsn)
@@ -142,23 +130,15 @@ static int setup(void **state)
 	    bus_open(E.db, NULL, &E.bus) < 0 || secrets_open(E.db, E.kek, E.bus, &all, &E.s) < 0 ||
 	    secrets_open(E.db, E.kek, E.bus, &three, &E.s3) < 0)
 		return -1;
-	rpc_init();
-	if (rpc_server_new(&sc, trstctl_descset, trstctl_descset_len, &E.srv) < 0 ||
-	    secrets_rpc_register(E.srv, E.s) < 0 || rpc_server_start(E.srv, &port) < 0)
+	if (rpc_test_serve_new(&sc, &E.t) < 0 || secrets_rpc_register(E.t.srv, E.s) < 0)
 		return -1;
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	cc.addr = addr;
-	return trstctl_client_new(&cc, &E.cli);
+	return rpc_test_serve_start(&E.t, 20000);
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	E.cli = trstctl_client_free(E.cli);
-	if (E.srv)
-		rpc_server_shutdown(E.srv);
-	E.srv = rpc_server_free(E.srv);
-	rpc_fini();
+	rpc_test_serve_stop(&E.t);
 	E.s = secrets_close(E.s);
 	E.s3 = secrets_close(E.s3);
 	E.bus = bus_close(E.bus);
@@ -242,7 +222,7 @@ static struct res c_create(const char *name, const char *value, size_t len, cons
 		q.n_labels = i + 1;
 	}
 	q.labels = ep;
-	trstctl_secrets_create_secret(E.cli, &q, NULL, &m, &st);
+	trstctl_secrets_create_secret(E.t.cl, &q, NULL, &m, &st);
 	take_status(&out, &st);
 	take_meta(&out, m);
 	return out;
@@ -260,7 +240,7 @@ static struct res c_rotate(const char *name, const char *value, size_t len, int6
 	q.value = (ProtobufCBinaryData){ .data = (uint8_t *)value, .len = len };
 	q.expected_version = expected;
 	q.request_id = (char *)(rid ? rid : "");
-	trstctl_secrets_rotate_secret(E.cli, &q, NULL, &m, &st);
+	trstctl_secrets_rotate_secret(E.t.cl, &q, NULL, &m, &st);
 	take_status(&out, &st);
 	take_meta(&out, m);
 	return out;
@@ -275,7 +255,7 @@ static struct res c_get(const char *name, int64_t version)
 
 	q.name = (char *)name;
 	q.version = version;
-	trstctl_secrets_get_secret(E.cli, &q, NULL, &s, &st);
+	trstctl_secrets_get_secret(E.t.cl, &q, NULL, &s, &st);
 	take_status(&out, &st);
 	if (s) {
 		out.version = s->version;
@@ -299,13 +279,13 @@ static struct res c_simple(const char *op, const char *name, int64_t version, co
 
 		q.name = (char *)name;
 		q.request_id = r;
-		trstctl_secrets_delete_secret(E.cli, &q, NULL, &m, &st);
+		trstctl_secrets_delete_secret(E.t.cl, &q, NULL, &m, &st);
 	} else if (!strcmp(op, "recover")) {
 		Trstctl__V1__RecoverSecretRequest q = TRSTCTL__V1__RECOVER_SECRET_REQUEST__INIT;
 
 		q.name = (char *)name;
 		q.request_id = r;
-		trstctl_secrets_recover_secret(E.cli, &q, NULL, &m, &st);
+		trstctl_secrets_recover_secret(E.t.cl, &q, NULL, &m, &st);
 	} else {
 		Trstctl__V1__DestroySecretVersionRequest q =
 			TRSTCTL__V1__DESTROY_SECRET_VERSION_REQUEST__INIT;
@@ -313,7 +293,7 @@ static struct res c_simple(const char *op, const char *name, int64_t version, co
 		q.name = (char *)name;
 		q.version = version;
 		q.request_id = r;
-		trstctl_secrets_destroy_secret_version(E.cli, &q, NULL, &m, &st);
+		trstctl_secrets_destroy_secret_version(E.t.cl, &q, NULL, &m, &st);
 	}
 	take_status(&out, &st);
 	take_meta(&out, m);
@@ -329,7 +309,7 @@ static struct res c_versions(const char *name)
 	struct res out = { 0 };
 
 	q.name = (char *)name;
-	trstctl_secrets_list_secret_versions(E.cli, &q, NULL, &p, &st);
+	trstctl_secrets_list_secret_versions(E.t.cl, &q, NULL, &p, &st);
 	take_status(&out, &st);
 	for (size_t i = 0; p && i < p->n_versions; i++) {
 		size_t l = strlen(out.value);
@@ -355,7 +335,7 @@ static struct res c_list(const char *prefix, int page_size, const char *token, b
 	q.page_size = page_size;
 	q.page_token = (char *)(token ? token : "");
 	q.show_deleted = deleted;
-	trstctl_secrets_list_secrets(E.cli, &q, NULL, &p, &st);
+	trstctl_secrets_list_secrets(E.t.cl, &q, NULL, &p, &st);
 	take_status(&out, &st);
 	if (p) {
 		for (size_t i = 0; i < p->n_secrets; i++) {

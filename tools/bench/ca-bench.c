@@ -15,7 +15,9 @@
  * PostgreSQL share the machine, as they do in the target (>= 5,000 issuances/s on 2
  * cores). --smoke runs briefly and only checks that the calls succeed.
  *
- *   ca-bench [--seconds N] [--inflight N] [--smoke]
+ *   ca-bench [--seconds N] [--inflight N] [--writers N] [--smoke]
+ *
+ * --writers sets db_config.writers (default 1, as the server runs by default).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,6 +56,7 @@ static struct {
 	atomic_long next, ok, failed;
 	atomic_bool stop;
 	double seconds;
+	int writers;
 } B;
 
 static double now_s(void)
@@ -297,7 +300,8 @@ static int setup(int inflight)
 {
 	struct db_config dc = { .dsn = getenv("TRSTCTL_POSTGRES_DSN"),
 				.max_conns = 16,
-				.connect_timeout_ms = 5000 };
+				.connect_timeout_ms = 5000,
+				.writers = B.writers };
 	struct ca_config cc = { .crl_interval_ms = 3600000 };
 	struct audit_config ac = { .checkpoint_interval_ms = -1 };
 	struct rpc_server_config sc = { .addr = "127.0.0.1:0",
@@ -351,8 +355,11 @@ int main(int argc, char **argv)
 			secs = atof(argv[++i]);
 		else if (!strcmp(argv[i], "--inflight") && i + 1 < argc)
 			inflight = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--writers") && i + 1 < argc)
+			B.writers = atoi(argv[++i]);
 		else {
-			fprintf(stderr, "usage: ca-bench [--seconds N] [--inflight N] [--smoke]\n");
+			fprintf(stderr, "usage: ca-bench [--seconds N] [--inflight N] "
+					"[--writers N] [--smoke]\n");
 			return 2;
 		}
 	}
@@ -380,6 +387,11 @@ int main(int argc, char **argv)
 	run(prepare_worker, 8, 1e9);
 	B.next = 0;
 	db_writer_stats(B.db, &w0);
+	if (getenv("CA_BENCH_MARK")) {
+		/* for profilers: the issue phase starts now (pid, to attach) */
+		fprintf(stderr, "ca-bench: issue phase, pid %d\n", (int)getpid());
+		fflush(stderr);
+	}
 	issue = run(issue_worker, inflight, secs);
 	db_writer_stats(B.db, &w1);
 	B.next = 0;

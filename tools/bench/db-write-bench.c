@@ -6,7 +6,9 @@
  * pre-commit hook inserts into a second table with one multi-row INSERT per batch (the
  * shape of an audit record), so trstctl does more work per write than the floor.
  *
- *   db-write-bench [--seconds N] [--levels 1,16,64] [--smoke]
+ *   db-write-bench [--seconds N] [--levels 1,16,64] [--writers N] [--smoke]
+ *
+ * --writers sets db_config.writers (default 1, as the server runs by default).
  *
  * The DSN comes from TRSTCTL_POSTGRES_DSN; server/db/run-with-pg.sh provides a throwaway
  * PostgreSQL: `server/db/run-with-pg.sh build/tools/bench/db-write-bench`. --smoke runs
@@ -192,7 +194,7 @@ out:
 int main(int argc, char **argv)
 {
 	const char *dsn = getenv("TRSTCTL_POSTGRES_DSN"), *levels_arg = "1,16,64";
-	int levels[16], n_levels = 0, secs = 5;
+	int levels[16], n_levels = 0, secs = 5, writers = 1;
 	bool smoke = false;
 	struct bench b = { 0 };
 	struct db_writer_stats st0, st1;
@@ -205,9 +207,11 @@ int main(int argc, char **argv)
 			secs = atoi(argv[++i]);
 		} else if (strcmp(argv[i], "--levels") == 0 && i + 1 < argc) {
 			levels_arg = argv[++i];
+		} else if (strcmp(argv[i], "--writers") == 0 && i + 1 < argc) {
+			writers = atoi(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: db-write-bench [--seconds N] [--levels 1,16,64] "
-					"[--smoke]\n");
+					"[--writers N] [--smoke]\n");
 			return 2;
 		}
 	}
@@ -224,12 +228,19 @@ int main(int argc, char **argv)
 		}
 		n_levels++;
 	}
+	if (writers < 1 || writers > 4) {
+		fprintf(stderr, "db-write-bench: --writers is 1..4\n");
+		return 2;
+	}
 	if (!dsn || !*dsn) {
 		fprintf(stderr, "db-write-bench: set TRSTCTL_POSTGRES_DSN (or run it through "
 				"server/db/run-with-pg.sh)\n");
 		return 77;
 	}
-	struct db_config cfg = { .dsn = dsn, .max_conns = 4, .connect_timeout_ms = 5000 };
+	struct db_config cfg = { .dsn = dsn,
+				 .max_conns = 4 + writers,
+				 .connect_timeout_ms = 5000,
+				 .writers = writers };
 
 	r = db_open(&cfg, &b.db);
 	if (r < 0) {

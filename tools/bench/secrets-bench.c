@@ -10,6 +10,7 @@
  * pgbench (PGBENCH, or the PostgreSQL 15 bin folder). --smoke runs 1 s per part without the
  * floor and checks that every call succeeded. With SECRETS_BENCH_DIRECT set it first runs
  * both through the domain API (no gRPC), which separates the store's cost from the RPC's.
+ * SECRETS_BENCH_WRITERS=N runs the store with N group-commit writers (db_config.writers).
  * Not a timed test.
  */
 #include <errno.h>
@@ -202,6 +203,10 @@ int main(int argc, char **argv)
 	const char *dsn = getenv("TRSTCTL_POSTGRES_DSN");
 	bool smoke = argc > 1 && strcmp(argv[1], "--smoke") == 0;
 	struct db_config dc = { .dsn = dsn, .max_conns = 24, .connect_timeout_ms = 5000 };
+
+	/* SECRETS_BENCH_WRITERS sets db_config.writers (default 1, as the server runs) */
+	if (getenv("SECRETS_BENCH_WRITERS"))
+		dc.writers = atoi(getenv("SECRETS_BENCH_WRITERS"));
 	struct audit_config ac = { .checkpoint_interval_ms = -1 };
 	struct secrets_config sc = { .retain_versions = SECRETS_DEFAULT_RETAIN };
 	struct rpc_server_config rc = { .addr = "127.0.0.1:0",
