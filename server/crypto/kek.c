@@ -5,6 +5,11 @@
  * (kek.bin -> ..data/kek.bin, ..data -> ..<timestamp>), and every rule applies to the
  * final target. Key material and opened plaintext live in their own anonymous mappings,
  * mlock'ed where the limit allows and excluded from core dumps, wiped before unmapping.
+ * Opened values of up to one page come from a small pool of such pages, mapped and locked
+ * once, because mmap, mlock, madvise, munlock and munmap per value (munmap with a TLB
+ * shootdown on every core) cost GetSecret about a tenth of its CPU; a pooled page is wiped
+ * in full when it is given back, so a free page holds only zeros, and the pool's pages get
+ * the same protection (locked, not dumped) as a fresh mapping.
  *
  * The data key is wrapped with AES-256-GCM rather than AES key wrap with padding (RFC
  * 5649): one primitive and one code path for wrap and value, and the header (version, KEK
@@ -19,6 +24,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,10 +92,58 @@ static void locked_free(void *p, size_t n)
 	munmap(p, len);
 }
 
+/* The pool of one-page plaintext buffers: PLAIN_SLOTS pages in one locked mapping, made at
+ * the first use; when it cannot be made, or all pages are taken, callers map their own. */
+#define PLAIN_SLOTS 64
+
+static struct {
+	pthread_mutex_t lock;
+	bool tried;
+	uint8_t *base; /* PLAIN_SLOTS pages, or NULL */
+	size_t page;
+	int n_free;
+	int free[PLAIN_SLOTS]; /* indexes of the free pages */
+} plain_pool = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* A zeroed locked buffer for n bytes of plaintext, from the pool when n fits one page. */
+static void *plain_alloc(size_t n)
+{
+	uint8_t *p = NULL;
+
+	if (n > locked_len(0))
+		return locked_alloc(n);
+	pthread_mutex_lock(&plain_pool.lock);
+	if (!plain_pool.tried) {
+		plain_pool.tried = true;
+		plain_pool.page = locked_len(0);
+		for (int i = 0; i < PLAIN_SLOTS; i++)
+			plain_pool.free[i] = PLAIN_SLOTS - 1 - i;
+		p = locked_alloc(PLAIN_SLOTS * plain_pool.page);
+		plain_pool.n_free = p ? PLAIN_SLOTS : 0;
+		__atomic_store_n(&plain_pool.base, p, __ATOMIC_RELEASE);
+		p = NULL;
+	}
+	if (plain_pool.n_free > 0)
+		p = plain_pool.base + (size_t)plain_pool.free[--plain_pool.n_free] * plain_pool.page;
+	pthread_mutex_unlock(&plain_pool.lock);
+	return p ? p : locked_alloc(n);
+}
+
 void *kek_free_plain(void *p, size_t n)
 {
-	if (p)
-		locked_free(p, n);
+	uint8_t *b = p, *base = __atomic_load_n(&plain_pool.base, __ATOMIC_ACQUIRE);
+
+	if (!p)
+		return NULL;
+	/* base and page never change once base is set */
+	if (base && b >= base && b < base + PLAIN_SLOTS * plain_pool.page) {
+		OPENSSL_cleanse(b, plain_pool.page);
+		pthread_mutex_lock(&plain_pool.lock);
+		plain_pool.free[plain_pool.n_free++] = (int)((b - base) / plain_pool.page);
+		pthread_mutex_unlock(&plain_pool.lock);
+		return NULL;
+	}
+	locked_free(p, n);
 	return NULL;
 }
 
@@ -525,7 +580,7 @@ int kek_open(const struct kek *k, const uint8_t *sealed, size_t len, const char 
 	if (r < 0)
 		goto out;
 	n = len - KEK_SEAL_OVERHEAD;
-	pt = locked_alloc(n);
+	pt = plain_alloc(n);
 	if (!pt) {
 		r = -ENOMEM;
 		goto out;

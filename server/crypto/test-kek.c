@@ -468,6 +468,41 @@ static void test_rows_and_keks(void **state)
 	kek_free(b);
 }
 
+/* Many opened values held at once: more than the pool of locked pages holds (the rest are
+ * mapped on their own), each with its own bytes; freed pages come back zeroed and reused. */
+static void test_many_open(void **state)
+{
+	enum { N = 100 };
+	uint8_t *sealed[N], *out[N], pt[100];
+	size_t len[N], on[N];
+	struct kek *k = NULL;
+
+	(void)state;
+	assert_int_equal(kek_new(key_a, KEK_LEN, &k), 0);
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < N; i++) {
+			memset(pt, i + round, sizeof(pt));
+			assert_int_equal(kek_seal(k, pt, (size_t)i, "a", &sealed[i], &len[i]), 0);
+			assert_int_equal(kek_open(k, sealed[i], len[i], "a", &out[i], &on[i]), 0);
+			assert_int_equal(on[i], (size_t)i);
+		}
+		for (int i = 0; i < N; i++) {
+			memset(pt, i + round, sizeof(pt));
+			assert_memory_equal(out[i], pt, on[i]);
+			/* the rest of the buffer is zero: a reused page was wiped */
+			for (size_t j = on[i]; j < sizeof(pt); j++)
+				assert_int_equal(out[i][j], 0);
+			for (int j = 0; j < i; j++)
+				assert_ptr_not_equal(out[i], out[j]);
+		}
+		for (int i = 0; i < N; i++) {
+			out[i] = kek_free_plain(out[i], on[i]);
+			free(sealed[i]);
+		}
+	}
+	kek_free(k);
+}
+
 static void test_rewrap(void **state)
 {
 	uint8_t other[KEK_LEN], *s = NULL, *s2 = NULL, *s3 = NULL, *out = NULL;
@@ -542,6 +577,7 @@ int main(void)
 		cmocka_unit_test(test_tamper),
 		cmocka_unit_test(test_rows_and_keks),
 		cmocka_unit_test(test_rewrap),
+		cmocka_unit_test(test_many_open),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
