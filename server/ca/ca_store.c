@@ -151,13 +151,54 @@ int ca_store_owner_get(struct db_conn *c, const char *tenant, const char *id, st
 	return r;
 }
 
+/*
+ * Decodes every row into a new array of elem-sized elements with from_row, and frees
+ * rows. On failure clears what was decoded and returns the error; *ret_arr is set only on
+ * success (one element is always allocated, so an empty list is not NULL).
+ */
+static int rows_to_array(struct db_rows *rows, size_t elem,
+			 int (*from_row)(const struct db_rows *r, size_t row, void *out),
+			 void (*clear)(void *out), void **ret_arr, size_t *ret_n)
+{
+	char *v = calloc(rows->n_rows ? rows->n_rows : 1, elem);
+	int r = 0;
+
+	if (!v) {
+		db_rows_free(rows);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
+		r = from_row(rows, i, v + i * elem);
+	if (r < 0) {
+		for (size_t i = 0; i < rows->n_rows; i++)
+			clear(v + i * elem);
+		free(v);
+	} else {
+		*ret_arr = v;
+		*ret_n = rows->n_rows;
+	}
+	db_rows_free(rows);
+	return r;
+}
+
+/* Typed adapters for rows_to_array. */
+static int owner_from_row_any(const struct db_rows *r, size_t row, void *out)
+{
+	return owner_from_row(r, row, out);
+}
+
+static void ca_owner_clear_any(void *out)
+{
+	ca_owner_clear(out);
+}
+
 int ca_store_owner_list(struct db_conn *c, const char *tenant, const char *kind, int limit,
 			const char *after, struct ca_owner **ret, size_t *ret_n)
 {
 	char lim[16];
 	struct db_param p[4];
 	struct db_rows *rows = NULL;
-	struct ca_owner *v;
+	void *arr;
 	int r;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
@@ -172,22 +213,9 @@ int ca_store_owner_list(struct db_conn *c, const char *tenant, const char *kind,
 		    p, 4, &rows);
 	if (r < 0)
 		return r;
-	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
-	if (!v) {
-		db_rows_free(rows);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
-		r = owner_from_row(rows, i, &v[i]);
-	if (r < 0) {
-		for (size_t i = 0; i < rows->n_rows; i++)
-			ca_owner_clear(&v[i]);
-		free(v);
-	} else {
-		*ret = v;
-		*ret_n = rows->n_rows;
-	}
-	db_rows_free(rows);
+	r = rows_to_array(rows, sizeof(**ret), owner_from_row_any, ca_owner_clear_any, &arr, ret_n);
+	if (r >= 0)
+		*ret = arr;
 	return r;
 }
 
@@ -265,6 +293,17 @@ int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,
 	return r;
 }
 
+/* Typed adapters for rows_to_array. */
+static int identity_from_row_any(const struct db_rows *r, size_t row, void *out)
+{
+	return identity_from_row(r, row, out);
+}
+
+static void ca_identity_clear_any(void *out)
+{
+	ca_identity_clear(out);
+}
+
 int ca_store_identity_list(struct db_conn *c, const char *tenant, const char *owner_id,
 			   const char *state, int limit, const char *after,
 			   struct ca_identity **ret, size_t *ret_n)
@@ -272,7 +311,7 @@ int ca_store_identity_list(struct db_conn *c, const char *tenant, const char *ow
 	char lim[16];
 	struct db_param p[5];
 	struct db_rows *rows = NULL;
-	struct ca_identity *v;
+	void *arr;
 	int r;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
@@ -288,22 +327,10 @@ int ca_store_identity_list(struct db_conn *c, const char *tenant, const char *ow
 		    p, 5, &rows);
 	if (r < 0)
 		return r;
-	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
-	if (!v) {
-		db_rows_free(rows);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
-		r = identity_from_row(rows, i, &v[i]);
-	if (r < 0) {
-		for (size_t i = 0; i < rows->n_rows; i++)
-			ca_identity_clear(&v[i]);
-		free(v);
-	} else {
-		*ret = v;
-		*ret_n = rows->n_rows;
-	}
-	db_rows_free(rows);
+	r = rows_to_array(rows, sizeof(**ret), identity_from_row_any, ca_identity_clear_any, &arr,
+			  ret_n);
+	if (r >= 0)
+		*ret = arr;
 	return r;
 }
 
@@ -468,13 +495,24 @@ int ca_store_cert_get(struct db_conn *c, const char *tenant, const char *serial,
 	return r;
 }
 
+/* Typed adapters for rows_to_array. */
+static int cert_from_row_any(const struct db_rows *r, size_t row, void *out)
+{
+	return cert_from_row(r, row, out);
+}
+
+static void ca_cert_clear_any(void *out)
+{
+	ca_cert_clear(out);
+}
+
 int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identity_id, int limit,
 		       const char *after, struct ca_cert **ret, size_t *ret_n)
 {
 	char lim[16];
 	struct db_param p[4];
 	struct db_rows *rows = NULL;
-	struct ca_cert *v;
+	void *arr;
 	int r;
 
 	snprintf(lim, sizeof(lim), "%d", limit);
@@ -490,22 +528,9 @@ int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identi
 		p, 4, &rows);
 	if (r < 0)
 		return r;
-	v = calloc(rows->n_rows ? rows->n_rows : 1, sizeof(*v));
-	if (!v) {
-		db_rows_free(rows);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < rows->n_rows && r >= 0; i++)
-		r = cert_from_row(rows, i, &v[i]);
-	if (r < 0) {
-		for (size_t i = 0; i < rows->n_rows; i++)
-			ca_cert_clear(&v[i]);
-		free(v);
-	} else {
-		*ret = v;
-		*ret_n = rows->n_rows;
-	}
-	db_rows_free(rows);
+	r = rows_to_array(rows, sizeof(**ret), cert_from_row_any, ca_cert_clear_any, &arr, ret_n);
+	if (r >= 0)
+		*ret = arr;
 	return r;
 }
 
