@@ -15,6 +15,7 @@ struct db_rows;
 /* The DB_ITEM_AUDIT item: one allocation, the strings point into buf. */
 struct audit_record {
 	struct audit_event ev; /* sequence, prev_hash, hash: set by the pre-commit hook */
+	size_t size;	       /* of the whole allocation (audit_attach copies it) */
 	char buf[];
 };
 

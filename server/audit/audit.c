@@ -263,17 +263,29 @@ static char *pack(char **cursor, const char *s)
 	return p;
 }
 
-int audit_record(struct db_tx *tx, const struct audit_entry *e)
+/* Sets a fresh id and the current time. */
+static int stamp(struct audit_record *rec)
+{
+	struct timespec ts;
+	int r = new_uuid(rec->ev.id);
+
+	if (r < 0)
+		return r;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rec->ev.time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	audit_format_time(rec->ev.time_us, rec->ev.time, sizeof(rec->ev.time));
+	return 0;
+}
+
+int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
 {
 	const char *actor, *resource, *outcome, *data;
 	struct audit_record *rec;
-	struct timespec ts;
 	char tenant[AUDIT_UUID_LEN + 1];
 	char *cur;
 	size_t need;
-	int r;
 
-	if (!tx || !e || !e->type || !type_valid(e->type))
+	if (!e || !ret_rec || !e->type || !type_valid(e->type))
 		return -EINVAL;
 	actor = e->actor ? e->actor : "";
 	resource = e->resource ? e->resource : "";
@@ -293,21 +305,70 @@ int audit_record(struct db_tx *tx, const struct audit_entry *e)
 	rec = calloc(1, sizeof(*rec) + need);
 	if (!rec)
 		return -ENOMEM;
+	rec->size = sizeof(*rec) + need;
 	memcpy(rec->ev.tenant_id, tenant, sizeof(tenant));
-	r = new_uuid(rec->ev.id);
-	if (r < 0) {
-		free(rec);
-		return r;
-	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	rec->ev.time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	audit_format_time(rec->ev.time_us, rec->ev.time, sizeof(rec->ev.time));
 	cur = rec->buf;
 	rec->ev.type = pack(&cur, e->type);
 	rec->ev.actor = pack(&cur, actor);
 	rec->ev.resource = pack(&cur, resource);
 	rec->ev.outcome = pack(&cur, outcome);
 	rec->ev.data_json = pack(&cur, data);
+	*ret_rec = rec;
+	return 0;
+}
+
+struct audit_record *audit_record_free(struct audit_record *rec)
+{
+	free(rec);
+	return NULL;
+}
+
+/* Points a copy's strings into its own buffer. */
+static void relocate(struct audit_record *copy, const struct audit_record *rec)
+{
+	char **f[] = { &copy->ev.type, &copy->ev.actor, &copy->ev.resource, &copy->ev.outcome,
+		       &copy->ev.data_json };
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		*f[i] = copy->buf + (*f[i] - rec->buf);
+}
+
+int audit_attach(struct db_tx *tx, const struct audit_record *rec)
+{
+	struct audit_record *copy;
+	int r;
+
+	if (!tx || !rec)
+		return -EINVAL;
+	copy = malloc(rec->size);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, rec, rec->size);
+	relocate(copy, rec);
+	r = stamp(copy);
+	if (r < 0) {
+		free(copy);
+		return r;
+	}
+	/* On failure db_tx_attach has already released copy with free_fn. */
+	return db_tx_attach(tx, DB_ITEM_AUDIT, copy, free);
+}
+
+int audit_record(struct db_tx *tx, const struct audit_entry *e)
+{
+	struct audit_record *rec = NULL;
+	int r;
+
+	if (!tx)
+		return -EINVAL;
+	r = audit_prepare(e, &rec);
+	if (r < 0)
+		return r;
+	r = stamp(rec);
+	if (r < 0) {
+		free(rec);
+		return r;
+	}
 	/* On failure db_tx_attach has already released rec with free_fn. */
 	return db_tx_attach(tx, DB_ITEM_AUDIT, rec, free);
 }
@@ -483,7 +544,8 @@ static int cmp_tenant(const void *x, const void *y)
 	return strcmp((*a)->ev.tenant_id, (*b)->ev.tenant_id);
 }
 
-static int audit_precommit(struct db_conn *conn, void *const *items, size_t n_items, void *ud)
+static int audit_precommit(struct db_conn *conn, void *const *items, size_t n_items,
+			   int *results, void *ud)
 {
 	struct audit *a = ud;
 	struct audit_record **recs;
@@ -527,7 +589,7 @@ static int audit_precommit(struct db_conn *conn, void *const *items, size_t n_it
 
 /* After audit_close: a batch carrying audit records fails rather than commit without them. */
 static int audit_precommit_closed(struct db_conn *conn, void *const *items, size_t n_items,
-				  void *ud)
+				  int *results, void *ud)
 {
 	return -ESHUTDOWN;
 }

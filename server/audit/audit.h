@@ -136,6 +136,19 @@ struct audit *audit_close(struct audit *a);
 int audit_record(struct db_tx *tx, const struct audit_entry *e);
 
 /*
+ * The same in two steps, so that the checks and copies (JSON parsing included) run on the
+ * caller's thread and the group-commit writer, which runs every change one after another,
+ * only copies memory: audit_prepare checks e (same errors as audit_record) and returns a
+ * record owned by the caller; audit_attach attaches a copy of it to the change (with its own
+ * id and time), and may be called again when the writer runs the change again.
+ */
+struct audit_record;
+int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec);
+int audit_attach(struct db_tx *tx, const struct audit_record *rec);
+/* Frees a prepared record. Accepts NULL, returns NULL. */
+struct audit_record *audit_record_free(struct audit_record *rec);
+
+/*
  * A record on its own (a denied call, a guard denial: nothing else changes), through the
  * group-commit writer; returns once it is durable (>= 0) or -errno as db_write.
  */

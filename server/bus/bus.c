@@ -29,14 +29,14 @@ static void event_free(void *item)
 	free(ev);
 }
 
-int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const char *actor,
-	      const char *data_json)
+int bus_event_prepare(const char *tenant_id, const char *type, const char *actor,
+		      const char *data_json, struct bus_event **ret_ev)
 {
 	struct bus_event *ev;
 	struct timespec now;
 	int r;
 
-	if (!tx || !bus_type_valid(type))
+	if (!ret_ev || !bus_type_valid(type))
 		return -EINVAL;
 	if (!tenant_id)
 		tenant_id = DB_DEFAULT_TENANT;
@@ -56,11 +56,52 @@ int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const c
 			       &ev->payload, &ev->payload_len);
 	if (r < 0)
 		goto fail;
-	/* db_tx_attach takes ev, also when it fails. */
-	return db_tx_attach(tx, DB_ITEM_EVENT, ev, event_free);
+	*ret_ev = ev;
+	return 0;
 fail:
 	event_free(ev);
 	return r;
+}
+
+struct bus_event *bus_event_free(struct bus_event *ev)
+{
+	event_free(ev);
+	return NULL;
+}
+
+int bus_event_attach(struct db_tx *tx, const struct bus_event *ev)
+{
+	struct bus_event *copy;
+
+	if (!tx || !ev)
+		return -EINVAL;
+	copy = malloc(sizeof(*copy));
+	if (!copy)
+		return -ENOMEM;
+	*copy = *ev;
+	copy->payload = malloc(ev->payload_len + 1);
+	if (!copy->payload) {
+		free(copy);
+		return -ENOMEM;
+	}
+	memcpy(copy->payload, ev->payload, ev->payload_len + 1);
+	/* db_tx_attach takes copy, also when it fails. */
+	return db_tx_attach(tx, DB_ITEM_EVENT, copy, event_free);
+}
+
+int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const char *actor,
+	      const char *data_json)
+{
+	struct bus_event *ev = NULL;
+	int r;
+
+	if (!tx)
+		return -EINVAL;
+	r = bus_event_prepare(tenant_id, type, actor, data_json, &ev);
+	if (r < 0)
+		return r;
+	/* db_tx_attach takes ev, also when it fails. */
+	return db_tx_attach(tx, DB_ITEM_EVENT, ev, event_free);
 }
 
 static const char insert_sql[] = "INSERT INTO outbox (id, tenant_id, type, payload, created_at) "
@@ -69,7 +110,8 @@ static const char insert_sql[] = "INSERT INTO outbox (id, tenant_id, type, paylo
 				 "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) "
 				 "WITH ORDINALITY AS t(id, tenant_id, type, payload, ord)";
 
-static int outbox_precommit(struct db_conn *conn, void *const *items, size_t n_items, void *ud)
+static int outbox_precommit(struct db_conn *conn, void *const *items, size_t n_items,
+			    int *results, void *ud)
 {
 	struct db_array cols[4] = { 0 };
 	struct db_param params[4];

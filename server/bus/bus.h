@@ -37,6 +37,20 @@ int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const c
 	      const char *data_json);
 
 /*
+ * The same in two steps, so that the envelope (JSON parsing and printing) is built on the
+ * caller's thread and the group-commit writer only copies memory: bus_event_prepare checks
+ * and builds the event (same errors as bus_event), owned by the caller; bus_event_attach
+ * attaches a copy to the change (the same id each time: a change the writer runs again
+ * publishes once).
+ */
+struct bus_event;
+int bus_event_prepare(const char *tenant_id, const char *type, const char *actor,
+		      const char *data_json, struct bus_event **ret_ev);
+int bus_event_attach(struct db_tx *tx, const struct bus_event *ev);
+/* Frees a prepared event. Accepts NULL, returns NULL. */
+struct bus_event *bus_event_free(struct bus_event *ev);
+
+/*
  * Registers the outbox pre-commit hook on db (call before db_write is used) and prepares
  * the relay (not started). db is borrowed and must outlive the bus. cfg may be NULL
  * (defaults, no relay). Returns 0, -EINVAL for a bad stream name or batch, -ENOMEM.

@@ -60,25 +60,51 @@ int ca_store_identity_lock(struct db_tx *tx, const char *tenant, const char *id,
 /* Sets state, update time and (revoked) the reason name. */
 int ca_store_identity_set_state(struct db_tx *tx, const char *tenant, const char *id,
 				enum ca_state to, int64_t now_us, const char *reason_name);
-/* An issuance: the edge the certificate was signed for, and the request_id's reply. */
-struct ca_store_issue {
+/*
+ * One issuance (a DB_ITEM_ISSUANCE item): the identity moves from `from`, with current
+ * certificate old_serial ("" for none), to `to` with a new current certificate that
+ * supersedes the old one, and the reply is stored under request_id. Built and checked on
+ * the caller's thread (ca_issue_item_new); the change only attaches a copy, and
+ * ca_store_issue_hook writes every issuance of a batch with two set-based statements.
+ * One allocation: strings and bytes live in buf, reached by offset, so a copy is a memcpy.
+ */
+struct ca_issue_item {
+	size_t size; /* of the whole allocation */
+	char tenant[CA_ID_LEN + 1];
+	char id[CA_ID_LEN + 1];
 	enum ca_state from, to;
+	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1];
+	char serial[CRYPTO_SERIAL_HEX_LEN + 1];
+	char fingerprint[65];
+	char key_algorithm[CRYPTO_KEY_ALG_LEN];
+	int64_t now_us, not_before, not_after;
+	size_t request_id_off, method_off; /* NUL-terminated strings in buf ("" = none) */
+	size_t der_off, der_len, reply_off, reply_len;
+	uint8_t buf[];
+};
+/* The fields of an issuance item, gathered by the service. */
+struct ca_issue_spec {
+	const char *tenant, *id;
+	enum ca_state from, to;
+	const char *old_serial;
 	int64_t now_us;
 	const struct crypto_issued *cert;
-	const char *request_id; /* NULL: none */
+	const char *request_id; /* NULL or "": none */
 	const char *method;
 	const uint8_t *reply;
 	size_t reply_len;
 };
+int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **ret);
+/* Attaches a copy of item to the change (the writer frees it). */
+int ca_issue_item_attach(struct db_tx *tx, const struct ca_issue_item *item);
 /*
- * Moves the identity from is->from to is->to with a new current certificate that
- * supersedes the previous one, and stores the reply: one statement. Sets the state and
- * serial the locked row had. -ESTALE (nothing written) when that state was not is->from,
- * -EEXIST when the request_id was stored meanwhile, -ENOENT.
+ * The pre-commit hook of DB_ITEM_ISSUANCE: locks the identities of the batch in key order,
+ * refuses (results[i]) an issuance whose identity is no longer in `from` with old_serial
+ * (-ESTALE), is gone (-ENOENT), is issued twice in one batch (-EBUSY), or whose request_id
+ * was stored meanwhile (-EEXIST); writes the others (identity, certificate, superseded
+ * mark, reply) in one statement.
  */
-int ca_store_identity_issue(struct db_tx *tx, const char *tenant, const char *id,
-			    const struct ca_store_issue *is, enum ca_state *ret_locked,
-			    char *ret_old_serial);
+int ca_store_issue_hook(struct db_conn *c, void *const *items, size_t n, int *results, void *ud);
 /* Marks every unrevoked certificate of the identity revoked. */
 int ca_store_certs_revoke(struct db_tx *tx, const char *tenant, const char *identity_id,
 			  int64_t now_us, int reason);
@@ -92,6 +118,15 @@ int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identi
  * bytes, 0 when new, -EINVAL when another method used it. */
 int ca_store_idem_get(struct db_conn *c, const char *tenant, const char *request_id,
 		      const char *method, uint8_t **ret_reply, size_t *ret_len);
+
+/*
+ * The identity and the stored reply of request_id in one round trip, for a mutation that
+ * reads the identity first: 1 and the reply when request_id was stored (the identity is not
+ * read), -EINVAL when another method used it, else 0 with the identity, or -ENOENT.
+ */
+int ca_store_identity_idem_get(struct db_conn *c, const char *tenant, const char *id,
+			       const char *request_id, const char *method,
+			       struct ca_identity *ret, uint8_t **ret_reply, size_t *ret_len);
 
 /* The issuing CA's newest sealed row: version, chain PEM and sealed key (-ENOENT). */
 int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,

@@ -539,6 +539,32 @@ static int identity_read(struct ca_service *svc, struct ca_ctx *ctx, const char 
 	return r == -ENOENT ? fail(ctx, r, "identity %s not found", id) : r;
 }
 
+/*
+ * replayed() then identity_read(), in one round trip when there is a request_id: 1 with the
+ * stored reply, 0 with the identity read into *ret, or -errno.
+ */
+static int read_for_write(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
+			  struct ca_identity *ret)
+{
+	struct db_conn *c = NULL;
+	int r;
+
+	if (!has_request_id(ctx) || !id || !ca_is_uuid(id)) {
+		r = replayed(svc, ctx);
+		return r != 0 ? r : identity_read(svc, ctx, id, false, ret);
+	}
+	ca_ctx_clear(ctx);
+	r = with_conn(svc, &c);
+	if (r < 0)
+		return r;
+	r = ca_store_identity_idem_get(c, tenant_of(ctx), id, ctx->request_id, ctx->method, ret,
+				       &ctx->replayed, &ctx->replayed_len);
+	db_release(svc->db, c);
+	if (r == -EINVAL)
+		return fail(ctx, r, "request_id %s was used by another method", ctx->request_id);
+	return r == -ENOENT ? fail(ctx, r, "identity %s not found", id) : r;
+}
+
 int ca_identity_get(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 		    struct ca_identity *ret)
 {
@@ -606,38 +632,6 @@ static void transition_outcome(struct transition *t, int64_t now)
 		snprintf(i->current_serial, sizeof(i->current_serial), "%s", t->issued->serial);
 }
 
-/* Issuance: the one-statement store of ca_store_identity_issue. */
-static int issue_apply(struct op *op, struct db_tx *tx, struct transition *t, int64_t now,
-		       enum ca_state *locked, char *old_serial)
-{
-	struct ca_store_issue is = { .from = t->from,
-				     .to = t->to,
-				     .now_us = now,
-				     .cert = t->issued,
-				     .method = op->ctx->method };
-	uint8_t *reply = NULL;
-	int r;
-
-	transition_outcome(t, now);
-	r = op_pack(op, &reply, &is.reply_len);
-	if (r < 0)
-		return r;
-	is.reply = reply;
-	is.request_id = reply ? op->ctx->request_id : NULL;
-	r = ca_store_identity_issue(tx, tenant_of(op->ctx), t->ident->id, &is, locked, old_serial);
-	free(reply);
-	op->idem_done = true;
-	if (r == -ESTALE && ca_transition_check(*locked, t->to) < 0)
-		return ca_transition_message(t->ident->id, *locked, t->to, op->ctx->err,
-					     sizeof(op->ctx->err));
-	if (r == -ESTALE)
-		return fail(op->ctx, -EBUSY, "identity %s changed to %s meanwhile; retry",
-			    t->ident->id, ca_state_name(*locked));
-	if (r == -EEXIST)
-		return idem_in_progress(op->ctx);
-	return r;
-}
-
 /* Any other edge: lock the row, check the edge against its state, update, revoke. */
 static int state_apply(struct op *op, struct db_tx *tx, struct transition *t, int64_t now,
 		       enum ca_state *locked, char *old_serial)
@@ -665,23 +659,17 @@ static int state_apply(struct op *op, struct db_tx *tx, struct transition *t, in
 	return r;
 }
 
-static int transition_apply(struct op *op, struct db_tx *tx)
+/*
+ * The data of a transition's audit record and event, and of the certificate.recorded ones
+ * when it issued (*ret_cert; NULL otherwise). locked: the state the change moved from.
+ */
+static int transition_data(const struct op *op, const struct transition *t, enum ca_state locked,
+			   const char *old_serial, char **ret_data, char **ret_cert)
 {
-	struct transition *t = op->ud;
-	struct ca_identity *i = t->ident;
-	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1] = "", res[64], type[64];
-	enum ca_state locked = t->from;
-	int64_t now = ca_now_us();
-	json_t *d;
-	int r;
+	const struct ca_identity *i = t->ident;
+	json_t *d, *c = NULL;
 
-	r = t->issued ? issue_apply(op, tx, t, now, &locked, old_serial) :
-			state_apply(op, tx, t, now, &locked, old_serial);
-	if (r == -ENOENT)
-		return fail(op->ctx, r, "identity %s not found", i->id);
-	if (r < 0)
-		return r;
-	snprintf(res, sizeof(res), "identities/%s", i->id);
+	*ret_data = *ret_cert = NULL;
 	d = json_pack("{s:s, s:s, s:s, s:s}", "identity_id", i->id, "from", ca_state_name(locked),
 		      "to", ca_state_name(t->to), "reason",
 		      t->to == CA_STATE_REVOKED ? ca_reason_name(t->reason) :
@@ -690,17 +678,182 @@ static int transition_apply(struct op *op, struct db_tx *tx)
 		json_object_set_new(d, "request_id", json_string(op->ctx->request_id));
 	if (d && t->issued)
 		json_object_set_new(d, "serial", json_string(t->issued->serial));
-	r = record(tx, op->ctx, ca_transition_event(locked, t->to), res, d);
-	if (r >= 0 && t->issued) {
-		snprintf(type, sizeof(type), "certificates/%s", t->issued->serial);
-		r = record(tx, op->ctx, "certificate.recorded", type,
-			   json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "serial",
-				     t->issued->serial, "identity_id", i->id, "fingerprint",
-				     t->issued->fingerprint, "key_algorithm",
-				     t->issued->key_algorithm, "not_before",
-				     (json_int_t)t->issued->not_before, "not_after",
-				     (json_int_t)t->issued->not_after, "supersedes", old_serial));
+	if (d)
+		*ret_data = json_dumps(d, JSON_COMPACT);
+	json_decref(d);
+	if (t->issued) {
+		c = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "serial", t->issued->serial,
+			      "identity_id", i->id, "fingerprint", t->issued->fingerprint,
+			      "key_algorithm", t->issued->key_algorithm, "not_before",
+			      (json_int_t)t->issued->not_before, "not_after",
+			      (json_int_t)t->issued->not_after, "supersedes", old_serial);
+		if (c)
+			*ret_cert = json_dumps(c, JSON_COMPACT);
+		json_decref(c);
 	}
+	if (!*ret_data || (t->issued && !*ret_cert)) {
+		free(*ret_data);
+		free(*ret_cert);
+		*ret_data = *ret_cert = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Audit record and event of one change from its JSON text (the record() of a built one). */
+static int record_text(struct db_tx *tx, const struct ca_ctx *ctx, const char *type,
+		       const char *resource, const char *js)
+{
+	struct audit_entry e = { .tenant_id = tenant_of(ctx),
+				 .type = type,
+				 .actor = actor_of(ctx),
+				 .resource = resource,
+				 .data_json = js };
+	int r = audit_record(tx, &e);
+
+	return r < 0 ? r : bus_event(tx, tenant_of(ctx), type, actor_of(ctx), js);
+}
+
+/* Any edge that issues nothing: runs inside the change (the row is locked there). */
+static int transition_apply(struct op *op, struct db_tx *tx)
+{
+	struct transition *t = op->ud;
+	struct ca_identity *i = t->ident;
+	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1] = "", res[64];
+	enum ca_state locked = t->from;
+	int64_t now = ca_now_us();
+	char *data = NULL, *cert = NULL;
+	int r;
+
+	r = state_apply(op, tx, t, now, &locked, old_serial);
+	if (r == -ENOENT)
+		return fail(op->ctx, r, "identity %s not found", i->id);
+	if (r < 0)
+		return r;
+	snprintf(res, sizeof(res), "identities/%s", i->id);
+	r = transition_data(op, t, locked, old_serial, &data, &cert);
+	if (r >= 0)
+		r = record_text(tx, op->ctx, ca_transition_event(locked, t->to), res, data);
+	free(data);
+	free(cert);
+	return r;
+}
+
+/*
+ * An issuance, prepared on the caller's thread: the item the CA's pre-commit hook writes,
+ * and the audit records and events of the transition and of the certificate. The change
+ * only attaches copies, so the writer does no JSON or packing work for it.
+ */
+struct issue_prep {
+	struct ca_issue_item *item;
+	struct audit_record *rec[2];
+	struct bus_event *ev[2];
+};
+
+static void issue_prep_clear(struct issue_prep *p)
+{
+	free(p->item);
+	for (int k = 0; k < 2; k++) {
+		audit_record_free(p->rec[k]);
+		bus_event_free(p->ev[k]);
+	}
+	memset(p, 0, sizeof(*p));
+}
+
+static int prep_record(const struct ca_ctx *ctx, const char *type, const char *resource,
+		       const char *js, struct audit_record **ret_rec, struct bus_event **ret_ev)
+{
+	struct audit_entry e = { .tenant_id = tenant_of(ctx),
+				 .type = type,
+				 .actor = actor_of(ctx),
+				 .resource = resource,
+				 .data_json = js };
+	int r = audit_prepare(&e, ret_rec);
+
+	return r < 0 ? r : bus_event_prepare(tenant_of(ctx), type, actor_of(ctx), js, ret_ev);
+}
+
+static int issue_prepare(struct op *op, struct transition *t, struct issue_prep *p)
+{
+	struct ca_identity *i = t->ident;
+	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1], res[64];
+	char *data = NULL, *cert = NULL;
+	struct ca_issue_spec spec = { .tenant = tenant_of(op->ctx),
+				      .id = i->id,
+				      .from = t->from,
+				      .to = t->to,
+				      .old_serial = old_serial,
+				      .now_us = ca_now_us(),
+				      .cert = t->issued,
+				      .method = op->ctx->method };
+	uint8_t *reply = NULL;
+	int r;
+
+	/* the hook moves the identity on only if it still has this state and certificate */
+	snprintf(old_serial, sizeof(old_serial), "%s", i->current_serial);
+	transition_outcome(t, spec.now_us);
+	r = op_pack(op, &reply, &spec.reply_len);
+	if (r < 0)
+		return r;
+	spec.reply = reply;
+	spec.request_id = reply ? op->ctx->request_id : NULL;
+	r = ca_issue_item_new(&spec, &p->item);
+	free(reply);
+	if (r >= 0)
+		r = transition_data(op, t, t->from, old_serial, &data, &cert);
+	snprintf(res, sizeof(res), "identities/%s", i->id);
+	if (r >= 0)
+		r = prep_record(op->ctx, ca_transition_event(t->from, t->to), res, data, &p->rec[0],
+				&p->ev[0]);
+	snprintf(res, sizeof(res), "certificates/%s", t->issued->serial);
+	if (r >= 0)
+		r = prep_record(op->ctx, "certificate.recorded", res, cert, &p->rec[1], &p->ev[1]);
+	free(data);
+	free(cert);
+	return r;
+}
+
+/* The change of an issuance: attaches copies; the hook decides and writes. */
+static int issue_apply(struct op *op, struct db_tx *tx)
+{
+	const struct issue_prep *p = op->ud;
+	int r;
+
+	op->idem_done = true; /* the hook stores the reply */
+	r = ca_issue_item_attach(tx, p->item);
+	for (int k = 0; r >= 0 && k < 2; k++) {
+		r = audit_attach(tx, p->rec[k]);
+		if (r >= 0)
+			r = bus_event_attach(tx, p->ev[k]);
+	}
+	return r;
+}
+
+/* Why the hook refused an issuance, as the caller sees it. */
+static int issue_refused(struct ca_service *svc, struct ca_ctx *ctx, const struct transition *t,
+			 int r)
+{
+	const char *id = t->ident->id;
+	struct ca_identity now = { 0 };
+	int rr;
+
+	if (r == -EEXIST)
+		return idem_in_progress(ctx);
+	if (r == -EBUSY)
+		return fail(ctx, r, "identity %s is being changed by another call; retry", id);
+	if (r == -ENOENT)
+		return fail(ctx, r, "identity %s not found", id);
+	if (r != -ESTALE)
+		return r;
+	rr = identity_read(svc, ctx, id, false, &now);
+	if (rr < 0)
+		return rr;
+	if (ca_transition_check(now.state, t->to) < 0)
+		r = ca_transition_message(id, now.state, t->to, ctx->err, sizeof(ctx->err));
+	else
+		r = fail(ctx, -EBUSY, "identity %s changed to %s meanwhile; retry", id,
+			 ca_state_name(now.state));
+	ca_identity_clear(&now);
 	return r;
 }
 
@@ -791,6 +944,7 @@ static int transition_write(struct ca_service *svc, struct ca_ctx *ctx, struct t
 			    void *result, int (*after)(struct transition *t))
 {
 	struct op op = { .svc = svc, .ctx = ctx, .apply = transition_apply, .ud = t };
+	struct issue_prep prep = { 0 };
 	int r;
 
 	if (t->issued) {
@@ -802,7 +956,19 @@ static int transition_write(struct ca_service *svc, struct ca_ctx *ctx, struct t
 	if (after)
 		after(t);
 	op.result = result ? result : t->cert;
+	if (t->issued) {
+		r = issue_prepare(&op, t, &prep);
+		if (r < 0) {
+			issue_prep_clear(&prep);
+			return r;
+		}
+		op.apply = issue_apply;
+		op.ud = &prep;
+	}
 	r = op_write(&op);
+	issue_prep_clear(&prep);
+	if (r < 0 && t->issued)
+		r = issue_refused(svc, ctx, t, r);
 	if (r == 0 && t->to == CA_STATE_REVOKED)
 		r = ca_crl_refresh(svc);
 	return r;
@@ -822,9 +988,8 @@ int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const cha
 	struct transition t = { .ident = &i, .note = reason };
 	int r;
 
-	r = replayed(svc, ctx);
-	if (r != 0)
-		return r;
+	/* the arguments first: a retry repeats them, so its stored reply still wins */
+	ca_ctx_clear(ctx);
 	if (!to || !*to)
 		return fail(ctx, -EINVAL, "to is required");
 	if (ca_state_parse(to, &t.to, ctx->err, sizeof(ctx->err)) < 0)
@@ -832,8 +997,8 @@ int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const cha
 	if (t.to == CA_STATE_REVOKED &&
 	    ca_reason_parse(reason, &t.reason, ctx->err, sizeof(ctx->err)) < 0)
 		return -EINVAL;
-	r = identity_read(svc, ctx, id, false, &i);
-	if (r < 0)
+	r = read_for_write(svc, ctx, id, &i);
+	if (r != 0)
 		return r;
 	if (ca_transition_check(i.state, t.to) < 0) {
 		r = ca_transition_message(i.id, i.state, t.to, ctx->err, sizeof(ctx->err));
@@ -865,15 +1030,14 @@ int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identi
 	struct transition t = { .ident = &i };
 	int r;
 
-	r = replayed(svc, ctx);
-	if (r != 0)
-		return r;
+	/* the arguments first: a retry repeats them, so its stored reply still wins */
+	ca_ctx_clear(ctx);
 	if (!identity_id || !*identity_id)
 		return fail(ctx, -EINVAL, "identity_id is required");
 	if (ttl_seconds < 0)
 		return fail(ctx, -EINVAL, "ttl_seconds must not be negative");
-	r = identity_read(svc, ctx, identity_id, false, &i);
-	if (r < 0)
+	r = read_for_write(svc, ctx, identity_id, &i);
+	if (r != 0)
 		return r;
 	t.from = i.state;
 	if (i.state == CA_STATE_REQUESTED) {
@@ -1269,7 +1433,10 @@ int ca_service_open(struct db *db, const struct kek *kek, struct bus *bus,
 	pthread_mutex_init(&svc->crl_lock, NULL);
 	pthread_cond_init(&svc->crl_cond, NULL);
 	pthread_cond_init(&svc->timer_cond, NULL);
-	r = ca_load(svc, err, sizeof(err));
+	/* issuances are written by the CA's pre-commit hook, before audit records and events */
+	r = db_set_precommit(db, DB_ITEM_ISSUANCE, ca_store_issue_hook, NULL);
+	if (r >= 0)
+		r = ca_load(svc, err, sizeof(err));
 	if (r < 0)
 		goto fail;
 	/* A CRL at once when the database has none (first start, or after `ca import`). */

@@ -293,6 +293,44 @@ int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,
 	return r;
 }
 
+int ca_store_identity_idem_get(struct db_conn *c, const char *tenant, const char *id,
+			       const char *request_id, const char *method,
+			       struct ca_identity *ret, uint8_t **ret_reply, size_t *ret_len)
+{
+	struct db_param p[3] = { DB_TEXT(tenant), DB_TEXT(id), DB_TEXT(request_id) };
+	struct db_rows *rows = NULL;
+	size_t n = 13; /* the columns of IDENT_COLS, then method and reply */
+	int r;
+
+	r = db_exec(c,
+		    "SELECT i.*, d.method, d.reply FROM (VALUES (1)) v LEFT JOIN LATERAL (SELECT "
+		    IDENT_COLS " FROM identities WHERE tenant_id = $1 AND id = $2) i ON true "
+		    "LEFT JOIN LATERAL (SELECT method, reply FROM idempotency WHERE tenant_id = $1 "
+		    "AND request_id = $3) d ON true",
+		    p, 3, &rows);
+	if (r < 0)
+		goto out;
+	if (rows->n_rows != 1 || rows->n_cols != n + 2) {
+		r = -EPROTO;
+	} else if (db_rows_get(rows, 0, n)) {
+		/* the stored reply wins over the identity's state, as in replayed() */
+		if (strcmp(col(rows, 0, n), method) != 0) {
+			r = -EINVAL;
+			goto out;
+		}
+		*ret_len = rows->lengths[n + 1];
+		*ret_reply = malloc(*ret_len ? *ret_len : 1);
+		r = *ret_reply ? 1 : -ENOMEM;
+		if (r == 1)
+			memcpy(*ret_reply, db_rows_get(rows, 0, n + 1), *ret_len);
+	} else {
+		r = db_rows_get(rows, 0, 0) ? identity_from_row(rows, 0, ret) : -ENOENT;
+	}
+out:
+	db_rows_free(rows);
+	return r;
+}
+
 /* Typed adapters for rows_to_array. */
 static int identity_from_row_any(const struct db_rows *r, size_t row, void *out)
 {
@@ -375,68 +413,288 @@ int ca_store_identity_set_state(struct db_tx *tx, const char *tenant, const char
 			  p, 5, NULL);
 }
 
-int ca_store_identity_issue(struct db_tx *tx, const char *tenant, const char *id,
-			    const struct ca_store_issue *is, enum ca_state *ret_locked,
-			    char *ret_old_serial)
+/* Issuances, batched ------------------------------------------------------------------- */
+
+static size_t put_bytes(struct ca_issue_item *it, size_t *at, const void *p, size_t n)
 {
-	const struct crypto_issued *c = is->cert;
-	char t[24], nb[24], na[24];
-	struct db_param p[14];
+	size_t off = *at;
+
+	if (n)
+		memcpy(it->buf + off, p, n);
+	*at += n;
+	return off;
+}
+
+static size_t put_str(struct ca_issue_item *it, size_t *at, const char *s)
+{
+	size_t off = put_bytes(it, at, s ? s : "", strlen(s ? s : ""));
+
+	it->buf[(*at)++] = '\0';
+	return off;
+}
+
+int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **ret)
+{
+	const struct crypto_issued *c = spec->cert;
+	const char *rid = spec->request_id ? spec->request_id : "";
+	const char *method = spec->method ? spec->method : "";
+	size_t need = strlen(rid) + strlen(method) + 2 + c->der_len + spec->reply_len, at = 0;
+	struct ca_issue_item *it = calloc(1, sizeof(*it) + need);
+
+	if (!it)
+		return -ENOMEM;
+	it->size = sizeof(*it) + need;
+	copy_id(it->tenant, spec->tenant, sizeof(it->tenant));
+	copy_id(it->id, spec->id, sizeof(it->id));
+	it->from = spec->from;
+	it->to = spec->to;
+	copy_id(it->old_serial, spec->old_serial, sizeof(it->old_serial));
+	copy_id(it->serial, c->serial, sizeof(it->serial));
+	copy_id(it->fingerprint, c->fingerprint, sizeof(it->fingerprint));
+	copy_id(it->key_algorithm, c->key_algorithm, sizeof(it->key_algorithm));
+	it->now_us = spec->now_us;
+	it->not_before = c->not_before;
+	it->not_after = c->not_after;
+	it->request_id_off = put_str(it, &at, rid);
+	it->method_off = put_str(it, &at, method);
+	it->der_len = c->der_len;
+	it->der_off = put_bytes(it, &at, c->der, c->der_len);
+	it->reply_len = spec->reply_len;
+	it->reply_off = put_bytes(it, &at, spec->reply, spec->reply_len);
+	*ret = it;
+	return 0;
+}
+
+int ca_issue_item_attach(struct db_tx *tx, const struct ca_issue_item *item)
+{
+	struct ca_issue_item *copy = malloc(item->size);
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, item, item->size);
+	return db_tx_attach(tx, DB_ITEM_ISSUANCE, copy, free);
+}
+
+static const char *item_str(const struct ca_issue_item *it, size_t off)
+{
+	return (const char *)it->buf + off;
+}
+
+/* One decimal element of an int/bigint array. */
+static void add_num(struct db_array *a, int64_t v)
+{
+	char num[24];
+
+	db_array_add(a, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, v));
+}
+
+static void add_text(struct db_array *a, const char *s)
+{
+	db_array_add(a, s, strlen(s));
+}
+
+/*
+ * Statement 1: lock the batch's identities in key order (as every server does, so batches
+ * cannot deadlock on them), check each issuance's edge, and store the replies of those that
+ * may go on (ON CONFLICT: a twin with the same request_id committed first). One status per
+ * issuance, in batch order.
+ */
+static const char issue_check_sql[] =
+	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
+	"$5::text[], $6::text[], $7::int[], $8::int[]) WITH ORDINALITY AS r(tenant_id, id, "
+	"from_state, old_serial, request_id, method, reply_off, reply_len, ord)), "
+	"cur AS (SELECT i.tenant_id, i.id, i.state, coalesce(i.current_serial, '') AS serial "
+	"FROM identities i WHERE (i.tenant_id, i.id) IN (SELECT tenant_id, id FROM req) "
+	"ORDER BY i.tenant_id, i.id FOR UPDATE), "
+	"ok AS (SELECT r.* FROM req r JOIN cur c ON c.tenant_id = r.tenant_id AND c.id = r.id "
+	"WHERE c.state = r.from_state AND c.serial = r.old_serial), "
+	"idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
+	"SELECT tenant_id, request_id, method, substring($9::bytea FROM reply_off + 1 FOR "
+	"reply_len) FROM ok WHERE request_id <> '' ON CONFLICT DO NOTHING "
+	"RETURNING tenant_id, request_id) "
+	"SELECT CASE WHEN c.id IS NULL THEN 'gone' "
+	"WHEN c.state <> r.from_state OR c.serial <> r.old_serial THEN 'stale' "
+	"WHEN r.request_id <> '' AND NOT EXISTS (SELECT 1 FROM idem d WHERE d.tenant_id = "
+	"r.tenant_id AND d.request_id = r.request_id) THEN 'twin' ELSE 'ok' END "
+	"FROM req r LEFT JOIN cur c ON c.tenant_id = r.tenant_id AND c.id = r.id ORDER BY r.ord";
+
+/* Statement 2: the identities, their new certificates and the superseded marks. */
+static const char issue_write_sql[] =
+	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], "
+	"$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::int[], "
+	"$12::int[]) AS r(tenant_id, id, to_state, now_us, serial, fingerprint, key_algorithm, "
+	"nb, na, old_serial, der_off, der_len)), "
+	"upd AS (UPDATE identities i SET state = r.to_state, updated_at = " TS("r.now_us") ", "
+	"current_serial = r.serial FROM req r WHERE i.tenant_id = r.tenant_id AND i.id = r.id "
+	"RETURNING 1), "
+	"ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
+	"key_algorithm, not_before, not_after, created_at) SELECT tenant_id, serial, id, "
+	"substring($13::bytea FROM der_off + 1 FOR der_len), fingerprint, key_algorithm, "
+	"to_timestamp(nb), to_timestamp(na), " TS("now_us") " FROM req RETURNING 1), "
+	"sup AS (UPDATE certificates c SET superseded_by = r.serial FROM req r WHERE "
+	"c.tenant_id = r.tenant_id AND c.serial = r.old_serial AND r.old_serial <> '' "
+	"RETURNING 1) "
+	"SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)";
+
+/* Refuses the second issuance of one identity, or of one request_id, in a batch. */
+static void refuse_twins(const struct ca_issue_item *const *it, size_t n, int *results)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i && results[i] >= 0; j++) {
+			const char *ri = item_str(it[i], it[i]->request_id_off);
+
+			if (results[j] < 0 || strcmp(it[i]->tenant, it[j]->tenant))
+				continue;
+			if (!strcmp(it[i]->id, it[j]->id))
+				results[i] = -EBUSY;
+			else if (*ri && !strcmp(ri, item_str(it[j], it[j]->request_id_off)))
+				results[i] = -EEXIST;
+		}
+}
+
+/* Concatenates the bytes of the chosen items into one bytea; offsets and lengths as arrays. */
+static uint8_t *concat_bytes(const struct ca_issue_item *const *it, size_t n, const int *results,
+			     bool reply, struct db_array *offs, struct db_array *lens,
+			     size_t *ret_len)
+{
+	size_t total = 0, at = 0;
+	uint8_t *all;
+
+	for (size_t i = 0; i < n; i++)
+		if (results[i] >= 0)
+			total += reply ? it[i]->reply_len : it[i]->der_len;
+	all = malloc(total ? total : 1);
+	if (!all)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = reply ? it[i]->reply_len : it[i]->der_len;
+
+		if (results[i] < 0)
+			continue;
+		memcpy(all + at, it[i]->buf + (reply ? it[i]->reply_off : it[i]->der_off), len);
+		add_num(offs, (int64_t)at);
+		add_num(lens, (int64_t)len);
+		at += len;
+	}
+	*ret_len = total;
+	return all;
+}
+
+enum { CHK_TENANT, CHK_ID, CHK_FROM, CHK_OLD, CHK_RID, CHK_METHOD, CHK_OFF, CHK_LEN, CHK_N };
+
+static int issue_check(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
+		       int *results, size_t *ret_ok)
+{
+	struct db_array a[CHK_N] = { 0 };
+	struct db_param p[CHK_N + 1];
 	struct db_rows *rows = NULL;
+	uint8_t *replies;
+	size_t len = 0, k = 0, ok = 0;
 	int r;
 
-	snprintf(t, sizeof(t), "%" PRId64, is->now_us);
-	snprintf(nb, sizeof(nb), "%" PRId64, c->not_before);
-	snprintf(na, sizeof(na), "%" PRId64, c->not_after);
-	p[0] = DB_TEXT(tenant);
-	p[1] = DB_TEXT(id);
-	p[2] = DB_TEXT(ca_state_name(is->to));
-	p[3] = DB_TEXT(t);
-	p[4] = DB_TEXT(c->serial);
-	p[5] = DB_BYTES(c->der, c->der_len);
-	p[6] = DB_TEXT(c->fingerprint);
-	p[7] = DB_TEXT(c->key_algorithm);
-	p[8] = DB_TEXT(nb);
-	p[9] = DB_TEXT(na);
-	p[10] = DB_TEXT(ca_state_name(is->from));
-	p[11] = is->request_id ? DB_TEXT(is->request_id) : DB_NULL;
-	p[12] = DB_TEXT(is->method ? is->method : "");
-	p[13] = DB_BYTES(is->reply, is->reply_len);
-	/*
-	 * One round trip, because the writer runs the changes of a batch one after another:
-	 * lock the identity row, move it on only from the state the certificate was signed
-	 * for, record the certificate, mark the one it supersedes, and store the reply of the
-	 * request_id (a concurrent twin fails on its primary key).
-	 */
-	r = db_tx_exec(
-		tx,
-		"WITH cur AS (SELECT state, coalesce(current_serial, '') AS serial FROM identities "
-		"WHERE tenant_id = $1 AND id = $2 FOR UPDATE), "
-		"upd AS (UPDATE identities i SET state = $3, updated_at = " TS(
-			"$4") ", "
-			      "current_serial = $5 FROM cur WHERE i.tenant_id = $1 AND i.id = $2 AND "
-			      "cur.state = $11 RETURNING i.id), "
-			      "ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
-			      "key_algorithm, not_before, not_after, created_at) SELECT $1, $5, id, $6, $7, $8, "
-			      "to_timestamp($9::bigint), to_timestamp($10::bigint), " TS(
-				      "$4") " FROM upd "
-					    "RETURNING serial), "
-					    "sup AS (UPDATE certificates SET superseded_by = $5 WHERE tenant_id = $1 AND "
-					    "serial = (SELECT serial FROM cur) AND EXISTS (SELECT 1 FROM ins) RETURNING 1), "
-					    "idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
-					    "SELECT $1, $12, $13, $14 FROM ins WHERE $12::text IS NOT NULL RETURNING 1) "
-					    "SELECT cur.state, cur.serial, (SELECT count(*) FROM ins) FROM cur",
-		p, 14, &rows);
-	if (r >= 0 && rows->n_rows == 0)
-		r = -ENOENT;
-	if (r >= 0 && ca_state_parse(col(rows, 0, 0), ret_locked, NULL, 0) < 0)
-		r = -EPROTO;
-	if (r >= 0) {
-		copy_id(ret_old_serial, col(rows, 0, 1), CRYPTO_SERIAL_HEX_LEN + 1);
-		r = col_i64(rows, 0, 2) == 1 ? 0 : -ESTALE;
+	replies = concat_bytes(it, n, results, true, &a[CHK_OFF], &a[CHK_LEN], &len);
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] < 0)
+			continue;
+		add_text(&a[CHK_TENANT], it[i]->tenant);
+		add_text(&a[CHK_ID], it[i]->id);
+		add_text(&a[CHK_FROM], ca_state_name(it[i]->from));
+		add_text(&a[CHK_OLD], it[i]->old_serial);
+		add_text(&a[CHK_RID], item_str(it[i], it[i]->request_id_off));
+		add_text(&a[CHK_METHOD], item_str(it[i], it[i]->method_off));
+	}
+	r = replies ? 0 : -ENOMEM;
+	for (int j = 0; j < CHK_N; j++) {
+		p[j] = DB_TEXT(db_array_end(&a[j]));
+		if (!p[j].text)
+			r = -ENOMEM;
+	}
+	p[CHK_N] = DB_BYTES(replies, len);
+	if (r >= 0)
+		r = db_exec(c, issue_check_sql, p, CHK_N + 1, &rows);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		const char *st;
+
+		if (results[i] < 0)
+			continue;
+		if (k >= rows->n_rows) {
+			r = -EPROTO;
+			break;
+		}
+		st = col(rows, k++, 0);
+		if (!strcmp(st, "ok"))
+			ok++;
+		else
+			results[i] = !strcmp(st, "gone") ? -ENOENT :
+				     !strcmp(st, "stale") ? -ESTALE : -EEXIST;
 	}
 	db_rows_free(rows);
+	for (int j = 0; j < CHK_N; j++)
+		db_array_clear(&a[j]);
+	free(replies);
+	*ret_ok = ok;
 	return r;
+}
+
+enum { WR_TENANT, WR_ID, WR_TO, WR_NOW, WR_SERIAL, WR_FP, WR_ALG, WR_NB, WR_NA, WR_OLD, WR_OFF,
+       WR_LEN, WR_N };
+
+static int issue_write(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
+		       const int *results, size_t n_ok)
+{
+	struct db_array a[WR_N] = { 0 };
+	struct db_param p[WR_N + 1];
+	struct db_rows *rows = NULL;
+	uint8_t *ders;
+	size_t len = 0;
+	int r;
+
+	ders = concat_bytes(it, n, results, false, &a[WR_OFF], &a[WR_LEN], &len);
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] < 0)
+			continue;
+		add_text(&a[WR_TENANT], it[i]->tenant);
+		add_text(&a[WR_ID], it[i]->id);
+		add_text(&a[WR_TO], ca_state_name(it[i]->to));
+		add_num(&a[WR_NOW], it[i]->now_us);
+		add_text(&a[WR_SERIAL], it[i]->serial);
+		add_text(&a[WR_FP], it[i]->fingerprint);
+		add_text(&a[WR_ALG], it[i]->key_algorithm);
+		add_num(&a[WR_NB], it[i]->not_before);
+		add_num(&a[WR_NA], it[i]->not_after);
+		add_text(&a[WR_OLD], it[i]->old_serial);
+	}
+	r = ders ? 0 : -ENOMEM;
+	for (int j = 0; j < WR_N; j++) {
+		p[j] = DB_TEXT(db_array_end(&a[j]));
+		if (!p[j].text)
+			r = -ENOMEM;
+	}
+	p[WR_N] = DB_BYTES(ders, len);
+	if (r >= 0)
+		r = db_exec(c, issue_write_sql, p, WR_N + 1, &rows);
+	/* every row was locked and checked by issue_check: anything else is a bug */
+	if (r >= 0 && (col_i64(rows, 0, 0) != (int64_t)n_ok || col_i64(rows, 0, 1) != (int64_t)n_ok))
+		r = -EPROTO;
+	db_rows_free(rows);
+	for (int j = 0; j < WR_N; j++)
+		db_array_clear(&a[j]);
+	free(ders);
+	return r;
+}
+
+int ca_store_issue_hook(struct db_conn *c, void *const *items, size_t n, int *results, void *ud)
+{
+	const struct ca_issue_item *const *it = (const struct ca_issue_item *const *)items;
+	size_t n_ok = 0;
+	int r;
+
+	(void)ud;
+	refuse_twins(it, n, results);
+	r = issue_check(c, it, n, results, &n_ok);
+	if (r < 0 || !n_ok)
+		return r;
+	return issue_write(c, it, n, results, n_ok);
 }
 
 int ca_store_certs_revoke(struct db_tx *tx, const char *tenant, const char *identity_id,

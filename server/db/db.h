@@ -113,8 +113,9 @@ int db_transaction(struct db *db, bool serializable,
 /* Group commit ----------------------------------------------------------------------- */
 
 /*
- * A change: runs inside the writer's batch transaction under its own savepoint. It runs
- * its statements with db_tx_exec and may attach items (audit records, events) with
+ * A change: runs inside the writer's batch transaction under its own savepoint (taken before
+ * its first statement; a change that only attaches items takes none). It runs its
+ * statements with db_tx_exec and may attach items (audit records, events) with
  * db_tx_attach. A negative return rolls back to the savepoint: the change's rows and
  * attached items vanish, the other changes of the batch commit.
  */
@@ -122,12 +123,18 @@ typedef int (*db_change_fn)(struct db_tx *tx, void *ud);
 
 /*
  * Runs once per batch just before COMMIT, with the attached items of every surviving
- * change in batch order. The audit chain uses it to lock the chain head, number and hash
- * the records, and insert them; the outbox to insert the events. A negative return aborts
- * the whole batch (every waiting call gets the error).
+ * change in batch order; hooks run in ascending kind order. The audit chain uses one to lock
+ * the chain head, number and hash the records, and insert them; the outbox to insert the
+ * events; the CA to write the issuances of a batch with a few set-based statements.
+ * results has n_items entries, 0 on entry: a hook may set results[i] to a negative errno to
+ * refuse item i's change (it then writes none of that item's rows): the change fails with
+ * that error, its items stay out of the later hooks, the other changes commit. Only a change
+ * that ran no statement of its own and has no item of an earlier kind can be refused, which
+ * is why such kinds come first (anything else fails the batch with -EPROTO). A negative
+ * return aborts the whole batch (every waiting call gets the error).
  */
 typedef int (*db_precommit_fn)(struct db_conn *conn, void *const *items, size_t n_items,
-			       void *ud);
+			       int *results, void *ud);
 
 /* Registers a pre-commit hook for items of kind (small integer < 8). Before db_write runs. */
 int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud);
@@ -166,6 +173,7 @@ void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
 
 /* Kinds of attached items (db_tx_attach), one pre-commit hook each. */
 enum db_item_kind {
+	DB_ITEM_ISSUANCE = 0, /* struct ca_issue_item *, written by ca/ (may refuse a change) */
 	DB_ITEM_AUDIT = 1, /* struct audit_record *, chained by audit/ */
 	DB_ITEM_EVENT = 2, /* struct bus_event *, inserted into the outbox by bus/ */
 };
@@ -210,3 +218,32 @@ void db_array_add(struct db_array *a, const char *s, size_t len);
 const char *db_array_end(struct db_array *a);
 /* Frees the text; a may be reused. */
 void db_array_clear(struct db_array *a);
+
+/* LISTEN (listen.c) ----------------------------------------------------------------------- */
+
+/* What a listener reports to its callback (on the listener's own thread). */
+enum db_listen_event {
+	DB_LISTEN_UP,	  /* LISTEN is in effect: every commit from now on will be delivered */
+	DB_LISTEN_DOWN,	  /* the connection is lost: notifications may be missed until UP */
+	DB_LISTEN_NOTIFY, /* a notification of the channel; payload is its text */
+};
+
+/* payload is NULL except for DB_LISTEN_NOTIFY; borrowed for the call. Must not block long:
+ * it runs on the thread that reads the connection. */
+typedef void (*db_listen_fn)(void *ud, enum db_listen_event ev, const char *payload);
+
+struct db_listen;
+
+/*
+ * Starts a thread that holds one dedicated connection to db's PostgreSQL (its DSN, not a
+ * pool slot), runs LISTEN channel ([a-z0-9_], 1-63 bytes) and calls fn for every
+ * notification, reconnecting with backoff when the connection is lost (DOWN, later UP).
+ * Returns at once: fn learns when LISTEN is in effect. db must outlive the listener.
+ * Returns -EINVAL, -ENOMEM, -EAGAIN.
+ */
+int db_listen_open(struct db *db, const char *channel, db_listen_fn fn, void *ud,
+		   struct db_listen **ret);
+/* Stops the thread (no callback runs after it returns) and frees. Accepts NULL, returns NULL. */
+struct db_listen *db_listen_close(struct db_listen *l);
+/* The PostgreSQL backend pid of the listening connection, 0 while not listening (tests). */
+int db_listen_backend_pid(const struct db_listen *l);

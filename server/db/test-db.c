@@ -425,7 +425,8 @@ static void item_free(void *item)
 	free(item);
 }
 
-static int record_hook(struct db_conn *conn, void *const *items, size_t n, void *ud)
+static int record_hook(struct db_conn *conn, void *const *items, size_t n, int *results,
+		       void *ud)
 {
 	atomic_fetch_add(&hook_calls, 1);
 	atomic_fetch_add(&hook_items, (int)n);
@@ -678,7 +679,8 @@ static int conc_change(struct db_tx *tx, void *ud)
 	return db_tx_attach(tx, DB_ITEM_EVENT, malloc(1), item_free);
 }
 
-static int count_hook(struct db_conn *conn, void *const *items, size_t n, void *ud)
+static int count_hook(struct db_conn *conn, void *const *items, size_t n, int *results,
+		      void *ud)
 {
 	atomic_fetch_add(&hook_items, (int)n);
 	return 0;
@@ -773,6 +775,107 @@ static void test_two_writers(void **state)
 	db_close(db);
 }
 
+/* Hooks that refuse changes ------------------------------------------------------------ */
+
+static atomic_int later_items;
+
+/* Kind 0: writes each key into rf, refuses keys that start with "no". */
+static int refusing_hook(struct db_conn *conn, void *const *items, size_t n, int *results,
+			 void *ud)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct db_param p[1] = { DB_TEXT(items[i]) };
+		int r;
+
+		if (!strncmp(items[i], "no", 2)) {
+			results[i] = -EPERM;
+			continue;
+		}
+		r = db_exec(conn, "INSERT INTO rf (k) VALUES ($1)", p, 1, NULL);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Kind 1: counts the items that reach it. */
+static int later_hook(struct db_conn *conn, void *const *items, size_t n, int *results,
+		      void *ud)
+{
+	atomic_fetch_add(&later_items, (int)n);
+	return 0;
+}
+
+struct rf_change {
+	struct db *db;
+	char key[16];
+	bool statement; /* also run a statement of its own */
+	int result;
+};
+
+static int rf_change_fn(struct db_tx *tx, void *ud)
+{
+	struct rf_change *c = ud;
+	int r;
+
+	if (c->statement) {
+		struct db_param p[1] = { DB_TEXT(c->key) };
+
+		r = db_tx_exec(tx, "INSERT INTO rf_own (k) VALUES ($1)", p, 1, NULL);
+		if (r < 0)
+			return r;
+	}
+	r = db_tx_attach(tx, DB_ITEM_ISSUANCE, strdup(c->key), free);
+	if (r >= 0)
+		r = db_tx_attach(tx, DB_ITEM_AUDIT, strdup(c->key), free);
+	return r;
+}
+
+static void *rf_thread(void *arg)
+{
+	struct rf_change *c = arg;
+
+	c->result = db_write(c->db, rf_change_fn, c, 30000);
+	return NULL;
+}
+
+/*
+ * A hook refuses the changes of some of its items: their callers get its error, none of their
+ * items reaches a later hook, and the other changes of the batch commit. Refusing a change
+ * that ran a statement of its own (its rows cannot be taken back alone) fails the batch.
+ */
+static void test_hook_refusal(void **state)
+{
+	struct db *db = open_dsn(dsn, 4);
+	struct rf_change cs[16];
+	pthread_t th[16];
+	struct rf_change own = { .key = "no-own", .statement = true };
+
+	exec_ok(db, "DROP TABLE IF EXISTS rf, rf_own");
+	exec_ok(db, "CREATE TABLE rf (k text PRIMARY KEY)");
+	exec_ok(db, "CREATE TABLE rf_own (k text PRIMARY KEY)");
+	assert_int_equal(db_set_precommit(db, DB_ITEM_ISSUANCE, refusing_hook, NULL), 0);
+	assert_int_equal(db_set_precommit(db, DB_ITEM_AUDIT, later_hook, NULL), 0);
+	atomic_store(&later_items, 0);
+	for (int i = 0; i < 16; i++) {
+		cs[i] = (struct rf_change){ .db = db };
+		snprintf(cs[i].key, sizeof(cs[i].key), "%s%d", i % 4 == 0 ? "no" : "ok", i);
+		pthread_create(&th[i], NULL, rf_thread, &cs[i]);
+	}
+	for (int i = 0; i < 16; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(cs[i].result, i % 4 == 0 ? -EPERM : 0);
+	}
+	assert_int_equal(query_int(db, "SELECT count(*) FROM rf"), 12);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM rf WHERE k LIKE 'no%'"), 0);
+	assert_int_equal(atomic_load(&later_items), 12);
+
+	own.db = db;
+	assert_int_equal(db_write(db, rf_change_fn, &own, 30000), -EPROTO);
+	assert_int_equal(query_int(db, "SELECT count(*) FROM rf_own"), 0);
+	db_close(db);
+}
+
 /* PostgreSQL going away and coming back --------------------------------------------- */
 
 static int pg_ctl(const char *what)
@@ -844,6 +947,7 @@ int main(void)
 		cmocka_unit_test(test_write_timeout),
 		cmocka_unit_test(test_concurrency),
 		cmocka_unit_test(test_two_writers),
+		cmocka_unit_test(test_hook_refusal),
 		cmocka_unit_test(test_pg_restart),
 	};
 

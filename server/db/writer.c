@@ -66,6 +66,7 @@ struct db_change {
 	bool abandoned;               /* the caller timed out and left (wlock) */
 	bool late;                    /* the caller timed out while fn ran: wake it after fn */
 	bool ran;                     /* fn ran in the current attempt */
+	bool wrote;                   /* fn ran statements (it has a savepoint) */
 	int fn_result;
 	int result;
 	struct db_item *items;
@@ -76,7 +77,30 @@ struct db_change {
 struct db_tx {
 	struct db_conn *conn;
 	struct db_change *change;
+	size_t index;   /* the change's place in the batch: its savepoint is s<index> */
+	bool savepoint; /* SAVEPOINT s<index> was queued */
 };
+
+/*
+ * Queues the change's savepoint before its first statement. A change that runs no statement
+ * (it only attaches items) has none: refusing it later costs nothing, and it takes no
+ * subtransaction.
+ */
+static int tx_savepoint(struct db_tx *tx)
+{
+	char sql[48];
+	int r;
+
+	if (tx->savepoint)
+		return 0;
+	snprintf(sql, sizeof(sql), "SAVEPOINT s%zu", tx->index);
+	r = db_exec_defer(tx->conn, sql);
+	if (r >= 0) {
+		tx->savepoint = true;
+		tx->change->wrote = true;
+	}
+	return r;
+}
 
 static void change_free_items(struct db_change *ch)
 {
@@ -100,14 +124,19 @@ static void change_put(struct db_change *ch)
 int db_tx_exec(struct db_tx *tx, const char *sql, const struct db_param *params,
 	       size_t n_params, struct db_rows **ret_rows)
 {
+	int r;
+
 	if (!tx)
 		return -EINVAL;
-	return db_exec(tx->conn, sql, params, n_params, ret_rows);
+	r = tx_savepoint(tx);
+	return r < 0 ? r : db_exec(tx->conn, sql, params, n_params, ret_rows);
 }
 
 struct db_conn *db_tx_conn(struct db_tx *tx)
 {
-	return tx ? tx->conn : NULL;
+	if (!tx || tx_savepoint(tx) < 0)
+		return NULL;
+	return tx->conn;
 }
 
 int db_tx_attach(struct db_tx *tx, int kind, void *item, void (*free_fn)(void *item))
@@ -163,14 +192,14 @@ size_t db_writer_queued(struct db *db)
 }
 
 /*
- * Runs change i of the batch under its own savepoint s<i>. Returns < 0 when the batch
- * cannot go on. Savepoints nest (s0 holds s1 ...) and are never released: COMMIT keeps
- * them all, and a failed change rolls back to its own, which costs one queued command per
- * change instead of two for RELEASE + SAVEPOINT.
+ * Runs change i of the batch under its own savepoint s<i> (queued before its first
+ * statement). Returns < 0 when the batch cannot go on. Savepoints nest (s0 holds s1 ...) and
+ * are never released: COMMIT keeps them all, and a failed change rolls back to its own,
+ * which costs one queued command per change instead of two for RELEASE + SAVEPOINT.
  */
 static int run_change(struct db *db, struct db_conn *c, struct db_change *ch, size_t i)
 {
-	struct db_tx tx = { c, ch };
+	struct db_tx tx = { .conn = c, .change = ch, .index = i };
 	char sql[48];
 	int r;
 
@@ -183,10 +212,6 @@ static int run_change(struct db *db, struct db_conn *c, struct db_change *ch, si
 	ch->state = CH_RUNNING;
 	pthread_mutex_unlock(&db->wlock);
 
-	snprintf(sql, sizeof(sql), "SAVEPOINT s%zu", i);
-	r = db_exec_defer(c, sql);
-	if (r < 0)
-		return r;
 	r = ch->fn(&tx, ch->ud);
 	if (r >= 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
 		r = c->last_errno ? c->last_errno : -EIO; /* fn ignored a failed statement */
@@ -202,13 +227,77 @@ static int run_change(struct db *db, struct db_conn *c, struct db_change *ch, si
 	if (r >= 0)
 		return 0;
 	change_free_items(ch);
+	if (!tx.savepoint)
+		return 0; /* nothing of it reached PostgreSQL */
 	snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT s%zu", i);
 	return db_exec_defer(c, sql);
 }
 
-/* Calls each kind's hook with the items of the surviving changes, in batch order. */
+/* The items of one hook call: the items, the change of each, the hook's verdict on each. */
+struct hook_scratch {
+	void **items;
+	struct db_change **owners;
+	int *results;
+	size_t cap;
+};
+
+static int scratch_grow(struct hook_scratch *sc)
+{
+	size_t cap = sc->cap ? sc->cap * 2 : 64;
+	void **items = realloc(sc->items, cap * sizeof(*items));
+	struct db_change **owners;
+	int *results;
+
+	if (!items)
+		return -ENOMEM;
+	sc->items = items;
+	owners = realloc(sc->owners, cap * sizeof(*owners));
+	if (!owners)
+		return -ENOMEM;
+	sc->owners = owners;
+	results = realloc(sc->results, cap * sizeof(*results));
+	if (!results)
+		return -ENOMEM;
+	sc->results = results;
+	sc->cap = cap;
+	return 0;
+}
+
+static void scratch_free(struct hook_scratch *sc)
+{
+	free(sc->items);
+	free(sc->owners);
+	free(sc->results);
+}
+
+/*
+ * Applies a hook's refusals: each refused change fails with the hook's error and its items
+ * stay out of the later hooks. Only a change that ran no statement and has no item an
+ * earlier hook already wrote can be refused; anything else is a bug of the hook (-EPROTO).
+ */
+static int apply_refusals(struct hook_scratch *sc, size_t count, int kind)
+{
+	for (size_t i = 0; i < count; i++) {
+		struct db_change *ch = sc->owners[i];
+
+		if (sc->results[i] >= 0 || ch->fn_result < 0)
+			continue;
+		if (ch->wrote)
+			return -EPROTO;
+		for (size_t j = 0; j < ch->n_items; j++)
+			if (ch->items[j].kind < kind)
+				return -EPROTO;
+		ch->fn_result = sc->results[i];
+	}
+	return 0;
+}
+
+/*
+ * Calls each kind's hook, in ascending kind order, with the items of the surviving changes
+ * in batch order; a change a hook refuses is not surviving for the later ones.
+ */
 static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch, size_t n,
-		     void ***scratch, size_t *scratch_cap)
+		     struct hook_scratch *sc)
 {
 	struct db_hook hooks[DB_ITEM_KINDS];
 
@@ -229,23 +318,21 @@ static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch,
 			for (size_t j = 0; j < ch->n_items; j++) {
 				if (ch->items[j].kind != kind)
 					continue;
-				if (count == *scratch_cap) {
-					size_t cap = count ? count * 2 : 64;
-					void **p = realloc(*scratch, cap * sizeof(*p));
-
-					if (!p)
-						return -ENOMEM;
-					*scratch = p;
-					*scratch_cap = cap;
-				}
-				(*scratch)[count++] = ch->items[j].item;
+				if (count == sc->cap && scratch_grow(sc) < 0)
+					return -ENOMEM;
+				sc->items[count] = ch->items[j].item;
+				sc->owners[count] = ch;
+				sc->results[count] = 0;
+				count++;
 			}
 		}
 		if (!count)
 			continue;
-		r = hooks[kind].fn(c, *scratch, count, hooks[kind].ud);
+		r = hooks[kind].fn(c, sc->items, count, sc->results, hooks[kind].ud);
 		if (r >= 0 && PQtransactionStatus(c->pg) == PQTRANS_INERROR)
 			r = c->last_errno ? c->last_errno : -EIO;
+		if (r >= 0)
+			r = apply_refusals(sc, count, kind);
 		if (r < 0)
 			return r;
 	}
@@ -254,12 +341,13 @@ static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch,
 
 /* One attempt at the batch on c: 0 committed, < 0 the batch error (nothing written). */
 static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **batch, size_t n,
-			 void ***scratch, size_t *scratch_cap)
+			 struct hook_scratch *sc)
 {
 	int r;
 
 	for (size_t i = 0; i < n; i++) {
 		batch[i]->ran = false;
+		batch[i]->wrote = false;
 		change_free_items(batch[i]);
 	}
 	r = db_conn_pipeline_begin(c);
@@ -268,7 +356,7 @@ static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **ba
 	for (size_t i = 0; r >= 0 && i < n; i++)
 		r = run_change(db, c, batch[i], i);
 	if (r >= 0)
-		r = run_hooks(db, c, batch, n, scratch, scratch_cap);
+		r = run_hooks(db, c, batch, n, sc);
 	if (r >= 0)
 		r = db_exec_simple(c, "COMMIT");
 	if (r < 0 && !c->broken && (c->deferred || PQtransactionStatus(c->pg) != PQTRANS_IDLE))
@@ -277,8 +365,8 @@ static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **ba
 	return r;
 }
 
-static void run_batch(struct db *db, struct db_change **batch, size_t n, void ***scratch,
-		      size_t *scratch_cap)
+static void run_batch(struct db *db, struct db_change **batch, size_t n,
+		      struct hook_scratch *sc)
 {
 	struct db_conn *c = NULL;
 	size_t survivors = 0;
@@ -292,7 +380,7 @@ static void run_batch(struct db *db, struct db_change **batch, size_t n, void **
 				break;
 			}
 		}
-		r = batch_attempt(db, c, batch, n, scratch, scratch_cap);
+		r = batch_attempt(db, c, batch, n, sc);
 		if (r != -EAGAIN)
 			break;
 		if (c->broken) {
@@ -338,8 +426,7 @@ static void *writer_main(void *arg)
 {
 	struct db *db = arg;
 	struct db_change *batch[DB_BATCH_MAX];
-	void **scratch = NULL;
-	size_t scratch_cap = 0;
+	struct hook_scratch scratch = { 0 };
 
 	pthread_setname_np(pthread_self(), "trst-writer"); /* shows in top, perf, gdb */
 	pthread_mutex_lock(&db->wlock);
@@ -363,11 +450,11 @@ static void *writer_main(void *arg)
 		if (!db->q_head)
 			db->q_tail = NULL;
 		pthread_mutex_unlock(&db->wlock);
-		run_batch(db, batch, n, &scratch, &scratch_cap);
+		run_batch(db, batch, n, &scratch);
 		pthread_mutex_lock(&db->wlock);
 	}
 	pthread_mutex_unlock(&db->wlock);
-	free(scratch);
+	scratch_free(&scratch);
 	return NULL;
 }
 

@@ -12,6 +12,11 @@
  * gets PERMISSION_DENIED naming the action and resource, never the policy contents. Every
  * denial is audited (auth.denied, policy.denied; outcome denied).
  *
+ * Inline (methods with inline_try, on a completion-queue thread): an allowed call whose
+ * token is cached and whose last_used_time is not due is decided there without blocking;
+ * anything else (cache miss, a denial to audit, a touch to write) returns -EWOULDBLOCK and
+ * the call is decided again, the usual way, on the pool.
+ *
  * The action of a method is `<service short name>.<method>` of the served descriptors, so
  * a method added later is a known action at once; its resource comes from this table, and
  * a method missing from it is denied to everyone, admin included (test-authz-map fails).
@@ -293,9 +298,10 @@ static struct tok_entry *tok_entry_from(struct store_token *t)
 /*
  * Finds the token of hash. Returns 0 with a->tok_lock read-held and *ret set; -EACCES with
  * *ret_why ("unknown", "expired", "revoked") when it does not authenticate; db errors.
+ * With cached_only (the inline path) a token that is not cached is -EWOULDBLOCK.
  */
-static int tok_acquire(struct authz *a, const uint8_t hash[POLICY_HASH_LEN], struct tok_entry **ret,
-		       const char **ret_why)
+static int tok_acquire(struct authz *a, const uint8_t hash[POLICY_HASH_LEN], bool cached_only,
+		       struct tok_entry **ret, const char **ret_why)
 {
 	for (int attempt = 0; attempt < 4; attempt++) {
 		struct store_token t;
@@ -316,6 +322,8 @@ static int tok_acquire(struct authz *a, const uint8_t hash[POLICY_HASH_LEN], str
 		}
 		epoch = a->tok_epoch;
 		pthread_rwlock_unlock(&a->tok_lock);
+		if (cached_only)
+			return -EWOULDBLOCK;
 
 		r = store_token_by_hash(a->db, a->tenant, hash, &t);
 		if (r == -ENOENT || (r >= 0 && !policy_token_hash_equal(t.hash, hash))) {
@@ -352,6 +360,12 @@ static int tok_acquire(struct authz *a, const uint8_t hash[POLICY_HASH_LEN], str
 		tok_entry_free(e); /* lost a race with a drop or another insert: look again */
 	}
 	return -EAGAIN;
+}
+
+/* Under the read lock: true when last_used_time is due to be written (no claim made). */
+static bool tok_touch_due(struct tok_entry *e)
+{
+	return authz_now_us() - atomic_load(&e->touch_us) >= AUTHZ_TOUCH_US;
 }
 
 /* Under the read lock: true when this caller should write last_used_time now. */
@@ -527,7 +541,10 @@ static int deny_permission(struct authz *a, struct rpc_call *call, const char *a
 
 /*
  * Authenticates call: on success the read lock is held and *ret is the caller's entry.
- * Otherwise it has answered (audited) and returns the rpc_call_error result.
+ * Otherwise it has answered (audited) and returns the rpc_call_error result. Inline (on a
+ * completion-queue thread) everything that would block returns -EWOULDBLOCK instead,
+ * having answered nothing: a token not in the cache (a store lookup) and every denial
+ * (audit_write waits for the writer); the pool reruns the call and does it.
  */
 static int authenticate(struct authz *a, struct rpc_call *call, const char *action,
 			const char *resource, struct tok_entry **ret)
@@ -535,14 +552,18 @@ static int authenticate(struct authz *a, struct rpc_call *call, const char *acti
 	const char *hdr = rpc_call_metadata(call, "authorization"), *why = "unknown";
 	char id[POLICY_TOKEN_ID_LEN + 1] = "";
 	uint8_t hash[POLICY_HASH_LEN];
+	bool in = rpc_call_is_inline(call);
 	int r;
 
 	if (policy_token_parse_bearer(hdr, hash) < 0)
-		return deny_unauthenticated(a, call, action, resource, "",
-					    hdr ? "malformed" : "missing");
+		return in ? -EWOULDBLOCK :
+			    deny_unauthenticated(a, call, action, resource, "",
+						 hdr ? "malformed" : "missing");
 	policy_token_id(hash, id);
-	r = tok_acquire(a, hash, ret, &why);
+	r = tok_acquire(a, hash, in, ret, &why);
 	OPENSSL_cleanse(hash, sizeof(hash));
+	if (in && r < 0)
+		return -EWOULDBLOCK;
 	if (r == -EACCES)
 		return deny_unauthenticated(a, call, action, resource, id, why);
 	if (r < 0) {
@@ -574,6 +595,11 @@ static int decide(struct authz *a, struct rpc_call *call, const struct policy_re
 
 	if (r < 0)
 		return r;
+	/* inline: writing last_used_time is a database write, left to the pool's rerun */
+	if (rpc_call_is_inline(call) && tok_touch_due(e)) {
+		pthread_rwlock_unlock(&a->tok_lock);
+		return -EWOULDBLOCK;
+	}
 	rpc_call_set_principal(call, e->id);
 	snprintf(actor, sizeof(actor), "%s%s%s", e->id, e->name[0] ? " " : "", e->name);
 	if (req->resource)
@@ -581,6 +607,8 @@ static int decide(struct authz *a, struct rpc_call *call, const struct policy_re
 	else
 		snprintf(dec.reason, sizeof(dec.reason), "no resource for this method");
 	release(a, e);
+	if ((r < 0 || !dec.allowed) && rpc_call_is_inline(call))
+		return -EWOULDBLOCK; /* the denial is audited by the pool's rerun */
 	if (r < 0 || !dec.allowed)
 		return deny_permission(a, call, actor, req->action, resource_for_errors,
 				       dec.reason[0] ? dec.reason : "denied");
@@ -634,7 +662,7 @@ int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
 
 	if (policy_token_parse_bearer(hdr, hash) < 0)
 		return -EACCES;
-	r = tok_acquire(a, hash, &e, &why);
+	r = tok_acquire(a, hash, rpc_call_is_inline(call), &e, &why);
 	if (r < 0)
 		return r;
 	v = rpc_call_alloc(call, (e->n_policies + 1) * sizeof(*v));

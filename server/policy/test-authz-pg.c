@@ -6,9 +6,12 @@
  * admin: passes the gate), the policy store (versions, idempotency, strict parsing),
  * the token lifecycle (expiry, last use, escalation refused), Evaluate, revocation and a
  * policy change seen by the other server within a second, denials audited, and
- * `trstctl token create|list|revoke` on the database.
+ * `trstctl token create|list|revoke` on the database. The inline path (inline_try, on the
+ * completion-queue thread): an allowed call with a cached token is decided there; a token
+ * not cached, a denial (audited) and a due last_used_time go to the pool.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -605,6 +608,119 @@ static void test_cli(void **state)
 	assert_true(count_audit("token.created") >= 2);
 }
 
+/* Inline ------------------------------------------------------------------------------ */
+
+static atomic_int inl_inline, inl_pool;
+
+/* A fake GetSecret with inline_try: always answers, counting where it ran. */
+static int inl_get(struct rpc_call *call, const ProtobufCMessage *msg, ProtobufCMessage **ret,
+		   void *user)
+{
+	Trstctl__V1__Secret *o =
+		(void *)rpc_call_new_message(call, &trstctl__v1__secret__descriptor);
+
+	atomic_fetch_add(rpc_call_is_inline(call) ? &inl_inline : &inl_pool, 1);
+	o->name = rpc_call_strdup(call, rpc_call_principal(call) ? rpc_call_principal(call) : "");
+	*ret = &o->base;
+	return 0;
+}
+
+/* GetSecret on t as token; returns the code; *ran_inline says where the handler ran. */
+static int inl_call(struct rpc_test_serve *t, const char *token, bool *ran_inline,
+		    char *principal)
+{
+	Trstctl__V1__GetSecretRequest q = TRSTCTL__V1__GET_SECRET_REQUEST__INIT;
+	Trstctl__V1__Secret *o = NULL;
+	struct trstctl_status st = { 0 };
+	int before = atomic_load(&inl_inline), code;
+
+	q.name = "inline/x";
+	trstctl_secrets_get_secret(t->cl, &q, as(token), &o, &st);
+	code = st.code;
+	*ran_inline = atomic_load(&inl_inline) > before;
+	if (o) {
+		snprintf(principal, 32, "%s", o->name);
+		protobuf_c_message_free_unpacked(&o->base, NULL);
+	}
+	trstctl_status_clear(&st);
+	return code;
+}
+
+static void test_inline(void **state)
+{
+	const ProtobufCServiceDescriptor *d = &trstctl__v1__secrets__descriptor;
+	const char *doc = "{\"rules\": [{\"effect\": \"allow\", \"actions\": "
+			  "[\"Secrets.GetSecret\"], \"resources\": [\"secret/inline/*\"]}]}";
+	const char *const reader[] = { "inline-reader" };
+	struct rpc_method_handler h[16] = { { 0 } };
+	char tok[POLICY_TOKEN_LEN + 1], id[17], none[POLICY_TOKEN_LEN + 1], id2[17], who[32];
+	struct trstctl_status st = { 0 };
+	struct rpc_test_serve t = { 0 };
+	struct authz *a = E.s[0].authz;
+	int denied, pool;
+	bool in = false;
+
+	(void)state;
+	for (unsigned i = 0; i < d->n_methods; i++)
+		if (strcmp(d->methods[i].name, "GetSecret") == 0)
+			h[i] = (struct rpc_method_handler){ .unary = inl_get, .inline_try = true };
+	assert_int_equal(rpc_test_serve_new(NULL, &t), 0);
+	assert_int_equal(rpc_server_add_service(t.srv, d, h, NULL), 0);
+	assert_int_equal(authz_install(a, t.srv), 0);
+	assert_int_equal(rpc_test_serve_start(&t, 10000), 0);
+	assert_int_equal(put(0, E.admin, "inline-reader", doc, NULL, NULL, &st), 0);
+	assert_int_equal(create_token(0, E.admin, reader, 1, 0, tok, id, &st), 0);
+	assert_int_equal(create_token(0, E.admin, NULL, 0, 0, none, id2, &st), 0);
+	assert_int_equal(authz_refresh(a) >= 0, 1);
+
+	/* first use: not cached (and last use due) -> decided on the pool */
+	pool = atomic_load(&inl_pool);
+	assert_int_equal(inl_call(&t, tok, &in, who), 0);
+	assert_false(in);
+	assert_int_equal(atomic_load(&inl_pool), pool + 1);
+	assert_string_equal(who, id);
+	/* cached, touched: decided and answered inline, principal set */
+	assert_int_equal(inl_call(&t, tok, &in, who), 0);
+	assert_true(in);
+	assert_string_equal(who, id);
+	/* denials are audited, so never decided inline */
+	denied = count_audit("auth.denied");
+	assert_int_equal(inl_call(&t, NULL, &in, who), 16);
+	assert_int_equal(count_audit("auth.denied"), denied + 1);
+	denied = count_audit("policy.denied");
+	assert_int_equal(inl_call(&t, none, &in, who), 7);
+	assert_int_equal(inl_call(&t, none, &in, who), 7); /* cached token, still denied */
+	assert_int_equal(count_audit("policy.denied"), denied + 2);
+	/* a due last_used_time is written by the pool, not inline */
+	{
+		struct db_conn *c = NULL;
+
+		assert_int_equal(db_acquire(E.s[0].db, 5000, &c), 0);
+		assert_true(db_exec(c, "UPDATE tokens SET last_used_time = NULL", NULL, 0, NULL) >=
+			    0);
+		db_release(E.s[0].db, c);
+	}
+	pthread_rwlock_rdlock(&a->tok_lock);
+	for (size_t b = 0; b < AUTHZ_TOK_BUCKETS; b++)
+		for (struct tok_entry *e = a->tok[b]; e; e = e->next)
+			if (strcmp(e->id, id) == 0)
+				atomic_store(&e->touch_us, 0);
+	pthread_rwlock_unlock(&a->tok_lock);
+	assert_int_equal(inl_call(&t, tok, &in, who), 0);
+	assert_false(in);
+	{
+		struct store_token meta = { 0 };
+
+		assert_int_equal(store_token_by_id(E.s[0].db, DB_DEFAULT_TENANT, id, &meta), 0);
+		assert_true(meta.last_used_us > 0);
+		store_token_clear(&meta);
+	}
+	assert_int_equal(inl_call(&t, tok, &in, who), 0);
+	assert_true(in);
+	trstctl_status_clear(&st);
+	rpc_test_serve_stop(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -617,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_revocation_other_server),
 		cmocka_unit_test(test_policy_change_other_server),
 		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_inline),
 	};
 
 	if (!getenv("TRSTCTL_POSTGRES_DSN")) {

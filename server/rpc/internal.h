@@ -95,6 +95,7 @@ struct rpc_call {
 	int close_cancelled;           /* written by RECV_CLOSE_ON_SERVER */
 	atomic_bool cancelled;         /* client cancelled, deadline passed or server stopped */
 	bool sent_initial_md;
+	bool is_inline;                /* an inline_try run on the CQ thread is in progress */
 	enum rpc_code code;            /* explicit status from rpc_call_error, else RPC_OK */
 	char *message;                 /* its message (call memory) */
 	char *peer;                    /* call memory, on demand */

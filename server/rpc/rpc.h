@@ -91,6 +91,16 @@ struct rpc_method_handler {
 	rpc_stream_fn stream; /* server-streaming methods */
 	rpc_bidi_fn bidi;    /* bidi methods */
 	bool inline_ok;      /* unary handler never blocks: run it on the CQ thread */
+	/*
+	 * Unary handler that can often answer without blocking (a cache hit): the authorizer
+	 * and the handler first run on the CQ thread with rpc_call_is_inline() true; either
+	 * may return -EWOULDBLOCK (before sending anything or calling rpc_call_error) to say
+	 * "this would block", and the call then goes to the pool and runs again from the
+	 * start (principal, status and reply reset; call memory of the first run is kept
+	 * until the call ends). (-EWOULDBLOCK is -EAGAIN on Linux: inline, any -EAGAIN
+	 * without an explicit error means "rerun on the pool".)
+	 */
+	bool inline_try;
 };
 
 /*
@@ -112,9 +122,11 @@ int rpc_server_add_service(struct rpc_server *server, const ProtobufCServiceDesc
 /*
  * Decides whether a call may run: authentication and authorization. Runs before every
  * handler except those of grpc.health.* and grpc.reflection.* (which need no token), on
- * the thread that runs the handler (never a completion-queue thread), also for methods
- * that have no handler yet. req is the decoded request. Returns >= 0 to let the call run,
- * or the result of rpc_call_error(call, RPC_UNAUTHENTICATED | RPC_PERMISSION_DENIED, ...).
+ * the thread that runs the handler, also for methods that have no handler yet. req is the
+ * decoded request. Returns >= 0 to let the call run, or the result of
+ * rpc_call_error(call, RPC_UNAUTHENTICATED | RPC_PERMISSION_DENIED, ...). For inline_try
+ * methods it first runs on a completion-queue thread (rpc_call_is_inline() true): there it
+ * must not block, and returns -EWOULDBLOCK (having set no error) whenever it would.
  */
 typedef int (*rpc_auth_fn)(struct rpc_call *call, const ProtobufCMessage *req, void *user);
 
@@ -158,6 +170,9 @@ const char *rpc_call_metadata(const struct rpc_call *call, const char *key);
 int64_t rpc_call_remaining_ms(const struct rpc_call *call);
 /* True once the client cancelled or the deadline passed. */
 bool rpc_call_cancelled(const struct rpc_call *call);
+/* True while an inline_try method's authorizer or handler runs on a completion-queue
+ * thread, where nothing may block (return -EWOULDBLOCK instead). */
+bool rpc_call_is_inline(const struct rpc_call *call);
 /* The principal set by authentication, or NULL. */
 const char *rpc_call_principal(const struct rpc_call *call);
 void rpc_call_set_principal(struct rpc_call *call, const char *principal);

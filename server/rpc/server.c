@@ -126,6 +126,11 @@ bool rpc_call_cancelled(const struct rpc_call *call)
 	return atomic_load(&call->cancelled) || rpc_call_remaining_ms(call) == 0;
 }
 
+bool rpc_call_is_inline(const struct rpc_call *call)
+{
+	return call->is_inline;
+}
+
 const char *rpc_call_principal(const struct rpc_call *call)
 {
 	return call->principal;
@@ -533,6 +538,32 @@ static void bidi_cb(struct rpc_tag *tag, bool ok)
 	protobuf_c_message_free_unpacked(req, NULL);
 }
 
+/*
+ * The first run of an inline_try method, on the CQ thread. Returns true when the call was
+ * answered, false when the authorizer or the handler said -EWOULDBLOCK: then the call is
+ * as it was before the run (no status, no principal; nothing was sent) for the pool.
+ */
+static bool try_inline(struct rpc_call *c)
+{
+	ProtobufCMessage *resp = NULL;
+	int r;
+
+	if (rpc_call_cancelled(c))
+		return false; /* the pool answers it as usual */
+	c->is_inline = true;
+	r = authorize(c);
+	if (r >= 0)
+		r = c->method->handler.unary(c, c->req, &resp, c->method->user);
+	c->is_inline = false;
+	if (r == -EWOULDBLOCK && c->code == RPC_OK) {
+		c->message = NULL;
+		c->principal = NULL;
+		return false;
+	}
+	rpc_call_finish(c, r, resp);
+	return true;
+}
+
 static void dispatch(struct rpc_call *c)
 {
 	struct rpc_method *m = c->method;
@@ -572,6 +603,8 @@ static void dispatch(struct rpc_call *c)
 		rpc_run_unary(c);
 		return;
 	}
+	if (h->inline_try && h->unary && try_inline(c))
+		return;
 	if (rpc_pool_submit(&c->server->pool, c) < 0)
 		send_final(c, RPC_RESOURCE_EXHAUSTED, "server busy: the work queue is full", NULL);
 }

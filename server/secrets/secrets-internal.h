@@ -16,6 +16,8 @@ struct secrets {
 	int retain;		/* >= 0, 0 = keep every version's value */
 	int timeout_ms;		/* > 0 */
 	void *rpc_handlers;	/* struct rpc_method_handler[], once registered */
+	struct secrets_cache *cache;	/* NULL: no read cache (cache_entries -1) */
+	struct db_listen *listen;	/* invalidates cache from other servers' changes */
 };
 
 /*
@@ -45,3 +47,43 @@ const char *secrets_tenant(const struct secrets_ctx *ctx);
 /* The current version of a live secret (one read); -ENOENT when missing or deleted. */
 int secrets_current_version(struct secrets *s, const struct secrets_ctx *ctx, const char *name,
 			    int64_t *ret);
+
+/* Read cache (secrets_cache.c) --------------------------------------------------------- */
+
+#define SECRETS_CACHE_CHANNEL "trstctl_secrets"	/* pg_notify channel of every change */
+#define SECRETS_CACHE_SEALED_MAX 4096		/* larger sealed values are not cached */
+#define SECRETS_CACHE_TTL_MS 30000		/* an entry is trusted this long after its read */
+
+struct secrets_cache;
+
+/* A cache of at most max_entries (> 0), disabled until secrets_cache_set_enabled. */
+int secrets_cache_new(size_t max_entries, struct secrets_cache **ret);
+struct secrets_cache *secrets_cache_free(struct secrets_cache *c);
+/*
+ * Copies the sealed bytes cached for (tenant, name, key_version: 0 = current) into buf
+ * (len bytes) and sets *ret_len and *ret_version. 1 on a hit, 0 on a miss or while disabled.
+ */
+int secrets_cache_get(struct secrets_cache *c, const char *tenant, const char *name,
+		      int64_t key_version, uint8_t *buf, size_t len, size_t *ret_len,
+		      int64_t *ret_version);
+/* The generation to take before a read whose row may be inserted with secrets_cache_put. */
+uint64_t secrets_cache_generation(struct secrets_cache *c);
+/* Inserts a row read by a reader that took gen first; nothing when disabled, when an
+ * invalidation happened since gen, or when the value is larger than the cache takes. */
+void secrets_cache_put(struct secrets_cache *c, const char *tenant, const char *name,
+		       int64_t key_version, int64_t version, const uint8_t *sealed, size_t len,
+		       uint64_t gen);
+/* Drops every entry of name (every version, every tenant) and bumps the generation. */
+void secrets_cache_invalidate(struct secrets_cache *c, const char *name);
+/* Enables or disables (the listener is up or down); flushes either way. */
+void secrets_cache_set_enabled(struct secrets_cache *c, bool on);
+void secrets_cache_stats(struct secrets_cache *c, struct secrets_cache_stats *ret);
+/* db_listen callback on SECRETS_CACHE_CHANNEL; ud is the cache. */
+void secrets_cache_on_listen(void *ud, enum db_listen_event ev, const char *payload);
+/*
+ * GetSecret from the cache only (the inline path of the gRPC handler): 0 and *ret_value on
+ * a hit, -EWOULDBLOCK on a miss (the caller reruns secrets_get where it may block), or the
+ * errors of secrets_get for a bad name or version.
+ */
+int secrets_get_cached(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		       int64_t version, struct secrets_value *ret_value);

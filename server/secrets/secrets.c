@@ -33,6 +33,10 @@
 
 #define HMAC_LABEL "trstctl secret value v1"
 #define NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-"
+/* Every change tells the other servers' read caches (secrets_cache.c), after its commit;
+ * $1 is the tenant and $2 the name in every change statement. */
+#define NOTIFY_SQL                                                                         \
+	"SELECT pg_notify('" SECRETS_CACHE_CHANNEL "', $1::uuid::text || ':' || $2::text)"
 
 enum op_kind { OP_CREATE, OP_ROTATE, OP_DELETE, OP_RECOVER, OP_DESTROY };
 
@@ -96,8 +100,11 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 {
 	struct secrets *s;
 
+	int r;
+
 	if (!db || !kek || !ret || (cfg && (cfg->retain_versions < 0 || cfg->write_timeout_ms < 0 ||
-					    cfg->max_value_bytes > KEK_MAX_PLAIN)))
+					    cfg->max_value_bytes > KEK_MAX_PLAIN ||
+					    cfg->cache_entries < -1)))
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
@@ -109,6 +116,18 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 						     SECRETS_DEFAULT_MAX_VALUE;
 	s->retain = cfg ? cfg->retain_versions : SECRETS_DEFAULT_RETAIN;
 	s->timeout_ms = cfg && cfg->write_timeout_ms ? cfg->write_timeout_ms : 10000;
+	if (!cfg || cfg->cache_entries >= 0) {
+		r = secrets_cache_new(cfg && cfg->cache_entries ? (size_t)cfg->cache_entries :
+								  SECRETS_DEFAULT_CACHE,
+				      &s->cache);
+		if (r >= 0)
+			r = db_listen_open(db, SECRETS_CACHE_CHANNEL, secrets_cache_on_listen,
+					   s->cache, &s->listen);
+		if (r < 0) {
+			secrets_close(s);
+			return r;
+		}
+	}
 	*ret = s;
 	return 0;
 }
@@ -116,6 +135,8 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 struct secrets *secrets_close(struct secrets *s)
 {
 	if (s) {
+		s->listen = db_listen_close(s->listen);
+		s->cache = secrets_cache_free(s->cache);
 		free(s->rpc_handlers);
 		free(s);
 	}
@@ -259,7 +280,8 @@ static int do_create(struct op *op)
 		       "VALUES ($1::uuid, $2::text, 1, $3::jsonb) ON CONFLICT DO NOTHING "
 		       "RETURNING " SECRETS_META_COLS "), "
 		       "v AS (INSERT INTO secret_versions (tenant_id, name, version, sealed) "
-		       "SELECT $1::uuid, $2::text, 1, $4::bytea FROM s) SELECT * FROM s",
+		       "SELECT $1::uuid, $2::text, 1, $4::bytea FROM s), "
+		       "n AS (" NOTIFY_SQL " FROM s) SELECT s.*, (SELECT count(*) FROM n) FROM s",
 		       p, 4, &rows);
 	if (r < 0)
 		return r;
@@ -298,8 +320,8 @@ static int rotate_stmt(struct op *op, int64_t current)
 		       "destroyed_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
 		       "name = $2::text AND $5::bigint > 0 AND "
 		       "version <= $3::bigint + 1 - $5::bigint AND sealed IS NOT NULL AND "
-		       "EXISTS (SELECT 1 FROM s) RETURNING 1) "
-		       "SELECT s.*, (SELECT count(*) FROM d) FROM s",
+		       "EXISTS (SELECT 1 FROM s) RETURNING 1), n AS (" NOTIFY_SQL " FROM s) "
+		       "SELECT s.*, (SELECT count(*) FROM d), (SELECT count(*) FROM n) FROM s",
 		       p, 5, &rows);
 	if (r < 0)
 		return r;
@@ -346,12 +368,16 @@ static int do_flag(struct op *op, bool to_deleted)
 	int r;
 
 	r = db_tx_exec(op->tx,
-		       to_deleted ? "UPDATE secrets SET deleted_at = clock_timestamp(), "
-				    "updated_at = clock_timestamp() WHERE tenant_id = $1 AND "
-				    "name = $2 AND deleted_at IS NULL RETURNING " SECRETS_META_COLS :
-				    "UPDATE secrets SET deleted_at = NULL, "
-				    "updated_at = clock_timestamp() WHERE tenant_id = $1 AND "
-				    "name = $2 AND deleted_at IS NOT NULL RETURNING " SECRETS_META_COLS,
+		       to_deleted ? "WITH s AS (UPDATE secrets SET deleted_at = clock_timestamp(), "
+				    "updated_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
+				    "name = $2::text AND deleted_at IS NULL RETURNING "
+				    SECRETS_META_COLS "), n AS (" NOTIFY_SQL " FROM s) "
+				    "SELECT s.*, (SELECT count(*) FROM n) FROM s" :
+				    "WITH s AS (UPDATE secrets SET deleted_at = NULL, "
+				    "updated_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
+				    "name = $2::text AND deleted_at IS NOT NULL RETURNING "
+				    SECRETS_META_COLS "), n AS (" NOTIFY_SQL " FROM s) "
+				    "SELECT s.*, (SELECT count(*) FROM n) FROM s",
 		       p, 2, &rows);
 	if (r < 0)
 		return r;
@@ -379,7 +405,9 @@ static int do_destroy(struct op *op)
 		       "WITH d AS (UPDATE secret_versions SET sealed = NULL, "
 		       "destroyed_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
 		       "name = $2::text AND version = $3::bigint AND sealed IS NOT NULL "
-		       "RETURNING 1) SELECT " SECRETS_META_COLS ", (SELECT count(*) FROM d) "
+		       "RETURNING 1), n AS (" NOTIFY_SQL " FROM d) "
+		       "SELECT " SECRETS_META_COLS ", (SELECT count(*) FROM d), "
+		       "(SELECT count(*) FROM n) "
 		       "FROM secrets WHERE tenant_id = $1::uuid AND name = $2::text",
 		       p, 3, &rows);
 	if (r < 0)
@@ -551,6 +579,10 @@ static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 	ctx->replayed = false;
 	ctx->err[0] = '\0';
 	r = db_write(s->db, change_fn, op, s->timeout_ms);
+	/* after the commit, before the reply: this server's readers see the change at once
+	 * (also after a failure or a timeout, which may hide a commit) */
+	if (!op->replayed)
+		secrets_cache_invalidate(s->cache, op->name);
 	if (op->sealed)
 		OPENSSL_cleanse(op->sealed, op->sealed_len);
 	free(op->sealed);

@@ -32,11 +32,14 @@ struct secrets;
 #define SECRETS_PAGE_MAX 1000
 #define SECRETS_DEFAULT_MAX_VALUE 65536
 #define SECRETS_DEFAULT_RETAIN 10
+#define SECRETS_DEFAULT_CACHE 10000
 
 struct secrets_config {
 	size_t max_value_bytes; /* largest value, 0 = SECRETS_DEFAULT_MAX_VALUE */
 	int retain_versions;	/* versions kept with their value, 0 = all (cfg default 10) */
 	int write_timeout_ms;	/* db_write bound, 0 = 10000 */
+	int cache_entries;	/* GetSecret read cache (sealed rows), 0 = SECRETS_DEFAULT_CACHE,
+				 * -1 = none; see secrets_cache.c for its consistency */
 };
 
 /* One call: who asks, in which tenant, and where the error message goes. */
@@ -82,7 +85,9 @@ struct secrets_version {
  * Opens the store on db (migrated), kek (borrowed, seals and opens values), bus (borrowed,
  * may be NULL: events are still written to the outbox when bus_open ran on db, the relay
  * is just not kicked). audit_open and bus_open must have registered their hooks on db.
- * cfg may be NULL (defaults). Returns -EINVAL or -ENOMEM.
+ * cfg may be NULL (defaults). Unless cfg->cache_entries is -1 it starts the read cache's
+ * listener (one more PostgreSQL connection, LISTEN trstctl_secrets); the cache is used
+ * once that connection listens. Returns -EINVAL, -ENOMEM or -EAGAIN.
  */
 int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 		 const struct secrets_config *cfg, struct secrets **ret);
@@ -125,6 +130,17 @@ int secrets_list(struct secrets *s, struct secrets_ctx *ctx, const char *prefix,
 /* ListSecretVersions: every version, oldest first (deleted secrets too). *ret malloc'd. */
 int secrets_versions(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		     struct secrets_version **ret, size_t *ret_n);
+
+/* The GetSecret read cache's counters (secrets_read_stats). */
+struct secrets_cache_stats {
+	uint64_t hits, misses;	/* lookups while enabled */
+	uint64_t invalidations;	/* names invalidated (local changes and notifications) */
+	uint64_t flushes;	/* listener up or down */
+	size_t entries;
+	bool enabled;		/* the listener is up and the cache is used */
+};
+/* Fills *ret (all zero without a cache). */
+void secrets_read_stats(struct secrets *s, struct secrets_cache_stats *ret);
 
 void secrets_meta_clear(struct secrets_meta *m);
 struct secrets_meta *secrets_metas_free(struct secrets_meta *m, size_t n);

@@ -6,6 +6,10 @@
  *
  * A sealed value that does not open is never returned: the caller gets -EBADMSG (DATA_LOSS)
  * and the log gets one line naming the secret, version and reason, never bytes of it.
+ *
+ * GetSecret looks in the read cache of sealed rows first (secrets_cache.c, which states
+ * its consistency) and fills it from PostgreSQL on a miss; the value is opened per call
+ * either way, into kek.c's locked pages.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "kek.h"
 #include "log.h"
@@ -171,23 +176,81 @@ static const char *open_reason(int r)
 	}
 }
 
-int secrets_get(struct secrets *s, struct secrets_ctx *ctx, const char *name, int64_t version,
-		struct secrets_value *ret_value)
+/* Checks GetSecret's arguments. */
+static int get_args(struct secrets_ctx *ctx, const char *name, int64_t version)
 {
-	const char *tenant = secrets_tenant(ctx);
-	char vbuf[24], aad[128 + SECRETS_NAME_MAX];
-	struct db_rows *rows = NULL;
-	uint8_t *pt = NULL;
-	size_t n = 0;
-	int64_t v;
-	int r;
+	int r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
 
-	r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
 	if (r < 0)
 		return r;
 	if (version < 0)
 		return secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
 				    "version must be >= 0 (0 = the current version)");
+	return 0;
+}
+
+/* Opens version v of name from its sealed bytes into ret_value; -EBADMSG (logged) when
+ * they do not open. */
+static int open_value(struct secrets *s, struct secrets_ctx *ctx, const char *name, int64_t v,
+		      const uint8_t *sealed, size_t len, struct secrets_value *ret_value)
+{
+	const char *tenant = secrets_tenant(ctx);
+	char aad[128 + SECRETS_NAME_MAX];
+	uint8_t *pt = NULL;
+	size_t n = 0;
+	int r;
+
+	secrets_aad(tenant, name, v, aad, sizeof(aad));
+	r = kek_open(s->kek, sealed, len, aad, &pt, &n);
+	if (r < 0) {
+		const char *why = open_reason(r);
+
+		log_error("secret value refused", "secret", "%s", name, "version", "%lld",
+			  (long long)v, "tenant", "%s", tenant, "reason", "%s", why);
+		return secrets_fail(ctx->err, sizeof(ctx->err), -EBADMSG,
+				    "version %" PRId64 " of secret \"%s\" cannot be opened: %s", v,
+				    name, why);
+	}
+	ret_value->version = v;
+	ret_value->value = pt;
+	ret_value->n = n;
+	return 0;
+}
+
+int secrets_get_cached(struct secrets *s, struct secrets_ctx *ctx, const char *name,
+		       int64_t version, struct secrets_value *ret_value)
+{
+	uint8_t sealed[SECRETS_CACHE_SEALED_MAX];
+	size_t len = 0;
+	int64_t v = 0;
+	int r = get_args(ctx, name, version);
+
+	if (r < 0)
+		return r;
+	if (secrets_cache_get(s->cache, secrets_tenant(ctx), name, version, sealed,
+			      sizeof(sealed), &len, &v) != 1)
+		return -EWOULDBLOCK;
+	/* a cached row that does not open is answered (and logged) as from PostgreSQL */
+	r = open_value(s, ctx, name, v, sealed, len, ret_value);
+	OPENSSL_cleanse(sealed, len);
+	return r;
+}
+
+int secrets_get(struct secrets *s, struct secrets_ctx *ctx, const char *name, int64_t version,
+		struct secrets_value *ret_value)
+{
+	const char *tenant = secrets_tenant(ctx);
+	struct db_rows *rows = NULL;
+	char vbuf[24];
+	uint64_t gen;
+	int64_t v;
+	int r;
+
+	r = secrets_get_cached(s, ctx, name, version, ret_value);
+	if (r != -EWOULDBLOCK)
+		return r;
+	/* taken before the query: a change committed meanwhile keeps this row out */
+	gen = secrets_cache_generation(s->cache);
 	snprintf(vbuf, sizeof(vbuf), "%" PRId64, version);
 	{
 		const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(name), DB_TEXT(vbuf) };
@@ -223,22 +286,14 @@ int secrets_get(struct secrets *s, struct secrets_ctx *ctx, const char *name, in
 		return r;
 	}
 	v = col_i64(rows, 0, 2);
-	secrets_aad(tenant, name, v, aad, sizeof(aad));
-	r = kek_open(s->kek, (const uint8_t *)rows->values[3], rows->lengths[3], aad, &pt, &n);
+	r = open_value(s, ctx, name, v, (const uint8_t *)rows->values[3], rows->lengths[3],
+		       ret_value);
+	/* only a row that opens is cached */
+	if (r >= 0)
+		secrets_cache_put(s->cache, tenant, name, version, v,
+				  (const uint8_t *)rows->values[3], rows->lengths[3], gen);
 	db_rows_free(rows);
-	if (r < 0) {
-		const char *why = open_reason(r);
-
-		log_error("secret value refused", "secret", "%s", name, "version", "%lld",
-			  (long long)v, "tenant", "%s", tenant, "reason", "%s", why);
-		return secrets_fail(ctx->err, sizeof(ctx->err), -EBADMSG,
-				    "version %" PRId64 " of secret \"%s\" cannot be opened: %s", v,
-				    name, why);
-	}
-	ret_value->version = v;
-	ret_value->value = pt;
-	ret_value->n = n;
-	return 0;
+	return r;
 }
 
 /* Prefix: "" or bytes of the name alphabet, at most SECRETS_NAME_MAX. */

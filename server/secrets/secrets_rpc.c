@@ -1,6 +1,8 @@
 /*
  * trstctl.v1.Secrets over gRPC: protobuf <-> the domain calls of secrets.c and
- * secrets_read.c. Every method waits on PostgreSQL, so all run on the worker pool. The
+ * secrets_read.c. Every method waits on PostgreSQL, so all run on the worker pool, except
+ * that GetSecret is first tried on the completion-queue thread (inline_try), where a hit of
+ * the read cache is answered without a thread hand-off; a miss reruns it on the pool. The
  * actor is the authenticated principal ("anonymous" until authentication sets one); the
  * tenant is the default one until tenants reach the principal. Domain errors carry a safe
  * message, which becomes the status message; codes follow rpc_errno_code (-EMSGSIZE
@@ -112,7 +114,14 @@ static int get_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	int r;
 
 	ctx_init(call, &ctx, NULL);
-	r = secrets_get(user, &ctx, req->name, req->version, &v);
+	/* on the CQ thread only a cache hit is answered; a miss says -EWOULDBLOCK and the
+	 * call runs again on the pool, where secrets_get reads PostgreSQL and fills the cache */
+	if (rpc_call_is_inline(call))
+		r = secrets_get_cached(user, &ctx, req->name, req->version, &v);
+	else
+		r = secrets_get(user, &ctx, req->name, req->version, &v);
+	if (r == -EWOULDBLOCK && !ctx.err[0])
+		return r;
 	if (r < 0)
 		return fail(call, &ctx, r);
 	o = (void *)rpc_call_new_message(call, &trstctl__v1__secret__descriptor);
@@ -254,6 +263,7 @@ int secrets_rpc_register(struct rpc_server *srv, struct secrets *s)
 	};
 	const ProtobufCServiceDescriptor *d = &trstctl__v1__secrets__descriptor;
 	struct rpc_method_handler *h;
+	const char *fast = "GetSecret"; /* inline_try: see get_secret */
 
 	if (!srv || !s)
 		return -EINVAL;
@@ -267,6 +277,9 @@ int secrets_rpc_register(struct rpc_server *srv, struct secrets *s)
 	for (unsigned i = 0; i < d->n_methods; i++)
 		for (size_t j = 0; j < sizeof(table) / sizeof(table[0]); j++)
 			if (strcmp(d->methods[i].name, table[j].name) == 0)
-				h[i] = (struct rpc_method_handler){ .unary = table[j].fn };
+				h[i] = (struct rpc_method_handler){
+					.unary = table[j].fn,
+					.inline_try = strcmp(table[j].name, fast) == 0
+				};
 	return rpc_server_add_service(srv, d, h, s);
 }

@@ -57,7 +57,8 @@ static int exec_sql(struct db *db, const char *sql)
 }
 
 /* The pre-commit hook: the batch's items in one multi-row INSERT. */
-static int items_hook(struct db_conn *conn, void *const *items, size_t n, void *ud)
+static int items_hook(struct db_conn *conn, void *const *items, size_t n, int *results,
+		      void *ud)
 {
 	size_t cap = n * 21 + 3, len = 0;
 	char *arr = malloc(cap);

@@ -2,7 +2,10 @@
  * secrets-bench: GetSecret and RotateSecret served by an in-process trstctl.v1.Secrets
  * (real rpc_server on loopback, plaintext, the group-commit writer with audit and outbox
  * hooks) and called with libtrstctl from 64 threads (64 calls in flight). Figures:
- *   - GetSecret calls/s against the target of 20,000/s;
+ *   - GetSecret calls/s against the target of 20,000/s and against the gRPC floor of this
+ *     run: grpc.health.v1.Health/Check (answered on the completion-queue thread) on the
+ *     same server, same clients, 64 in flight. Each GetSecret reads one of GET_SECRETS
+ *     secrets at random (a working set, not one hot row);
  *   - RotateSecret calls/s against the PostgreSQL floor: pgbench, 64 clients, running the
  *     same row changes per rotation (lock and bump the secret row, insert the version,
  *     one durable commit each), measured in the same run on the same database.
@@ -26,6 +29,7 @@
 #include "audit.h"
 #include "bus.h"
 #include "db.h"
+#include "health.pb-c.h"
 #include "kek.h"
 #include "rpc.h"
 #include "secrets.h"
@@ -36,6 +40,7 @@ extern const unsigned char trstctl_descset[];
 extern const size_t trstctl_descset_len;
 
 #define INFLIGHT 64
+#define GET_SECRETS 1000
 #define VALUE_LEN 64
 #define GET_TARGET 20000.0
 #define ROTATE_FLOOR_RATIO 0.6
@@ -45,6 +50,7 @@ struct bench {
 	double seconds;
 	bool rotate;
 	bool direct; /* the domain API, no gRPC */
+	bool health; /* the floor: Health.Check */
 	struct secrets *s;
 	atomic_long ok, failed;
 	atomic_bool stop;
@@ -71,13 +77,26 @@ static void *work(void *p)
 	char name[64];
 	uint8_t value[VALUE_LEN];
 	struct trstctl_status st = { 0 };
+	unsigned seed = (unsigned)w->id * 2654435761u + 1;
 
 	memset(value, 'a' + w->id % 26, sizeof(value));
-	snprintf(name, sizeof(name), b->rotate ? "bench/rot/%d" : "bench/get", w->id);
+	snprintf(name, sizeof(name), "bench/rot/%d", w->id);
 	while (!atomic_load(&b->stop)) {
 		int r;
 
-		if (b->direct) {
+		if (!b->rotate)
+			snprintf(name, sizeof(name), "bench/get/%d", rand_r(&seed) % GET_SECRETS);
+		if (b->health) {
+			Grpc__Health__V1__HealthCheckRequest q =
+				GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+			ProtobufCMessage *hr = NULL;
+
+			r = trstctl_call_unary(cl, "/grpc.health.v1.Health/Check", &q.base,
+					       &grpc__health__v1__health_check_response__descriptor,
+					       NULL, &hr, &st);
+			if (hr)
+				protobuf_c_message_free_unpacked(hr, NULL);
+		} else if (b->direct) {
 			struct secrets_ctx ctx = { .actor = "bench" };
 			struct secrets_meta m = { 0 };
 			struct secrets_value v = { 0 };
@@ -229,8 +248,8 @@ int main(int argc, char **argv)
 	struct kek *kek = NULL;
 	uint8_t key[KEK_LEN], value[VALUE_LEN];
 	char addr[64], name[64], sql[256];
-	double get_rate, rot_rate, floor;
-	long get_failed, rot_failed;
+	double get_rate, rot_rate, floor, health_rate;
+	long get_failed, rot_failed, health_failed;
 	int port = 0;
 
 	if (!dsn) {
@@ -245,8 +264,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "secrets-bench: cannot open the store\n");
 		return 1;
 	}
-	secrets_create(s, &ctx, "bench/get", value, sizeof(value), NULL, 0, &m);
-	secrets_meta_clear(&m);
+	for (int i = 0; i < GET_SECRETS; i++) {
+		snprintf(name, sizeof(name), "bench/get/%d", i);
+		if (secrets_create(s, &ctx, name, value, sizeof(value), NULL, 0, &m) < 0) {
+			fprintf(stderr, "secrets-bench: cannot create %s: %s\n", name, ctx.err);
+			return 1;
+		}
+		secrets_meta_clear(&m);
+	}
 	for (int i = 0; i < INFLIGHT; i++) {
 		snprintf(name, sizeof(name), "bench/rot/%d", i);
 		secrets_create(s, &ctx, name, value, sizeof(value), NULL, 0, &m);
@@ -259,7 +284,8 @@ int main(int argc, char **argv)
 	}
 	rpc_init();
 	if (rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &srv) < 0 ||
-	    secrets_rpc_register(srv, s) < 0 || rpc_server_start(srv, &port) < 0) {
+	    secrets_rpc_register(srv, s) < 0 || rpc_server_add_standard_services(srv) < 0 ||
+	    rpc_server_start(srv, &port) < 0) {
 		fprintf(stderr, "secrets-bench: cannot start the server\n");
 		return 1;
 	}
@@ -277,8 +303,12 @@ int main(int argc, char **argv)
 		printf("direct RotateSecret %.0f/s\n", run(&b));
 		b.direct = b.rotate = false;
 	}
+	b.health = true;
+	health_rate = run(&b);
+	health_failed = atomic_load(&b.failed);
+	b.health = false;
 	get_rate = run(&b);
-	get_failed = atomic_load(&b.failed);
+	get_failed = atomic_load(&b.failed) + health_failed;
 	b.rotate = true;
 	rot_rate = run(&b);
 	rot_failed = atomic_load(&b.failed);
@@ -291,8 +321,19 @@ int main(int argc, char **argv)
 	}
 	floor = smoke ? -1 : pg_floor(dsn, b.seconds);
 
-	printf("GetSecret    %9.0f calls/s  %d in flight  target %.0f/s  ratio %.2f\n", get_rate,
-	       INFLIGHT, GET_TARGET, get_rate / GET_TARGET);
+	{
+		struct secrets_cache_stats cs;
+
+		secrets_read_stats(s, &cs);
+		printf("GetSecret cache: %" PRIu64 " hits, %" PRIu64 " misses, %zu entries%s\n",
+		       cs.hits, cs.misses, cs.entries, cs.enabled ? "" : " (not listening)");
+	}
+	printf("Health.Check %9.0f calls/s  %d in flight  (the gRPC floor of this run)\n",
+	       health_rate, INFLIGHT);
+	printf("GetSecret    %9.0f calls/s  %d in flight  target %.0f/s  ratio %.2f  "
+	       "(%d secrets at random)\n",
+	       get_rate, INFLIGHT, GET_TARGET, get_rate / GET_TARGET, GET_SECRETS);
+	printf("GetSecret ratio to floor %.2f\n", get_rate / health_rate);
 	if (floor > 0)
 		printf("RotateSecret %9.0f calls/s  %d in flight  pgbench floor %.0f tps  ratio %.2f "
 		       "(target >= %.1f)\n",

@@ -1,0 +1,226 @@
+/*
+ * Served tests of inline_try handlers: a real rpc_server on loopback and a libtrstctl
+ * client. A call the authorizer and the handler can answer without blocking is answered on
+ * the completion-queue thread (rpc_call_is_inline true, no pool run); a call where either
+ * says -EWOULDBLOCK is run again from the start on the pool and gets the same answer, with
+ * nothing left over from the first run (principal, status); an error set inline is final.
+ * The fake GetSecret here answers value = "v:<name>" and version 7.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "rpc.h"
+#include "secrets.pb-c.h"
+#include "test-serve.h"
+#include "trstctl-client.h"
+
+extern const unsigned char trstctl_descset[];
+extern const size_t trstctl_descset_len;
+
+static atomic_int inline_runs, pool_runs, auth_inline, auth_pool;
+
+/* Name prefixes: "hit" answers inline; "miss" blocks in the handler; "auth" blocks in the
+ * authorizer; "deny" is denied inline; "err" fails inline with NOT_FOUND. */
+static int auth(struct rpc_call *call, const ProtobufCMessage *msg, void *user)
+{
+	const Trstctl__V1__GetSecretRequest *req = (const void *)msg;
+
+	if (!rpc_call_is_inline(call)) {
+		atomic_fetch_add(&auth_pool, 1);
+		rpc_call_set_principal(call, "pool-principal");
+		return 0;
+	}
+	atomic_fetch_add(&auth_inline, 1);
+	/* what a first run sets must not survive into the rerun */
+	rpc_call_set_principal(call, "inline-principal");
+	if (strncmp(req->name, "auth", 4) == 0)
+		return -EWOULDBLOCK;
+	if (strncmp(req->name, "deny", 4) == 0)
+		return rpc_call_error(call, RPC_PERMISSION_DENIED, "denied inline");
+	return 0;
+}
+
+static int get(struct rpc_call *call, const ProtobufCMessage *msg, ProtobufCMessage **ret_resp,
+	       void *user)
+{
+	const Trstctl__V1__GetSecretRequest *req = (const void *)msg;
+	bool in = rpc_call_is_inline(call);
+	Trstctl__V1__Secret *o;
+	char buf[300];
+
+	atomic_fetch_add(in ? &inline_runs : &pool_runs, 1);
+	/* call memory used by a first run that is then thrown away */
+	o = (void *)rpc_call_new_message(call, &trstctl__v1__secret__descriptor);
+	if (in && strncmp(req->name, "miss", 4) == 0)
+		return -EWOULDBLOCK;
+	if (strncmp(req->name, "err", 3) == 0)
+		return rpc_call_error(call, RPC_NOT_FOUND, "no %s", req->name);
+	/* the principal is the one of this run's authorizer */
+	if (strcmp(rpc_call_principal(call), in ? "inline-principal" : "pool-principal") != 0)
+		return rpc_call_error(call, RPC_INTERNAL, "stale principal %s",
+				      rpc_call_principal(call));
+	snprintf(buf, sizeof(buf), "v:%s", req->name);
+	o->name = rpc_call_strdup(call, req->name);
+	o->version = 7;
+	o->value.len = strlen(buf);
+	o->value.data = (uint8_t *)rpc_call_strdup(call, buf);
+	*ret_resp = &o->base;
+	return 0;
+}
+
+struct fixture {
+	struct rpc_test_serve t;
+	struct rpc_method_handler h[16];
+};
+
+static int setup(void **state)
+{
+	static struct fixture f;
+	const ProtobufCServiceDescriptor *d = &trstctl__v1__secrets__descriptor;
+
+	memset(&f, 0, sizeof(f));
+	if (rpc_test_serve_new(NULL, &f.t) < 0)
+		return -1;
+	for (unsigned i = 0; i < d->n_methods; i++)
+		if (strcmp(d->methods[i].name, "GetSecret") == 0)
+			f.h[i] = (struct rpc_method_handler){ .unary = get, .inline_try = true };
+	rpc_server_set_auth(f.t.srv, auth, NULL);
+	if (rpc_server_add_service(f.t.srv, d, f.h, NULL) < 0 ||
+	    rpc_test_serve_start(&f.t, 5000) < 0)
+		return -1;
+	*state = &f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	rpc_test_serve_stop(&f->t);
+	return 0;
+}
+
+/* Calls GetSecret(name); returns the status code and the reply's value in val. */
+static int call(struct fixture *f, const char *name, char *val, size_t len, int64_t *ret_version)
+{
+	Trstctl__V1__GetSecretRequest q = TRSTCTL__V1__GET_SECRET_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct trstctl_status st = { 0 };
+	int code;
+
+	q.name = (char *)name;
+	val[0] = '\0';
+	trstctl_call_unary(f->t.cl, "/trstctl.v1.Secrets/GetSecret", &q.base,
+			   &trstctl__v1__secret__descriptor, NULL, &resp, &st);
+	code = st.code;
+	if (resp) {
+		const Trstctl__V1__Secret *s = (const void *)resp;
+
+		snprintf(val, len, "%.*s", (int)s->value.len, (const char *)s->value.data);
+		*ret_version = s->version;
+		protobuf_c_message_free_unpacked(resp, NULL);
+	}
+	trstctl_status_clear(&st);
+	return code;
+}
+
+static void reset(void)
+{
+	atomic_store(&inline_runs, 0);
+	atomic_store(&pool_runs, 0);
+	atomic_store(&auth_inline, 0);
+	atomic_store(&auth_pool, 0);
+}
+
+static void test_inline_answer(void **state)
+{
+	char val[64];
+	int64_t v = 0;
+
+	reset();
+	assert_int_equal(call(*state, "hit/a", val, sizeof(val), &v), RPC_OK);
+	assert_string_equal(val, "v:hit/a");
+	assert_int_equal(v, 7);
+	assert_int_equal(atomic_load(&inline_runs), 1);
+	assert_int_equal(atomic_load(&pool_runs), 0);
+	assert_int_equal(atomic_load(&auth_pool), 0);
+}
+
+static void test_handler_would_block(void **state)
+{
+	char val[64];
+	int64_t v = 0;
+
+	reset();
+	assert_int_equal(call(*state, "miss/a", val, sizeof(val), &v), RPC_OK);
+	assert_string_equal(val, "v:miss/a"); /* the same answer the inline path gives */
+	assert_int_equal(v, 7);
+	assert_int_equal(atomic_load(&inline_runs), 1);
+	assert_int_equal(atomic_load(&pool_runs), 1);
+	assert_int_equal(atomic_load(&auth_inline), 1);
+	assert_int_equal(atomic_load(&auth_pool), 1); /* the rerun starts at the authorizer */
+}
+
+static void test_authorizer_would_block(void **state)
+{
+	char val[64];
+	int64_t v = 0;
+
+	reset();
+	assert_int_equal(call(*state, "auth/a", val, sizeof(val), &v), RPC_OK);
+	assert_string_equal(val, "v:auth/a");
+	assert_int_equal(atomic_load(&inline_runs), 0);
+	assert_int_equal(atomic_load(&pool_runs), 1);
+}
+
+static void test_inline_errors_are_final(void **state)
+{
+	char val[64];
+	int64_t v = 0;
+
+	reset();
+	assert_int_equal(call(*state, "deny/a", val, sizeof(val), &v), RPC_PERMISSION_DENIED);
+	assert_int_equal(call(*state, "err/a", val, sizeof(val), &v), RPC_NOT_FOUND);
+	assert_int_equal(atomic_load(&pool_runs), 0);
+	assert_int_equal(atomic_load(&auth_pool), 0);
+}
+
+static void test_many(void **state)
+{
+	char name[32], val[64], want[64];
+	int64_t v = 0;
+
+	/* alternating paths on one channel: each answer belongs to its own request */
+	reset();
+	for (int i = 0; i < 200; i++) {
+		const char *kind = i % 3 == 0 ? "miss" : i % 3 == 1 ? "hit" : "auth";
+
+		snprintf(name, sizeof(name), "%s/%d", kind, i);
+		snprintf(want, sizeof(want), "v:%s", name);
+		assert_int_equal(call(*state, name, val, sizeof(val), &v), RPC_OK);
+		assert_string_equal(val, want);
+	}
+	assert_true(atomic_load(&pool_runs) >= 130);
+	assert_true(atomic_load(&inline_runs) >= 130);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_inline_answer),
+		cmocka_unit_test(test_handler_would_block),
+		cmocka_unit_test(test_authorizer_would_block),
+		cmocka_unit_test(test_inline_errors_are_final),
+		cmocka_unit_test(test_many),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
