@@ -70,6 +70,17 @@ static int online_cores(void)
 	return n < 1 ? 1 : (int)n;
 }
 
+/*
+ * Every call waiting for a group commit holds a pool thread, so the pool bounds how many
+ * writes share one commit: 64 at least (the writer's largest batch), 8 per core beyond.
+ */
+static int default_pool_threads(void)
+{
+	int n = 8 * online_cores();
+
+	return n > 64 ? n : 64;
+}
+
 /* Logs the same summary --check-config prints, one field per line of it. */
 static void log_config(const struct cfg *c)
 {
@@ -152,7 +163,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		.tls_client_ca_file = c->server.tls_client_ca_file,
 		.workers = c->server.workers > 0 ? c->server.workers : online_cores(),
 		.pool_threads = c->server.pool_threads > 0 ? c->server.pool_threads :
-							     4 * online_cores(),
+							     default_pool_threads(),
 		.pool_queue = c->server.pool_queue,
 		.max_streams = c->server.max_streams,
 		.max_request_bytes = (size_t)c->server.max_request_bytes,

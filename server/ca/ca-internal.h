@@ -22,6 +22,7 @@ struct ca_service {
 	ca_issuance_check_fn check;
 	void *check_ud;
 	void *rpc_handlers; /* struct rpc_method_handler[], ca_rpc.c */
+	struct ca_ident_cache *idents; /* identities this server knows (ca_cache.c) */
 
 	pthread_mutex_t crl_lock;    /* the fields below */
 	pthread_cond_t crl_cond;     /* a CRL build finished */
@@ -32,6 +33,21 @@ struct ca_service {
 	bool timer_started;
 	pthread_t timer;
 };
+
+/*
+ * Identities this server created or issued, as it last wrote them (ca_cache.c): an issuance
+ * starts from such a copy without a read; the issuance hook checks its state and serial
+ * under the row lock, and a refused guess is retried from a fresh read.
+ */
+#define CA_IDENT_CACHE_MAX 100000
+struct ca_ident_cache;
+int ca_ident_cache_new(size_t max, struct ca_ident_cache **ret);
+struct ca_ident_cache *ca_ident_cache_free(struct ca_ident_cache *c);
+/* A copy of the cached identity (without certificate): 0, or -ENOENT. */
+int ca_ident_cache_get(struct ca_ident_cache *c, const char *tenant, const char *id,
+		       struct ca_identity *ret);
+void ca_ident_cache_put(struct ca_ident_cache *c, const char *tenant, const struct ca_identity *i);
+void ca_ident_cache_drop(struct ca_ident_cache *c, const char *tenant, const char *id);
 
 /* Unix microseconds now. */
 int64_t ca_now_us(void);

@@ -502,10 +502,12 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 	}
 	i.n_ip_addresses = s->n_ip_addresses;
 	r = op_write(&op);
-	if (r == 0)
+	if (r == 0) {
+		ca_ident_cache_put(svc->idents, tenant_of(ctx), &i);
 		*ret = i;
-	else
+	} else {
 		ca_identity_clear(&i);
+	}
 	return r;
 }
 
@@ -616,6 +618,8 @@ struct transition {
 	const char *note;	      /* the request's reason text */
 	struct crypto_issued *issued; /* the signed certificate, or NULL */
 	struct ca_cert *cert;	      /* the reply's certificate, or NULL */
+	bool guessed;		      /* ident came from the cache: a refusal is returned as
+				       * it is (the caller reads again and retries) */
 };
 
 /* The outcome, for the reply and its stored copy: fixed fields only (apply may rerun). */
@@ -967,7 +971,7 @@ static int transition_write(struct ca_service *svc, struct ca_ctx *ctx, struct t
 	}
 	r = op_write(&op);
 	issue_prep_clear(&prep);
-	if (r < 0 && t->issued)
+	if (r < 0 && t->issued && !t->guessed)
 		r = issue_refused(svc, ctx, t, r);
 	if (r == 0 && t->to == CA_STATE_REVOKED)
 		r = ca_crl_refresh(svc);
@@ -980,8 +984,36 @@ static int attach_cert(struct transition *t)
 	return 0;
 }
 
-int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
-			   const char *to, const char *reason, struct ca_identity *ret)
+/*
+ * The identity an issuance starts from: this server's cached copy when it has one (*guessed;
+ * the hook checks its state and serial under the row lock), else read_for_write.
+ */
+static int issue_source(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
+			bool use_cache, struct ca_identity *ret, bool *guessed)
+{
+	*guessed = false;
+	if (use_cache && ca_ident_cache_get(svc->idents, tenant_of(ctx), id, ret) == 0) {
+		*guessed = true;
+		return 0;
+	}
+	return read_for_write(svc, ctx, id, ret);
+}
+
+/* After a guessed attempt: true when the answer must come from a fresh read instead. */
+static bool guess_failed(struct ca_service *svc, struct ca_ctx *ctx, const char *id, int r)
+{
+	if (r != -ESTALE && r != -EEXIST && r != -EBUSY && r != -ENOENT && r != -EILSEQ)
+		return false;
+	/* moved on elsewhere, a retried request_id, or a twin: the database decides */
+	ca_ident_cache_drop(svc->idents, tenant_of(ctx), id);
+	ctx->err[0] = '\0';
+	ctx->check_failed = false;
+	return true;
+}
+
+static int transition_once(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
+			   const char *to, const char *reason, bool use_cache,
+			   struct ca_identity *ret, bool *retry)
 {
 	struct ca_identity i = { 0 };
 	struct crypto_issued issued = { 0 };
@@ -997,7 +1029,14 @@ int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const cha
 	if (t.to == CA_STATE_REVOKED &&
 	    ca_reason_parse(reason, &t.reason, ctx->err, sizeof(ctx->err)) < 0)
 		return -EINVAL;
-	r = read_for_write(svc, ctx, id, &i);
+	r = issue_source(svc, ctx, id, use_cache, &i, &t.guessed);
+	if (r == 0 && t.guessed && !edge_issues(i.state, t.to)) {
+		/* only issuances start from a guess: the rest read the row */
+		ca_identity_clear(&i);
+		memset(&i, 0, sizeof(i));
+		t.guessed = false;
+		r = read_for_write(svc, ctx, id, &i);
+	}
 	if (r != 0)
 		return r;
 	if (ca_transition_check(i.state, t.to) < 0) {
@@ -1012,18 +1051,34 @@ int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const cha
 		t.issued = &issued;
 	}
 	r = transition_write(svc, ctx, &t, &i, attach_cert);
+	if (r == 0 && t.issued)
+		ca_ident_cache_put(svc->idents, tenant_of(ctx), &i);
+	else if (r == 0)
+		ca_ident_cache_drop(svc->idents, tenant_of(ctx), id);
 	if (r == 0) {
 		*ret = i;
 		memset(&i, 0, sizeof(i));
 	}
 out:
+	if (t.guessed && guess_failed(svc, ctx, id, r))
+		*retry = true;
 	crypto_issued_clear(&issued);
 	ca_identity_clear(&i);
 	return r;
 }
 
-int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identity_id,
-		  const char *csr_pem, int64_t ttl_seconds, struct ca_cert *ret)
+int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
+			   const char *to, const char *reason, struct ca_identity *ret)
+{
+	bool retry = false;
+	int r = transition_once(svc, ctx, id, to, reason, true, ret, &retry);
+
+	return retry ? transition_once(svc, ctx, id, to, reason, false, ret, &retry) : r;
+}
+
+static int issue_once(struct ca_service *svc, struct ca_ctx *ctx, const char *identity_id,
+		      const char *csr_pem, int64_t ttl_seconds, bool use_cache,
+		      struct ca_cert *ret, bool *retry)
 {
 	struct ca_identity i = { 0 };
 	struct crypto_issued issued = { 0 };
@@ -1036,7 +1091,7 @@ int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identi
 		return fail(ctx, -EINVAL, "identity_id is required");
 	if (ttl_seconds < 0)
 		return fail(ctx, -EINVAL, "ttl_seconds must not be negative");
-	r = read_for_write(svc, ctx, identity_id, &i);
+	r = issue_source(svc, ctx, identity_id, use_cache, &i, &t.guessed);
 	if (r != 0)
 		return r;
 	t.from = i.state;
@@ -1057,11 +1112,14 @@ int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identi
 	t.issued = &issued;
 	r = transition_write(svc, ctx, &t, NULL, NULL);
 	if (r == 0) {
+		ca_ident_cache_put(svc->idents, tenant_of(ctx), &i);
 		*ret = *t.cert;
 		free(t.cert);
 		t.cert = NULL;
 	}
 out:
+	if (t.guessed && guess_failed(svc, ctx, identity_id, r))
+		*retry = true;
 	if (t.cert) {
 		ca_cert_clear(t.cert);
 		free(t.cert);
@@ -1069,6 +1127,16 @@ out:
 	crypto_issued_clear(&issued);
 	ca_identity_clear(&i);
 	return r;
+}
+
+int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identity_id,
+		  const char *csr_pem, int64_t ttl_seconds, struct ca_cert *ret)
+{
+	bool retry = false;
+	int r = issue_once(svc, ctx, identity_id, csr_pem, ttl_seconds, true, ret, &retry);
+
+	return retry ? issue_once(svc, ctx, identity_id, csr_pem, ttl_seconds, false, ret, &retry) :
+		       r;
 }
 
 int ca_cert_get(struct ca_service *svc, struct ca_ctx *ctx, const char *serial, struct ca_cert *ret)
@@ -1436,6 +1504,8 @@ int ca_service_open(struct db *db, const struct kek *kek, struct bus *bus,
 	/* issuances are written by the CA's pre-commit hook, before audit records and events */
 	r = db_set_precommit(db, DB_ITEM_ISSUANCE, ca_store_issue_hook, NULL);
 	if (r >= 0)
+		r = ca_ident_cache_new(CA_IDENT_CACHE_MAX, &svc->idents);
+	if (r >= 0)
 		r = ca_load(svc, err, sizeof(err));
 	if (r < 0)
 		goto fail;
@@ -1477,6 +1547,7 @@ struct ca_service *ca_service_close(struct ca_service *svc)
 		pthread_join(svc->timer, NULL);
 	}
 	crypto_ca_free(svc->ca);
+	ca_ident_cache_free(svc->idents);
 	pthread_cond_destroy(&svc->crl_cond);
 	pthread_cond_destroy(&svc->timer_cond);
 	pthread_mutex_destroy(&svc->crl_lock);

@@ -725,6 +725,49 @@ static void test_issuance_check_and_second_server(void **state)
 	assert_int_equal(sql_count("SELECT count(*) FROM sealed_keys WHERE kind = $1", "ca"), 1);
 }
 
+/*
+ * An issuance on the server that created an identity starts from its cached copy; when
+ * another server moved the identity on meanwhile, the issuance hook refuses the guess and
+ * the answer comes from a fresh read: the right error, or an issuance from the real state.
+ */
+static void test_stale_guess(void **state)
+{
+	struct ca_ctx ctx = { 0 };
+	struct ca_identity out = { 0 };
+	struct ca_cert cert = { 0 };
+	char id[CA_ID_LEN + 1], want[256];
+	const char *walk[] = { "deployed", "renewing" };
+
+	(void)state;
+	/* E.svc created it (cached: requested); E.svc2 issues it */
+	create_identity("", "stale.example.com", NULL, id);
+	assert_int_equal(ca_cert_issue(E.svc2, &ctx, id, NULL, 0, &cert), 0);
+	ca_cert_clear(&cert);
+	assert_int_equal(ca_identity_transition(E.svc, &ctx, id, "issued", NULL, &out), -EILSEQ);
+	snprintf(want, sizeof(want), "invalid transition for identity %s: issued -> issued", id);
+	assert_string_equal(ctx.err, want);
+	assert_int_equal(sql_count("SELECT count(*) FROM certificates WHERE identity_id = $1", id),
+			 1);
+
+	/* again, and E.svc2 takes it on to renewing: E.svc's guess (requested -> issued) is
+	 * refused, and the fresh read issues renewing -> deployed, superseding E.svc2's */
+	create_identity("", "stale2.example.com", NULL, id);
+	assert_int_equal(ca_cert_issue(E.svc2, &ctx, id, NULL, 0, &cert), 0);
+	ca_cert_clear(&cert);
+	for (size_t k = 0; k < 2; k++) {
+		assert_int_equal(ca_identity_transition(E.svc2, &ctx, id, walk[k], NULL, &out), 0);
+		ca_identity_clear(&out);
+	}
+	assert_int_equal(ca_cert_issue(E.svc, &ctx, id, NULL, 0, &cert), 0);
+	ca_cert_clear(&cert);
+	assert_int_equal(ca_identity_get(E.svc, &ctx, id, &out), 0);
+	assert_int_equal(out.state, CA_STATE_DEPLOYED);
+	ca_identity_clear(&out);
+	assert_int_equal(sql_count("SELECT count(*) FROM certificates WHERE identity_id = $1 AND "
+				   "superseded_by IS NOT NULL", id),
+			 1);
+}
+
 /* Runs ca_cli in-process with its stdout in file out; returns its exit status. */
 static int cli(const char *out, const char *const *args)
 {
@@ -904,6 +947,7 @@ int main(void)
 		cmocka_unit_test(test_csr),
 		cmocka_unit_test(test_race),
 		cmocka_unit_test(test_issuance_check_and_second_server),
+		cmocka_unit_test(test_stale_guess),
 		cmocka_unit_test(test_cli),
 	};
 

@@ -33,7 +33,7 @@ struct cfg_server {
 	char *tls_client_ca_file;   /* TRSTCTL_SERVER_TLS_CLIENT_CA_FILE (optional; mTLS) */
 	bool dev_allow_plaintext;   /* TRSTCTL_DEV_ALLOW_PLAINTEXT (disabled TLS needs it) */
 	int workers;		    /* TRSTCTL_SERVER_WORKERS, 0 = online cores, 0..256 */
-	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = 4 x cores */
+	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = max(64, 8 x cores) */
 	int pool_queue;		    /* TRSTCTL_SERVER_POOL_QUEUE, default 1024, >= 1 */
 	int max_streams;	    /* TRSTCTL_SERVER_MAX_STREAMS, default 256, >= 1 */
 	int64_t max_request_bytes;  /* TRSTCTL_SERVER_MAX_REQUEST_BYTES, default 4194304 */

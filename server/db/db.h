@@ -174,8 +174,9 @@ void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
 /* Kinds of attached items (db_tx_attach), one pre-commit hook each. */
 enum db_item_kind {
 	DB_ITEM_ISSUANCE = 0, /* struct ca_issue_item *, written by ca/ (may refuse a change) */
-	DB_ITEM_AUDIT = 1, /* struct audit_record *, chained by audit/ */
-	DB_ITEM_EVENT = 2, /* struct bus_event *, inserted into the outbox by bus/ */
+	DB_ITEM_ROTATION = 1, /* struct secrets_rotation *, written by secrets/ (may refuse) */
+	DB_ITEM_AUDIT = 2, /* struct audit_record *, chained by audit/ */
+	DB_ITEM_EVENT = 3, /* struct bus_event *, inserted into the outbox by bus/ */
 };
 
 /* Idempotency (idem.c) ------------------------------------------------------------------ */

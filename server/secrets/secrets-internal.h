@@ -87,3 +87,49 @@ void secrets_cache_on_listen(void *ud, enum db_listen_event ev, const char *payl
  */
 int secrets_get_cached(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		       int64_t version, struct secrets_value *ret_value);
+
+/*
+ * One rotation (a DB_ITEM_ROTATION item), prepared on the caller's thread for the version it
+ * read: the secret moves from version current to current + 1 (sealed for that version),
+ * updated_at becomes now_us, versions older than the retention limit keep (0: none) are
+ * destroyed, and the reply is stored under request_id ("" none). secrets_rotation_hook
+ * writes every rotation of a batch with two set-based statements, so the writer runs no
+ * statement per rotation. One allocation; strings and bytes in buf, reached by offset.
+ */
+struct secrets_rotation {
+	size_t size; /* of the whole allocation */
+	char tenant[40];
+	char name[SECRETS_NAME_MAX + 1];
+	int64_t current, now_us;
+	int keep;
+	size_t request_id_off, method_off; /* NUL-terminated in buf */
+	size_t sealed_off, sealed_len, reply_off, reply_len;
+	uint8_t buf[];
+};
+struct secrets_rotation_spec {
+	const char *tenant, *name;
+	int64_t current, now_us;
+	int keep;
+	const char *request_id, *method; /* NULL: none */
+	const uint8_t *sealed, *reply;
+	size_t sealed_len, reply_len;
+};
+int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secrets_rotation **ret);
+/* Attaches a copy to the change (the writer frees it). */
+int secrets_rotation_attach(struct db_tx *tx, const struct secrets_rotation *rot);
+/*
+ * The pre-commit hook of DB_ITEM_ROTATION: locks the batch's secrets in key order, refuses
+ * (results[i]) a rotation whose secret is missing (-ENOENT), deleted or no longer at
+ * `current` (-ESTALE), rotated twice in one batch (-EBUSY), or whose request_id was stored
+ * meanwhile (-EEXIST); writes the others in one statement (with pg_notify for the caches).
+ */
+int secrets_rotation_hook(struct db_conn *c, void *const *items, size_t n, int *results,
+			  void *ud);
+/*
+ * What a rotation reads first, in one round trip: 1 with the stored reply when request_id
+ * (may be NULL) was stored, -EINVAL when another method stored it, else 0 with the
+ * secret's metadata, or -ENOENT.
+ */
+int secrets_rotation_read(struct secrets *s, const char *tenant, const char *name,
+			  const char *request_id, const char *method, struct secrets_meta *ret,
+			  uint8_t **ret_reply, size_t *ret_len);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -68,7 +69,6 @@ struct op {
 	/* outputs, reset by each run */
 	struct secrets_meta meta;
 	bool replayed;
-	int64_t retired;	 /* rotate: values destroyed by the retention limit */
 	char err[256];
 };
 
@@ -116,6 +116,12 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 						     SECRETS_DEFAULT_MAX_VALUE;
 	s->retain = cfg ? cfg->retain_versions : SECRETS_DEFAULT_RETAIN;
 	s->timeout_ms = cfg && cfg->write_timeout_ms ? cfg->write_timeout_ms : 10000;
+	/* rotations are written by their pre-commit hook (secrets_rotate.c) */
+	r = db_set_precommit(db, DB_ITEM_ROTATION, secrets_rotation_hook, NULL);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
 	if (!cfg || cfg->cache_entries >= 0) {
 		r = secrets_cache_new(cfg && cfg->cache_entries ? (size_t)cfg->cache_entries :
 								  SECRETS_DEFAULT_CACHE,
@@ -298,67 +304,6 @@ static int do_create(struct op *op)
 	return op_fail(op, -EEXIST, "secret \"%s\" already exists; rotate it instead", op->name);
 }
 
-/* Writes version current + 1 when the current version is still `current`. */
-static int rotate_stmt(struct op *op, int64_t current)
-{
-	char cur[24], keep[16];
-	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name), DB_TEXT(cur),
-				      DB_BYTES(op->sealed, op->sealed_len), DB_TEXT(keep) };
-	struct db_rows *rows = NULL;
-	int r;
-
-	snprintf(cur, sizeof(cur), "%" PRId64, current);
-	snprintf(keep, sizeof(keep), "%d", op->s->retain);
-	r = db_tx_exec(op->tx,
-		       "WITH s AS (UPDATE secrets SET current_version = current_version + 1, "
-		       "updated_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
-		       "name = $2::text AND current_version = $3::bigint AND deleted_at IS NULL "
-		       "RETURNING " SECRETS_META_COLS "), "
-		       "v AS (INSERT INTO secret_versions (tenant_id, name, version, sealed) "
-		       "SELECT $1::uuid, $2::text, current_version, $4::bytea FROM s), "
-		       "d AS (UPDATE secret_versions SET sealed = NULL, "
-		       "destroyed_at = clock_timestamp() WHERE tenant_id = $1::uuid AND "
-		       "name = $2::text AND $5::bigint > 0 AND "
-		       "version <= $3::bigint + 1 - $5::bigint AND sealed IS NOT NULL AND "
-		       "EXISTS (SELECT 1 FROM s) RETURNING 1), n AS (" NOTIFY_SQL " FROM s) "
-		       "SELECT s.*, (SELECT count(*) FROM d), (SELECT count(*) FROM n) FROM s",
-		       p, 5, &rows);
-	if (r < 0)
-		return r;
-	return take_meta(op, rows, &op->retired);
-}
-
-static int do_rotate(struct op *op)
-{
-	int64_t cur;
-	bool deleted;
-	int r;
-
-	/* op->version is what the caller expected to write (sealed for it) */
-	if (op->version > 1) {
-		r = rotate_stmt(op, op->version - 1);
-		if (r != -ENODATA)
-			return r;
-	}
-	r = probe(op, &cur, &deleted);
-	if (r < 0)
-		return r;
-	if (deleted)
-		return op_fail(op, -ENOENT, "secret \"%s\" is deleted (RecoverSecret restores it)",
-			       op->name);
-	if (op->expected && op->expected != cur)
-		return op_fail(op, -ESTALE, "expected version %" PRId64 ", current is %" PRId64,
-			       op->expected, cur);
-	r = op_seal(op, cur + 1);
-	if (r < 0)
-		return r;
-	r = rotate_stmt(op, cur);
-	/* the row is locked by probe: a miss now means the database changed under us */
-	return r == -ENODATA ? op_fail(op, -EIO, "secret \"%s\" changed during rotation", op->name) :
-			       r;
-}
-
-/* Delete (to_deleted) or recover. */
 static int do_flag(struct op *op, bool to_deleted)
 {
 	const struct db_param p[] = { DB_TEXT(op->tenant), DB_TEXT(op->name) };
@@ -445,9 +390,7 @@ static int record(struct op *op)
 	int r;
 
 	snprintf(resource, sizeof(resource), "secrets/%s", op->name);
-	if (op->kind == OP_ROTATE && op->retired)
-		snprintf(extra, sizeof(extra), ",\"retention_destroyed\":%" PRId64, op->retired);
-	else if (op->kind == OP_DESTROY)
+	if (op->kind == OP_DESTROY)
 		snprintf(extra, sizeof(extra), ",\"current_version\":%" PRId64, op->meta.version);
 	/* names are [A-Za-z0-9._/-]: nothing to escape */
 	len = (size_t)snprintf(data, sizeof(data), "{\"name\":\"%s\",\"version\":%" PRId64 "%s}",
@@ -455,7 +398,7 @@ static int record(struct op *op)
 	r = bus_event(op->tx, op->tenant, op_names[op->kind].event, op->actor, data);
 	if (r < 0)
 		return r;
-	if (op->kind == OP_CREATE || op->kind == OP_ROTATE)
+	if (op->kind == OP_CREATE)
 		snprintf(data + len - 1, sizeof(data) - len + 1, ",\"value_hmac\":\"%s\"}",
 			 op->hmac_hex);
 	e.data_json = data;
@@ -518,7 +461,6 @@ static int change_fn(struct db_tx *tx, void *ud)
 	/* may run again when the writer retries the batch */
 	secrets_meta_clear(&op->meta);
 	op->replayed = false;
-	op->retired = 0;
 	op->err[0] = '\0';
 	op->tx = tx;
 	if (op->request_id) {
@@ -537,9 +479,6 @@ static int change_fn(struct db_tx *tx, void *ud)
 	switch (op->kind) {
 	case OP_CREATE:
 		r = do_create(op);
-		break;
-	case OP_ROTATE:
-		r = do_rotate(op);
 		break;
 	case OP_DELETE:
 	case OP_RECOVER:
@@ -639,25 +578,183 @@ int secrets_create(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 	return r;
 }
 
+/* Rotation -------------------------------------------------------------------------- */
+
+#define ROTATE_ATTEMPTS 1000 /* rounds lost to other rotations of the same secret */
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* What a rotation attaches: copies of these, made by the change. */
+struct rotation {
+	struct secrets_rotation *rot;
+	struct audit_record *rec;
+	struct bus_event *ev;
+};
+
+static int rotation_change(struct db_tx *tx, void *ud)
+{
+	const struct rotation *rt = ud;
+	int r = secrets_rotation_attach(tx, rt->rot);
+
+	if (r >= 0)
+		r = audit_attach(tx, rt->rec);
+	return r < 0 ? r : bus_event_attach(tx, rt->ev);
+}
+
+/*
+ * The audit record and event of a rotation to version: the value only as its HMAC (in the
+ * audit record), and the newest version the retention limit destroys with it, if any.
+ */
+static int rotation_records(const struct op *op, int64_t version, struct rotation *rt)
+{
+	char resource[16 + SECRETS_NAME_MAX], data[512 + SECRETS_NAME_MAX], extra[64] = "";
+	struct audit_entry e = { .tenant_id = op->tenant,
+				 .type = op_names[OP_ROTATE].event,
+				 .actor = op->actor,
+				 .resource = resource,
+				 .data_json = data };
+	int keep = op->s->retain;
+	size_t len;
+	int r;
+
+	snprintf(resource, sizeof(resource), "secrets/%s", op->name);
+	if (keep > 0 && version - keep >= 1)
+		snprintf(extra, sizeof(extra), ",\"retention_destroys_through\":%" PRId64,
+			 version - keep);
+	/* names are [A-Za-z0-9._/-]: nothing to escape */
+	len = (size_t)snprintf(data, sizeof(data), "{\"name\":\"%s\",\"version\":%" PRId64 "%s}",
+			       op->name, version, extra);
+	r = bus_event_prepare(op->tenant, e.type, op->actor, data, &rt->ev);
+	if (r < 0)
+		return r;
+	snprintf(data + len - 1, sizeof(data) - len + 1, ",\"value_hmac\":\"%s\"}", op->hmac_hex);
+	return audit_prepare(&e, &rt->rec);
+}
+
+/*
+ * One round: seal for the version after m's, prepare the reply (m becomes it), the records
+ * and the item, and let the writer's hook write it. -ESTALE / -EBUSY / -ENOENT: another
+ * change got there first (read again and retry).
+ */
+static int rotate_round(struct op *op, struct secrets_meta *m)
+{
+	struct rotation rt = { 0 };
+	int64_t current = m->version;
+	char *reply = NULL;
+	struct secrets_rotation_spec spec = { .tenant = op->tenant,
+					      .name = op->name,
+					      .current = current,
+					      .now_us = wall_us(),
+					      .keep = op->s->retain,
+					      .request_id = op->request_id,
+					      .method = op_names[OP_ROTATE].method };
+	int r = op_seal(op, current + 1);
+
+	m->version = current + 1;
+	m->update_us = spec.now_us;
+	if (r >= 0 && op->request_id) {
+		reply = meta_encode(m);
+		r = reply ? 0 : -ENOMEM;
+		spec.reply = (const uint8_t *)reply;
+		spec.reply_len = reply ? strlen(reply) : 0;
+	}
+	spec.sealed = op->sealed;
+	spec.sealed_len = op->sealed_len;
+	if (r >= 0)
+		r = rotation_records(op, current + 1, &rt);
+	if (r >= 0)
+		r = secrets_rotation_new(&spec, &rt.rot);
+	if (r >= 0) {
+		r = db_write(op->s->db, rotation_change, &rt, op->s->timeout_ms);
+		/* after the commit, before the reply (also after a failure or a timeout) */
+		secrets_cache_invalidate(op->s->cache, op->name);
+	}
+	if (rt.rot)
+		OPENSSL_cleanse(rt.rot->buf, rt.rot->size - sizeof(*rt.rot));
+	free(rt.rot);
+	audit_record_free(rt.rec);
+	bus_event_free(rt.ev);
+	free(reply);
+	return r;
+}
+
 int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		   const uint8_t *value, size_t n, int64_t expected_version,
 		   struct secrets_meta *ret_meta)
 {
 	struct op op = { .kind = OP_ROTATE, .expected = expected_version };
-	int64_t guess = expected_version;
 	int r;
 
+	ctx->replayed = false;
+	ctx->err[0] = '\0';
 	if (expected_version < 0)
 		return secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
 				    "expected_version must be >= 0 (0 = no check)");
-	r = secrets_check_name(name, ctx->err, sizeof(ctx->err));
-	/* seal for the version this rotation will most likely write */
-	if (r >= 0 && guess == 0 && secrets_current_version(s, ctx, name, &guess) < 0)
-		guess = 0;
-	if (r >= 0)
-		r = prepare(s, ctx, &op, name, value, n, guess + 1);
-	if (r >= 0)
-		r = run(s, ctx, &op, ret_meta);
+	r = prepare(s, ctx, &op, name, value, n, 1);
+	free(op.sealed); /* sealed again for the version each round reads */
+	op.sealed = NULL;
+	if (r < 0)
+		return r;
+	op.actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
+	op.request_id = ctx->request_id && *ctx->request_id ? ctx->request_id : NULL;
+	for (int attempt = 0;; attempt++) {
+		struct secrets_meta m = { 0 };
+		uint8_t *stored = NULL;
+		size_t stored_len = 0;
+
+		r = secrets_rotation_read(s, op.tenant, name, op.request_id,
+					  op_names[OP_ROTATE].method, &m, &stored, &stored_len);
+		if (r == 1) {
+			r = meta_decode(stored, stored_len, ret_meta);
+			free(stored);
+			ctx->replayed = r >= 0;
+			break;
+		}
+		if (r == -EINVAL)
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
+					 "request_id was used for another method");
+		else if (r == -ENOENT)
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
+					 "secret \"%s\" not found", name);
+		else if (r >= 0 && m.deleted)
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
+					 "secret \"%s\" is deleted (RecoverSecret restores it)",
+					 name);
+		else if (r >= 0 && op.expected && op.expected != m.version)
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -ESTALE,
+					 "expected version %" PRId64 ", current is %" PRId64,
+					 op.expected, m.version);
+		else if (r >= 0)
+			r = rotate_round(&op, &m);
+		if (r == 0) {
+			*ret_meta = m;
+			bus_kick(s->bus);
+			break;
+		}
+		secrets_meta_clear(&m);
+		if (r == -EEXIST) {
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
+					 "a concurrent call with this request_id committed first; "
+					 "retry");
+			break;
+		}
+		if ((r != -ESTALE && r != -EBUSY && r != -ENOENT) || ctx->err[0])
+			break;
+		if (attempt + 1 >= ROTATE_ATTEMPTS) {
+			r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
+					 "secret \"%s\" is being rotated by other calls; retry",
+					 name);
+			break;
+		}
+	}
+	if (op.sealed)
+		OPENSSL_cleanse(op.sealed, op.sealed_len);
 	free(op.sealed);
 	return r;
 }

@@ -550,10 +550,13 @@ static void test_retention(void **state)
 	assert_non_null(strstr(ctx.err, "destroyed"));
 	assert_int_equal(count("SELECT count(*) FROM secret_versions WHERE name = 'ret/x' AND "
 			       "sealed IS NULL AND destroyed_at IS NOT NULL"), 3);
-	/* audited with the count */
+	/* audited with the newest version each rotation's retention destroyed */
 	assert_int_equal(count("SELECT count(*) FROM audit_events WHERE type = 'secret.rotated' "
 			       "AND resource = 'secrets/ret/x' AND "
-			       "data_json LIKE '%\"retention_destroyed\":1%'"), 3);
+			       "data_json LIKE '%\"retention_destroys_through\":%'"), 3);
+	assert_int_equal(count("SELECT count(*) FROM audit_events WHERE type = 'secret.rotated' "
+			       "AND resource = 'secrets/ret/x' AND data_json LIKE "
+			       "'%\"version\":6,\"retention_destroys_through\":3%'"), 1);
 }
 
 /* Races ------------------------------------------------------------------------------ */

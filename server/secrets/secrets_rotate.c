@@ -1,0 +1,285 @@
+/*
+ * Rotations written by the group-commit writer's pre-commit hook (DB_ITEM_ROTATION): the
+ * caller reads the secret, seals the value for the next version and prepares the reply,
+ * audit record and event (secrets.c); its change only attaches copies; here, just before
+ * COMMIT, every rotation of the batch is checked and written with two statements whatever
+ * the batch size, instead of one statement (and its round trip) per rotation.
+ *
+ * Statement 1 locks the batch's secrets rows in key order (as every server does, so batches
+ * cannot deadlock on them), checks that each is live and still at the version its rotation
+ * was sealed for, and stores the replies of request_ids (ON CONFLICT: a twin committed
+ * first). Statement 2 writes the rows of the rotations that passed: the new current
+ * version and update time, the new sealed version, the versions the retention limit
+ * destroys, and a pg_notify per secret for the other servers' read caches. A refused
+ * rotation writes nothing; its caller reads again, reseals and retries.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "secrets-internal.h"
+
+static size_t put_bytes(struct secrets_rotation *rot, size_t *at, const void *p, size_t n)
+{
+	size_t off = *at;
+
+	if (n)
+		memcpy(rot->buf + off, p, n);
+	*at += n;
+	return off;
+}
+
+static size_t put_str(struct secrets_rotation *rot, size_t *at, const char *s)
+{
+	size_t off = put_bytes(rot, at, s ? s : "", strlen(s ? s : ""));
+
+	rot->buf[(*at)++] = '\0';
+	return off;
+}
+
+int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secrets_rotation **ret)
+{
+	const char *rid = spec->request_id ? spec->request_id : "";
+	const char *method = spec->method ? spec->method : "";
+	size_t need = strlen(rid) + strlen(method) + 2 + spec->sealed_len + spec->reply_len;
+	size_t at = 0;
+	struct secrets_rotation *rot;
+
+	if (strlen(spec->tenant) >= sizeof(rot->tenant) || strlen(spec->name) > SECRETS_NAME_MAX)
+		return -EINVAL;
+	rot = calloc(1, sizeof(*rot) + need);
+	if (!rot)
+		return -ENOMEM;
+	rot->size = sizeof(*rot) + need;
+	strcpy(rot->tenant, spec->tenant);
+	strcpy(rot->name, spec->name);
+	rot->current = spec->current;
+	rot->now_us = spec->now_us;
+	rot->keep = spec->keep;
+	rot->request_id_off = put_str(rot, &at, rid);
+	rot->method_off = put_str(rot, &at, method);
+	rot->sealed_len = spec->sealed_len;
+	rot->sealed_off = put_bytes(rot, &at, spec->sealed, spec->sealed_len);
+	rot->reply_len = spec->reply_len;
+	rot->reply_off = put_bytes(rot, &at, spec->reply, spec->reply_len);
+	*ret = rot;
+	return 0;
+}
+
+int secrets_rotation_attach(struct db_tx *tx, const struct secrets_rotation *rot)
+{
+	struct secrets_rotation *copy = malloc(rot->size);
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, rot, rot->size);
+	return db_tx_attach(tx, DB_ITEM_ROTATION, copy, free);
+}
+
+static const char *rot_str(const struct secrets_rotation *rot, size_t off)
+{
+	return (const char *)rot->buf + off;
+}
+
+static void add_num(struct db_array *a, int64_t v)
+{
+	char num[24];
+
+	db_array_add(a, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, v));
+}
+
+static void add_text(struct db_array *a, const char *s)
+{
+	db_array_add(a, s, strlen(s));
+}
+
+static const char check_sql[] =
+	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], "
+	"$5::text[], $6::int[], $7::int[]) WITH ORDINALITY AS r(tenant_id, name, cur, "
+	"request_id, method, reply_off, reply_len, ord)), "
+	"cur AS (SELECT x.tenant_id, x.name, x.current_version, x.deleted_at IS NULL AS live "
+	"FROM secrets x WHERE (x.tenant_id, x.name) IN (SELECT tenant_id, name FROM req) "
+	"ORDER BY x.tenant_id, x.name FOR UPDATE), "
+	"ok AS (SELECT r.* FROM req r JOIN cur c ON c.tenant_id = r.tenant_id AND "
+	"c.name = r.name WHERE c.live AND c.current_version = r.cur), "
+	"idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
+	"SELECT tenant_id, request_id, method, substring($8::bytea FROM reply_off + 1 FOR "
+	"reply_len) FROM ok WHERE request_id <> '' ON CONFLICT DO NOTHING "
+	"RETURNING tenant_id, request_id) "
+	"SELECT CASE WHEN c.name IS NULL THEN 'gone' "
+	"WHEN NOT c.live OR c.current_version <> r.cur THEN 'stale' "
+	"WHEN r.request_id <> '' AND NOT EXISTS (SELECT 1 FROM idem d WHERE d.tenant_id = "
+	"r.tenant_id AND d.request_id = r.request_id) THEN 'twin' ELSE 'ok' END "
+	"FROM req r LEFT JOIN cur c ON c.tenant_id = r.tenant_id AND c.name = r.name "
+	"ORDER BY r.ord";
+
+static const char write_sql[] =
+	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], "
+	"$5::int[], $6::int[], $7::int[]) AS r(tenant_id, name, cur, now_us, keep, off, len)), "
+	"s AS (UPDATE secrets x SET current_version = r.cur + 1, updated_at = "
+	"timestamptz 'epoch' + r.now_us * interval '1 microsecond' FROM req r "
+	"WHERE x.tenant_id = r.tenant_id AND x.name = r.name RETURNING 1), "
+	"v AS (INSERT INTO secret_versions (tenant_id, name, version, sealed) SELECT tenant_id, "
+	"name, cur + 1, substring($8::bytea FROM off + 1 FOR len) FROM req RETURNING 1), "
+	"d AS (UPDATE secret_versions y SET sealed = NULL, destroyed_at = clock_timestamp() "
+	"FROM req r WHERE y.tenant_id = r.tenant_id AND y.name = r.name AND r.keep > 0 AND "
+	"y.version <= r.cur + 1 - r.keep AND y.sealed IS NOT NULL RETURNING 1), "
+	"n AS (SELECT pg_notify('" SECRETS_CACHE_CHANNEL "', tenant_id::text || ':' || name) "
+	"FROM req) "
+	"SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM v), (SELECT count(*) FROM n)";
+
+/* Refuses the second rotation of one secret, or of one request_id, in a batch. */
+static void refuse_twins(const struct secrets_rotation *const *rot, size_t n, int *results)
+{
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i && results[i] >= 0; j++) {
+			const char *ri = rot_str(rot[i], rot[i]->request_id_off);
+
+			if (results[j] < 0 || strcmp(rot[i]->tenant, rot[j]->tenant))
+				continue;
+			if (!strcmp(rot[i]->name, rot[j]->name))
+				results[i] = -EBUSY;
+			else if (*ri && !strcmp(ri, rot_str(rot[j], rot[j]->request_id_off)))
+				results[i] = -EEXIST;
+		}
+}
+
+/* The bytes of the chosen rotations (sealed values or replies) as one bytea. */
+static uint8_t *concat(const struct secrets_rotation *const *rot, size_t n, const int *results,
+		       bool reply, struct db_array *offs, struct db_array *lens, size_t *ret_len)
+{
+	size_t total = 0, at = 0;
+	uint8_t *all;
+
+	for (size_t i = 0; i < n; i++)
+		if (results[i] >= 0)
+			total += reply ? rot[i]->reply_len : rot[i]->sealed_len;
+	all = malloc(total ? total : 1);
+	if (!all)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		size_t len = reply ? rot[i]->reply_len : rot[i]->sealed_len;
+
+		if (results[i] < 0)
+			continue;
+		memcpy(all + at, rot[i]->buf + (reply ? rot[i]->reply_off : rot[i]->sealed_off),
+		       len);
+		add_num(offs, (int64_t)at);
+		add_num(lens, (int64_t)len);
+		at += len;
+	}
+	*ret_len = total;
+	return all;
+}
+
+/* Runs sql with the n_cols arrays and one bytea; frees them. */
+static int exec_arrays(struct db_conn *c, const char *sql, struct db_array *a, int n_cols,
+		       uint8_t *bytes, size_t len, struct db_rows **ret)
+{
+	struct db_param p[16];
+	int r = bytes ? 0 : -ENOMEM;
+
+	for (int j = 0; j < n_cols; j++) {
+		p[j] = DB_TEXT(db_array_end(&a[j]));
+		if (!p[j].text)
+			r = -ENOMEM;
+	}
+	p[n_cols] = DB_BYTES(bytes, len);
+	if (r >= 0)
+		r = db_exec(c, sql, p, (size_t)n_cols + 1, ret);
+	for (int j = 0; j < n_cols; j++)
+		db_array_clear(&a[j]);
+	free(bytes);
+	return r;
+}
+
+enum { CK_TENANT, CK_NAME, CK_CUR, CK_RID, CK_METHOD, CK_OFF, CK_LEN, CK_N };
+
+static int check(struct db_conn *c, const struct secrets_rotation *const *rot, size_t n,
+		 int *results, size_t *ret_ok)
+{
+	struct db_array a[CK_N] = { 0 };
+	struct db_rows *rows = NULL;
+	uint8_t *replies;
+	size_t len = 0, k = 0, ok = 0;
+	int r;
+
+	replies = concat(rot, n, results, true, &a[CK_OFF], &a[CK_LEN], &len);
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] < 0)
+			continue;
+		add_text(&a[CK_TENANT], rot[i]->tenant);
+		add_text(&a[CK_NAME], rot[i]->name);
+		add_num(&a[CK_CUR], rot[i]->current);
+		add_text(&a[CK_RID], rot_str(rot[i], rot[i]->request_id_off));
+		add_text(&a[CK_METHOD], rot_str(rot[i], rot[i]->method_off));
+	}
+	r = exec_arrays(c, check_sql, a, CK_N, replies, len, &rows);
+	for (size_t i = 0; r >= 0 && i < n; i++) {
+		const char *st;
+
+		if (results[i] < 0)
+			continue;
+		st = k < rows->n_rows ? db_rows_get(rows, k++, 0) : NULL;
+		if (!st) {
+			r = -EPROTO;
+			break;
+		}
+		if (!strcmp(st, "ok"))
+			ok++;
+		else
+			results[i] = !strcmp(st, "gone") ? -ENOENT :
+				     !strcmp(st, "stale") ? -ESTALE : -EEXIST;
+	}
+	db_rows_free(rows);
+	*ret_ok = ok;
+	return r;
+}
+
+enum { WR_TENANT, WR_NAME, WR_CUR, WR_NOW, WR_KEEP, WR_OFF, WR_LEN, WR_N };
+
+static int write_rotations(struct db_conn *c, const struct secrets_rotation *const *rot,
+			   size_t n, const int *results, size_t n_ok)
+{
+	struct db_array a[WR_N] = { 0 };
+	struct db_rows *rows = NULL;
+	uint8_t *sealed;
+	size_t len = 0;
+	int r;
+
+	sealed = concat(rot, n, results, false, &a[WR_OFF], &a[WR_LEN], &len);
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] < 0)
+			continue;
+		add_text(&a[WR_TENANT], rot[i]->tenant);
+		add_text(&a[WR_NAME], rot[i]->name);
+		add_num(&a[WR_CUR], rot[i]->current);
+		add_num(&a[WR_NOW], rot[i]->now_us);
+		add_num(&a[WR_KEEP], rot[i]->keep);
+	}
+	r = exec_arrays(c, write_sql, a, WR_N, sealed, len, &rows);
+	/* every row was locked and checked by statement 1: anything else is a bug */
+	if (r >= 0 && (strtoll(db_rows_get(rows, 0, 0), NULL, 10) != (int64_t)n_ok ||
+		       strtoll(db_rows_get(rows, 0, 1), NULL, 10) != (int64_t)n_ok))
+		r = -EPROTO;
+	db_rows_free(rows);
+	return r;
+}
+
+int secrets_rotation_hook(struct db_conn *c, void *const *items, size_t n, int *results,
+			  void *ud)
+{
+	const struct secrets_rotation *const *rot = (const struct secrets_rotation *const *)items;
+	size_t n_ok = 0;
+	int r;
+
+	(void)ud;
+	refuse_twins(rot, n, results);
+	r = check(c, rot, n, results, &n_ok);
+	if (r < 0 || !n_ok)
+		return r;
+	return write_rotations(c, rot, n, results, n_ok);
+}
