@@ -263,18 +263,14 @@ static char *pack(char **cursor, const char *s)
 	return p;
 }
 
-/* Sets a fresh id and the current time. */
-static int stamp(struct audit_record *rec)
+/* Sets the current time (as the writer attaches it, so that time follows sequence). */
+static void stamp(struct audit_record *rec)
 {
 	struct timespec ts;
-	int r = new_uuid(rec->ev.id);
 
-	if (r < 0)
-		return r;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	rec->ev.time_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 	audit_format_time(rec->ev.time_us, rec->ev.time, sizeof(rec->ev.time));
-	return 0;
 }
 
 int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
@@ -282,8 +278,9 @@ int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
 	const char *actor, *resource, *outcome, *data;
 	struct audit_record *rec;
 	char tenant[AUDIT_UUID_LEN + 1];
-	char *cur;
+	char *cur, *printed = NULL;
 	size_t need;
+	int r = -EINVAL;
 
 	if (!e || !ret_rec || !e->type || !type_valid(e->type))
 		return -EINVAL;
@@ -291,22 +288,38 @@ int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
 	resource = e->resource ? e->resource : "";
 	outcome = e->outcome ? e->outcome : "ok";
 	data = e->data_json ? e->data_json : "{}";
+	if (e->data) {
+		/* an object printed by jansson is valid JSON: no parse */
+		if (!json_is_object((const json_t *)e->data))
+			return -EINVAL;
+		printed = json_dumps((const json_t *)e->data, JSON_COMPACT);
+		if (!printed)
+			return -ENOMEM;
+		data = printed;
+	}
 	if (audit_tenant(e->tenant_id, tenant) < 0)
-		return -EINVAL;
+		goto out;
 	if (strcmp(outcome, "ok") && strcmp(outcome, "denied") && strcmp(outcome, "error"))
-		return -EINVAL;
+		goto out;
 	if (strlen(actor) > AUDIT_MAX_FIELD || strlen(resource) > AUDIT_MAX_FIELD ||
 	    strlen(data) > AUDIT_MAX_DATA || !utf8_valid(actor) || !utf8_valid(resource) ||
-	    !json_object_valid(data))
-		return -EINVAL;
+	    (!printed && !json_object_valid(data)))
+		goto out;
 
 	need = strlen(e->type) + strlen(actor) + strlen(resource) + strlen(outcome) + strlen(data) +
 	       5;
 	rec = calloc(1, sizeof(*rec) + need);
+	r = -ENOMEM;
 	if (!rec)
-		return -ENOMEM;
+		goto out;
 	rec->size = sizeof(*rec) + need;
 	memcpy(rec->ev.tenant_id, tenant, sizeof(tenant));
+	/* the id, drawn here on the caller's thread; a batch run again keeps it */
+	r = new_uuid(rec->ev.id);
+	if (r < 0) {
+		free(rec);
+		goto out;
+	}
 	cur = rec->buf;
 	rec->ev.type = pack(&cur, e->type);
 	rec->ev.actor = pack(&cur, actor);
@@ -314,7 +327,10 @@ int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
 	rec->ev.outcome = pack(&cur, outcome);
 	rec->ev.data_json = pack(&cur, data);
 	*ret_rec = rec;
-	return 0;
+	r = 0;
+out:
+	free(printed);
+	return r;
 }
 
 struct audit_record *audit_record_free(struct audit_record *rec)
@@ -336,7 +352,6 @@ static void relocate(struct audit_record *copy, const struct audit_record *rec)
 int audit_attach(struct db_tx *tx, const struct audit_record *rec)
 {
 	struct audit_record *copy;
-	int r;
 
 	if (!tx || !rec)
 		return -EINVAL;
@@ -345,11 +360,7 @@ int audit_attach(struct db_tx *tx, const struct audit_record *rec)
 		return -ENOMEM;
 	memcpy(copy, rec, rec->size);
 	relocate(copy, rec);
-	r = stamp(copy);
-	if (r < 0) {
-		free(copy);
-		return r;
-	}
+	stamp(copy);
 	/* On failure db_tx_attach has already released copy with free_fn. */
 	return db_tx_attach(tx, DB_ITEM_AUDIT, copy, free);
 }
@@ -364,11 +375,7 @@ int audit_record(struct db_tx *tx, const struct audit_entry *e)
 	r = audit_prepare(e, &rec);
 	if (r < 0)
 		return r;
-	r = stamp(rec);
-	if (r < 0) {
-		free(rec);
-		return r;
-	}
+	stamp(rec);
 	/* On failure db_tx_attach has already released rec with free_fn. */
 	return db_tx_attach(tx, DB_ITEM_AUDIT, rec, free);
 }

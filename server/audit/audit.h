@@ -55,6 +55,8 @@ struct audit;
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX 1000
 
+struct json_t; /* jansson's json_t */
+
 /* What a mutation records. Strings are borrowed (copied by audit_record). */
 struct audit_entry {
 	const char *tenant_id; /* uuid; NULL = DB_DEFAULT_TENANT */
@@ -63,6 +65,8 @@ struct audit_entry {
 	const char *resource;  /* what was acted on; NULL = "" */
 	const char *outcome;   /* "ok", "denied" or "error"; NULL = "ok" */
 	const char *data_json; /* a JSON object, never a secret value; NULL = "{}" */
+	/* or the object itself (jansson's json_t): printed here, not parsed (data_json unused) */
+	const struct json_t *data;
 };
 
 struct audit_config {

@@ -13,6 +13,9 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
+#include "audit-internal.h"
 #include "audit.h"
 
 static void from_hex(const char *hex, uint8_t *out)
@@ -162,6 +165,33 @@ static void test_hex(void **state)
 	assert_string_equal(out, "000fa5ff");
 }
 
+/* A record prepared from an object carries its compact text; the checks still apply. */
+static void test_prepare_object(void **state)
+{
+	json_t *data = json_pack("{s:s, s:i}", "serial", "ab01", "n", 2), *arr = json_array();
+	struct audit_entry e = { .type = "certificate.recorded", .resource = "certificates/ab01",
+				 .data = data };
+	struct audit_record *rec = NULL, *rec2 = NULL;
+
+	(void)state;
+	assert_int_equal(audit_prepare(&e, &rec), 0);
+	assert_string_equal(rec->ev.data_json, "{\"serial\":\"ab01\",\"n\":2}");
+	assert_string_equal(rec->ev.outcome, "ok");
+	assert_int_equal(strlen(rec->ev.id), AUDIT_UUID_LEN);
+	/* two records, two ids */
+	assert_int_equal(audit_prepare(&e, &rec2), 0);
+	assert_string_not_equal(rec->ev.id, rec2->ev.id);
+	e.data = arr;
+	assert_int_equal(audit_prepare(&e, &rec2), -EINVAL);
+	e.data = data;
+	e.type = "Bad Type";
+	assert_int_equal(audit_prepare(&e, &rec2), -EINVAL);
+	audit_record_free(rec);
+	audit_record_free(rec2);
+	json_decref(data);
+	json_decref(arr);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +199,7 @@ int main(void)
 		cmocka_unit_test(test_hash_sensitivity),
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_hex),
+		cmocka_unit_test(test_prepare_object),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,8 +44,12 @@ int bus_event(struct db_tx *tx, const char *tenant_id, const char *type, const c
  * publishes once).
  */
 struct bus_event;
+struct json_t; /* jansson's json_t */
 int bus_event_prepare(const char *tenant_id, const char *type, const char *actor,
 		      const char *data_json, struct bus_event **ret_ev);
+/* The same with the data as jansson's object (referenced, not parsed). */
+int bus_event_prepare_object(const char *tenant_id, const char *type, const char *actor,
+			     const struct json_t *data, struct bus_event **ret_ev);
 int bus_event_attach(struct db_tx *tx, const struct bus_event *ev);
 /* Frees a prepared event. Accepts NULL, returns NULL. */
 struct bus_event *bus_event_free(struct bus_event *ev);

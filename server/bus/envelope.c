@@ -111,23 +111,31 @@ int bus_envelope_build(const char *id, const char *tenant_id, const char *type, 
 		       size_t *ret_len)
 {
 	json_error_t jerr;
-	json_t *data, *env = NULL, *jactor;
-	char when[32], *text;
-	int r = -ENOMEM;
+	json_t *data;
+	int r;
 
 	if (!data_json)
 		data_json = "{}";
 	data = json_loads(data_json, JSON_REJECT_DUPLICATES, &jerr);
-	if (!data || !json_is_object(data)) {
-		json_decref(data);
+	r = bus_envelope_build_object(id, tenant_id, type, actor, data, now, ret_json, ret_len);
+	json_decref(data);
+	return r;
+}
+
+int bus_envelope_build_object(const char *id, const char *tenant_id, const char *type,
+			      const char *actor, const void *data_obj, const struct timespec *now,
+			      char **ret_json, size_t *ret_len)
+{
+	json_t *data = (json_t *)data_obj, *env = NULL, *jactor;
+	char when[32], *text;
+	int r = -ENOMEM;
+
+	if (!data || !json_is_object(data))
 		return -EINVAL;
-	}
 	if (actor) {
 		jactor = json_string(actor);
-		if (!jactor) { /* not UTF-8 */
-			json_decref(data);
+		if (!jactor) /* not UTF-8 */
 			return -EINVAL;
-		}
 	} else {
 		jactor = json_null();
 	}
@@ -139,12 +147,10 @@ int bus_envelope_build(const char *id, const char *tenant_id, const char *type, 
 	    json_object_set_new(env, "tenant_id", json_string(tenant_id)) < 0 ||
 	    json_object_set_new(env, "time", json_string(when)) < 0) {
 		json_decref(jactor);
-		json_decref(data);
 		goto out;
 	}
-	/* set_new steals the reference even on failure. */
-	if (json_object_set_new(env, "actor", jactor) < 0 ||
-	    json_object_set_new(env, "data", data) < 0)
+	/* set_new steals the reference even on failure; set takes one of its own */
+	if (json_object_set_new(env, "actor", jactor) < 0 || json_object_set(env, "data", data) < 0)
 		goto out;
 
 	text = json_dumps(env, JSON_COMPACT);

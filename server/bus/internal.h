@@ -60,6 +60,10 @@ void bus_rfc3339(const struct timespec *t, char out[32]);
 int bus_envelope_build(const char *id, const char *tenant_id, const char *type, const char *actor,
 		       const char *data_json, const struct timespec *now, char **ret_json,
 		       size_t *ret_len);
+/* The same with data as an object (json_t *; a reference is taken, it is not parsed). */
+int bus_envelope_build_object(const char *id, const char *tenant_id, const char *type,
+			      const char *actor, const void *data, const struct timespec *now,
+			      char **ret_json, size_t *ret_len);
 
 /* The natsStatus -> -errno table (status.c); status is a natsStatus. 0 for NATS_OK. */
 int bus_nats_errno(int status);

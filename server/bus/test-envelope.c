@@ -139,6 +139,36 @@ static void test_envelope_fields(void **state)
 	free(text);
 }
 
+/* The object form gives the text form's envelope byte for byte; a non-object is refused. */
+static void test_envelope_object(void **state)
+{
+	const char *js = "{\"id\":\"x\",\"n\":3,\"tags\":[\"a\",\"b\"]}";
+	char *a = NULL, *b = NULL;
+	size_t la = 0, lb = 0;
+	json_t *data = json_loads(js, 0, NULL), *arr = json_array();
+
+	assert_int_equal(bus_envelope_build(ID, DEFAULT_TENANT, "identity.issued", "tok", js,
+					    &when, &a, &la),
+			 0);
+	assert_int_equal(bus_envelope_build_object(ID, DEFAULT_TENANT, "identity.issued", "tok",
+						   data, &when, &b, &lb),
+			 0);
+	assert_int_equal(la, lb);
+	assert_string_equal(a, b);
+	/* the caller's object is only referenced */
+	assert_int_equal(data->refcount, 1);
+	assert_int_equal(bus_envelope_build_object(ID, DEFAULT_TENANT, "a.b", NULL, arr, &when,
+						   &b, &lb),
+			 -EINVAL);
+	assert_int_equal(bus_envelope_build_object(ID, DEFAULT_TENANT, "a.b", NULL, NULL, &when,
+						   &b, &lb),
+			 -EINVAL);
+	json_decref(data);
+	json_decref(arr);
+	free(a);
+	free(b);
+}
+
 static void test_envelope_defaults(void **state)
 {
 	char *text = NULL;
@@ -191,7 +221,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_uuid_v4),		 cmocka_unit_test(test_uuid_valid),
 		cmocka_unit_test(test_type_valid),	 cmocka_unit_test(test_rfc3339),
-		cmocka_unit_test(test_envelope_fields),	 cmocka_unit_test(test_envelope_defaults),
+		cmocka_unit_test(test_envelope_fields),
+		cmocka_unit_test(test_envelope_object),	 cmocka_unit_test(test_envelope_defaults),
 		cmocka_unit_test(test_envelope_rejects),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -668,12 +668,11 @@ static int state_apply(struct op *op, struct db_tx *tx, struct transition *t, in
  * when it issued (*ret_cert; NULL otherwise). locked: the state the change moved from.
  */
 static int transition_data(const struct op *op, const struct transition *t, enum ca_state locked,
-			   const char *old_serial, char **ret_data, char **ret_cert)
+			   const char *old_serial, json_t **ret_data, json_t **ret_cert)
 {
 	const struct ca_identity *i = t->ident;
 	json_t *d, *c = NULL;
 
-	*ret_data = *ret_cert = NULL;
 	d = json_pack("{s:s, s:s, s:s, s:s}", "identity_id", i->id, "from", ca_state_name(locked),
 		      "to", ca_state_name(t->to), "reason",
 		      t->to == CA_STATE_REVOKED ? ca_reason_name(t->reason) :
@@ -682,25 +681,19 @@ static int transition_data(const struct op *op, const struct transition *t, enum
 		json_object_set_new(d, "request_id", json_string(op->ctx->request_id));
 	if (d && t->issued)
 		json_object_set_new(d, "serial", json_string(t->issued->serial));
-	if (d)
-		*ret_data = json_dumps(d, JSON_COMPACT);
-	json_decref(d);
-	if (t->issued) {
+	if (t->issued)
 		c = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "serial", t->issued->serial,
 			      "identity_id", i->id, "fingerprint", t->issued->fingerprint,
 			      "key_algorithm", t->issued->key_algorithm, "not_before",
 			      (json_int_t)t->issued->not_before, "not_after",
 			      (json_int_t)t->issued->not_after, "supersedes", old_serial);
-		if (c)
-			*ret_cert = json_dumps(c, JSON_COMPACT);
+	if (!d || (t->issued && !c)) {
+		json_decref(d);
 		json_decref(c);
-	}
-	if (!*ret_data || (t->issued && !*ret_cert)) {
-		free(*ret_data);
-		free(*ret_cert);
-		*ret_data = *ret_cert = NULL;
 		return -ENOMEM;
 	}
+	*ret_data = d;
+	*ret_cert = c;
 	return 0;
 }
 
@@ -726,7 +719,8 @@ static int transition_apply(struct op *op, struct db_tx *tx)
 	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1] = "", res[64];
 	enum ca_state locked = t->from;
 	int64_t now = ca_now_us();
-	char *data = NULL, *cert = NULL;
+	json_t *d = NULL, *cert = NULL;
+	char *text = NULL;
 	int r;
 
 	r = state_apply(op, tx, t, now, &locked, old_serial);
@@ -735,11 +729,15 @@ static int transition_apply(struct op *op, struct db_tx *tx)
 	if (r < 0)
 		return r;
 	snprintf(res, sizeof(res), "identities/%s", i->id);
-	r = transition_data(op, t, locked, old_serial, &data, &cert);
+	r = transition_data(op, t, locked, old_serial, &d, &cert);
+	text = r >= 0 ? json_dumps(d, JSON_COMPACT) : NULL;
+	if (r >= 0 && !text)
+		r = -ENOMEM;
 	if (r >= 0)
-		r = record_text(tx, op->ctx, ca_transition_event(locked, t->to), res, data);
-	free(data);
-	free(cert);
+		r = record_text(tx, op->ctx, ca_transition_event(locked, t->to), res, text);
+	free(text);
+	json_decref(d);
+	json_decref(cert);
 	return r;
 }
 
@@ -765,23 +763,24 @@ static void issue_prep_clear(struct issue_prep *p)
 }
 
 static int prep_record(const struct ca_ctx *ctx, const char *type, const char *resource,
-		       const char *js, struct audit_record **ret_rec, struct bus_event **ret_ev)
+		       const json_t *data, struct audit_record **ret_rec, struct bus_event **ret_ev)
 {
 	struct audit_entry e = { .tenant_id = tenant_of(ctx),
 				 .type = type,
 				 .actor = actor_of(ctx),
 				 .resource = resource,
-				 .data_json = js };
+				 .data = data };
 	int r = audit_prepare(&e, ret_rec);
 
-	return r < 0 ? r : bus_event_prepare(tenant_of(ctx), type, actor_of(ctx), js, ret_ev);
+	return r < 0 ? r :
+		       bus_event_prepare_object(tenant_of(ctx), type, actor_of(ctx), data, ret_ev);
 }
 
 static int issue_prepare(struct op *op, struct transition *t, struct issue_prep *p)
 {
 	struct ca_identity *i = t->ident;
 	char old_serial[CRYPTO_SERIAL_HEX_LEN + 1], res[64];
-	char *data = NULL, *cert = NULL;
+	json_t *data = NULL, *cert = NULL;
 	struct ca_issue_spec spec = { .tenant = tenant_of(op->ctx),
 				      .id = i->id,
 				      .from = t->from,
@@ -812,8 +811,8 @@ static int issue_prepare(struct op *op, struct transition *t, struct issue_prep 
 	snprintf(res, sizeof(res), "certificates/%s", t->issued->serial);
 	if (r >= 0)
 		r = prep_record(op->ctx, "certificate.recorded", res, cert, &p->rec[1], &p->ev[1]);
-	free(data);
-	free(cert);
+	json_decref(data);
+	json_decref(cert);
 	return r;
 }
 

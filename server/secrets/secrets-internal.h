@@ -18,6 +18,7 @@ struct secrets {
 	void *rpc_handlers;	/* struct rpc_method_handler[], once registered */
 	struct secrets_cache *cache;	/* NULL: no read cache (cache_entries -1) */
 	struct db_listen *listen;	/* invalidates cache from other servers' changes */
+	struct secrets_guess *guess;	/* metadata this server last wrote (secrets_guess.c) */
 };
 
 /*
@@ -133,3 +134,17 @@ int secrets_rotation_hook(struct db_conn *c, void *const *items, size_t n, int *
 int secrets_rotation_read(struct secrets *s, const char *tenant, const char *name,
 			  const char *request_id, const char *method, struct secrets_meta *ret,
 			  uint8_t **ret_reply, size_t *ret_len);
+
+/*
+ * The metadata this server last wrote per secret (secrets_guess.c): a rotation starts from
+ * it without a read; the rotation hook checks version and liveness under the row lock.
+ */
+#define SECRETS_GUESS_SLOTS 16384
+struct secrets_guess;
+int secrets_guess_new(size_t slots, struct secrets_guess **ret);
+struct secrets_guess *secrets_guess_free(struct secrets_guess *g);
+/* A copy of the metadata last put for (tenant, name): 0, or -ENOENT. */
+int secrets_guess_get(struct secrets_guess *g, const char *tenant, const char *name,
+		      struct secrets_meta *ret);
+void secrets_guess_put(struct secrets_guess *g, const char *tenant, const struct secrets_meta *m);
+void secrets_guess_drop(struct secrets_guess *g, const char *tenant, const char *name);

@@ -118,6 +118,8 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 	s->timeout_ms = cfg && cfg->write_timeout_ms ? cfg->write_timeout_ms : 10000;
 	/* rotations are written by their pre-commit hook (secrets_rotate.c) */
 	r = db_set_precommit(db, DB_ITEM_ROTATION, secrets_rotation_hook, NULL);
+	if (r >= 0)
+		r = secrets_guess_new(SECRETS_GUESS_SLOTS, &s->guess);
 	if (r < 0) {
 		free(s);
 		return r;
@@ -143,6 +145,7 @@ struct secrets *secrets_close(struct secrets *s)
 	if (s) {
 		s->listen = db_listen_close(s->listen);
 		s->cache = secrets_cache_free(s->cache);
+		s->guess = secrets_guess_free(s->guess);
 		free(s->rpc_handlers);
 		free(s);
 	}
@@ -522,6 +525,10 @@ static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 	 * (also after a failure or a timeout, which may hide a commit) */
 	if (!op->replayed)
 		secrets_cache_invalidate(s->cache, op->name);
+	if (r == 0 && !op->replayed && op->kind == OP_CREATE)
+		secrets_guess_put(s->guess, op->tenant, &op->meta);
+	else if (!op->replayed)
+		secrets_guess_drop(s->guess, op->tenant, op->name);
 	if (op->sealed)
 		OPENSSL_cleanse(op->sealed, op->sealed_len);
 	free(op->sealed);
@@ -689,6 +696,7 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		   struct secrets_meta *ret_meta)
 {
 	struct op op = { .kind = OP_ROTATE, .expected = expected_version };
+	bool guessed;
 	int r;
 
 	ctx->replayed = false;
@@ -708,8 +716,16 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		uint8_t *stored = NULL;
 		size_t stored_len = 0;
 
-		r = secrets_rotation_read(s, op.tenant, name, op.request_id,
-					  op_names[OP_ROTATE].method, &m, &stored, &stored_len);
+		/* first from what this server last wrote, if the guess fits the request */
+		guessed = attempt == 0 && secrets_guess_get(s->guess, op.tenant, name, &m) == 0;
+		if (guessed && op.expected && op.expected != m.version) {
+			secrets_meta_clear(&m);
+			guessed = false;
+		}
+		r = guessed ? 0 :
+			      secrets_rotation_read(s, op.tenant, name, op.request_id,
+						    op_names[OP_ROTATE].method, &m, &stored,
+						    &stored_len);
 		if (r == 1) {
 			r = meta_decode(stored, stored_len, ret_meta);
 			free(stored);
@@ -733,11 +749,18 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		else if (r >= 0)
 			r = rotate_round(&op, &m);
 		if (r == 0) {
+			secrets_guess_put(s->guess, op.tenant, &m);
 			*ret_meta = m;
 			bus_kick(s->bus);
 			break;
 		}
 		secrets_meta_clear(&m);
+		if (guessed) {
+			/* stale, or a retried request_id: the row (and its reply) decides */
+			secrets_guess_drop(s->guess, op.tenant, name);
+			if (r == -ESTALE || r == -EBUSY || r == -ENOENT || r == -EEXIST)
+				continue;
+		}
 		if (r == -EEXIST) {
 			r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
 					 "a concurrent call with this request_id committed first; "

@@ -995,6 +995,50 @@ static void test_cache_second_server(void **state)
 	server2_close(&b);
 }
 
+/*
+ * A rotation on the server that last wrote a secret starts from that server's metadata;
+ * when another server rotated meanwhile, the hook refuses the guess and the rotation reads
+ * the row and goes on: versions stay gap-free, expected_version and request_id still hold.
+ */
+static void test_guess_second_server(void **state)
+{
+	const char *v = new_value("guess");
+	struct secrets_ctx ctx = { .actor = "test" };
+	struct secrets_meta m = { 0 };
+	struct server2 b = { 0 };
+	struct res r1, r2;
+
+	(void)state;
+	server2_open(&b);
+	assert_int_equal(c_create("guess/a", v, strlen(v), NULL, NULL).code, 0);
+	assert_int_equal(secrets_rotate(b.s, &ctx, "guess/a", (const uint8_t *)v, strlen(v), 0, &m),
+			 0);
+	assert_int_equal(m.version, 2);
+	secrets_meta_clear(&m);
+	/* this server guessed 1: refused, read 2, wrote 3 */
+	assert_int_equal(c_rotate("guess/a", v, strlen(v), 0, NULL).version, 3);
+	assert_int_equal(c_rotate("guess/a", v, strlen(v), 3, NULL).version, 4);
+	assert_int_equal(secrets_rotate(b.s, &ctx, "guess/a", (const uint8_t *)v, strlen(v), 0, &m),
+			 0);
+	assert_int_equal(m.version, 5);
+	secrets_meta_clear(&m);
+	/* the guess (4) agrees with expected_version, the row does not */
+	r1 = c_rotate("guess/a", v, strlen(v), 4, NULL);
+	assert_int_equal(r1.code, RPC_FAILED_PRECONDITION);
+	assert_string_equal(r1.msg, "expected version 4, current is 5");
+	/* a retried request_id is answered from its stored reply */
+	r1 = c_rotate("guess/a", v, strlen(v), 0, "guess-r1");
+	r2 = c_rotate("guess/a", v, strlen(v), 0, "guess-r1");
+	assert_int_equal(r1.code, 0);
+	assert_int_equal(r2.code, 0);
+	assert_int_equal(r1.version, 6);
+	assert_int_equal(r2.version, 6);
+	assert_int_equal(count("SELECT count(*) FROM secret_versions WHERE name = 'guess/a'"), 6);
+	assert_int_equal(count("SELECT max(version) FROM secret_versions WHERE name = 'guess/a'"),
+			 6);
+	server2_close(&b);
+}
+
 static void test_cache_listener_lost(void **state)
 {
 	const char *vals[] = { new_value("lost1"), new_value("lost2"), new_value("lost3") };
@@ -1052,6 +1096,7 @@ int main(void)
 		cmocka_unit_test(test_idempotent),
 		cmocka_unit_test(test_cache_same_server),
 		cmocka_unit_test(test_cache_second_server),
+		cmocka_unit_test(test_guess_second_server),
 		cmocka_unit_test(test_cache_listener_lost),
 		cmocka_unit_test(test_no_values_anywhere),
 	};

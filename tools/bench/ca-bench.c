@@ -8,7 +8,11 @@
  *                   record, outbox event), one transaction each, --inflight clients: the
  *                   database floor
  *   issue           IssueCertificate (server keygen, request_id) over gRPC on loopback,
- *                   --inflight calls at once, each a durable group-committed change
+ *                   --inflight calls at once, each a durable group-committed change, driven
+ *                   as grpc-bench drives the gRPC floor (one thread, one completion queue,
+ *                   each completion starting the next call): the figure of the target
+ *   issue, blocking the same through libtrstctl's blocking client, one thread per call in
+ *                   flight (the client then costs the shared cores more)
  *   create+issue    CreateIdentity then TransitionIdentity(to issued), the same way
  *
  * and prints each rate with its ratio to the lower floor. The server, its clients and
@@ -28,6 +32,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 
 #include "audit.h"
 #include "bus.h"
@@ -57,6 +67,7 @@ static struct {
 	atomic_bool stop;
 	double seconds;
 	int writers;
+	char addr[64]; /* the server's */
 } B;
 
 static double now_s(void)
@@ -175,6 +186,142 @@ static void *create_issue_worker(void *p)
 		trstctl_status_clear(&st);
 	}
 	return NULL;
+}
+
+/*
+ * The same issue phase driven as the project's load generator (tools/bench/grpc-bench.c)
+ * drives the gRPC floor: one thread keeps --inflight calls outstanding on one completion
+ * queue, each completion starting the next, so the client costs the 2 cores little and
+ * the rate measures the server. Each call issues for the next prepared identity.
+ */
+struct aslot {
+	grpc_call *call;
+	grpc_byte_buffer *send, *recv;
+	grpc_metadata_array md_initial, md_trailing;
+	grpc_status_code status;
+	grpc_slice details;
+};
+
+static int astart(grpc_channel *ch, void *handle, grpc_completion_queue *cq, struct aslot *s)
+{
+	Trstctl__V1__IssueCertificateRequest q = TRSTCTL__V1__ISSUE_CERTIFICATE_REQUEST__INIT;
+	long k = atomic_fetch_add(&B.next, 1);
+	uint8_t buf[256];
+	char rid[48];
+	grpc_slice slice;
+	grpc_op ops[6];
+
+	if (k >= B.n_ids)
+		return -ENOSPC;
+	snprintf(rid, sizeof(rid), "bench-async-%ld", k);
+	q.identity_id = B.ids[k];
+	q.request_id = rid;
+	slice = grpc_slice_from_copied_buffer((const char *)buf,
+					      trstctl__v1__issue_certificate_request__pack(&q, buf));
+	s->send = grpc_raw_byte_buffer_create(&slice, 1);
+	grpc_slice_unref(slice);
+	s->recv = NULL;
+	s->status = GRPC_STATUS_UNKNOWN;
+	s->details = grpc_empty_slice();
+	grpc_metadata_array_init(&s->md_initial);
+	grpc_metadata_array_init(&s->md_trailing);
+	s->call = grpc_channel_create_registered_call(
+		ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, handle,
+		gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(60, GPR_TIMESPAN)),
+		NULL);
+	memset(ops, 0, sizeof(ops));
+	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+	ops[1].op = GRPC_OP_SEND_MESSAGE;
+	ops[1].data.send_message.send_message = s->send;
+	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+	ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->md_initial;
+	ops[4].op = GRPC_OP_RECV_MESSAGE;
+	ops[4].data.recv_message.recv_message = &s->recv;
+	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+	ops[5].data.recv_status_on_client.trailing_metadata = &s->md_trailing;
+	ops[5].data.recv_status_on_client.status = &s->status;
+	ops[5].data.recv_status_on_client.status_details = &s->details;
+	return s->call && grpc_call_start_batch(s->call, ops, 6, s, NULL) == GRPC_CALL_OK ? 0 :
+											      -EIO;
+}
+
+/* Counts a finished call (a certificate came back) and releases the slot's call. */
+static void afinish(struct aslot *s, bool ok)
+{
+	bool good = ok && s->status == GRPC_STATUS_OK && s->recv;
+
+	if (good) {
+		grpc_byte_buffer_reader r;
+		grpc_slice all;
+		Trstctl__V1__Certificate *c;
+
+		grpc_byte_buffer_reader_init(&r, s->recv);
+		all = grpc_byte_buffer_reader_readall(&r);
+		grpc_byte_buffer_reader_destroy(&r);
+		c = trstctl__v1__certificate__unpack(NULL, GRPC_SLICE_LENGTH(all),
+						     GRPC_SLICE_START_PTR(all));
+		good = c && c->serial && *c->serial && c->private_key_pem && *c->private_key_pem;
+		if (c)
+			protobuf_c_message_free_unpacked(&c->base, NULL);
+		grpc_slice_unref(all);
+	}
+	if (good) {
+		atomic_fetch_add(&B.ok, 1);
+	} else if (atomic_fetch_add(&B.failed, 1) == 0) {
+		char *d = grpc_slice_to_c_string(s->details);
+
+		fprintf(stderr, "ca-bench: async issue: status %d %s\n", (int)s->status, d);
+		gpr_free(d);
+	}
+	grpc_slice_unref(s->details);
+	grpc_metadata_array_destroy(&s->md_initial);
+	grpc_metadata_array_destroy(&s->md_trailing);
+	grpc_byte_buffer_destroy(s->send);
+	if (s->recv)
+		grpc_byte_buffer_destroy(s->recv);
+	grpc_call_unref(s->call);
+	s->call = NULL;
+}
+
+static double run_async(const char *addr, int inflight, double secs)
+{
+	grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+	grpc_channel *ch = grpc_channel_create(addr, creds, NULL);
+	void *handle = grpc_channel_register_call(ch, "/trstctl.v1.CA/IssueCertificate", NULL,
+						  NULL);
+	grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+	struct aslot *slots = calloc((size_t)inflight, sizeof(*slots));
+	double t0 = now_s(), t1;
+	long ok0 = atomic_load(&B.ok);
+	int active = 0;
+
+	for (int i = 0; slots && i < inflight; i++)
+		if (astart(ch, handle, cq, &slots[i]) == 0)
+			active++;
+	while (active > 0) {
+		grpc_event ev = grpc_completion_queue_next(
+			cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+					 gpr_time_from_millis(100, GPR_TIMESPAN)),
+			NULL);
+		struct aslot *s = ev.tag;
+
+		if (ev.type != GRPC_OP_COMPLETE)
+			continue;
+		afinish(s, ev.success);
+		if (now_s() - t0 >= secs || astart(ch, handle, cq, s) < 0)
+			active--;
+	}
+	t1 = now_s();
+	grpc_completion_queue_shutdown(cq);
+	while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+	       GRPC_QUEUE_SHUTDOWN)
+		;
+	grpc_completion_queue_destroy(cq);
+	grpc_channel_destroy(ch);
+	grpc_channel_credentials_release(creds);
+	free(slots);
+	return (double)(atomic_load(&B.ok) - ok0) / (t1 - t0);
 }
 
 /* Identities in state requested for the issue phase, created through the domain API. */
@@ -330,6 +477,7 @@ static int setup(int inflight)
 	    (r = ca_rpc_register(B.srv, B.svc)) < 0 || (r = rpc_server_start(B.srv, &port)) < 0)
 		return r;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	snprintf(B.addr, sizeof(B.addr), "%s", addr);
 	tc.addr = addr;
 	if ((r = trstctl_client_new(&tc, &B.cli)) < 0)
 		return r;
@@ -342,7 +490,7 @@ static int setup(int inflight)
 
 int main(int argc, char **argv)
 {
-	double secs = 3, sign, pg, issue, pair;
+	double secs = 3, sign, pg, issue, issue_blocking, pair;
 	int inflight = 64, cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	struct db_writer_stats w0, w1;
 	bool smoke = false;
@@ -379,7 +527,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ca-bench: set-up failed\n");
 		return 1;
 	}
-	B.n_ids = smoke ? 50 : (long)(secs * 12000);
+	/* both issue phases take identities from this set: about 6,000/s each is room enough */
+	B.n_ids = smoke ? 100 : (long)(secs * 14000);
 	B.ids = calloc((size_t)B.n_ids, sizeof(*B.ids));
 	B.stop = false;
 	sign = run(sign_worker, cores, secs);
@@ -392,8 +541,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ca-bench: issue phase, pid %d\n", (int)getpid());
 		fflush(stderr);
 	}
-	issue = run(issue_worker, inflight, secs);
+	issue = run_async(B.addr, inflight, secs);
 	db_writer_stats(B.db, &w1);
+	/* the rest of the prepared identities, through libtrstctl's blocking client */
+	atomic_store(&B.stop, false);
+	issue_blocking = run(issue_worker, inflight, secs);
 	B.next = 0;
 	pair = run(create_issue_worker, inflight, secs);
 	/* pgbench clients stay below PostgreSQL's default max_connections (100) */
@@ -409,6 +561,8 @@ int main(int argc, char **argv)
 		printf("%-28s %10.0f /s\n", "pgbench same rows (floor)", pg);
 		printf("%-28s %10.0f /s  ratio %.2f of the lower floor\n", "issue (gRPC, durable)",
 		       issue, issue / floor);
+		printf("%-28s %10.0f /s  (%d client threads, libtrstctl)\n", "issue, blocking client",
+		       issue_blocking, inflight);
 		printf("%-28s %10.0f /s  ratio %.2f\n", "create+issue (gRPC, durable)", pair,
 		       pair / floor);
 		printf("issue phase: %" PRIu64 " commits, %.1f changes per commit (largest %" PRIu64
