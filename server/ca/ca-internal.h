@@ -49,6 +49,8 @@ int ca_ident_cache_get(struct ca_ident_cache *c, const char *tenant, const char 
 void ca_ident_cache_put(struct ca_ident_cache *c, const char *tenant, const struct ca_identity *i);
 void ca_ident_cache_drop(struct ca_ident_cache *c, const char *tenant, const char *id);
 
+/* A malloc'd copy of n strings (free each and the array). */
+int ca_strv_dup(const char *const *v, size_t n, char ***ret);
 /* Unix microseconds now. */
 int64_t ca_now_us(void);
 /* A fresh uuid v4 (CA_ID_LEN + 1 bytes). */

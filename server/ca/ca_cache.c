@@ -96,25 +96,6 @@ static struct entry **find(struct ca_ident_cache *c, const char *tenant, const c
 	return p;
 }
 
-static int copy_list(char *const *v, size_t n, char ***ret)
-{
-	char **out = calloc(n ? n : 1, sizeof(*out));
-
-	if (!out)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		out[i] = strdup(v[i]);
-		if (!out[i]) {
-			while (i--)
-				free(out[i]);
-			free(out);
-			return -ENOMEM;
-		}
-	}
-	*ret = out;
-	return 0;
-}
-
 /* A deep copy of src without its certificate. */
 static int ident_copy(struct ca_identity *dst, const struct ca_identity *src)
 {
@@ -124,10 +105,12 @@ static int ident_copy(struct ca_identity *dst, const struct ca_identity *src)
 	dst->dns_names = dst->ip_addresses = NULL;
 	dst->n_dns_names = dst->n_ip_addresses = 0;
 	dst->name = strdup(src->name ? src->name : "");
-	if (!dst->name || copy_list(src->dns_names, src->n_dns_names, &dst->dns_names) < 0)
+	if (!dst->name || ca_strv_dup((const char *const *)src->dns_names, src->n_dns_names,
+				      &dst->dns_names) < 0)
 		goto fail;
 	dst->n_dns_names = src->n_dns_names;
-	if (copy_list(src->ip_addresses, src->n_ip_addresses, &dst->ip_addresses) < 0)
+	if (ca_strv_dup((const char *const *)src->ip_addresses, src->n_ip_addresses,
+			&dst->ip_addresses) < 0)
 		goto fail;
 	dst->n_ip_addresses = src->n_ip_addresses;
 	return 0;

@@ -426,7 +426,7 @@ int ca_owner_list(struct ca_service *svc, struct ca_ctx *ctx, const char *kind, 
 
 /* Identities --------------------------------------------------------------------------- */
 
-static int dup_list(const char *const *v, size_t n, char ***ret)
+int ca_strv_dup(const char *const *v, size_t n, char ***ret)
 {
 	char **out = calloc(n ? n : 1, sizeof(*out));
 
@@ -494,9 +494,9 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 	i.state = CA_STATE_REQUESTED;
 	i.create_time = i.update_time = ca_now_us();
 	i.name = strdup(s->name);
-	if (!i.name || dup_list(s->dns_names, s->n_dns_names, &i.dns_names) < 0 ||
+	if (!i.name || ca_strv_dup(s->dns_names, s->n_dns_names, &i.dns_names) < 0 ||
 	    (i.n_dns_names = s->n_dns_names,
-	     dup_list(s->ip_addresses, s->n_ip_addresses, &i.ip_addresses) < 0)) {
+	     ca_strv_dup(s->ip_addresses, s->n_ip_addresses, &i.ip_addresses) < 0)) {
 		ca_identity_clear(&i);
 		return -ENOMEM;
 	}

@@ -480,19 +480,6 @@ static const char *item_str(const struct ca_issue_item *it, size_t off)
 	return (const char *)it->buf + off;
 }
 
-/* One decimal element of an int/bigint array. */
-static void add_num(struct db_array *a, int64_t v)
-{
-	char num[24];
-
-	db_array_add(a, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, v));
-}
-
-static void add_text(struct db_array *a, const char *s)
-{
-	db_array_add(a, s, strlen(s));
-}
-
 /*
  * Statement 1: lock the batch's identities in key order (as every server does, so batches
  * cannot deadlock on them), check each issuance's edge, and store the replies of those that
@@ -552,87 +539,32 @@ static void refuse_twins(const struct ca_issue_item *const *it, size_t n, int *r
 		}
 }
 
-/* Concatenates the bytes of the chosen items into one bytea; offsets and lengths as arrays. */
-static uint8_t *concat_bytes(const struct ca_issue_item *const *it, size_t n, const int *results,
-			     bool reply, struct db_array *offs, struct db_array *lens,
-			     size_t *ret_len)
-{
-	size_t total = 0, at = 0;
-	uint8_t *all;
-
-	for (size_t i = 0; i < n; i++)
-		if (results[i] >= 0)
-			total += reply ? it[i]->reply_len : it[i]->der_len;
-	all = malloc(total ? total : 1);
-	if (!all)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		size_t len = reply ? it[i]->reply_len : it[i]->der_len;
-
-		if (results[i] < 0)
-			continue;
-		memcpy(all + at, it[i]->buf + (reply ? it[i]->reply_off : it[i]->der_off), len);
-		add_num(offs, (int64_t)at);
-		add_num(lens, (int64_t)len);
-		at += len;
-	}
-	*ret_len = total;
-	return all;
-}
-
 enum { CHK_TENANT, CHK_ID, CHK_FROM, CHK_OLD, CHK_RID, CHK_METHOD, CHK_OFF, CHK_LEN, CHK_N };
 
 static int issue_check(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
 		       int *results, size_t *ret_ok)
 {
 	struct db_array a[CHK_N] = { 0 };
-	struct db_param p[CHK_N + 1];
+	struct db_blob replies = { 0 };
 	struct db_rows *rows = NULL;
-	uint8_t *replies;
-	size_t len = 0, k = 0, ok = 0;
 	int r;
 
-	replies = concat_bytes(it, n, results, true, &a[CHK_OFF], &a[CHK_LEN], &len);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] < 0)
 			continue;
-		add_text(&a[CHK_TENANT], it[i]->tenant);
-		add_text(&a[CHK_ID], it[i]->id);
-		add_text(&a[CHK_FROM], ca_state_name(it[i]->from));
-		add_text(&a[CHK_OLD], it[i]->old_serial);
-		add_text(&a[CHK_RID], item_str(it[i], it[i]->request_id_off));
-		add_text(&a[CHK_METHOD], item_str(it[i], it[i]->method_off));
+		db_array_add_text(&a[CHK_TENANT], it[i]->tenant);
+		db_array_add_text(&a[CHK_ID], it[i]->id);
+		db_array_add_text(&a[CHK_FROM], ca_state_name(it[i]->from));
+		db_array_add_text(&a[CHK_OLD], it[i]->old_serial);
+		db_array_add_text(&a[CHK_RID], item_str(it[i], it[i]->request_id_off));
+		db_array_add_text(&a[CHK_METHOD], item_str(it[i], it[i]->method_off));
+		db_blob_add(&replies, &a[CHK_OFF], &a[CHK_LEN], it[i]->buf + it[i]->reply_off,
+			    it[i]->reply_len);
 	}
-	r = replies ? 0 : -ENOMEM;
-	for (int j = 0; j < CHK_N; j++) {
-		p[j] = DB_TEXT(db_array_end(&a[j]));
-		if (!p[j].text)
-			r = -ENOMEM;
-	}
-	p[CHK_N] = DB_BYTES(replies, len);
+	r = db_exec_columns(c, issue_check_sql, a, CHK_N, &replies, &rows);
 	if (r >= 0)
-		r = db_exec(c, issue_check_sql, p, CHK_N + 1, &rows);
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		const char *st;
-
-		if (results[i] < 0)
-			continue;
-		if (k >= rows->n_rows) {
-			r = -EPROTO;
-			break;
-		}
-		st = col(rows, k++, 0);
-		if (!strcmp(st, "ok"))
-			ok++;
-		else
-			results[i] = !strcmp(st, "gone") ? -ENOENT :
-				     !strcmp(st, "stale") ? -ESTALE : -EEXIST;
-	}
+		r = db_hook_verdicts(rows, results, n, ret_ok);
 	db_rows_free(rows);
-	for (int j = 0; j < CHK_N; j++)
-		db_array_clear(&a[j]);
-	free(replies);
-	*ret_ok = ok;
 	return r;
 }
 
@@ -643,43 +575,31 @@ static int issue_write(struct db_conn *c, const struct ca_issue_item *const *it,
 		       const int *results, size_t n_ok)
 {
 	struct db_array a[WR_N] = { 0 };
-	struct db_param p[WR_N + 1];
+	struct db_blob ders = { 0 };
 	struct db_rows *rows = NULL;
-	uint8_t *ders;
-	size_t len = 0;
 	int r;
 
-	ders = concat_bytes(it, n, results, false, &a[WR_OFF], &a[WR_LEN], &len);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] < 0)
 			continue;
-		add_text(&a[WR_TENANT], it[i]->tenant);
-		add_text(&a[WR_ID], it[i]->id);
-		add_text(&a[WR_TO], ca_state_name(it[i]->to));
-		add_num(&a[WR_NOW], it[i]->now_us);
-		add_text(&a[WR_SERIAL], it[i]->serial);
-		add_text(&a[WR_FP], it[i]->fingerprint);
-		add_text(&a[WR_ALG], it[i]->key_algorithm);
-		add_num(&a[WR_NB], it[i]->not_before);
-		add_num(&a[WR_NA], it[i]->not_after);
-		add_text(&a[WR_OLD], it[i]->old_serial);
+		db_array_add_text(&a[WR_TENANT], it[i]->tenant);
+		db_array_add_text(&a[WR_ID], it[i]->id);
+		db_array_add_text(&a[WR_TO], ca_state_name(it[i]->to));
+		db_array_add_int(&a[WR_NOW], it[i]->now_us);
+		db_array_add_text(&a[WR_SERIAL], it[i]->serial);
+		db_array_add_text(&a[WR_FP], it[i]->fingerprint);
+		db_array_add_text(&a[WR_ALG], it[i]->key_algorithm);
+		db_array_add_int(&a[WR_NB], it[i]->not_before);
+		db_array_add_int(&a[WR_NA], it[i]->not_after);
+		db_array_add_text(&a[WR_OLD], it[i]->old_serial);
+		db_blob_add(&ders, &a[WR_OFF], &a[WR_LEN], it[i]->buf + it[i]->der_off,
+			    it[i]->der_len);
 	}
-	r = ders ? 0 : -ENOMEM;
-	for (int j = 0; j < WR_N; j++) {
-		p[j] = DB_TEXT(db_array_end(&a[j]));
-		if (!p[j].text)
-			r = -ENOMEM;
-	}
-	p[WR_N] = DB_BYTES(ders, len);
-	if (r >= 0)
-		r = db_exec(c, issue_write_sql, p, WR_N + 1, &rows);
+	r = db_exec_columns(c, issue_write_sql, a, WR_N, &ders, &rows);
 	/* every row was locked and checked by issue_check: anything else is a bug */
 	if (r >= 0 && (col_i64(rows, 0, 0) != (int64_t)n_ok || col_i64(rows, 0, 1) != (int64_t)n_ok))
 		r = -EPROTO;
 	db_rows_free(rows);
-	for (int j = 0; j < WR_N; j++)
-		db_array_clear(&a[j]);
-	free(ders);
 	return r;
 }
 

@@ -136,6 +136,14 @@ typedef int (*db_change_fn)(struct db_tx *tx, void *ud);
 typedef int (*db_precommit_fn)(struct db_conn *conn, void *const *items, size_t n_items,
 			       int *results, void *ud);
 
+/*
+ * Reads the verdicts of a hook's check statement: one row per item whose results[i] is
+ * still >= 0, in item order, column 0 "ok", "gone" (-ENOENT), "stale" (-ESTALE) or "twin"
+ * (-EEXIST, a request_id stored meanwhile). Sets results[] of the refused ones and *ret_ok
+ * to the number of "ok". -EPROTO when rows are missing.
+ */
+int db_hook_verdicts(const struct db_rows *rows, int *results, size_t n, size_t *ret_ok);
+
 /* Registers a pre-commit hook for items of kind (small integer < 8). Before db_write runs. */
 int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud);
 
@@ -219,6 +227,34 @@ void db_array_add(struct db_array *a, const char *s, size_t len);
 const char *db_array_end(struct db_array *a);
 /* Frees the text; a may be reused. */
 void db_array_clear(struct db_array *a);
+/* Appends a NUL-terminated string, or the decimal text of v. */
+void db_array_add_text(struct db_array *a, const char *s);
+void db_array_add_int(struct db_array *a, int64_t v);
+
+/*
+ * Many byte strings as one bytea parameter: their bytes one after another, and where each
+ * starts and how long it is appended to two int[] columns of the caller's, for
+ * `substring($n FROM off + 1 FOR len)` beside the other unnest()ed columns. Start from
+ * `struct db_blob b = { 0 };`; an allocation failure sticks (db_exec_columns then fails
+ * with -ENOMEM).
+ */
+struct db_blob {
+	uint8_t *data;
+	size_t len, cap;
+	bool failed;
+};
+void db_blob_add(struct db_blob *b, struct db_array *offs, struct db_array *lens, const void *p,
+		 size_t n);
+/* Frees the bytes; b may be reused. */
+void db_blob_clear(struct db_blob *b);
+
+/*
+ * Runs sql with the n_cols array literals as $1..$n_cols (closed here) and the blob's bytes
+ * as $n_cols + 1 (when blob is not NULL), then clears the arrays and the blob: the batch
+ * statements of the pre-commit hooks. n_cols <= 30. Errors as db_exec, or -ENOMEM.
+ */
+int db_exec_columns(struct db_conn *conn, const char *sql, struct db_array *cols, size_t n_cols,
+		    struct db_blob *blob, struct db_rows **ret_rows);
 
 /* LISTEN (listen.c) ----------------------------------------------------------------------- */
 

@@ -64,11 +64,43 @@ static void test_growth(void **state)
 	db_array_clear(&a);
 }
 
+/* Numbers, strings, and byte strings carried as one blob with offset and length columns. */
+static void test_columns_and_blob(void **state)
+{
+	struct db_array ints = { 0 }, texts = { 0 }, offs = { 0 }, lens = { 0 };
+	struct db_blob b = { 0 };
+
+	(void)state;
+	db_array_add_int(&ints, -5);
+	db_array_add_int(&ints, INT64_MAX);
+	assert_string_equal(db_array_end(&ints), "{\"-5\",\"9223372036854775807\"}");
+	db_array_add_text(&texts, "a\"b");
+	assert_string_equal(db_array_end(&texts), "{\"a\\\"b\"}");
+	db_blob_add(&b, &offs, &lens, "abc", 3);
+	db_blob_add(&b, &offs, &lens, "", 0);
+	for (int i = 0; i < 2000; i++) /* grows past its first allocation */
+		db_blob_add(&b, &offs, &lens, "xyz", 3);
+	assert_false(b.failed);
+	assert_int_equal(b.len, 3 + 2000 * 3);
+	assert_memory_equal(b.data, "abcxyz", 6);
+	assert_int_equal(offs.n, 2002);
+	assert_int_equal(lens.n, 2002);
+	assert_non_null(strstr(db_array_end(&offs), "{\"0\",\"3\",\"3\",\"6\","));
+	assert_non_null(strstr(db_array_end(&lens), "{\"3\",\"0\",\"3\","));
+	db_blob_clear(&b);
+	assert_null(b.data);
+	db_array_clear(&ints);
+	db_array_clear(&texts);
+	db_array_clear(&offs);
+	db_array_clear(&lens);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cases),
 		cmocka_unit_test(test_growth),
+		cmocka_unit_test(test_columns_and_blob),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -164,6 +164,28 @@ int db_tx_attach(struct db_tx *tx, int kind, void *item, void (*free_fn)(void *i
 	return 0;
 }
 
+int db_hook_verdicts(const struct db_rows *rows, int *results, size_t n, size_t *ret_ok)
+{
+	size_t k = 0, ok = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const char *v;
+
+		if (results[i] < 0)
+			continue;
+		v = k < rows->n_rows ? db_rows_get(rows, k++, 0) : NULL;
+		if (!v)
+			return -EPROTO;
+		if (!strcmp(v, "ok"))
+			ok++;
+		else
+			results[i] = !strcmp(v, "gone") ? -ENOENT : !strcmp(v, "stale") ? -ESTALE :
+								       -EEXIST;
+	}
+	*ret_ok = ok;
+	return 0;
+}
+
 int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud)
 {
 	if (!db || kind < 0 || kind >= DB_ITEM_KINDS)

@@ -84,18 +84,6 @@ static const char *rot_str(const struct secrets_rotation *rot, size_t off)
 	return (const char *)rot->buf + off;
 }
 
-static void add_num(struct db_array *a, int64_t v)
-{
-	char num[24];
-
-	db_array_add(a, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, v));
-}
-
-static void add_text(struct db_array *a, const char *s)
-{
-	db_array_add(a, s, strlen(s));
-}
-
 static const char check_sql[] =
 	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], "
 	"$5::text[], $6::int[], $7::int[]) WITH ORDINALITY AS r(tenant_id, name, cur, "
@@ -147,95 +135,31 @@ static void refuse_twins(const struct secrets_rotation *const *rot, size_t n, in
 		}
 }
 
-/* The bytes of the chosen rotations (sealed values or replies) as one bytea. */
-static uint8_t *concat(const struct secrets_rotation *const *rot, size_t n, const int *results,
-		       bool reply, struct db_array *offs, struct db_array *lens, size_t *ret_len)
-{
-	size_t total = 0, at = 0;
-	uint8_t *all;
-
-	for (size_t i = 0; i < n; i++)
-		if (results[i] >= 0)
-			total += reply ? rot[i]->reply_len : rot[i]->sealed_len;
-	all = malloc(total ? total : 1);
-	if (!all)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		size_t len = reply ? rot[i]->reply_len : rot[i]->sealed_len;
-
-		if (results[i] < 0)
-			continue;
-		memcpy(all + at, rot[i]->buf + (reply ? rot[i]->reply_off : rot[i]->sealed_off),
-		       len);
-		add_num(offs, (int64_t)at);
-		add_num(lens, (int64_t)len);
-		at += len;
-	}
-	*ret_len = total;
-	return all;
-}
-
-/* Runs sql with the n_cols arrays and one bytea; frees them. */
-static int exec_arrays(struct db_conn *c, const char *sql, struct db_array *a, int n_cols,
-		       uint8_t *bytes, size_t len, struct db_rows **ret)
-{
-	struct db_param p[16];
-	int r = bytes ? 0 : -ENOMEM;
-
-	for (int j = 0; j < n_cols; j++) {
-		p[j] = DB_TEXT(db_array_end(&a[j]));
-		if (!p[j].text)
-			r = -ENOMEM;
-	}
-	p[n_cols] = DB_BYTES(bytes, len);
-	if (r >= 0)
-		r = db_exec(c, sql, p, (size_t)n_cols + 1, ret);
-	for (int j = 0; j < n_cols; j++)
-		db_array_clear(&a[j]);
-	free(bytes);
-	return r;
-}
-
 enum { CK_TENANT, CK_NAME, CK_CUR, CK_RID, CK_METHOD, CK_OFF, CK_LEN, CK_N };
 
 static int check(struct db_conn *c, const struct secrets_rotation *const *rot, size_t n,
 		 int *results, size_t *ret_ok)
 {
 	struct db_array a[CK_N] = { 0 };
+	struct db_blob replies = { 0 };
 	struct db_rows *rows = NULL;
-	uint8_t *replies;
-	size_t len = 0, k = 0, ok = 0;
 	int r;
 
-	replies = concat(rot, n, results, true, &a[CK_OFF], &a[CK_LEN], &len);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] < 0)
 			continue;
-		add_text(&a[CK_TENANT], rot[i]->tenant);
-		add_text(&a[CK_NAME], rot[i]->name);
-		add_num(&a[CK_CUR], rot[i]->current);
-		add_text(&a[CK_RID], rot_str(rot[i], rot[i]->request_id_off));
-		add_text(&a[CK_METHOD], rot_str(rot[i], rot[i]->method_off));
+		db_array_add_text(&a[CK_TENANT], rot[i]->tenant);
+		db_array_add_text(&a[CK_NAME], rot[i]->name);
+		db_array_add_int(&a[CK_CUR], rot[i]->current);
+		db_array_add_text(&a[CK_RID], rot_str(rot[i], rot[i]->request_id_off));
+		db_array_add_text(&a[CK_METHOD], rot_str(rot[i], rot[i]->method_off));
+		db_blob_add(&replies, &a[CK_OFF], &a[CK_LEN], rot[i]->buf + rot[i]->reply_off,
+			    rot[i]->reply_len);
 	}
-	r = exec_arrays(c, check_sql, a, CK_N, replies, len, &rows);
-	for (size_t i = 0; r >= 0 && i < n; i++) {
-		const char *st;
-
-		if (results[i] < 0)
-			continue;
-		st = k < rows->n_rows ? db_rows_get(rows, k++, 0) : NULL;
-		if (!st) {
-			r = -EPROTO;
-			break;
-		}
-		if (!strcmp(st, "ok"))
-			ok++;
-		else
-			results[i] = !strcmp(st, "gone") ? -ENOENT :
-				     !strcmp(st, "stale") ? -ESTALE : -EEXIST;
-	}
+	r = db_exec_columns(c, check_sql, a, CK_N, &replies, &rows);
+	if (r >= 0)
+		r = db_hook_verdicts(rows, results, n, ret_ok);
 	db_rows_free(rows);
-	*ret_ok = ok;
 	return r;
 }
 
@@ -245,22 +169,22 @@ static int write_rotations(struct db_conn *c, const struct secrets_rotation *con
 			   size_t n, const int *results, size_t n_ok)
 {
 	struct db_array a[WR_N] = { 0 };
+	struct db_blob sealed = { 0 };
 	struct db_rows *rows = NULL;
-	uint8_t *sealed;
-	size_t len = 0;
 	int r;
 
-	sealed = concat(rot, n, results, false, &a[WR_OFF], &a[WR_LEN], &len);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] < 0)
 			continue;
-		add_text(&a[WR_TENANT], rot[i]->tenant);
-		add_text(&a[WR_NAME], rot[i]->name);
-		add_num(&a[WR_CUR], rot[i]->current);
-		add_num(&a[WR_NOW], rot[i]->now_us);
-		add_num(&a[WR_KEEP], rot[i]->keep);
+		db_array_add_text(&a[WR_TENANT], rot[i]->tenant);
+		db_array_add_text(&a[WR_NAME], rot[i]->name);
+		db_array_add_int(&a[WR_CUR], rot[i]->current);
+		db_array_add_int(&a[WR_NOW], rot[i]->now_us);
+		db_array_add_int(&a[WR_KEEP], rot[i]->keep);
+		db_blob_add(&sealed, &a[WR_OFF], &a[WR_LEN], rot[i]->buf + rot[i]->sealed_off,
+			    rot[i]->sealed_len);
 	}
-	r = exec_arrays(c, write_sql, a, WR_N, sealed, len, &rows);
+	r = db_exec_columns(c, write_sql, a, WR_N, &sealed, &rows);
 	/* every row was locked and checked by statement 1: anything else is a bug */
 	if (r >= 0 && (strtoll(db_rows_get(rows, 0, 0), NULL, 10) != (int64_t)n_ok ||
 		       strtoll(db_rows_get(rows, 0, 1), NULL, 10) != (int64_t)n_ok))
