@@ -83,7 +83,7 @@ int ca_store_identity_set_state(struct db_tx *tx, const char *tenant, const char
  * certificate old_serial ("" for none), to `to` with a new current certificate that
  * supersedes the old one, and the reply is stored under request_id. Built and checked on
  * the caller's thread (ca_issue_item_new); the change only attaches a copy, and
- * ca_store_issue_hook writes every issuance of a batch with two set-based statements.
+ * ca_store_issue_hook writes every issuance of a batch with one set-based statement.
  * One allocation: strings and bytes live in buf, reached by offset, so a copy is a memcpy.
  */
 struct ca_issue_item {

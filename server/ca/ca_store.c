@@ -481,47 +481,46 @@ static const char *item_str(const struct ca_issue_item *it, size_t off)
 }
 
 /*
- * Statement 1: lock the batch's identities in key order (as every server does, so batches
- * cannot deadlock on them), check each issuance's edge, and store the replies of those that
- * may go on (ON CONFLICT: a twin with the same request_id committed first). One status per
- * issuance, in batch order.
+ * One statement for the batch: lock its identities in key order (as every server does, so
+ * batches cannot deadlock on them), check each issuance's edge (state and current serial),
+ * store the replies of request_ids (ON CONFLICT: a twin committed first), and for the
+ * issuances that passed both, move the identity on, record the certificate and mark the
+ * one it supersedes. One verdict per issuance, in batch order, and the counts written.
  */
-static const char issue_check_sql[] =
+static const char issue_sql[] =
 	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
-	"$5::text[], $6::text[], $7::int[], $8::int[]) WITH ORDINALITY AS r(tenant_id, id, "
-	"from_state, old_serial, request_id, method, reply_off, reply_len, ord)), "
+	"$5::text[], $6::text[], $7::int[], $8::int[], $9::text[], $10::bigint[], $11::text[], "
+	"$12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::int[], $17::int[]) "
+	"WITH ORDINALITY AS r(tenant_id, id, from_state, old_serial, request_id, method, "
+	"reply_off, reply_len, to_state, now_us, serial, fingerprint, key_algorithm, nb, na, "
+	"der_off, der_len, ord)), "
 	"cur AS (SELECT i.tenant_id, i.id, i.state, coalesce(i.current_serial, '') AS serial "
 	"FROM identities i WHERE (i.tenant_id, i.id) IN (SELECT tenant_id, id FROM req) "
 	"ORDER BY i.tenant_id, i.id FOR UPDATE), "
 	"ok AS (SELECT r.* FROM req r JOIN cur c ON c.tenant_id = r.tenant_id AND c.id = r.id "
 	"WHERE c.state = r.from_state AND c.serial = r.old_serial), "
 	"idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
-	"SELECT tenant_id, request_id, method, substring($9::bytea FROM reply_off + 1 FOR "
+	"SELECT tenant_id, request_id, method, substring($18::bytea FROM reply_off + 1 FOR "
 	"reply_len) FROM ok WHERE request_id <> '' ON CONFLICT DO NOTHING "
-	"RETURNING tenant_id, request_id) "
+	"RETURNING tenant_id, request_id), "
+	"go AS (SELECT o.* FROM ok o WHERE o.request_id = '' OR EXISTS (SELECT 1 FROM idem d "
+	"WHERE d.tenant_id = o.tenant_id AND d.request_id = o.request_id)), "
+	"upd AS (UPDATE identities i SET state = g.to_state, updated_at = " TS("g.now_us") ", "
+	"current_serial = g.serial FROM go g WHERE i.tenant_id = g.tenant_id AND i.id = g.id "
+	"RETURNING i.tenant_id, i.id), "
+	"ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
+	"key_algorithm, not_before, not_after, created_at) SELECT g.tenant_id, g.serial, g.id, "
+	"substring($18::bytea FROM g.der_off + 1 FOR g.der_len), g.fingerprint, "
+	"g.key_algorithm, to_timestamp(g.nb), to_timestamp(g.na), " TS("g.now_us") " FROM go g "
+	"JOIN upd u ON u.tenant_id = g.tenant_id AND u.id = g.id RETURNING 1), "
+	"sup AS (UPDATE certificates c SET superseded_by = g.serial FROM go g WHERE "
+	"c.tenant_id = g.tenant_id AND c.serial = g.old_serial AND g.old_serial <> '' "
+	"RETURNING 1) "
 	"SELECT CASE WHEN c.id IS NULL THEN 'gone' "
 	"WHEN c.state <> r.from_state OR c.serial <> r.old_serial THEN 'stale' "
-	"WHEN r.request_id <> '' AND NOT EXISTS (SELECT 1 FROM idem d WHERE d.tenant_id = "
-	"r.tenant_id AND d.request_id = r.request_id) THEN 'twin' ELSE 'ok' END "
+	"WHEN NOT EXISTS (SELECT 1 FROM go g WHERE g.ord = r.ord) THEN 'twin' ELSE 'ok' END, "
+	"(SELECT count(*) FROM upd), (SELECT count(*) FROM ins), (SELECT count(*) FROM sup) "
 	"FROM req r LEFT JOIN cur c ON c.tenant_id = r.tenant_id AND c.id = r.id ORDER BY r.ord";
-
-/* Statement 2: the identities, their new certificates and the superseded marks. */
-static const char issue_write_sql[] =
-	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], "
-	"$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::int[], "
-	"$12::int[]) AS r(tenant_id, id, to_state, now_us, serial, fingerprint, key_algorithm, "
-	"nb, na, old_serial, der_off, der_len)), "
-	"upd AS (UPDATE identities i SET state = r.to_state, updated_at = " TS("r.now_us") ", "
-	"current_serial = r.serial FROM req r WHERE i.tenant_id = r.tenant_id AND i.id = r.id "
-	"RETURNING 1), "
-	"ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
-	"key_algorithm, not_before, not_after, created_at) SELECT tenant_id, serial, id, "
-	"substring($13::bytea FROM der_off + 1 FOR der_len), fingerprint, key_algorithm, "
-	"to_timestamp(nb), to_timestamp(na), " TS("now_us") " FROM req RETURNING 1), "
-	"sup AS (UPDATE certificates c SET superseded_by = r.serial FROM req r WHERE "
-	"c.tenant_id = r.tenant_id AND c.serial = r.old_serial AND r.old_serial <> '' "
-	"RETURNING 1) "
-	"SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM ins)";
 
 /* Refuses the second issuance of one identity, or of one request_id, in a batch. */
 static void refuse_twins(const struct ca_issue_item *const *it, size_t n, int *results)
@@ -539,65 +538,46 @@ static void refuse_twins(const struct ca_issue_item *const *it, size_t n, int *r
 		}
 }
 
-enum { CHK_TENANT, CHK_ID, CHK_FROM, CHK_OLD, CHK_RID, CHK_METHOD, CHK_OFF, CHK_LEN, CHK_N };
+enum { IS_TENANT, IS_ID, IS_FROM, IS_OLD, IS_RID, IS_METHOD, IS_REPLY_OFF, IS_REPLY_LEN,
+       IS_TO, IS_NOW, IS_SERIAL, IS_FP, IS_ALG, IS_NB, IS_NA, IS_DER_OFF, IS_DER_LEN, IS_N };
 
-static int issue_check(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
-		       int *results, size_t *ret_ok)
+/* Writes the issuances not refused yet; sets the verdicts of the others. */
+static int issue_batch(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
+		       int *results)
 {
-	struct db_array a[CHK_N] = { 0 };
-	struct db_blob replies = { 0 };
+	struct db_array a[IS_N] = { 0 };
+	struct db_blob bytes = { 0 };
 	struct db_rows *rows = NULL;
+	size_t n_ok = 0;
 	int r;
 
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] < 0)
 			continue;
-		db_array_add_text(&a[CHK_TENANT], it[i]->tenant);
-		db_array_add_text(&a[CHK_ID], it[i]->id);
-		db_array_add_text(&a[CHK_FROM], ca_state_name(it[i]->from));
-		db_array_add_text(&a[CHK_OLD], it[i]->old_serial);
-		db_array_add_text(&a[CHK_RID], item_str(it[i], it[i]->request_id_off));
-		db_array_add_text(&a[CHK_METHOD], item_str(it[i], it[i]->method_off));
-		db_blob_add(&replies, &a[CHK_OFF], &a[CHK_LEN], it[i]->buf + it[i]->reply_off,
-			    it[i]->reply_len);
-	}
-	r = db_exec_columns(c, issue_check_sql, a, CHK_N, &replies, &rows);
-	if (r >= 0)
-		r = db_hook_verdicts(rows, results, n, ret_ok);
-	db_rows_free(rows);
-	return r;
-}
-
-enum { WR_TENANT, WR_ID, WR_TO, WR_NOW, WR_SERIAL, WR_FP, WR_ALG, WR_NB, WR_NA, WR_OLD, WR_OFF,
-       WR_LEN, WR_N };
-
-static int issue_write(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
-		       const int *results, size_t n_ok)
-{
-	struct db_array a[WR_N] = { 0 };
-	struct db_blob ders = { 0 };
-	struct db_rows *rows = NULL;
-	int r;
-
-	for (size_t i = 0; i < n; i++) {
-		if (results[i] < 0)
-			continue;
-		db_array_add_text(&a[WR_TENANT], it[i]->tenant);
-		db_array_add_text(&a[WR_ID], it[i]->id);
-		db_array_add_text(&a[WR_TO], ca_state_name(it[i]->to));
-		db_array_add_int(&a[WR_NOW], it[i]->now_us);
-		db_array_add_text(&a[WR_SERIAL], it[i]->serial);
-		db_array_add_text(&a[WR_FP], it[i]->fingerprint);
-		db_array_add_text(&a[WR_ALG], it[i]->key_algorithm);
-		db_array_add_int(&a[WR_NB], it[i]->not_before);
-		db_array_add_int(&a[WR_NA], it[i]->not_after);
-		db_array_add_text(&a[WR_OLD], it[i]->old_serial);
-		db_blob_add(&ders, &a[WR_OFF], &a[WR_LEN], it[i]->buf + it[i]->der_off,
+		db_array_add_text(&a[IS_TENANT], it[i]->tenant);
+		db_array_add_text(&a[IS_ID], it[i]->id);
+		db_array_add_text(&a[IS_FROM], ca_state_name(it[i]->from));
+		db_array_add_text(&a[IS_OLD], it[i]->old_serial);
+		db_array_add_text(&a[IS_RID], item_str(it[i], it[i]->request_id_off));
+		db_array_add_text(&a[IS_METHOD], item_str(it[i], it[i]->method_off));
+		db_blob_add(&bytes, &a[IS_REPLY_OFF], &a[IS_REPLY_LEN],
+			    it[i]->buf + it[i]->reply_off, it[i]->reply_len);
+		db_array_add_text(&a[IS_TO], ca_state_name(it[i]->to));
+		db_array_add_int(&a[IS_NOW], it[i]->now_us);
+		db_array_add_text(&a[IS_SERIAL], it[i]->serial);
+		db_array_add_text(&a[IS_FP], it[i]->fingerprint);
+		db_array_add_text(&a[IS_ALG], it[i]->key_algorithm);
+		db_array_add_int(&a[IS_NB], it[i]->not_before);
+		db_array_add_int(&a[IS_NA], it[i]->not_after);
+		db_blob_add(&bytes, &a[IS_DER_OFF], &a[IS_DER_LEN], it[i]->buf + it[i]->der_off,
 			    it[i]->der_len);
 	}
-	r = db_exec_columns(c, issue_write_sql, a, WR_N, &ders, &rows);
-	/* every row was locked and checked by issue_check: anything else is a bug */
-	if (r >= 0 && (col_i64(rows, 0, 0) != (int64_t)n_ok || col_i64(rows, 0, 1) != (int64_t)n_ok))
+	r = db_exec_columns(c, issue_sql, a, IS_N, &bytes, &rows);
+	if (r >= 0)
+		r = db_hook_verdicts(rows, results, n, &n_ok);
+	/* every issuance that passed was written, once: anything else is a bug */
+	if (r >= 0 && n_ok &&
+	    (col_i64(rows, 0, 1) != (int64_t)n_ok || col_i64(rows, 0, 2) != (int64_t)n_ok))
 		r = -EPROTO;
 	db_rows_free(rows);
 	return r;
@@ -606,15 +586,13 @@ static int issue_write(struct db_conn *c, const struct ca_issue_item *const *it,
 int ca_store_issue_hook(struct db_conn *c, void *const *items, size_t n, int *results, void *ud)
 {
 	const struct ca_issue_item *const *it = (const struct ca_issue_item *const *)items;
-	size_t n_ok = 0;
-	int r;
 
 	(void)ud;
 	refuse_twins(it, n, results);
-	r = issue_check(c, it, n, results, &n_ok);
-	if (r < 0 || !n_ok)
-		return r;
-	return issue_write(c, it, n, results, n_ok);
+	for (size_t i = 0; i < n; i++)
+		if (results[i] >= 0)
+			return issue_batch(c, it, n, results);
+	return 0;
 }
 
 int ca_store_certs_revoke(struct db_tx *tx, const char *tenant, const char *identity_id,
