@@ -546,6 +546,7 @@ static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 }
 
 /* Checks name and value and computes what can be done before the writer: seal, HMAC. */
+/* Checks name and value and takes the value's HMAC; version > 0 also seals it for it. */
 static int prepare(struct secrets *s, struct secrets_ctx *ctx, struct op *op, const char *name,
 		   const uint8_t *value, size_t n, int64_t version)
 {
@@ -562,7 +563,7 @@ static int prepare(struct secrets *s, struct secrets_ctx *ctx, struct op *op, co
 	op->value = value;
 	op->n = n;
 	r = op_hmac(op);
-	return r < 0 ? r : op_seal(op, version);
+	return r < 0 || version < 1 ? r : op_seal(op, version);
 }
 
 int secrets_create(struct secrets *s, struct secrets_ctx *ctx, const char *name,
@@ -704,9 +705,8 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 	if (expected_version < 0)
 		return secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
 				    "expected_version must be >= 0 (0 = no check)");
-	r = prepare(s, ctx, &op, name, value, n, 1);
-	free(op.sealed); /* sealed again for the version each round reads */
-	op.sealed = NULL;
+	/* not sealed here: each round seals for the version it read */
+	r = prepare(s, ctx, &op, name, value, n, 0);
 	if (r < 0)
 		return r;
 	op.actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
