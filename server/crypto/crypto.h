@@ -4,6 +4,7 @@
  * now: the self-signed server certificate of the internal TLS mode.
  */
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kek.h" /* the KEK and envelope sealing */
 #include "x509.h" /* the issuing CA, leaf issuance, CSR checks, CRLs */
@@ -20,3 +21,6 @@ int crypto_selfsigned(const char *const *names, size_t n_names, int days, char *
 
 /* Wipes and frees a NUL-terminated secret. Accepts NULL, returns NULL. */
 char *crypto_free_secret(char *s);
+
+/* SHA-256 of data (n bytes; data may be NULL when n is 0) into ret (32 bytes). 0 or -EIO. */
+int crypto_sha256(const void *data, size_t n, uint8_t *ret);

@@ -179,30 +179,23 @@ void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
 /* The tenant of a single-tenant install; every table carries tenant_id (DESIGN.md §5). */
 #define DB_DEFAULT_TENANT "00000000-0000-0000-0000-000000000000"
 
-/* Kinds of attached items (db_tx_attach), one pre-commit hook each. */
+/*
+ * Kinds of attached items (db_tx_attach), one pre-commit hook each, run in ascending kind
+ * order: first the domains' kinds (0 .. DB_DOMAIN_KINDS - 1, handed out by
+ * db_add_precommit; their hooks may refuse a change), then the audit chain, then the outbox.
+ */
+enum { DB_DOMAIN_KINDS = 4 };
 enum db_item_kind {
-	DB_ITEM_ISSUANCE = 0, /* struct ca_issue_item *, written by ca/ (may refuse a change) */
-	DB_ITEM_ROTATION = 1, /* struct secrets_rotation *, written by secrets/ (may refuse) */
-	DB_ITEM_AUDIT = 2, /* struct audit_record *, chained by audit/ */
-	DB_ITEM_EVENT = 3, /* struct bus_event *, inserted into the outbox by bus/ */
+	DB_ITEM_AUDIT = DB_DOMAIN_KINDS, /* struct audit_record *, chained by audit/ */
+	DB_ITEM_EVENT,			 /* struct bus_event *, inserted into the outbox by bus/ */
 };
 
-/* Idempotency (idem.c) ------------------------------------------------------------------ */
-
 /*
- * Looks up the reply an earlier call of method stored under request_id. Returns 1 and
- * sets *ret_reply (malloc'd packed reply, caller frees) and *ret_len when found, 0 when
- * the id is new, -EINVAL when it was used by another method (or is empty).
+ * Registers a domain's hook under the first free domain kind (or the kind it already has:
+ * registering the same fn again only replaces ud) and sets *ret_kind. -ENOSPC when every
+ * domain kind is taken. Before db_write runs. Domains call it through change_hook_register.
  */
-int db_idem_get(struct db_tx *tx, const char *tenant_id, const char *request_id,
-		const char *method, uint8_t **ret_reply, size_t *ret_len);
-/*
- * Stores the packed reply of this change under request_id, in the same transaction.
- * -EEXIST when a concurrent call with the same id committed first (the caller answers
- * ABORTED: retry, and the retry returns the first reply).
- */
-int db_idem_put(struct db_tx *tx, const char *tenant_id, const char *request_id,
-		const char *method, const uint8_t *reply, size_t len);
+int db_add_precommit(struct db *db, db_precommit_fn fn, void *ud, int *ret_kind);
 
 /* Array literals (array.c) ------------------------------------------------------------- */
 

@@ -810,6 +810,7 @@ struct rf_change {
 	struct db *db;
 	char key[16];
 	bool statement; /* also run a statement of its own */
+	int kind;	/* the refusing hook's kind */
 	int result;
 };
 
@@ -825,7 +826,7 @@ static int rf_change_fn(struct db_tx *tx, void *ud)
 		if (r < 0)
 			return r;
 	}
-	r = db_tx_attach(tx, DB_ITEM_ISSUANCE, strdup(c->key), free);
+	r = db_tx_attach(tx, c->kind, strdup(c->key), free);
 	if (r >= 0)
 		r = db_tx_attach(tx, DB_ITEM_AUDIT, strdup(c->key), free);
 	return r;
@@ -850,15 +851,20 @@ static void test_hook_refusal(void **state)
 	struct rf_change cs[16];
 	pthread_t th[16];
 	struct rf_change own = { .key = "no-own", .statement = true };
+	int kind = -1, again = -1;
 
 	exec_ok(db, "DROP TABLE IF EXISTS rf, rf_own");
 	exec_ok(db, "CREATE TABLE rf (k text PRIMARY KEY)");
 	exec_ok(db, "CREATE TABLE rf_own (k text PRIMARY KEY)");
-	assert_int_equal(db_set_precommit(db, DB_ITEM_ISSUANCE, refusing_hook, NULL), 0);
+	assert_int_equal(db_add_precommit(db, refusing_hook, NULL, &kind), 0);
+	assert_int_equal(kind, 0); /* the first domain kind, before the audit hook's */
+	assert_int_equal(db_add_precommit(db, refusing_hook, NULL, &again), 0);
+	assert_int_equal(again, kind); /* registered again: the same kind */
+	own.kind = kind;
 	assert_int_equal(db_set_precommit(db, DB_ITEM_AUDIT, later_hook, NULL), 0);
 	atomic_store(&later_items, 0);
 	for (int i = 0; i < 16; i++) {
-		cs[i] = (struct rf_change){ .db = db };
+		cs[i] = (struct rf_change){ .db = db, .kind = kind };
 		snprintf(cs[i].key, sizeof(cs[i].key), "%s%d", i % 4 == 0 ? "no" : "ok", i);
 		pthread_create(&th[i], NULL, rf_thread, &cs[i]);
 	}

@@ -196,6 +196,29 @@ int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud)
 	return 0;
 }
 
+int db_add_precommit(struct db *db, db_precommit_fn fn, void *ud, int *ret_kind)
+{
+	int kind = -1;
+
+	if (!db || !fn || !ret_kind)
+		return -EINVAL;
+	pthread_mutex_lock(&db->wlock);
+	/* the same hook registered again (a service reopened on this db) keeps its kind */
+	for (int k = 0; k < DB_DOMAIN_KINDS && kind < 0; k++)
+		if (db->hooks[k].fn == fn)
+			kind = k;
+	for (int k = 0; k < DB_DOMAIN_KINDS && kind < 0; k++)
+		if (!db->hooks[k].fn)
+			kind = k;
+	if (kind >= 0)
+		db->hooks[kind] = (struct db_hook){ fn, ud };
+	pthread_mutex_unlock(&db->wlock);
+	if (kind < 0)
+		return -ENOSPC;
+	*ret_kind = kind;
+	return 0;
+}
+
 void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats)
 {
 	pthread_mutex_lock(&db->wlock);

@@ -163,6 +163,7 @@ int store_tx_record(struct db_tx *tx, struct bus *bus, const char *tenant, const
  * -EALREADY when bootstrap found a token, or when request_id was used before (then
  * ret_meta->id names the token that request made); db errors.
  */
+struct change_key;
 struct authz_token_req {
 	const char *tenant;
 	const char *name;
@@ -170,13 +171,15 @@ struct authz_token_req {
 	size_t n_policies;
 	int64_t ttl_seconds; /* 0: never expires */
 	const char *actor;
-	const char *request_id; /* NULL or "": no idempotency */
+	const struct change_key *key; /* the request's key (change room); NULL: none */
 	bool bootstrap;		/* only when the tenant has no token (advisory lock) */
 };
 int authz_token_create(struct db *db, struct bus *bus, const struct authz_token_req *req,
 		       char token[POLICY_TOKEN_LEN + 1], struct store_token *ret_meta, char *err,
 		       size_t errlen);
-/* Revokes token id: 0 when revoked now (audited, event), 1 when it already was (nothing
- * written), -ENOENT, -EINVAL for a malformed id; fills ret_meta. */
+/* Revokes token id through the change room (key NULL: no request key): 0 when revoked now
+ * (audited, event), 1 when it already was or key is a retry (nothing written), -ENOENT,
+ * -EINVAL for a malformed id or a reused request_id (err); fills ret_meta. */
 int authz_token_revoke(struct db *db, struct bus *bus, const char *tenant, const char *id,
-		       const char *actor, const char *request_id, struct store_token *ret_meta);
+		       const char *actor, const struct change_key *key,
+		       struct store_token *ret_meta, char *err, size_t errlen);

@@ -370,7 +370,7 @@ static int token_revoke_cmd(struct token_env *e, const char *id)
 	int r;
 
 	actor_of_operator(actor, sizeof(actor));
-	r = authz_token_revoke(e->db, e->bus, DB_DEFAULT_TENANT, id, actor, NULL, &t);
+	r = authz_token_revoke(e->db, e->bus, DB_DEFAULT_TENANT, id, actor, NULL, &t, NULL, 0);
 	if (r < 0) {
 		fprintf(stderr, "trstctl token revoke: %s\n",
 			r == -ENOENT ? "no such token" :

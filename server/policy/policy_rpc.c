@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "authz-int.h"
+#include "change.h"
 #include "db.h"
 #include "policy.pb-c.h"
 #include "rpc.h"
@@ -91,15 +92,14 @@ static const char *actor_of(struct rpc_call *call)
 
 struct policy_change {
 	struct authz *a;
-	const char *method, *name, *document, *request_id, *actor;
+	const char *name, *document, *actor;
 	bool deleting;
 	struct store_policy out;
-	uint8_t *replay; /* packed reply of an earlier call with request_id */
-	size_t replay_len;
 };
 
-static int pack_policy(const struct store_policy *p, uint8_t **ret, size_t *ret_len)
+static int pack_policy(void *ud, uint8_t **ret, size_t *ret_len)
 {
+	const struct store_policy *p = &((struct policy_change *)ud)->out;
 	Trstctl__V1__PolicyDocument m = TRSTCTL__V1__POLICY_DOCUMENT__INIT;
 	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
 	size_t n;
@@ -118,69 +118,57 @@ static int pack_policy(const struct store_policy *p, uint8_t **ret, size_t *ret_
 	return 0;
 }
 
-static int policy_change_fn(struct db_tx *tx, void *ud)
+/* The change room's apply step: the policy row, the generation bump, audit and event. */
+static int policy_apply(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct policy_change *c = ud;
 	const char *tenant = c->a->tenant;
 	char resource[8 + POLICY_NAME_MAX];
-	uint8_t *packed = NULL;
-	size_t len = 0;
 	int r;
 
-	if (c->request_id[0]) {
-		r = db_idem_get(tx, tenant, c->request_id, c->method, &c->replay, &c->replay_len);
-		if (r != 0)
-			return r < 0 ? r : 0; /* a replay changes nothing */
-	}
+	store_policy_clear(&c->out);
 	r = c->deleting ? store_tx_policy_delete(tx, tenant, c->name, &c->out) :
 			  store_tx_policy_put(tx, tenant, c->name, c->document, &c->out);
+	if (r == -ENOENT)
+		snprintf(err, errlen, "policy %s not found", c->name);
 	if (r >= 0)
 		r = store_tx_bump(tx, tenant);
 	if (r < 0)
 		return r;
 	snprintf(resource, sizeof(resource), "policy/%s", c->name);
-	r = store_tx_record(
+	return store_tx_record(
 		tx, c->a->bus, tenant, c->deleting ? "policy.deleted" : "policy.put", c->actor,
 		resource,
 		json_pack("{s:s, s:I}", "name", c->name, "version", (json_int_t)c->out.version),
 		json_pack("{s:s, s:s, s:s, s:I}", "kind", "policy", "op",
 			  c->deleting ? "deleted" : "put", "name", c->name, "version",
 			  (json_int_t)c->out.version));
-	if (r >= 0 && c->request_id[0]) {
-		r = pack_policy(&c->out, &packed, &len);
-		if (r >= 0)
-			r = db_idem_put(tx, tenant, c->request_id, c->method, packed, len);
-		free(packed);
-	}
-	return r;
 }
 
-/* Runs a put or delete; answers the call. */
-static int policy_change(struct rpc_call *call, struct policy_change *c,
+/* Runs a put or delete through the change room; answers the call. */
+static int policy_change(struct rpc_call *call, const ProtobufCMessage *req,
+			 const char *request_id, struct policy_change *c,
 			 ProtobufCMessage **ret_resp)
 {
-	int r = db_write(c->a->db, policy_change_fn, c, AUTHZ_DB_TIMEOUT_MS * 2);
+	struct change_key key;
+	struct change ch = { .db = c->a->db, .bus = c->a->bus, .key = &key,
+			     .apply = policy_apply, .pack = pack_policy, .ud = c,
+			     .timeout_ms = AUTHZ_DB_TIMEOUT_MS * 2 };
+	int r = change_key_from_call(&key, call, req, c->a->tenant, request_id, NULL);
 
-	if (r == -ENOENT)
-		return rpc_call_error(call, RPC_NOT_FOUND, "policy %s not found", c->name);
-	if (r == -EINVAL && c->request_id[0])
-		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
-				      "request_id %s was used by another method", c->request_id);
-	if (r == -EEXIST)
-		return rpc_call_error(call, RPC_ABORTED,
-				      "a concurrent call with request_id %s won: retry",
-				      c->request_id);
+	if (r >= 0)
+		r = change_run(&ch);
 	if (r < 0) {
 		store_policy_clear(&c->out);
-		return r;
+		return rpc_call_fail(call, r, ch.err);
 	}
-	if (c->replay) {
+	if (r == 1) {
 		ProtobufCMessage *m = protobuf_c_message_unpack(
-			&trstctl__v1__policy_document__descriptor, NULL, c->replay_len, c->replay);
+			&trstctl__v1__policy_document__descriptor, NULL, ch.replayed_len, ch.replayed);
 		Trstctl__V1__PolicyDocument *d = m ? (void *)m : NULL;
 		struct store_policy p = { 0 };
 
-		free(c->replay);
+		change_clear(&ch);
 		if (!d)
 			return rpc_call_error(call, RPC_INTERNAL, "stored reply does not decode");
 		p.name = d->name;
@@ -217,10 +205,8 @@ static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 {
 	const Trstctl__V1__PutPolicyRequest *req = (const void *)msg;
 	struct policy_change c = { .a = user,
-				   .method = "Policy.PutPolicy",
 				   .name = req->name,
 				   .document = req->document,
-				   .request_id = req->request_id,
 				   .actor = actor_of(call) };
 	struct policy_doc *doc = NULL;
 	char err[POLICY_ERR_MAX];
@@ -234,7 +220,7 @@ static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 	if (r < 0)
 		return r;
 	policy_doc_free(doc); /* stored as text; every server compiles it on reload */
-	return policy_change(call, &c, ret_resp);
+	return policy_change(call, msg, req->request_id, &c, ret_resp);
 }
 
 static int delete_policy(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -242,14 +228,12 @@ static int delete_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 {
 	const Trstctl__V1__DeletePolicyRequest *req = (const void *)msg;
 	struct policy_change c = { .a = user,
-				   .method = "Policy.DeletePolicy",
 				   .name = req->name,
-				   .request_id = req->request_id,
 				   .actor = actor_of(call),
 				   .deleting = true };
 	int r = check_name(call, req->name);
 
-	return r < 0 ? r : policy_change(call, &c, ret_resp);
+	return r < 0 ? r : policy_change(call, msg, req->request_id, &c, ret_resp);
 }
 
 static int get_policy(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -379,8 +363,8 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 				     .policies = (const char *const *)req->policies,
 				     .n_policies = req->n_policies,
 				     .ttl_seconds = req->ttl_seconds,
-				     .actor = actor_of(call),
-				     .request_id = req->request_id };
+				     .actor = actor_of(call) };
+	struct change_key key;
 	const char *caller_id = NULL, *const *held = NULL;
 	char token[POLICY_TOKEN_LEN + 1] = "", err[256] = "";
 	struct store_token meta = { 0 };
@@ -405,6 +389,10 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 					      "policies its creator holds (%s)",
 					      req->policies[i]);
 	}
+	r = change_key_from_call(&key, call, msg, a->tenant, req->request_id, NULL);
+	if (r < 0)
+		return r;
+	q.key = &key;
 	r = authz_token_create(a->db, a->bus, &q, token, &meta, err, sizeof(err));
 	if (r == -EINVAL)
 		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "%s", err);
@@ -415,12 +403,8 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 				      "request_id %s already created token %s; a token is shown "
 				      "only once: revoke it and create another",
 				      req->request_id, meta.id);
-	if (r == -EEXIST)
-		return rpc_call_error(call, RPC_ABORTED,
-				      "a concurrent call with request_id %s won: retry",
-				      req->request_id);
 	if (r < 0)
-		return r;
+		return rpc_call_fail(call, r, err);
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__create_token_response__descriptor);
 	resp->token_id = rpc_call_strdup(call, meta.id);
 	resp->token = rpc_call_strdup(call, token); /* call memory, freed with the call */
@@ -474,9 +458,15 @@ static int revoke_token(struct rpc_call *call, const ProtobufCMessage *msg,
 	const Trstctl__V1__RevokeTokenRequest *req = (const void *)msg;
 	struct authz *a = user;
 	struct store_token t = { 0 };
-	int r = authz_token_revoke(a->db, a->bus, a->tenant, req->id, actor_of(call),
-				   req->request_id, &t);
+	struct change_key key;
+	char err[CHANGE_ERR_MAX] = "";
+	int r = change_key_from_call(&key, call, msg, a->tenant, req->request_id, NULL);
 
+	if (r >= 0)
+		r = authz_token_revoke(a->db, a->bus, a->tenant, req->id, actor_of(call), &key,
+				       &t, err, sizeof(err));
+	if (r == -EINVAL && err[0])
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "%s", err);
 	if (r == -EINVAL)
 		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
 				      "id: a token id is %d lowercase hex characters",

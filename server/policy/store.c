@@ -18,6 +18,7 @@
 #include <openssl/sha.h>
 
 #include "audit.h"
+#include "change.h"
 #include "authz-int.h"
 #include "bus.h"
 #include "db.h"
@@ -463,24 +464,24 @@ struct token_change {
 	struct bus *bus;
 	struct store_token in, out;
 	const char *missing;
-	bool replay; /* request_id seen before: out.id is that request's token */
 };
 
-/* The change's audit record and event, with data built here. */
+/* The change's audit record and its policy.changed event (change room), data built here. */
 int store_tx_record(struct db_tx *tx, struct bus *bus, const char *tenant, const char *type,
 		    const char *actor, const char *resource, json_t *data, json_t *event)
 {
 	char *d = data ? json_dumps(data, JSON_COMPACT) : NULL;
 	char *ev = event ? json_dumps(event, JSON_COMPACT) : NULL;
-	struct audit_entry e = { .tenant_id = tenant,
-				 .type = type,
-				 .actor = actor,
-				 .resource = resource,
-				 .data_json = d };
-	int r = d && ev ? audit_record(tx, &e) : -ENOMEM;
+	struct change_record rec = { .tenant = tenant,
+				     .type = type,
+				     .actor = actor,
+				     .resource = resource,
+				     .data_json = d,
+				     .event_type = "policy.changed",
+				     .event_json = ev,
+				     .no_event = !bus };
+	int r = d && ev ? change_record(tx, &rec) : -ENOMEM;
 
-	if (r >= 0 && bus)
-		r = bus_event(tx, tenant, "policy.changed", actor, ev);
 	free(d);
 	free(ev);
 	json_decref(data);
@@ -497,31 +498,20 @@ static json_t *names_json(char *const *names, size_t n)
 	return a;
 }
 
-static int token_create_fn(struct db_tx *tx, void *ud)
+/* The change room's apply step of a token creation. */
+static int token_create_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct token_change *c = ud;
 	const struct authz_token_req *q = c->req;
 	char resource[8 + POLICY_TOKEN_ID_LEN];
-	uint8_t *reply = NULL;
-	size_t len = 0;
 	int r;
 
+	(void)err;
+	(void)errlen;
 	if (q->bootstrap) {
 		r = store_tx_bootstrap_lock(tx, q->tenant);
 		if (r != 0)
 			return r < 0 ? r : -EALREADY;
-	}
-	if (q->request_id && q->request_id[0]) {
-		r = db_idem_get(tx, q->tenant, q->request_id, "Policy.CreateToken", &reply, &len);
-		if (r < 0)
-			return r;
-		if (r == 1) {
-			/* the first reply's token text is never stored: only its id */
-			snprintf(c->out.id, sizeof(c->out.id), "%.*s", (int)len, (char *)reply);
-			free(reply);
-			c->replay = true;
-			return -EALREADY;
-		}
 	}
 	r = store_tx_policies_exist(tx, q->tenant, q->policies, q->n_policies, &c->missing);
 	if (r < 0)
@@ -538,10 +528,17 @@ static int token_create_fn(struct db_tx *tx, void *ud)
 			  names_json(c->out.policies, c->out.n_policies), "expire_time_us",
 			  (json_int_t)c->out.expire_us),
 		json_pack("{s:s, s:s, s:s}", "kind", "token", "op", "created", "id", c->out.id));
-	if (r >= 0 && q->request_id && q->request_id[0])
-		r = db_idem_put(tx, q->tenant, q->request_id, "Policy.CreateToken",
-				(const uint8_t *)c->out.id, strlen(c->out.id));
 	return r;
+}
+
+/* The stored reply of a token creation: only the token's id, never the token. */
+static int token_create_pack(void *ud, uint8_t **ret, size_t *ret_len)
+{
+	struct token_change *c = ud;
+
+	*ret = (uint8_t *)strdup(c->out.id);
+	*ret_len = strlen(c->out.id);
+	return *ret ? 0 : -ENOMEM;
 }
 
 /* A token name: at most AUTHZ_NAME_MAX bytes of printable ASCII (it appears in audit
@@ -592,6 +589,11 @@ int authz_token_create(struct db *db, struct bus *bus, const struct authz_token_
 		       size_t errlen)
 {
 	struct token_change c = { .req = req, .bus = bus };
+	struct change_key none = { .tenant = req->tenant, .principal = req->actor,
+				   .method = "/trstctl.v1.Policy/CreateToken" };
+	struct change ch = { .db = db, .bus = bus, .apply = token_create_fn,
+			     .pack = token_create_pack, .ud = &c,
+			     .timeout_ms = AUTHZ_DB_TIMEOUT_MS * 2 };
 	int r;
 
 	if (errlen)
@@ -610,18 +612,24 @@ int authz_token_create(struct db *db, struct bus *bus, const struct authz_token_
 	c.in.name = (char *)(req->name ? req->name : "");
 	c.in.policies = (char **)req->policies;
 	c.in.n_policies = req->n_policies;
-	r = db_write(db, token_create_fn, &c, AUTHZ_DB_TIMEOUT_MS * 2);
+	ch.key = req->key ? req->key : &none;
+	r = change_run(&ch);
 	OPENSSL_cleanse(c.in.hash, sizeof(c.in.hash));
 	if (r == -ENOENT && c.missing)
 		snprintf(err, errlen, "policy %s does not exist", c.missing);
-	if (r == -EALREADY && c.replay)
-		snprintf(ret_meta->id, sizeof(ret_meta->id), "%s", c.out.id);
+	else if (r < 0 && ch.err[0])
+		snprintf(err, errlen, "%s", ch.err);
+	if (r == 1) {
+		/* the first reply's token text is never stored: only its id */
+		snprintf(ret_meta->id, sizeof(ret_meta->id), "%.*s", (int)ch.replayed_len,
+			 (const char *)ch.replayed);
+		change_clear(&ch);
+		return -EALREADY;
+	}
 	if (r < 0) {
 		store_token_clear(&c.out);
 		return r;
 	}
-	if (bus)
-		bus_kick(bus);
 	*ret_meta = c.out;
 	return 0;
 }
@@ -632,11 +640,16 @@ struct revoke_change {
 	struct store_token out;
 };
 
-static int token_revoke_fn(struct db_tx *tx, void *ud)
+static int token_revoke_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct revoke_change *c = ud;
 	char resource[8 + POLICY_TOKEN_ID_LEN];
-	int r = store_tx_token_revoke(tx, c->tenant, c->id, &c->out);
+	int r;
+
+	(void)err;
+	(void)errlen;
+	store_token_clear(&c->out);
+	r = store_tx_token_revoke(tx, c->tenant, c->id, &c->out);
 
 	if (r >= 0)
 		r = store_tx_bump(tx, c->tenant);
@@ -659,17 +672,39 @@ static bool token_id_valid(const char *id)
 	return n == POLICY_TOKEN_ID_LEN;
 }
 
+/* The stored reply of a revocation: the token's id (a retry reads its metadata again,
+ * which a revoked token keeps). */
+static int token_revoke_pack(void *ud, uint8_t **ret, size_t *ret_len)
+{
+	struct revoke_change *c = ud;
+
+	*ret = (uint8_t *)strdup(c->id);
+	*ret_len = strlen(c->id);
+	return *ret ? 0 : -ENOMEM;
+}
+
 int authz_token_revoke(struct db *db, struct bus *bus, const char *tenant, const char *id,
-		       const char *actor, const char *request_id, struct store_token *ret_meta)
+		       const char *actor, const struct change_key *key,
+		       struct store_token *ret_meta, char *err, size_t errlen)
 {
 	struct revoke_change c = { .tenant = tenant, .id = id, .actor = actor, .bus = bus };
+	struct change_key none = { .tenant = tenant, .principal = actor,
+				   .method = "/trstctl.v1.Policy/RevokeToken" };
+	struct change ch = { .db = db, .bus = bus, .key = key ? key : &none,
+			     .apply = token_revoke_fn, .pack = token_revoke_pack, .ud = &c,
+			     .timeout_ms = AUTHZ_DB_TIMEOUT_MS * 2 };
 	int r;
 
-	(void)request_id; /* revoking is idempotent by itself: a retry changes nothing more */
+	if (errlen)
+		err[0] = '\0';
 	if (!token_id_valid(id))
 		return -EINVAL;
-	r = db_write(db, token_revoke_fn, &c, AUTHZ_DB_TIMEOUT_MS * 2);
-	if (r == -ENOENT) {
+	r = change_run(&ch);
+	if (r < 0 && ch.err[0])
+		snprintf(err, errlen, "%s", ch.err);
+	if (r == 1 || r == -ENOENT) {
+		/* a retry, or a token that was revoked already: nothing more was written */
+		change_clear(&ch);
 		r = store_token_by_id(db, tenant, id, &c.out);
 		if (r < 0)
 			return r;
@@ -680,8 +715,6 @@ int authz_token_revoke(struct db *db, struct bus *bus, const char *tenant, const
 		store_token_clear(&c.out);
 		return r;
 	}
-	if (bus)
-		bus_kick(bus);
 	*ret_meta = c.out;
 	return 0;
 }

@@ -207,6 +207,12 @@ void rpc_server_notify_streams(struct rpc_server *server);
 enum rpc_code rpc_errno_code(int err);
 /* The name of a code, "INVALID_ARGUMENT". */
 const char *rpc_code_name(enum rpc_code code);
+/*
+ * Answers a handler's -errno r (< 0): with the message msg when it is not empty (a module's
+ * message, safe to show) under the table's code for r, else the table's default. Returns
+ * the value for the handler to return.
+ */
+int rpc_call_fail(struct rpc_call *call, int r, const char *msg);
 
 /* Probe --------------------------------------------------------------------------------- */
 

@@ -53,6 +53,15 @@ enum rpc_code rpc_errno_code(int err)
 	return RPC_INTERNAL;
 }
 
+int rpc_call_fail(struct rpc_call *call, int r, const char *msg)
+{
+	if (r >= 0)
+		r = -EPROTO;
+	if (msg && msg[0])
+		return rpc_call_error(call, rpc_errno_code(r), "%s", msg);
+	return r;
+}
+
 static const char *const code_names[] = {
 	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
 	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",

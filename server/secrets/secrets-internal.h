@@ -5,6 +5,7 @@
  */
 #include <stdarg.h>
 
+#include "change.h"
 #include "db.h"
 #include "secrets.h"
 
@@ -19,6 +20,7 @@ struct secrets {
 	struct secrets_cache *cache;	/* NULL: no read cache (cache_entries -1) */
 	struct db_listen *listen;	/* invalidates cache from other servers' changes */
 	struct secrets_guess *guess;	/* metadata this server last wrote (secrets_guess.c) */
+	int rotation_kind;		/* item kind of the rotation hook (change_hook_register) */
 };
 
 /*
@@ -40,6 +42,12 @@ int secrets_meta_from_row(const struct db_rows *rows, size_t row, size_t col,
 int secrets_labels_parse(const char *json, struct secrets_meta *m);
 /* The additional data binding a sealed value to its row. */
 void secrets_aad(const char *tenant, const char *name, int64_t version, char *buf, size_t len);
+/*
+ * The reply of a change as stored under its request key: the SecretMeta message the client
+ * gets (secrets_rpc.c), so that a retry receives the same bytes. -ENOMEM; unpack -EPROTO.
+ */
+int secrets_reply_pack(const struct secrets_meta *m, uint8_t **ret, size_t *ret_len);
+int secrets_reply_unpack(const uint8_t *p, size_t n, struct secrets_meta *ret);
 /* snprintf into ctx->err; returns err. */
 int secrets_fail(char *buf, size_t len, int err, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -90,7 +98,7 @@ int secrets_get_cached(struct secrets *s, struct secrets_ctx *ctx, const char *n
 		       int64_t version, struct secrets_value *ret_value);
 
 /*
- * One rotation (a DB_ITEM_ROTATION item), prepared on the caller's thread for the version it
+ * One rotation (a the rotation kind item), prepared on the caller's thread for the version it
  * read: the secret moves from version current to current + 1 (sealed for that version),
  * updated_at becomes now_us, versions older than the retention limit keep (0: none) are
  * destroyed, and the reply is stored under request_id ("" none). secrets_rotation_hook
@@ -103,7 +111,8 @@ struct secrets_rotation {
 	char name[SECRETS_NAME_MAX + 1];
 	int64_t current, now_us;
 	int keep;
-	size_t request_id_off, method_off; /* NUL-terminated in buf */
+	int kind;			/* the hook's item kind */
+	struct change_item_key key;	/* the request's key ("" request_id: none) */
 	size_t sealed_off, sealed_len, reply_off, reply_len;
 	uint8_t buf[];
 };
@@ -111,7 +120,8 @@ struct secrets_rotation_spec {
 	const char *tenant, *name;
 	int64_t current, now_us;
 	int keep;
-	const char *request_id, *method; /* NULL: none */
+	int kind;			/* secrets->rotation_kind */
+	const struct change_key *key;	/* NULL: not idempotent */
 	const uint8_t *sealed, *reply;
 	size_t sealed_len, reply_len;
 };
@@ -119,21 +129,16 @@ int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secret
 /* Attaches a copy to the change (the writer frees it). */
 int secrets_rotation_attach(struct db_tx *tx, const struct secrets_rotation *rot);
 /*
- * The pre-commit hook of DB_ITEM_ROTATION: locks the batch's secrets in key order, refuses
+ * The pre-commit hook of the rotation kind: locks the batch's secrets in key order, refuses
  * (results[i]) a rotation whose secret is missing (-ENOENT), deleted or no longer at
  * `current` (-ESTALE), rotated twice in one batch (-EBUSY), or whose request_id was stored
  * meanwhile (-EEXIST); writes the others in one statement (with pg_notify for the caches).
  */
 int secrets_rotation_hook(struct db_conn *c, void *const *items, size_t n, int *results,
 			  void *ud);
-/*
- * What a rotation reads first, in one round trip: 1 with the stored reply when request_id
- * (may be NULL) was stored, -EINVAL when another method stored it, else 0 with the
- * secret's metadata, or -ENOENT.
- */
+/* What a rotation reads first: 0 with the secret's metadata, or -ENOENT. */
 int secrets_rotation_read(struct secrets *s, const char *tenant, const char *name,
-			  const char *request_id, const char *method, struct secrets_meta *ret,
-			  uint8_t **ret_reply, size_t *ret_len);
+			  struct secrets_meta *ret);
 
 /*
  * The metadata this server last wrote per secret (secrets_guess.c): a rotation starts from

@@ -13,9 +13,9 @@
  * locks it, so rotations of one secret are serialized across servers too and exactly one
  * wins per version (the losers see the new version and re-check expected_version).
  *
- * Idempotency: with a request_id the change first looks the id up (a replay returns the
- * stored metadata and writes nothing) and stores its own reply in the same transaction.
- * The stored reply is the metadata as JSON (this module speaks no protobuf).
+ * Idempotency, audit and events are the change room's (change.h): every change runs
+ * through change_run (rotations through their hook, with the room's batch statements);
+ * the stored reply is the SecretMeta message the client got (secrets_reply_pack).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -42,21 +42,23 @@
 enum op_kind { OP_CREATE, OP_ROTATE, OP_DELETE, OP_RECOVER, OP_DESTROY };
 
 static const struct {
-	const char *method; /* idempotency scope */
+	const char *method; /* the full gRPC method: the key's method */
 	const char *event;  /* audit and event type */
 } op_names[] = {
-	[OP_CREATE] = { "trstctl.v1.Secrets/CreateSecret", "secret.created" },
-	[OP_ROTATE] = { "trstctl.v1.Secrets/RotateSecret", "secret.rotated" },
-	[OP_DELETE] = { "trstctl.v1.Secrets/DeleteSecret", "secret.deleted" },
-	[OP_RECOVER] = { "trstctl.v1.Secrets/RecoverSecret", "secret.recovered" },
-	[OP_DESTROY] = { "trstctl.v1.Secrets/DestroySecretVersion", "secret.destroyed" },
+	[OP_CREATE] = { "/trstctl.v1.Secrets/CreateSecret", "secret.created" },
+	[OP_ROTATE] = { "/trstctl.v1.Secrets/RotateSecret", "secret.rotated" },
+	[OP_DELETE] = { "/trstctl.v1.Secrets/DeleteSecret", "secret.deleted" },
+	[OP_RECOVER] = { "/trstctl.v1.Secrets/RecoverSecret", "secret.recovered" },
+	[OP_DESTROY] = { "/trstctl.v1.Secrets/DestroySecretVersion", "secret.destroyed" },
 };
 
 /* One change and its outcome. Inputs are borrowed from the caller of db_write. */
 struct op {
 	struct secrets *s;
 	enum op_kind kind;
-	const char *tenant, *actor, *request_id, *name;
+	const char *tenant, *actor, *name;
+	const struct change_key *key; /* the request's key (ctx's, or built by op_key) */
+	struct change_key own_key;    /* built from a ctx without a key */
 	const uint8_t *value;	 /* create, rotate */
 	size_t n;
 	const char *labels_json; /* create */
@@ -66,10 +68,10 @@ struct op {
 	size_t sealed_len;
 	char hmac_hex[65];	 /* create, rotate: HMAC of the value */
 	struct db_tx *tx;	 /* while the change runs */
+	char *err;		 /* where messages go while the change runs */
+	size_t errlen;
 	/* outputs, reset by each run */
 	struct secrets_meta meta;
-	bool replayed;
-	char err[256];
 };
 
 int secrets_check_name(const char *name, char *err, size_t errlen)
@@ -117,7 +119,7 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 	s->retain = cfg ? cfg->retain_versions : SECRETS_DEFAULT_RETAIN;
 	s->timeout_ms = cfg && cfg->write_timeout_ms ? cfg->write_timeout_ms : 10000;
 	/* rotations are written by their pre-commit hook (secrets_rotate.c) */
-	r = db_set_precommit(db, DB_ITEM_ROTATION, secrets_rotation_hook, NULL);
+	r = change_hook_register(db, secrets_rotation_hook, NULL, &s->rotation_kind);
 	if (r >= 0)
 		r = secrets_guess_new(SECRETS_GUESS_SLOTS, &s->guess);
 	if (r < 0) {
@@ -232,7 +234,7 @@ static int op_fail(struct op *op, int err, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(op->err, sizeof(op->err), fmt, ap);
+	vsnprintf(op->err, op->errlen, fmt, ap);
 	va_end(ap);
 	return err;
 }
@@ -380,17 +382,18 @@ static int do_destroy(struct op *op)
 		       op->version, op->name);
 }
 
-/* The audit record and the event of a change that succeeded. */
+/* The audit record and the event of a change that succeeded (the event without the HMAC). */
 static int record(struct op *op)
 {
 	char resource[16 + SECRETS_NAME_MAX], data[512 + SECRETS_NAME_MAX], extra[160] = "";
+	char audit[sizeof(data) + 96];
 	int64_t version = op->kind == OP_DESTROY ? op->version : op->meta.version;
-	struct audit_entry e = { .tenant_id = op->tenant,
-				 .type = op_names[op->kind].event,
-				 .actor = op->actor,
-				 .resource = resource };
+	struct change_record rec = { .tenant = op->tenant,
+				     .type = op_names[op->kind].event,
+				     .actor = op->actor,
+				     .resource = resource,
+				     .data_json = data };
 	size_t len;
-	int r;
 
 	snprintf(resource, sizeof(resource), "secrets/%s", op->name);
 	if (op->kind == OP_DESTROY)
@@ -398,87 +401,26 @@ static int record(struct op *op)
 	/* names are [A-Za-z0-9._/-]: nothing to escape */
 	len = (size_t)snprintf(data, sizeof(data), "{\"name\":\"%s\",\"version\":%" PRId64 "%s}",
 			       op->name, version, extra);
-	r = bus_event(op->tx, op->tenant, op_names[op->kind].event, op->actor, data);
-	if (r < 0)
-		return r;
-	if (op->kind == OP_CREATE)
-		snprintf(data + len - 1, sizeof(data) - len + 1, ",\"value_hmac\":\"%s\"}",
+	if (op->kind == OP_CREATE) {
+		snprintf(audit, sizeof(audit), "%.*s,\"value_hmac\":\"%s\"}", (int)(len - 1), data,
 			 op->hmac_hex);
-	e.data_json = data;
-	return audit_record(op->tx, &e);
-}
-
-/* The reply stored under a request_id: the metadata as JSON. */
-static char *meta_encode(const struct secrets_meta *m)
-{
-	json_t *labels = json_object(), *o;
-	char *s;
-
-	for (size_t i = 0; i < m->n_labels; i++)
-		json_object_set_new(labels, m->labels[i].key, json_string(m->labels[i].value));
-	o = json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "name", m->name, "version",
-		      (json_int_t)m->version, "create_us", (json_int_t)m->create_us, "update_us",
-		      (json_int_t)m->update_us, "deleted", m->deleted, "delete_us",
-		      (json_int_t)m->delete_us, "labels", labels);
-	s = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-	json_decref(o);
-	return s;
-}
-
-static int meta_decode(const uint8_t *p, size_t n, struct secrets_meta *m)
-{
-	json_t *o = json_loadb((const char *)p, n, 0, NULL), *labels = NULL;
-	json_int_t v = 0, c = 0, u = 0, d = 0;
-	const char *name = NULL;
-	int deleted = 0, r = -EPROTO;
-	char *lj;
-
-	memset(m, 0, sizeof(*m));
-	if (o && json_unpack(o, "{s:s, s:I, s:I, s:I, s:b, s:I, s:o}", "name", &name, "version",
-			     &v, "create_us", &c, "update_us", &u, "deleted", &deleted,
-			     "delete_us", &d, "labels", &labels) == 0 &&
-	    strlen(name) <= SECRETS_NAME_MAX) {
-		strcpy(m->name, name);
-		m->version = v;
-		m->create_us = c;
-		m->update_us = u;
-		m->deleted = deleted;
-		m->delete_us = d;
-		lj = json_dumps(labels, JSON_COMPACT);
-		r = lj ? secrets_labels_parse(lj, m) : -ENOMEM;
-		free(lj);
+		rec.data_json = audit;
+		rec.event_json = data;
 	}
-	json_decref(o);
-	return r;
+	return change_record(op->tx, &rec);
 }
 
-static int change_fn(struct db_tx *tx, void *ud)
+/* The change room's apply step of create, delete, recover and destroy. */
+static int apply(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct op *op = ud;
-	const char *method = op_names[op->kind].method;
-	uint8_t *stored = NULL;
-	size_t stored_len = 0;
-	char *reply;
 	int r;
 
 	/* may run again when the writer retries the batch */
 	secrets_meta_clear(&op->meta);
-	op->replayed = false;
-	op->err[0] = '\0';
 	op->tx = tx;
-	if (op->request_id) {
-		r = db_idem_get(tx, op->tenant, op->request_id, method, &stored, &stored_len);
-		if (r == -EINVAL)
-			return op_fail(op, -EINVAL, "request_id was used for another method");
-		if (r < 0)
-			return r;
-		if (r == 1) {
-			r = meta_decode(stored, stored_len, &op->meta);
-			free(stored);
-			op->replayed = r >= 0;
-			return r;
-		}
-	}
+	op->err = err;
+	op->errlen = errlen;
 	switch (op->kind) {
 	case OP_CREATE:
 		r = do_create(op);
@@ -493,54 +435,79 @@ static int change_fn(struct db_tx *tx, void *ud)
 	default:
 		r = -EINVAL;
 	}
-	if (r >= 0)
-		r = record(op);
-	if (r >= 0 && op->request_id) {
-		reply = meta_encode(&op->meta);
-		r = reply ? db_idem_put(tx, op->tenant, op->request_id, method,
-					(const uint8_t *)reply, strlen(reply)) :
-			    -ENOMEM;
-		free(reply);
-		if (r == -EEXIST)
-			r = op_fail(op, -EBUSY,
-				    "a concurrent call with this request_id committed first; retry");
-	}
-	return r;
+	return r < 0 ? r : record(op);
 }
 
-/* Runs op through the writer; moves the metadata to ret_meta on success. */
+static int pack(void *ud, uint8_t **ret, size_t *ret_len)
+{
+	return secrets_reply_pack(&((struct op *)ud)->meta, ret, ret_len);
+}
+
+/*
+ * The key of op: the caller's (ctx->key, set by the gRPC handler from the request's bytes),
+ * or, for a caller without one, a key of ctx's request_id whose fingerprint covers what
+ * the change depends on (keyed by the KEK: the value enters only as its HMAC).
+ */
+static int op_key(struct op *op, const struct secrets_ctx *ctx)
+{
+	char buf[SECRETS_NAME_MAX + 256];
+	int n;
+
+	if (ctx->key) {
+		op->key = ctx->key;
+		return 0;
+	}
+	op->own_key = (struct change_key){ .tenant = op->tenant,
+					   .principal = op->actor,
+					   .method = op_names[op->kind].method,
+					   .request_id = ctx->request_id };
+	op->key = &op->own_key;
+	n = snprintf(buf, sizeof(buf), "%d|%s|%s|%" PRId64 "|%" PRId64 "|%zu", op->kind, op->name,
+		     op->hmac_hex, op->expected, op->version,
+		     op->labels_json ? strlen(op->labels_json) : 0);
+	return change_fingerprint(op->s->kek, buf, (size_t)n, &op->own_key);
+}
+
+/* Runs op through the change room; moves the metadata to ret_meta on success. */
 static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 	       struct secrets_meta *ret_meta)
 {
+	struct change ch = { .db = s->db, .bus = s->bus, .apply = apply, .pack = pack, .ud = op,
+			     .timeout_ms = s->timeout_ms };
 	int r;
 
 	op->s = s;
 	op->tenant = secrets_tenant(ctx);
 	op->actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
-	op->request_id = ctx->request_id && *ctx->request_id ? ctx->request_id : NULL;
 	ctx->replayed = false;
 	ctx->err[0] = '\0';
-	r = db_write(s->db, change_fn, op, s->timeout_ms);
+	r = op_key(op, ctx);
+	ch.key = op->key;
+	if (r >= 0)
+		r = change_run(&ch);
 	/* after the commit, before the reply: this server's readers see the change at once
 	 * (also after a failure or a timeout, which may hide a commit) */
-	if (!op->replayed)
+	if (r != 1)
 		secrets_cache_invalidate(s->cache, op->name);
-	if (r == 0 && !op->replayed && op->kind == OP_CREATE)
+	if (r == 0 && op->kind == OP_CREATE)
 		secrets_guess_put(s->guess, op->tenant, &op->meta);
-	else if (!op->replayed)
+	else if (r != 1)
 		secrets_guess_drop(s->guess, op->tenant, op->name);
 	if (op->sealed)
 		OPENSSL_cleanse(op->sealed, op->sealed_len);
 	free(op->sealed);
 	op->sealed = NULL;
+	if (r == 1) {
+		secrets_meta_clear(&op->meta);
+		r = secrets_reply_unpack(ch.replayed, ch.replayed_len, &op->meta);
+		change_clear(&ch);
+		ctx->replayed = r >= 0;
+	}
 	if (r < 0) {
-		snprintf(ctx->err, sizeof(ctx->err), "%s", op->err);
+		snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
 		secrets_meta_clear(&op->meta);
 		return r;
 	}
-	if (!op->replayed)
-		bus_kick(s->bus);
-	ctx->replayed = op->replayed;
 	*ret_meta = op->meta;
 	return 0;
 }
@@ -601,8 +568,7 @@ static int64_t wall_us(void)
 /* What a rotation attaches: copies of these, made by the change. */
 struct rotation {
 	struct secrets_rotation *rot;
-	struct audit_record *rec;
-	struct bus_event *ev;
+	struct change_prepared *rec;
 };
 
 static int rotation_change(struct db_tx *tx, void *ud)
@@ -610,9 +576,7 @@ static int rotation_change(struct db_tx *tx, void *ud)
 	const struct rotation *rt = ud;
 	int r = secrets_rotation_attach(tx, rt->rot);
 
-	if (r >= 0)
-		r = audit_attach(tx, rt->rec);
-	return r < 0 ? r : bus_event_attach(tx, rt->ev);
+	return r < 0 ? r : change_attach(tx, rt->rec);
 }
 
 /*
@@ -622,14 +586,15 @@ static int rotation_change(struct db_tx *tx, void *ud)
 static int rotation_records(const struct op *op, int64_t version, struct rotation *rt)
 {
 	char resource[16 + SECRETS_NAME_MAX], data[512 + SECRETS_NAME_MAX], extra[64] = "";
-	struct audit_entry e = { .tenant_id = op->tenant,
-				 .type = op_names[OP_ROTATE].event,
-				 .actor = op->actor,
-				 .resource = resource,
-				 .data_json = data };
+	char audit[sizeof(data) + 96];
+	struct change_record rec = { .tenant = op->tenant,
+				     .type = op_names[OP_ROTATE].event,
+				     .actor = op->actor,
+				     .resource = resource,
+				     .data_json = audit,
+				     .event_json = data };
 	int keep = op->s->retain;
 	size_t len;
-	int r;
 
 	snprintf(resource, sizeof(resource), "secrets/%s", op->name);
 	if (keep > 0 && version - keep >= 1)
@@ -638,11 +603,9 @@ static int rotation_records(const struct op *op, int64_t version, struct rotatio
 	/* names are [A-Za-z0-9._/-]: nothing to escape */
 	len = (size_t)snprintf(data, sizeof(data), "{\"name\":\"%s\",\"version\":%" PRId64 "%s}",
 			       op->name, version, extra);
-	r = bus_event_prepare(op->tenant, e.type, op->actor, data, &rt->ev);
-	if (r < 0)
-		return r;
-	snprintf(data + len - 1, sizeof(data) - len + 1, ",\"value_hmac\":\"%s\"}", op->hmac_hex);
-	return audit_prepare(&e, &rt->rec);
+	snprintf(audit, sizeof(audit), "%.*s,\"value_hmac\":\"%s\"}", (int)(len - 1), data,
+		 op->hmac_hex);
+	return change_prepare(&rec, &rt->rec);
 }
 
 /*
@@ -654,23 +617,21 @@ static int rotate_round(struct op *op, struct secrets_meta *m)
 {
 	struct rotation rt = { 0 };
 	int64_t current = m->version;
-	char *reply = NULL;
+	uint8_t *reply = NULL;
 	struct secrets_rotation_spec spec = { .tenant = op->tenant,
 					      .name = op->name,
 					      .current = current,
 					      .now_us = wall_us(),
 					      .keep = op->s->retain,
-					      .request_id = op->request_id,
-					      .method = op_names[OP_ROTATE].method };
+					      .kind = op->s->rotation_kind,
+					      .key = op->key };
 	int r = op_seal(op, current + 1);
 
 	m->version = current + 1;
 	m->update_us = spec.now_us;
-	if (r >= 0 && op->request_id) {
-		reply = meta_encode(m);
-		r = reply ? 0 : -ENOMEM;
-		spec.reply = (const uint8_t *)reply;
-		spec.reply_len = reply ? strlen(reply) : 0;
+	if (r >= 0 && change_key_idempotent(op->key)) {
+		r = secrets_reply_pack(m, &reply, &spec.reply_len);
+		spec.reply = reply;
 	}
 	spec.sealed = op->sealed;
 	spec.sealed_len = op->sealed_len;
@@ -686,9 +647,25 @@ static int rotate_round(struct op *op, struct secrets_meta *m)
 	if (rt.rot)
 		OPENSSL_cleanse(rt.rot->buf, rt.rot->size - sizeof(*rt.rot));
 	free(rt.rot);
-	audit_record_free(rt.rec);
-	bus_event_free(rt.ev);
+	change_prepared_free(rt.rec);
 	free(reply);
+	return r;
+}
+
+/* The reply stored under key, on a pooled connection (change_lookup's results). */
+static int rotation_lookup(struct secrets *s, const struct change_key *key, uint8_t **ret,
+			   size_t *ret_len, struct secrets_ctx *ctx)
+{
+	struct db_conn *c = NULL;
+	int r;
+
+	if (!change_key_idempotent(key))
+		return 0;
+	r = db_acquire(s->db, s->timeout_ms, &c);
+	if (r < 0)
+		return r;
+	r = change_lookup(c, key, ret, ret_len, ctx->err, sizeof(ctx->err));
+	db_release(s->db, c);
 	return r;
 }
 
@@ -710,7 +687,11 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 	if (r < 0)
 		return r;
 	op.actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
-	op.request_id = ctx->request_id && *ctx->request_id ? ctx->request_id : NULL;
+	r = op_key(&op, ctx);
+	if (r >= 0)
+		r = change_key_check(op.key, ctx->err, sizeof(ctx->err));
+	if (r < 0)
+		goto out;
 	for (int attempt = 0;; attempt++) {
 		struct secrets_meta m = { 0 };
 		uint8_t *stored = NULL;
@@ -722,19 +703,18 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 			secrets_meta_clear(&m);
 			guessed = false;
 		}
-		r = guessed ? 0 :
-			      secrets_rotation_read(s, op.tenant, name, op.request_id,
-						    op_names[OP_ROTATE].method, &m, &stored,
-						    &stored_len);
+		/* a stored reply wins over the secret's state (it may have moved on since) */
+		r = guessed ? 0 : rotation_lookup(s, op.key, &stored, &stored_len, ctx);
 		if (r == 1) {
-			r = meta_decode(stored, stored_len, ret_meta);
+			r = secrets_reply_unpack(stored, stored_len, ret_meta);
 			free(stored);
 			ctx->replayed = r >= 0;
 			break;
 		}
-		if (r == -EINVAL)
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -EINVAL,
-					 "request_id was used for another method");
+		if (r == 0 && !guessed)
+			r = secrets_rotation_read(s, op.tenant, name, &m);
+		if (r < 0 && ctx->err[0])
+			; /* the lookup's message */
 		else if (r == -ENOENT)
 			r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
 					 "secret \"%s\" not found", name);
@@ -762,9 +742,17 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 				continue;
 		}
 		if (r == -EEXIST) {
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
-					 "a concurrent call with this request_id committed first; "
-					 "retry");
+			/* a twin committed first: its reply (or the mismatch) is the answer */
+			r = rotation_lookup(s, op.key, &stored, &stored_len, ctx);
+			if (r == 1) {
+				r = secrets_reply_unpack(stored, stored_len, ret_meta);
+				free(stored);
+				ctx->replayed = r >= 0;
+			} else if (r == 0) {
+				r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
+						 "a call with this request_id is in progress; "
+						 "retry");
+			}
 			break;
 		}
 		if ((r != -ESTALE && r != -EBUSY && r != -ENOENT) || ctx->err[0])
@@ -776,6 +764,7 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 			break;
 		}
 	}
+out:
 	if (op.sealed)
 		OPENSSL_cleanse(op.sealed, op.sealed_len);
 	free(op.sealed);

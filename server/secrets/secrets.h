@@ -46,11 +46,13 @@ struct secrets_config {
 struct secrets_ctx {
 	const char *tenant_id;	/* NULL = DB_DEFAULT_TENANT */
 	const char *actor;	/* for audit and events; NULL = "anonymous" */
-	const char *request_id; /* NULL or "": not idempotent */
+	const char *request_id; /* NULL or "": not idempotent (callers without a key) */
+	const struct change_key *key; /* the request's key (change room), overrides request_id */
 	bool replayed;		/* set when the reply is the stored reply of request_id */
 	char err[256];		/* set with a safe message when a call fails */
 };
 
+struct change_key;
 struct secrets_label {
 	char *key;
 	char *value;

@@ -446,37 +446,18 @@ int secrets_current_version(struct secrets *s, const struct secrets_ctx *ctx, co
 }
 
 int secrets_rotation_read(struct secrets *s, const char *tenant, const char *name,
-			  const char *request_id, const char *method, struct secrets_meta *ret,
-			  uint8_t **ret_reply, size_t *ret_len)
+			  struct secrets_meta *ret)
 {
-	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(name),
-				      request_id ? DB_TEXT(request_id) : DB_NULL };
-	const size_t n = SECRETS_META_NCOLS; /* then method and reply */
+	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(name) };
 	struct db_rows *rows = NULL;
 	int r = read_query(s,
-			   "SELECT m.*, d.method, d.reply FROM (VALUES (1)) v LEFT JOIN LATERAL "
-			   "(SELECT " SECRETS_META_COLS " FROM secrets WHERE tenant_id = $1 AND "
-			   "name = $2) m ON true LEFT JOIN LATERAL (SELECT method, reply FROM "
-			   "idempotency WHERE tenant_id = $1 AND request_id = $3) d ON true",
-			   p, 3, &rows);
+			   "SELECT " SECRETS_META_COLS " FROM secrets WHERE tenant_id = $1 AND "
+			   "name = $2",
+			   p, 2, &rows);
 
 	if (r < 0)
 		return r;
-	if (rows->n_rows != 1 || rows->n_cols != n + 2) {
-		r = -EPROTO;
-	} else if (db_rows_get(rows, 0, n)) {
-		/* a stored reply wins over the secret's state, as in the change of the others */
-		r = -EINVAL;
-		if (!strcmp(db_rows_get(rows, 0, n), method)) {
-			*ret_len = rows->lengths[n + 1];
-			*ret_reply = malloc(*ret_len ? *ret_len : 1);
-			r = *ret_reply ? 1 : -ENOMEM;
-			if (r == 1)
-				memcpy(*ret_reply, db_rows_get(rows, 0, n + 1), *ret_len);
-		}
-	} else {
-		r = db_rows_get(rows, 0, 0) ? secrets_meta_from_row(rows, 0, 0, ret) : -ENOENT;
-	}
+	r = rows->n_rows ? secrets_meta_from_row(rows, 0, 0, ret) : -ENOENT;
 	db_rows_free(rows);
 	return r;
 }

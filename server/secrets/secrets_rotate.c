@@ -32,19 +32,9 @@ static size_t put_bytes(struct secrets_rotation *rot, size_t *at, const void *p,
 	return off;
 }
 
-static size_t put_str(struct secrets_rotation *rot, size_t *at, const char *s)
-{
-	size_t off = put_bytes(rot, at, s ? s : "", strlen(s ? s : ""));
-
-	rot->buf[(*at)++] = '\0';
-	return off;
-}
-
 int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secrets_rotation **ret)
 {
-	const char *rid = spec->request_id ? spec->request_id : "";
-	const char *method = spec->method ? spec->method : "";
-	size_t need = strlen(rid) + strlen(method) + 2 + spec->sealed_len + spec->reply_len;
+	size_t need = spec->sealed_len + spec->reply_len;
 	size_t at = 0;
 	struct secrets_rotation *rot;
 
@@ -53,14 +43,17 @@ int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secret
 	rot = calloc(1, sizeof(*rot) + need);
 	if (!rot)
 		return -ENOMEM;
+	if (change_item_key_set(&rot->key, spec->key) < 0) {
+		free(rot);
+		return -EINVAL;
+	}
+	rot->kind = spec->kind;
 	rot->size = sizeof(*rot) + need;
 	strcpy(rot->tenant, spec->tenant);
 	strcpy(rot->name, spec->name);
 	rot->current = spec->current;
 	rot->now_us = spec->now_us;
 	rot->keep = spec->keep;
-	rot->request_id_off = put_str(rot, &at, rid);
-	rot->method_off = put_str(rot, &at, method);
 	rot->sealed_len = spec->sealed_len;
 	rot->sealed_off = put_bytes(rot, &at, spec->sealed, spec->sealed_len);
 	rot->reply_len = spec->reply_len;
@@ -76,31 +69,27 @@ int secrets_rotation_attach(struct db_tx *tx, const struct secrets_rotation *rot
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, rot, rot->size);
-	return db_tx_attach(tx, DB_ITEM_ROTATION, copy, free);
+	return db_tx_attach(tx, rot->kind, copy, free);
 }
 
-static const char *rot_str(const struct secrets_rotation *rot, size_t off)
+static struct change_key rot_key(const struct secrets_rotation *rot)
 {
-	return (const char *)rot->buf + off;
+	return change_item_key_get(&rot->key, rot->tenant);
 }
 
 static const char check_sql[] =
-	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::text[], "
-	"$5::text[], $6::int[], $7::int[]) WITH ORDINALITY AS r(tenant_id, name, cur, "
-	"request_id, method, reply_off, reply_len, ord)), "
+	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[], "
+	CHANGE_BATCH_TYPES(4, 5, 6, 7, 8, 9) ") WITH ORDINALITY AS r(tenant_id, name, cur, "
+	CHANGE_BATCH_NAMES ", ord)), "
 	"cur AS (SELECT x.tenant_id, x.name, x.current_version, x.deleted_at IS NULL AS live "
 	"FROM secrets x WHERE (x.tenant_id, x.name) IN (SELECT tenant_id, name FROM req) "
 	"ORDER BY x.tenant_id, x.name FOR UPDATE), "
 	"ok AS (SELECT r.* FROM req r JOIN cur c ON c.tenant_id = r.tenant_id AND "
 	"c.name = r.name WHERE c.live AND c.current_version = r.cur), "
-	"idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
-	"SELECT tenant_id, request_id, method, substring($8::bytea FROM reply_off + 1 FOR "
-	"reply_len) FROM ok WHERE request_id <> '' ON CONFLICT DO NOTHING "
-	"RETURNING tenant_id, request_id) "
+	CHANGE_BATCH_STORE_SQL("ok", "$10") " "
 	"SELECT CASE WHEN c.name IS NULL THEN 'gone' "
 	"WHEN NOT c.live OR c.current_version <> r.cur THEN 'stale' "
-	"WHEN r.request_id <> '' AND NOT EXISTS (SELECT 1 FROM idem d WHERE d.tenant_id = "
-	"r.tenant_id AND d.request_id = r.request_id) THEN 'twin' ELSE 'ok' END "
+	"WHEN NOT " CHANGE_BATCH_STORED("r") " THEN 'twin' ELSE 'ok' END "
 	"FROM req r LEFT JOIN cur c ON c.tenant_id = r.tenant_id AND c.name = r.name "
 	"ORDER BY r.ord";
 
@@ -124,24 +113,25 @@ static void refuse_twins(const struct secrets_rotation *const *rot, size_t n, in
 {
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < i && results[i] >= 0; j++) {
-			const char *ri = rot_str(rot[i], rot[i]->request_id_off);
+			struct change_key ki = rot_key(rot[i]), kj = rot_key(rot[j]);
 
 			if (results[j] < 0 || strcmp(rot[i]->tenant, rot[j]->tenant))
 				continue;
 			if (!strcmp(rot[i]->name, rot[j]->name))
 				results[i] = -EBUSY;
-			else if (*ri && !strcmp(ri, rot_str(rot[j], rot[j]->request_id_off)))
+			else if (change_key_same(&ki, &kj))
 				results[i] = -EEXIST;
 		}
 }
 
-enum { CK_TENANT, CK_NAME, CK_CUR, CK_RID, CK_METHOD, CK_OFF, CK_LEN, CK_N };
+enum { CK_TENANT, CK_NAME, CK_CUR, CK_KEY, CK_N = CK_KEY + CHANGE_BATCH_N };
 
 static int check(struct db_conn *c, const struct secrets_rotation *const *rot, size_t n,
 		 int *results, size_t *ret_ok)
 {
 	struct db_array a[CK_N] = { 0 };
 	struct db_blob replies = { 0 };
+	struct change_key key;
 	struct db_rows *rows = NULL;
 	int r;
 
@@ -151,10 +141,9 @@ static int check(struct db_conn *c, const struct secrets_rotation *const *rot, s
 		db_array_add_text(&a[CK_TENANT], rot[i]->tenant);
 		db_array_add_text(&a[CK_NAME], rot[i]->name);
 		db_array_add_int(&a[CK_CUR], rot[i]->current);
-		db_array_add_text(&a[CK_RID], rot_str(rot[i], rot[i]->request_id_off));
-		db_array_add_text(&a[CK_METHOD], rot_str(rot[i], rot[i]->method_off));
-		db_blob_add(&replies, &a[CK_OFF], &a[CK_LEN], rot[i]->buf + rot[i]->reply_off,
-			    rot[i]->reply_len);
+		key = rot_key(rot[i]);
+		change_batch_add(&a[CK_KEY], &replies, &key, rot[i]->buf + rot[i]->reply_off,
+				 rot[i]->reply_len);
 	}
 	r = db_exec_columns(c, check_sql, a, CK_N, &replies, &rows);
 	if (r >= 0)

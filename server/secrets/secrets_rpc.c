@@ -15,18 +15,111 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "change.h"
 #include "rpc.h"
 #include "secrets-internal.h"
 #include "secrets.pb-c.h"
 #include "timestamp.pb-c.h"
 
-static void ctx_init(struct rpc_call *call, struct secrets_ctx *ctx, const char *request_id)
+/*
+ * The call's context; for a mutation (key not NULL) also its change room key, whose
+ * fingerprint is keyed by the KEK (requests carry secret values).
+ */
+static int ctx_init(struct rpc_call *call, struct secrets_ctx *ctx, struct secrets *s,
+		    const ProtobufCMessage *req, const char *request_id, struct change_key *key)
 {
 	const char *p = rpc_call_principal(call);
 
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->actor = p && *p ? p : "anonymous";
-	ctx->request_id = request_id;
+	if (!key)
+		return 0;
+	ctx->key = key;
+	return change_key_from_call(key, call, req, NULL, request_id, s->kek);
+}
+
+int secrets_reply_pack(const struct secrets_meta *m, uint8_t **ret, size_t *ret_len)
+{
+	Trstctl__V1__SecretMeta o = TRSTCTL__V1__SECRET_META__INIT;
+	Google__Protobuf__Timestamp t[3] = { GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+					     GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+					     GOOGLE__PROTOBUF__TIMESTAMP__INIT };
+	Trstctl__V1__SecretMeta__LabelsEntry *e = calloc(m->n_labels + 1, sizeof(*e));
+	Trstctl__V1__SecretMeta__LabelsEntry **pe = calloc(m->n_labels + 1, sizeof(*pe));
+	const int64_t us[3] = { m->create_us, m->update_us, m->deleted ? m->delete_us : 0 };
+	Google__Protobuf__Timestamp **dst[3] = { &o.create_time, &o.update_time, &o.delete_time };
+	size_t n;
+	int r = -ENOMEM;
+
+	if (!e || !pe)
+		goto out;
+	o.name = (char *)m->name;
+	o.version = m->version;
+	o.deleted = m->deleted;
+	for (int i = 0; i < 3; i++) {
+		if (!us[i])
+			continue;
+		t[i].seconds = us[i] >= 0 ? us[i] / 1000000 : -((-us[i] + 999999) / 1000000);
+		t[i].nanos = (int32_t)((us[i] - t[i].seconds * 1000000) * 1000);
+		*dst[i] = &t[i];
+	}
+	for (size_t i = 0; i < m->n_labels; i++) {
+		trstctl__v1__secret_meta__labels_entry__init(&e[i]);
+		e[i].key = m->labels[i].key;
+		e[i].value = m->labels[i].value;
+		pe[i] = &e[i];
+	}
+	o.n_labels = m->n_labels;
+	o.labels = pe;
+	n = protobuf_c_message_get_packed_size(&o.base);
+	*ret = malloc(n ? n : 1);
+	if (*ret) {
+		*ret_len = protobuf_c_message_pack(&o.base, *ret);
+		r = 0;
+	}
+out:
+	free(e);
+	free(pe);
+	return r;
+}
+
+static int64_t ts_us(const Google__Protobuf__Timestamp *t)
+{
+	return t ? t->seconds * 1000000 + t->nanos / 1000 : 0;
+}
+
+int secrets_reply_unpack(const uint8_t *p, size_t n, struct secrets_meta *ret)
+{
+	Trstctl__V1__SecretMeta *o = trstctl__v1__secret_meta__unpack(NULL, n, p);
+	int r = -EPROTO;
+
+	memset(ret, 0, sizeof(*ret));
+	if (!o || strlen(o->name) > SECRETS_NAME_MAX)
+		goto out;
+	strcpy(ret->name, o->name);
+	ret->version = o->version;
+	ret->create_us = ts_us(o->create_time);
+	ret->update_us = ts_us(o->update_time);
+	ret->deleted = o->deleted;
+	ret->delete_us = ts_us(o->delete_time);
+	r = 0;
+	if (o->n_labels) {
+		ret->labels = calloc(o->n_labels, sizeof(*ret->labels));
+		r = ret->labels ? 0 : -ENOMEM;
+	}
+	for (size_t i = 0; r == 0 && i < o->n_labels; i++) {
+		ret->labels[i].key = strdup(o->labels[i]->key);
+		ret->labels[i].value = strdup(o->labels[i]->value);
+		ret->n_labels = i + 1;
+		if (!ret->labels[i].key || !ret->labels[i].value)
+			r = -ENOMEM;
+	}
+	if (r < 0)
+		secrets_meta_clear(ret);
+out:
+	if (o)
+		trstctl__v1__secret_meta__free_unpacked(o, NULL);
+	return r;
 }
 
 /* The status of a failed domain call. */
@@ -91,9 +184,12 @@ static int create_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	struct secrets_label *labels;
 	struct secrets_meta m = { 0 };
 	struct secrets_ctx ctx;
+	struct change_key key;
 	int r;
 
-	ctx_init(call, &ctx, req->request_id);
+	r = ctx_init(call, &ctx, user, req_msg, req->request_id, &key);
+	if (r < 0)
+		return r;
 	labels = rpc_call_alloc(call, (req->n_labels + 1) * sizeof(*labels));
 	for (size_t i = 0; i < req->n_labels; i++) {
 		labels[i].key = req->labels[i]->key;
@@ -113,7 +209,7 @@ static int get_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	struct secrets_ctx ctx;
 	int r;
 
-	ctx_init(call, &ctx, NULL);
+	ctx_init(call, &ctx, user, NULL, NULL, NULL);
 	/* on the CQ thread only a cache hit is answered; a miss says -EWOULDBLOCK and the
 	 * call runs again on the pool, where secrets_get reads PostgreSQL and fills the cache */
 	if (rpc_call_is_inline(call))
@@ -141,9 +237,12 @@ static int rotate_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	const Trstctl__V1__RotateSecretRequest *req = (const void *)req_msg;
 	struct secrets_meta m = { 0 };
 	struct secrets_ctx ctx;
+	struct change_key key;
 	int r;
 
-	ctx_init(call, &ctx, req->request_id);
+	r = ctx_init(call, &ctx, user, req_msg, req->request_id, &key);
+	if (r < 0)
+		return r;
 	r = secrets_rotate(user, &ctx, req->name, req->value.data, req->value.len,
 			   req->expected_version, &m);
 	return reply_meta(call, &ctx, r, &m, ret_resp);
@@ -160,7 +259,7 @@ static int list_secrets(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	size_t n = 0;
 	int r;
 
-	ctx_init(call, &ctx, NULL);
+	ctx_init(call, &ctx, user, NULL, NULL, NULL);
 	r = secrets_list(user, &ctx, req->prefix, req->page_size, req->page_token,
 			 req->show_deleted, &metas, &n, &next);
 	if (r < 0)
@@ -188,7 +287,7 @@ static int list_versions(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	size_t n = 0;
 	int r;
 
-	ctx_init(call, &ctx, NULL);
+	ctx_init(call, &ctx, user, NULL, NULL, NULL);
 	r = secrets_versions(user, &ctx, req->name, &vs, &n);
 	if (r < 0)
 		return fail(call, &ctx, r);
@@ -218,8 +317,12 @@ static int delete_secret(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	const Trstctl__V1__DeleteSecretRequest *req = (const void *)req_msg;
 	struct secrets_meta m = { 0 };
 	struct secrets_ctx ctx;
+	struct change_key key;
+	int r;
 
-	ctx_init(call, &ctx, req->request_id);
+	r = ctx_init(call, &ctx, user, req_msg, req->request_id, &key);
+	if (r < 0)
+		return r;
 	return reply_meta(call, &ctx, secrets_delete(user, &ctx, req->name, &m), &m, ret_resp);
 }
 
@@ -229,8 +332,12 @@ static int recover_secret(struct rpc_call *call, const ProtobufCMessage *req_msg
 	const Trstctl__V1__RecoverSecretRequest *req = (const void *)req_msg;
 	struct secrets_meta m = { 0 };
 	struct secrets_ctx ctx;
+	struct change_key key;
+	int r;
 
-	ctx_init(call, &ctx, req->request_id);
+	r = ctx_init(call, &ctx, user, req_msg, req->request_id, &key);
+	if (r < 0)
+		return r;
 	return reply_meta(call, &ctx, secrets_recover(user, &ctx, req->name, &m), &m, ret_resp);
 }
 
@@ -240,8 +347,12 @@ static int destroy_version(struct rpc_call *call, const ProtobufCMessage *req_ms
 	const Trstctl__V1__DestroySecretVersionRequest *req = (const void *)req_msg;
 	struct secrets_meta m = { 0 };
 	struct secrets_ctx ctx;
+	struct change_key key;
+	int r;
 
-	ctx_init(call, &ctx, req->request_id);
+	r = ctx_init(call, &ctx, user, req_msg, req->request_id, &key);
+	if (r < 0)
+		return r;
 	return reply_meta(call, &ctx, secrets_destroy(user, &ctx, req->name, req->version, &m),
 			  &m, ret_resp);
 }

@@ -721,10 +721,15 @@ static void test_idempotent(void **state)
 	a = c_create("idem/x", v1, strlen(v1), "req-create-1", NULL);
 	assert_int_equal(a.code, 0);
 	audits = count("SELECT count(*) FROM audit_events");
-	b = c_create("idem/x", v2, strlen(v2), "req-create-1", NULL);
+	/* the same request again: the stored reply */
+	b = c_create("idem/x", v1, strlen(v1), "req-create-1", NULL);
 	assert_int_equal(b.code, 0);
 	assert_int_equal(b.version, 1);
 	assert_int_equal(b.create_s, a.create_s);
+	/* the same request_id for another request (another value): refused, nothing runs */
+	b = c_create("idem/x", v2, strlen(v2), "req-create-1", NULL);
+	assert_int_equal(b.code, 3);
+	assert_non_null(strstr(b.msg, "request_id req-create-1 was used for a different request"));
 	a = c_rotate("idem/x", v2, strlen(v2), 1, "req-rotate-1");
 	assert_int_equal(a.code, 0);
 	assert_int_equal(a.version, 2);
@@ -735,9 +740,14 @@ static void test_idempotent(void **state)
 	}
 	assert_int_equal(c_get("idem/x", 0).version, 2);
 	assert_int_equal(count("SELECT count(*) FROM audit_events"), audits + 1);
-	b = c_rotate("idem/x", v2, strlen(v2), 0, "req-create-1");
+	b = c_rotate("idem/x", v1, strlen(v1), 1, "req-rotate-1");
 	assert_int_equal(b.code, 3);
-	assert_string_equal(b.msg, "request_id was used for another method");
+	assert_non_null(strstr(b.msg, "was used for a different request"));
+	/* the fingerprint is keyed: no stored row holds a plain digest of the request */
+	assert_int_equal(count("SELECT count(*) FROM idempotency WHERE request_id LIKE 'req-%' "
+			       "AND method LIKE '/trstctl.v1.Secrets/%' AND "
+			       "octet_length(fingerprint) = 32"),
+			 2);
 	a = c_simple("delete", "idem/x", 0, "req-del-1");
 	b = c_simple("delete", "idem/x", 0, "req-del-1");
 	assert_int_equal(a.code, 0);
