@@ -1,7 +1,7 @@
 /*
- * trstctl.v1.CA over gRPC: protobuf <-> the domain of ca_service.c. Every handler but
- * GetCABundle waits on PostgreSQL, so they run on the worker pool. Replies are built in
- * call memory; the same builders make the reply that a request_id stores (then in a
+ * trstctl.v1.CA over gRPC: protobuf <-> the domain of the CA service (ca_owner.c,
+ * ca_identity.c, ca_issue.c, ca_crl.c). Every handler but GetCABundle waits on PostgreSQL,
+ * so they run on the worker pool. Replies are built in call memory; the same builders make the reply that a request_id stores (then in a
  * small malloc arena whose strings borrow the domain's), and a replay unpacks the stored
  * bytes into call memory. Domain errors carry their message (ctx.err); an issuance check
  * that refused has already set the call's status, which stands.
