@@ -153,12 +153,6 @@ void *ca_crl_timer(void *ud);
 int ca_strv_dup(const char *const *v, size_t n, char ***ret);
 /* Unix microseconds now. */
 int64_t ca_now_us(void);
-/* A fresh uuid v4 (CA_ID_LEN + 1 bytes). */
-int ca_uuid(char *ret);
-/* True for a lowercase or uppercase 8-4-4-4-12 uuid. */
-bool ca_is_uuid(const char *s);
-/* PEM of a DER blob with the given label ("CERTIFICATE"); malloc'd. */
-char *ca_pem_from_der(const char *label, const uint8_t *der, size_t len);
 
 /* ca_store.c: the rows. conn for reads, tx for changes. -errno of db. */
 int ca_store_owner_insert(struct db_tx *tx, const char *tenant, const struct ca_owner *o);

@@ -96,14 +96,14 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 		return -EINVAL;
 	if (!s->owner_id || !*s->owner_id)
 		return ca_fail(ctx, -EINVAL, "owner_id is required");
-	if (!ca_is_uuid(s->owner_id))
+	if (!crypto_uuid_valid(s->owner_id))
 		return ca_fail(ctx, -ENOENT, "owner %s not found", s->owner_id);
 	if (ca_validate_sans(s->dns_names, s->n_dns_names, s->ip_addresses, s->n_ip_addresses, e,
 			     el) < 0 ||
 	    ca_key_type_parse(s->key_type, &i.key_type, e, el) < 0 ||
 	    ca_ttl_resolve(s->ttl_seconds, svc->cfg.max_ttl_seconds, &i.ttl_seconds, e, el) < 0)
 		return -EINVAL;
-	r = ca_uuid(i.id);
+	r = crypto_uuid_v4(i.id);
 	if (r < 0)
 		return r;
 	snprintf(i.owner_id, sizeof(i.owner_id), "%s", s->owner_id);
@@ -138,7 +138,7 @@ int ca_identity_read(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 
 	if (!id || !*id)
 		return ca_fail(ctx, -EINVAL, "id is required");
-	if (!ca_is_uuid(id))
+	if (!crypto_uuid_valid(id))
 		return ca_fail(ctx, -ENOENT, "identity %s not found", id);
 	r = ca_with_conn(svc, &c);
 	if (r < 0)
@@ -169,7 +169,7 @@ int ca_read_for_write(struct ca_service *svc, struct ca_ctx *ctx, const char *id
 	struct db_conn *c = NULL;
 	int r;
 
-	if (!ca_has_request_id(ctx) || !id || !ca_is_uuid(id)) {
+	if (!ca_has_request_id(ctx) || !id || !crypto_uuid_valid(id)) {
 		r = ca_replayed(svc, ctx);
 		return r != 0 ? r : ca_identity_read(svc, ctx, id, false, ret);
 	}
@@ -201,9 +201,9 @@ int ca_identity_list(struct ca_service *svc, struct ca_ctx *ctx, const char *own
 
 	if (state && *state && ca_state_parse(state, &st, ctx->err, sizeof(ctx->err)) < 0)
 		return -EINVAL;
-	if (owner_id && *owner_id && !ca_is_uuid(owner_id))
+	if (owner_id && *owner_id && !crypto_uuid_valid(owner_id))
 		return ca_fail(ctx, -EINVAL, "owner_id \"%s\" is not an id", owner_id);
-	if (page_token && *page_token && !ca_is_uuid(page_token))
+	if (page_token && *page_token && !crypto_uuid_valid(page_token))
 		return ca_fail(ctx, -EINVAL, "invalid page_token");
 	r = ca_with_conn(svc, &c);
 	if (r < 0)

@@ -375,7 +375,7 @@ int ca_cert_list(struct ca_service *svc, struct ca_ctx *ctx, const char *identit
 	struct db_conn *c = NULL;
 	int limit = ca_page_limit(page_size), r;
 
-	if (identity_id && *identity_id && !ca_is_uuid(identity_id))
+	if (identity_id && *identity_id && !crypto_uuid_valid(identity_id))
 		return ca_fail(ctx, -EINVAL, "identity_id \"%s\" is not an id", identity_id);
 	if (page_token && *page_token && !is_serial(page_token))
 		return ca_fail(ctx, -EINVAL, "invalid page_token");

@@ -17,8 +17,6 @@
 #include <time.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "audit.h"
 #include "bus.h"
@@ -32,53 +30,6 @@ int64_t ca_now_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-int ca_uuid(char *ret)
-{
-	uint8_t b[16];
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return -EIO;
-	b[6] = (b[6] & 0x0f) | 0x40;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(ret, CA_ID_LEN + 1,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-		 b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-		 b[15]);
-	return 0;
-}
-
-bool ca_is_uuid(const char *s)
-{
-	if (!s || strlen(s) != CA_ID_LEN)
-		return false;
-	for (int i = 0; i < CA_ID_LEN; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-		if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
-			return false;
-	}
-	return true;
-}
-
-char *ca_pem_from_der(const char *label, const uint8_t *der, size_t len)
-{
-	size_t b64 = 4 * ((len + 2) / 3), lines = b64 / 64 + 1;
-	size_t cap = b64 + lines + 2 * strlen(label) + 40;
-	char *out = malloc(cap), *p;
-
-	if (!out)
-		return NULL;
-	p = out + sprintf(out, "-----BEGIN %s-----\n", label);
-	for (size_t off = 0; off < len; off += 48) {
-		size_t n = len - off < 48 ? len - off : 48;
-
-		p += EVP_EncodeBlock((unsigned char *)p, der + off, (int)n);
-		*p++ = '\n';
-	}
-	sprintf(p, "-----END %s-----\n", label);
-	return out;
 }
 
 const char *ca_tenant_of(const struct ca_ctx *ctx)

@@ -52,7 +52,7 @@ int ca_owner_create(struct ca_service *svc, struct ca_ctx *ctx, const char *kind
 	    ca_validate_name("name", name, CA_OWNER_NAME_MAX, ctx->err, sizeof(ctx->err)) < 0 ||
 	    ca_validate_email(email, ctx->err, sizeof(ctx->err)) < 0)
 		return -EINVAL;
-	r = ca_uuid(o.id);
+	r = crypto_uuid_v4(o.id);
 	if (r < 0)
 		return r;
 	o.name = strdup(name);
@@ -77,7 +77,7 @@ int ca_owner_get(struct ca_service *svc, struct ca_ctx *ctx, const char *id, str
 
 	if (!id || !*id)
 		return ca_fail(ctx, -EINVAL, "id is required");
-	if (!ca_is_uuid(id))
+	if (!crypto_uuid_valid(id))
 		return ca_fail(ctx, -ENOENT, "owner %s not found", id);
 	r = ca_with_conn(svc, &c);
 	if (r < 0)
@@ -96,7 +96,7 @@ int ca_owner_list(struct ca_service *svc, struct ca_ctx *ctx, const char *kind, 
 
 	if (kind && *kind && ca_owner_kind_parse(kind, &k, ctx->err, sizeof(ctx->err)) < 0)
 		return -EINVAL;
-	if (page_token && *page_token && !ca_is_uuid(page_token))
+	if (page_token && *page_token && !crypto_uuid_valid(page_token))
 		return ca_fail(ctx, -EINVAL, "invalid page_token");
 	r = ca_with_conn(svc, &c);
 	if (r < 0)

@@ -62,21 +62,14 @@ static void ar_free(struct arena *a)
 	free(a->ptrs);
 }
 
-static Google__Protobuf__Timestamp *ts_new(struct arena *a, int64_t seconds, int32_t nanos)
+/* A Timestamp in the arena (set also for 0: CA times are never unset). */
+static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
 {
 	Google__Protobuf__Timestamp *ts = ar_alloc(a, sizeof(*ts));
 
-	if (ts) {
-		google__protobuf__timestamp__init(ts);
-		ts->seconds = seconds;
-		ts->nanos = nanos;
-	}
+	if (ts)
+		rpc_timestamp_set(ts, us);
 	return ts;
-}
-
-static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
-{
-	return ts_new(a, us / 1000000, (int32_t)(us % 1000000) * 1000);
 }
 
 /* Message builders: one per resource, all of the shape of struct kind's msg. */
@@ -109,8 +102,8 @@ static void *cert_msg(struct arena *a, const struct ca_service *svc, const void 
 	m->identity_id = ar_str(a, c->identity_id);
 	m->pem = ar_str(a, c->pem);
 	m->chain_pem = ar_str(a, ca_service_bundle_pem(svc));
-	m->not_before = ts_new(a, c->not_before, 0);
-	m->not_after = ts_new(a, c->not_after, 0);
+	m->not_before = ts_us(a, c->not_before * 1000000);
+	m->not_after = ts_us(a, c->not_after * 1000000);
 	if (c->key_pem)
 		m->private_key_pem = ar_str(a, c->key_pem);
 	m->revoked = c->revoked;
@@ -565,8 +558,8 @@ static int get_crl(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	memcpy(resp->der.data, crl.der, crl.der_len);
 	resp->der.len = crl.der_len;
 	resp->pem = rpc_call_strdup(call, crl.pem);
-	resp->this_update = ts_new(&a, crl.this_update, 0);
-	resp->next_update = ts_new(&a, crl.next_update, 0);
+	resp->this_update = ts_us(&a, crl.this_update * 1000000);
+	resp->next_update = ts_us(&a, crl.next_update * 1000000);
 	resp->number = crl.number;
 	ca_crl_clear(&crl);
 	*ret_resp = &resp->base;
