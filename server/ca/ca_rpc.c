@@ -262,39 +262,13 @@ static int replay(struct rpc_call *call, struct ca_ctx *ctx, const ProtobufCMess
 	return 0;
 }
 
+/* The status of a failed domain call: the code of rpc/status.c's table, ctx's message. */
 static int domain_error(struct rpc_call *call, struct ca_ctx *ctx, int r)
 {
-	enum rpc_code code;
-
 	ca_ctx_clear(ctx);
 	if (ctx->check_failed || !ctx->err[0])
 		return r;
-	switch (-r) {
-	case EINVAL:
-		code = RPC_INVALID_ARGUMENT;
-		break;
-	case ENOENT:
-		code = RPC_NOT_FOUND;
-		break;
-	case EEXIST:
-		code = RPC_ALREADY_EXISTS;
-		break;
-	case EILSEQ:
-		code = RPC_FAILED_PRECONDITION;
-		break;
-	case EBUSY:
-		code = RPC_ABORTED;
-		break;
-	case EOPNOTSUPP:
-		code = RPC_UNIMPLEMENTED;
-		break;
-	case EAGAIN:
-		code = RPC_UNAVAILABLE;
-		break;
-	default:
-		code = rpc_errno_code(r);
-	}
-	return rpc_call_error(call, code, "%s", ctx->err);
+	return rpc_call_error(call, rpc_errno_code(r), "%s", ctx->err);
 }
 
 static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,
