@@ -21,9 +21,9 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "audit-internal.h"
+#include "crypto.h"
 #include "db.h"
 
 static const uint8_t zero_hash[AUDIT_HASH_LEN];
@@ -191,24 +191,10 @@ int audit_tenant(const char *in, char ret[AUDIT_UUID_LEN + 1])
 {
 	if (!in)
 		in = DB_DEFAULT_TENANT;
-	if (strlen(in) != AUDIT_UUID_LEN)
+	if (!crypto_uuid_valid(in))
 		return -EINVAL;
-	for (int i = 0; i < AUDIT_UUID_LEN; i++) {
-		char c = in[i];
-
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (c != '-')
-				return -EINVAL;
-			ret[i] = c;
-			continue;
-		}
-		if (c >= 'A' && c <= 'F')
-			c = (char)(c - 'A' + 'a');
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return -EINVAL;
-		ret[i] = c;
-	}
-	ret[AUDIT_UUID_LEN] = '\0';
+	for (int i = 0; i <= AUDIT_UUID_LEN; i++)
+		ret[i] = (char)(in[i] >= 'A' && in[i] <= 'F' ? in[i] - 'A' + 'a' : in[i]);
 	return 0;
 }
 
@@ -236,21 +222,6 @@ static bool json_object_valid(const char *s)
 
 	json_decref(j);
 	return ok;
-}
-
-static int new_uuid(char ret[AUDIT_UUID_LEN + 1])
-{
-	uint8_t b[16];
-	char hex[33];
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return -EIO;
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	audit_hex(b, sizeof(b), hex);
-	snprintf(ret, AUDIT_UUID_LEN + 1, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12,
-		 hex + 16, hex + 20);
-	return 0;
 }
 
 static char *pack(char **cursor, const char *s)
@@ -315,7 +286,7 @@ int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec)
 	rec->size = sizeof(*rec) + need;
 	memcpy(rec->ev.tenant_id, tenant, sizeof(tenant));
 	/* the id, drawn here on the caller's thread; a batch run again keeps it */
-	r = new_uuid(rec->ev.id);
+	r = crypto_uuid_v4(rec->ev.id);
 	if (r < 0) {
 		free(rec);
 		goto out;

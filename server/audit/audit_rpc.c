@@ -23,10 +23,7 @@ static void to_proto(const struct audit_event *ev, Trstctl__V1__AuditEvent *msg,
 		     Google__Protobuf__Timestamp *ts, char prev_hex[2 * AUDIT_HASH_LEN + 1],
 		     char hash_hex[2 * AUDIT_HASH_LEN + 1])
 {
-	int64_t us = ev->time_us;
-
-	ts->seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-	ts->nanos = (int32_t)((us - ts->seconds * 1000000) * 1000);
+	rpc_timestamp_set(ts, ev->time_us);
 	audit_hex(ev->prev_hash, AUDIT_HASH_LEN, prev_hex);
 	audit_hex(ev->hash, AUDIT_HASH_LEN, hash_hex);
 	msg->sequence = ev->sequence;

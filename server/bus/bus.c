@@ -40,13 +40,13 @@ static int prepare(const char *tenant_id, const char *type, const char *actor,
 		return -EINVAL;
 	if (!tenant_id)
 		tenant_id = DB_DEFAULT_TENANT;
-	if (!bus_uuid_valid(tenant_id))
+	if (!crypto_uuid_valid(tenant_id))
 		return -EINVAL;
 
 	ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return -ENOMEM;
-	r = bus_uuid_v4(ev->id);
+	r = crypto_uuid_v4(ev->id);
 	if (r < 0)
 		goto fail;
 	snprintf(ev->tenant_id, sizeof(ev->tenant_id), "%s", tenant_id);

@@ -1,7 +1,7 @@
 /*
- * The event envelope and its pieces: random UUIDs, the checks on tenant ids and event
- * types, RFC 3339 timestamps, and the JSON {id, type, tenant_id, time, actor, data} that
- * subscribers receive. Pure functions over jansson and getrandom(2); no database, no NATS,
+ * The event envelope and its pieces: the checks on event types, RFC 3339 timestamps, and
+ * the JSON {id, type, tenant_id, time, actor, data} that subscribers receive. Pure
+ * functions over jansson (ids and tenant checks are crypto_uuid_*); no database, no NATS,
  * so the unit tests exercise them directly.
  *
  * data is the change's JSON object embedded as is. The original product carried it as
@@ -12,60 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <jansson.h>
 
 #include "internal.h"
-
-int bus_uuid_v4(char out[BUS_UUID_LEN + 1])
-{
-	static const char hex[] = "0123456789abcdef";
-	unsigned char r[16];
-	size_t got = 0;
-
-	while (got < sizeof(r)) {
-		ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		got += (size_t)n;
-	}
-	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
-	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10 */
-
-	char *p = out;
-
-	for (size_t i = 0; i < sizeof(r); i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			*p++ = '-';
-		*p++ = hex[r[i] >> 4];
-		*p++ = hex[r[i] & 0x0f];
-	}
-	*p = '\0';
-	return 0;
-}
-
-static bool is_hex(char c)
-{
-	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-bool bus_uuid_valid(const char *s)
-{
-	if (!s || strlen(s) != BUS_UUID_LEN)
-		return false;
-	for (size_t i = 0; i < BUS_UUID_LEN; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-
-		if (dash ? s[i] != '-' : !is_hex(s[i]))
-			return false;
-	}
-	return true;
-}
 
 static bool is_token_char(char c)
 {

@@ -11,8 +11,9 @@
 #include <time.h>
 
 #include "bus.h"
+#include "crypto.h"
 
-#define BUS_UUID_LEN 36
+#define BUS_UUID_LEN CRYPTO_UUID_LEN
 #define BUS_TYPE_MAX 128
 
 /* One event attached to a change (DB_ITEM_EVENT); becomes one outbox row. */
@@ -42,10 +43,6 @@ struct bus {
 	struct bus_relay *relay;	/* relay.c state, owned by the thread while it runs */
 };
 
-/* Writes a random (CSPRNG) version 4 UUID. Returns 0 or -errno from getrandom. */
-int bus_uuid_v4(char out[BUS_UUID_LEN + 1]);
-/* True for a canonical 8-4-4-4-12 hex UUID. */
-bool bus_uuid_valid(const char *s);
 /* True for dot-separated non-empty tokens of [A-Za-z0-9_-], at most BUS_TYPE_MAX bytes. */
 bool bus_type_valid(const char *type);
 /* Formats t as RFC 3339 UTC with microseconds: 2024-05-01T12:00:00.123456Z (28 bytes). */

@@ -1,4 +1,4 @@
-/* Unit tests for the event envelope, UUIDs, type and tenant checks, and timestamps. */
+/* Unit tests for the event envelope, type checks, and timestamps (UUIDs: crypto/test-uuid.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,45 +12,6 @@
 #include <jansson.h>
 
 #include "internal.h"
-
-static void test_uuid_v4(void **state)
-{
-	char a[BUS_UUID_LEN + 1], b[BUS_UUID_LEN + 1];
-
-	for (int i = 0; i < 1000; i++) {
-		assert_int_equal(bus_uuid_v4(a), 0);
-		assert_true(bus_uuid_valid(a));
-		assert_int_equal(a[14], '4');		/* version */
-		assert_non_null(strchr("89ab", a[19])); /* variant */
-		for (const char *p = a; *p; p++)
-			assert_true(*p == '-' || (*p >= '0' && *p <= '9') ||
-				    (*p >= 'a' && *p <= 'f'));
-	}
-	assert_int_equal(bus_uuid_v4(b), 0);
-	assert_string_not_equal(a, b);
-}
-
-static void test_uuid_valid(void **state)
-{
-	static const struct {
-		const char *s;
-		bool ok;
-	} cases[] = {
-		{ "00000000-0000-0000-0000-000000000000", true },
-		{ "6F9619FF-8B86-D011-B42D-00C04FC964FF", true },
-		{ "6f9619ff-8b86-d011-b42d-00c04fc964ff", true },
-		{ "6f9619ff8b86d011b42d00c04fc964ff", false },
-		{ "6f9619ff-8b86-d011-b42d-00c04fc964f", false },
-		{ "6f9619ff-8b86-d011-b42d-00c04fc964fff", false },
-		{ "6f9619ff-8b86-d011-b42d_00c04fc964ff", false },
-		{ "6f9619fg-8b86-d011-b42d-00c04fc964ff", false },
-		{ "", false },
-		{ NULL, false },
-	};
-
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		assert_int_equal(bus_uuid_valid(cases[i].s), cases[i].ok);
-}
 
 static void test_type_valid(void **state)
 {
@@ -219,7 +180,6 @@ static void test_envelope_rejects(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_uuid_v4),		 cmocka_unit_test(test_uuid_valid),
 		cmocka_unit_test(test_type_valid),	 cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_envelope_fields),
 		cmocka_unit_test(test_envelope_object),	 cmocka_unit_test(test_envelope_defaults),

@@ -1,12 +1,18 @@
 #pragma once
 /*
- * Shared by the files of the CA service (ca_store.c, ca_service.c, ca_rpc.c, ca_cli.c):
- * the service struct and the SQL of ca_store.c. Not a public header.
+ * Shared by the files of the CA service (ca_store.c, ca_op.c, ca_owner.c, ca_identity.c,
+ * ca_issue.c, ca_crl.c, ca_bootstrap.c, ca_rpc.c, ca_cli.c): the service struct, the
+ * mutation plumbing of ca_op.c, the functions the service files call across, and the SQL of
+ * ca_store.c. Not a public header.
  */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
+#include "audit.h"
+#include "bus.h"
 #include "ca.h"
 #include "db.h"
 
@@ -21,7 +27,7 @@ struct ca_service {
 	struct crypto_ca *ca;
 	ca_issuance_check_fn check;
 	void *check_ud;
-	void *rpc_handlers; /* struct rpc_method_handler[], ca_rpc.c */
+	void *rpc_handlers;	       /* struct rpc_method_handler[], ca_rpc.c */
 	struct ca_ident_cache *idents; /* identities this server knows (ca_cache.c) */
 
 	pthread_mutex_t crl_lock;    /* the fields below */
@@ -49,16 +55,104 @@ int ca_ident_cache_get(struct ca_ident_cache *c, const char *tenant, const char 
 void ca_ident_cache_put(struct ca_ident_cache *c, const char *tenant, const struct ca_identity *i);
 void ca_ident_cache_drop(struct ca_ident_cache *c, const char *tenant, const char *id);
 
+/* ca_op.c: the mutation plumbing and the helpers the service files share. --------------- */
+
+/* A mutation: apply() runs inside the change, after the request_id lookup. */
+struct ca_op {
+	struct ca_service *svc;
+	struct ca_ctx *ctx;
+	int (*apply)(struct ca_op *op, struct db_tx *tx);
+	void *result;		    /* what pack() gets */
+	struct ca_cert *key_holder; /* its key_pem is hidden from pack() */
+	bool idem_done;		    /* apply stored the reply itself */
+	void *ud;
+};
+
+/* The caller's tenant (the default tenant when it has none). */
+const char *ca_tenant_of(const struct ca_ctx *ctx);
+/* The caller's principal, or "anonymous". */
+const char *ca_actor_of(const struct ca_ctx *ctx);
+/* Whether the call carries a request_id. */
+bool ca_has_request_id(const struct ca_ctx *ctx);
+/* Writes the message into ctx->err (when ctx) and returns r. */
+int ca_fail(struct ca_ctx *ctx, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Leases a pooled connection for a read (db_release it). */
+int ca_with_conn(struct ca_service *svc, struct db_conn **ret);
+/* Audit record and event of one change, same type, same data; takes data. */
+int ca_record(struct db_tx *tx, const struct ca_ctx *ctx, const char *type, const char *resource,
+	      json_t *data);
+/* The same from the data's JSON text. */
+int ca_record_text(struct db_tx *tx, const struct ca_ctx *ctx, const char *type,
+		   const char *resource, const char *js);
+/* An audit record and event prepared on the caller's thread, for audit_attach and
+ * bus_event_attach inside the change; data is borrowed. */
+int ca_prep_record(const struct ca_ctx *ctx, const char *type, const char *resource,
+		   const json_t *data, struct audit_record **ret_rec, struct bus_event **ret_ev);
+/* The reply of op for its request_id (never with a private key); *ret NULL when none. */
+int ca_op_pack(struct ca_op *op, uint8_t **ret, size_t *ret_len);
+/* -EBUSY: a twin call with the same request_id is being written. */
+int ca_idem_in_progress(struct ca_ctx *ctx);
+/* Before a mutation: 1 with the stored reply of its request_id in ctx, 0 to go on, -errno. */
+int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx);
+/* Runs op through the writer. Returns 0, 1 (replayed) or -errno. */
+int ca_op_write(struct ca_op *op);
+/* A list's limit from the requested page size (default and maximum of ca.h). */
+int ca_page_limit(int page_size);
+/* The next page token: a copy of the last key when the page is full, else NULL. */
+int ca_next_token(size_t n, int limit, const char *last, char **ret_next);
+
+/* ca_identity.c and ca_issue.c: transitions. -------------------------------------------- */
+
+/* A transition being written: the identity as read, the edge, and what goes with it. */
+struct ca_transition {
+	struct ca_identity *ident;    /* as read; updated to the outcome by apply */
+	enum ca_state from, to;	      /* from: the state read, which an issuance was signed for */
+	int reason;		      /* revoked: RFC 5280 code */
+	const char *note;	      /* the request's reason text */
+	struct crypto_issued *issued; /* the signed certificate, or NULL */
+	struct ca_cert *cert;	      /* the reply's certificate, or NULL */
+	bool guessed;		      /* ident came from the cache: a refusal is returned as
+				       * it is (the caller reads again and retries) */
+};
+
+/* Reads an identity; with_cert adds its current certificate. -ENOENT with a message. */
+int ca_identity_read(struct ca_service *svc, struct ca_ctx *ctx, const char *id, bool with_cert,
+		     struct ca_identity *ret);
+/* ca_replayed then ca_identity_read, in one round trip when there is a request_id: 1 with
+ * the stored reply, 0 with the identity read into *ret, or -errno. */
+int ca_read_for_write(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
+		      struct ca_identity *ret);
+/* Whether the edge issues a certificate. */
+bool ca_edge_issues(enum ca_state from, enum ca_state to);
+/* Sets the identity of t to the outcome (fixed fields only: apply may rerun). */
+void ca_transition_outcome(struct ca_transition *t, int64_t now);
+/* The data of a transition's audit record and event, and of the certificate.recorded ones
+ * when it issued (*ret_cert; NULL otherwise). locked: the state the change moved from. */
+int ca_transition_data(const struct ca_op *op, const struct ca_transition *t, enum ca_state locked,
+		       const char *old_serial, json_t **ret_data, json_t **ret_cert);
+/* The apply of an edge that issues nothing (op->ud is the transition). */
+int ca_transition_apply(struct ca_op *op, struct db_tx *tx);
+/* Checks (policy) and signs an issuance for identity i moving to `to`. */
+int ca_prepare_issue(struct ca_service *svc, struct ca_ctx *ctx, struct ca_identity *i,
+		     enum ca_state to, const char *csr_pem, int64_t ttl, struct crypto_issued *ret);
+/* Writes transition t of the identity read in t->ident; fills t->cert on issuance; after (may
+ * be NULL) runs before the reply is packed; result: the reply's object (NULL: t->cert). */
+int ca_transition_write(struct ca_service *svc, struct ca_ctx *ctx, struct ca_transition *t,
+			void *result, int (*after)(struct ca_transition *t));
+/* The identity an issuance starts from: this server's cached copy when use_cache and it has
+ * one (*guessed), else ca_read_for_write. */
+int ca_issue_source(struct ca_service *svc, struct ca_ctx *ctx, const char *id, bool use_cache,
+		    struct ca_identity *ret, bool *guessed);
+/* After a guessed attempt that returned r: true when the answer must come from a fresh read. */
+bool ca_guess_failed(struct ca_service *svc, struct ca_ctx *ctx, const char *id, int r);
+
+/* ca_crl.c: the CRL timer thread (started by ca_service_open). */
+void *ca_crl_timer(void *ud);
+
 /* A malloc'd copy of n strings (free each and the array). */
 int ca_strv_dup(const char *const *v, size_t n, char ***ret);
 /* Unix microseconds now. */
 int64_t ca_now_us(void);
-/* A fresh uuid v4 (CA_ID_LEN + 1 bytes). */
-int ca_uuid(char *ret);
-/* True for a lowercase or uppercase 8-4-4-4-12 uuid. */
-bool ca_is_uuid(const char *s);
-/* PEM of a DER blob with the given label ("CERTIFICATE"); malloc'd. */
-char *ca_pem_from_der(const char *label, const uint8_t *der, size_t len);
 
 /* ca_store.c: the rows. conn for reads, tx for changes. -errno of db. */
 int ca_store_owner_insert(struct db_tx *tx, const char *tenant, const struct ca_owner *o);
@@ -143,8 +237,8 @@ int ca_store_idem_get(struct db_conn *c, const char *tenant, const char *request
  * read), -EINVAL when another method used it, else 0 with the identity, or -ENOENT.
  */
 int ca_store_identity_idem_get(struct db_conn *c, const char *tenant, const char *id,
-			       const char *request_id, const char *method,
-			       struct ca_identity *ret, uint8_t **ret_reply, size_t *ret_len);
+			       const char *request_id, const char *method, struct ca_identity *ret,
+			       uint8_t **ret_reply, size_t *ret_len);
 
 /* The issuing CA's newest sealed row: version, chain PEM and sealed key (-ENOENT). */
 int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,

@@ -124,7 +124,7 @@ int ca_validate_sans(const char *const *dns_names, size_t n_dns, const char *con
 int ca_ttl_resolve(int64_t ttl_seconds, int64_t max_seconds, int64_t *ret_ttl, char *err,
 		   size_t errlen);
 
-/* The service: owners, identities, issuance and the CRL on PostgreSQL (ca_service.c) ------ */
+/* The service: owners, identities, issuance and the CRL on PostgreSQL (ca_op.c, ca_*.c) --- */
 
 struct db;
 struct kek;

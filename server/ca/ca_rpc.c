@@ -1,7 +1,7 @@
 /*
- * trstctl.v1.CA over gRPC: protobuf <-> the domain of ca_service.c. Every handler but
- * GetCABundle waits on PostgreSQL, so they run on the worker pool. Replies are built in
- * call memory; the same builders make the reply that a request_id stores (then in a
+ * trstctl.v1.CA over gRPC: protobuf <-> the domain of the CA service (ca_owner.c,
+ * ca_identity.c, ca_issue.c, ca_crl.c). Every handler but GetCABundle waits on PostgreSQL,
+ * so they run on the worker pool. Replies are built in call memory; the same builders make the reply that a request_id stores (then in a
  * small malloc arena whose strings borrow the domain's), and a replay unpacks the stored
  * bytes into call memory. Domain errors carry their message (ctx.err); an issuance check
  * that refused has already set the call's status, which stands.
@@ -62,21 +62,14 @@ static void ar_free(struct arena *a)
 	free(a->ptrs);
 }
 
-static Google__Protobuf__Timestamp *ts_new(struct arena *a, int64_t seconds, int32_t nanos)
+/* A Timestamp in the arena (set also for 0: CA times are never unset). */
+static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
 {
 	Google__Protobuf__Timestamp *ts = ar_alloc(a, sizeof(*ts));
 
-	if (ts) {
-		google__protobuf__timestamp__init(ts);
-		ts->seconds = seconds;
-		ts->nanos = nanos;
-	}
+	if (ts)
+		rpc_timestamp_set(ts, us);
 	return ts;
-}
-
-static Google__Protobuf__Timestamp *ts_us(struct arena *a, int64_t us)
-{
-	return ts_new(a, us / 1000000, (int32_t)(us % 1000000) * 1000);
 }
 
 /* Message builders: one per resource, all of the shape of struct kind's msg. */
@@ -109,8 +102,8 @@ static void *cert_msg(struct arena *a, const struct ca_service *svc, const void 
 	m->identity_id = ar_str(a, c->identity_id);
 	m->pem = ar_str(a, c->pem);
 	m->chain_pem = ar_str(a, ca_service_bundle_pem(svc));
-	m->not_before = ts_new(a, c->not_before, 0);
-	m->not_after = ts_new(a, c->not_after, 0);
+	m->not_before = ts_us(a, c->not_before * 1000000);
+	m->not_after = ts_us(a, c->not_after * 1000000);
 	if (c->key_pem)
 		m->private_key_pem = ar_str(a, c->key_pem);
 	m->revoked = c->revoked;
@@ -269,39 +262,13 @@ static int replay(struct rpc_call *call, struct ca_ctx *ctx, const ProtobufCMess
 	return 0;
 }
 
+/* The status of a failed domain call: the code of rpc/status.c's table, ctx's message. */
 static int domain_error(struct rpc_call *call, struct ca_ctx *ctx, int r)
 {
-	enum rpc_code code;
-
 	ca_ctx_clear(ctx);
 	if (ctx->check_failed || !ctx->err[0])
 		return r;
-	switch (-r) {
-	case EINVAL:
-		code = RPC_INVALID_ARGUMENT;
-		break;
-	case ENOENT:
-		code = RPC_NOT_FOUND;
-		break;
-	case EEXIST:
-		code = RPC_ALREADY_EXISTS;
-		break;
-	case EILSEQ:
-		code = RPC_FAILED_PRECONDITION;
-		break;
-	case EBUSY:
-		code = RPC_ABORTED;
-		break;
-	case EOPNOTSUPP:
-		code = RPC_UNIMPLEMENTED;
-		break;
-	case EAGAIN:
-		code = RPC_UNAVAILABLE;
-		break;
-	default:
-		code = rpc_errno_code(r);
-	}
-	return rpc_call_error(call, code, "%s", ctx->err);
+	return rpc_call_error(call, rpc_errno_code(r), "%s", ctx->err);
 }
 
 static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,
@@ -565,8 +532,8 @@ static int get_crl(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	memcpy(resp->der.data, crl.der, crl.der_len);
 	resp->der.len = crl.der_len;
 	resp->pem = rpc_call_strdup(call, crl.pem);
-	resp->this_update = ts_new(&a, crl.this_update, 0);
-	resp->next_update = ts_new(&a, crl.next_update, 0);
+	resp->this_update = ts_us(&a, crl.this_update * 1000000);
+	resp->next_update = ts_us(&a, crl.next_update * 1000000);
 	resp->number = crl.number;
 	ca_crl_clear(&crl);
 	*ret_resp = &resp->base;

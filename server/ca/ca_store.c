@@ -622,7 +622,7 @@ static int cert_from_row(const struct db_rows *r, size_t row, struct ca_cert *c)
 	memset(c, 0, sizeof(*c));
 	copy_id(c->serial, col(r, row, 0), sizeof(c->serial));
 	copy_id(c->identity_id, col(r, row, 1), sizeof(c->identity_id));
-	c->pem = ca_pem_from_der("CERTIFICATE", (const uint8_t *)db_rows_get(r, row, 2),
+	c->pem = crypto_pem_encode("CERTIFICATE", (const uint8_t *)db_rows_get(r, row, 2),
 				 r->lengths[row * r->n_cols + 2]);
 	if (!c->pem)
 		return -ENOMEM;

@@ -594,7 +594,7 @@ static void test_csr(void **state)
 	n = fread(der, 1, sizeof(der), f);
 	fclose(f);
 	der[n - 1] ^= 0x01;
-	bad = ca_pem_from_der("CERTIFICATE REQUEST", der, n);
+	bad = crypto_pem_encode("CERTIFICATE REQUEST", der, n);
 	assert_int_equal(issue(id, bad, 0, NULL, NULL, msg, sizeof(msg)), RPC_INVALID_ARGUMENT);
 	printf("# bad signature: %s\n", msg);
 	free(bad);

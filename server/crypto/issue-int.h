@@ -60,8 +60,8 @@ int crypto_der_time(struct crypto_der *d, int64_t t);
 int crypto_der_get(const uint8_t **pp, const uint8_t *end, uint8_t want, const uint8_t **ret_val,
 		   size_t *ret_len);
 
-/* Base64 PEM: the body between "-----BEGIN <label>-----" and "-----END". */
-char *crypto_pem_encode(const char *label, const uint8_t *der, size_t n);
+/* Base64 PEM: the body between "-----BEGIN <label>-----" and "-----END" (the encoder is
+ * crypto_pem_encode, x509.h). */
 int crypto_pem_decode(const char *pem, const char *label, uint8_t **ret_der, size_t *ret_len);
 
 /* AlgorithmIdentifiers of ECDSA P-256, P-384 and Ed25519 subject keys. */

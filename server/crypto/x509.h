@@ -176,3 +176,7 @@ int crypto_crl_build(const struct crypto_ca *ca, const struct crypto_revoked *re
 		     size_t n_revoked, uint64_t crl_number, int64_t this_update,
 		     int64_t next_update, uint8_t **ret_der, size_t *ret_der_len, char **ret_pem,
 		     char *err, size_t errlen);
+
+/* PEM of a DER blob with the given label ("CERTIFICATE", "X509 CRL", ...): 64-column base64
+ * between BEGIN and END lines. malloc'd; NULL when out of memory. */
+char *crypto_pem_encode(const char *label, const uint8_t *der, size_t n);

@@ -32,18 +32,6 @@
 	"{\"description\": \"built in\", \"rules\": [{\"effect\": \"allow\", " \
 	"\"actions\": [\"*\"], \"resources\": [\"*\"]}]}"
 
-static Google__Protobuf__Timestamp *ts_new(struct rpc_call *call, int64_t us)
-{
-	Google__Protobuf__Timestamp *ts;
-
-	if (!us)
-		return NULL;
-	ts = (void *)rpc_call_new_message(call, &google__protobuf__timestamp__descriptor);
-	ts->seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-	ts->nanos = (int32_t)((us - ts->seconds * 1000000) * 1000);
-	return ts;
-}
-
 static Trstctl__V1__PolicyDocument *policy_msg(struct rpc_call *call, const struct store_policy *p)
 {
 	Trstctl__V1__PolicyDocument *m =
@@ -52,7 +40,7 @@ static Trstctl__V1__PolicyDocument *policy_msg(struct rpc_call *call, const stru
 	m->name = rpc_call_strdup(call, p->name);
 	m->document = rpc_call_strdup(call, p->document);
 	m->version = p->version;
-	m->update_time = ts_new(call, p->update_us);
+	m->update_time = rpc_timestamp_new(call, p->update_us);
 	return m;
 }
 
@@ -66,9 +54,9 @@ static Trstctl__V1__Token *token_msg(struct rpc_call *call, const struct store_t
 	m->policies = rpc_call_alloc(call, (t->n_policies + 1) * sizeof(char *));
 	for (size_t i = 0; i < t->n_policies; i++)
 		m->policies[i] = rpc_call_strdup(call, t->policies[i]);
-	m->create_time = ts_new(call, t->create_us);
-	m->expire_time = ts_new(call, t->expire_us);
-	m->last_used_time = ts_new(call, t->last_used_us);
+	m->create_time = rpc_timestamp_new(call, t->create_us);
+	m->expire_time = rpc_timestamp_new(call, t->expire_us);
+	m->last_used_time = rpc_timestamp_new(call, t->last_used_us);
 	m->revoked = t->revoked;
 	return m;
 }
@@ -101,14 +89,13 @@ static int pack_policy(void *ud, uint8_t **ret, size_t *ret_len)
 {
 	const struct store_policy *p = &((struct policy_change *)ud)->out;
 	Trstctl__V1__PolicyDocument m = TRSTCTL__V1__POLICY_DOCUMENT__INIT;
-	Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+	Google__Protobuf__Timestamp ts;
 	size_t n;
 
 	m.name = p->name;
 	m.document = p->document;
 	m.version = p->version;
-	ts.seconds = p->update_us / 1000000;
-	ts.nanos = (int32_t)(p->update_us % 1000000) * 1000;
+	rpc_timestamp_set(&ts, p->update_us);
 	m.update_time = &ts;
 	n = protobuf_c_message_get_packed_size(&m.base);
 	*ret = malloc(n ? n : 1);
@@ -408,7 +395,7 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__create_token_response__descriptor);
 	resp->token_id = rpc_call_strdup(call, meta.id);
 	resp->token = rpc_call_strdup(call, token); /* call memory, freed with the call */
-	resp->expire_time = ts_new(call, meta.expire_us);
+	resp->expire_time = rpc_timestamp_new(call, meta.expire_us);
 	OPENSSL_cleanse(token, sizeof(token));
 	store_token_clear(&meta);
 	authz_refresh(a);

@@ -11,6 +11,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "timestamp.pb-c.h"
+
 /* gRPC status codes, same values as grpc_status_code, so that no other module needs grpc. */
 enum rpc_code {
 	RPC_OK = 0,
@@ -159,6 +161,12 @@ void *rpc_call_alloc(struct rpc_call *call, size_t size);
 char *rpc_call_strdup(struct rpc_call *call, const char *s);
 /* A new message of descriptor d in call memory, initialised. */
 ProtobufCMessage *rpc_call_new_message(struct rpc_call *call, const ProtobufCMessageDescriptor *d);
+
+/* Timestamps (timestamp.c): domains keep microseconds since the epoch. */
+/* Initialises ts to us; nanos in [0, 1e9), also before 1970. */
+void rpc_timestamp_set(Google__Protobuf__Timestamp *ts, int64_t us);
+/* A Timestamp of us in call memory; NULL (the field unset) when us is 0. */
+Google__Protobuf__Timestamp *rpc_timestamp_new(struct rpc_call *call, int64_t us);
 
 /* The full method path, "/trstctl.v1.CA/CreateOwner". */
 const char *rpc_call_method(const struct rpc_call *call);

@@ -1,7 +1,9 @@
 /*
  * The one table that maps -errno to a gRPC status code. Modules speak errno; the runtime
- * turns it into what clients see. Codes without a natural errno are reached with
- * rpc_call_error(), which names the code explicitly.
+ * turns it into what clients see, also where a handler sets its own message
+ * (rpc_call_error(call, rpc_errno_code(r), ...)). Codes without a natural errno are reached
+ * with rpc_call_error(), which names the code explicitly (a full work queue answers
+ * RESOURCE_EXHAUSTED that way).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,7 +21,6 @@ static const struct {
 	{ EEXIST, RPC_ALREADY_EXISTS },
 	{ EPERM, RPC_PERMISSION_DENIED },
 	{ EACCES, RPC_PERMISSION_DENIED },
-	{ EAGAIN, RPC_RESOURCE_EXHAUSTED },
 	{ ENOMEM, RPC_RESOURCE_EXHAUSTED },
 	{ ENOSPC, RPC_RESOURCE_EXHAUSTED },
 	{ EMSGSIZE, RPC_RESOURCE_EXHAUSTED },
@@ -32,6 +33,7 @@ static const struct {
 	{ ERANGE, RPC_OUT_OF_RANGE },
 	{ ENOSYS, RPC_UNIMPLEMENTED },
 	{ EOPNOTSUPP, RPC_UNIMPLEMENTED },
+	{ EAGAIN, RPC_UNAVAILABLE },          /* transient: retry after a short wait */
 	{ ECONNREFUSED, RPC_UNAVAILABLE },
 	{ ECONNRESET, RPC_UNAVAILABLE },
 	{ ENOTCONN, RPC_UNAVAILABLE },

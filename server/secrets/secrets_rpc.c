@@ -130,18 +130,6 @@ static int fail(struct rpc_call *call, const struct secrets_ctx *ctx, int r)
 	return r;
 }
 
-static Google__Protobuf__Timestamp *ts(struct rpc_call *call, int64_t us)
-{
-	Google__Protobuf__Timestamp *t;
-
-	if (us == 0)
-		return NULL;
-	t = (void *)rpc_call_new_message(call, &google__protobuf__timestamp__descriptor);
-	t->seconds = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
-	t->nanos = (int32_t)((us - t->seconds * 1000000) * 1000);
-	return t;
-}
-
 static Trstctl__V1__SecretMeta *meta_msg(struct rpc_call *call, const struct secrets_meta *m)
 {
 	Trstctl__V1__SecretMeta *o =
@@ -149,10 +137,10 @@ static Trstctl__V1__SecretMeta *meta_msg(struct rpc_call *call, const struct sec
 
 	o->name = rpc_call_strdup(call, m->name);
 	o->version = m->version;
-	o->create_time = ts(call, m->create_us);
-	o->update_time = ts(call, m->update_us);
+	o->create_time = rpc_timestamp_new(call, m->create_us);
+	o->update_time = rpc_timestamp_new(call, m->update_us);
 	o->deleted = m->deleted;
-	o->delete_time = m->deleted ? ts(call, m->delete_us) : NULL;
+	o->delete_time = m->deleted ? rpc_timestamp_new(call, m->delete_us) : NULL;
 	o->n_labels = m->n_labels;
 	o->labels = rpc_call_alloc(call, (m->n_labels + 1) * sizeof(*o->labels));
 	for (size_t i = 0; i < m->n_labels; i++) {
@@ -302,8 +290,9 @@ static int list_versions(struct rpc_call *call, const ProtobufCMessage *req_msg,
 
 		v->version = vs[i].version;
 		v->state = vs[i].destroyed ? "destroyed" : "enabled";
-		v->create_time = ts(call, vs[i].create_us);
-		v->destroy_time = vs[i].destroyed ? ts(call, vs[i].destroy_us) : NULL;
+		v->create_time = rpc_timestamp_new(call, vs[i].create_us);
+		v->destroy_time =
+			vs[i].destroyed ? rpc_timestamp_new(call, vs[i].destroy_us) : NULL;
 		o->versions[i] = v;
 	}
 	free(vs);

@@ -1,0 +1,49 @@
+/*
+ * Random (version 4) UUIDs and their check: the ids of rows, audit records and events, and
+ * the tenant ids every module validates. The bytes come from OpenSSL's CSPRNG, like every
+ * other random value of trstctl. Assumes nothing else; pure functions.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "crypto.h"
+
+int crypto_uuid_v4(char ret[CRYPTO_UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char b[16];
+	char *p = ret;
+
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		return -EIO;
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
+	for (size_t i = 0; i < sizeof(b); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 0x0f];
+	}
+	*p = '\0';
+	return 0;
+}
+
+static bool is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool crypto_uuid_valid(const char *s)
+{
+	if (!s || strlen(s) != CRYPTO_UUID_LEN)
+		return false;
+	for (size_t i = 0; i < CRYPTO_UUID_LEN; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !is_hex(s[i]))
+			return false;
+	}
+	return true;
+}
