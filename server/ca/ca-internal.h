@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "bus.h"
 #include "ca.h"
+#include "change.h"
 #include "db.h"
 
 #define CA_KEY_NAME "issuing" /* sealed_keys name of the issuing CA (kind 'ca') */
@@ -29,6 +30,7 @@ struct ca_service {
 	void *check_ud;
 	void *rpc_handlers;	       /* struct rpc_method_handler[], ca_rpc.c */
 	struct ca_ident_cache *idents; /* identities this server knows (ca_cache.c) */
+	int issue_kind;		       /* item kind of the issuance hook (change room) */
 
 	pthread_mutex_t crl_lock;    /* the fields below */
 	pthread_cond_t crl_cond;     /* a CRL build finished */
@@ -57,14 +59,15 @@ void ca_ident_cache_drop(struct ca_ident_cache *c, const char *tenant, const cha
 
 /* ca_op.c: the mutation plumbing and the helpers the service files share. --------------- */
 
-/* A mutation: apply() runs inside the change, after the request_id lookup. */
+/* A mutation, run by the change room: apply() runs inside the change, after the key's
+ * lookup. */
 struct ca_op {
 	struct ca_service *svc;
 	struct ca_ctx *ctx;
 	int (*apply)(struct ca_op *op, struct db_tx *tx);
 	void *result;		    /* what pack() gets */
 	struct ca_cert *key_holder; /* its key_pem is hidden from pack() */
-	bool idem_done;		    /* apply stored the reply itself */
+	bool hook_stores;	    /* apply's hook item carries the reply (issuance) */
 	void *ud;
 };
 
@@ -72,26 +75,24 @@ struct ca_op {
 const char *ca_tenant_of(const struct ca_ctx *ctx);
 /* The caller's principal, or "anonymous". */
 const char *ca_actor_of(const struct ca_ctx *ctx);
-/* Whether the call carries a request_id. */
+/* Whether the call carries a request_id (its key is idempotent). */
 bool ca_has_request_id(const struct ca_ctx *ctx);
 /* Writes the message into ctx->err (when ctx) and returns r. */
 int ca_fail(struct ca_ctx *ctx, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Leases a pooled connection for a read (db_release it). */
 int ca_with_conn(struct ca_service *svc, struct db_conn **ret);
-/* Audit record and event of one change, same type, same data; takes data. */
+/* Audit record and event of one change (change room), same type, same data; takes data. */
 int ca_record(struct db_tx *tx, const struct ca_ctx *ctx, const char *type, const char *resource,
 	      json_t *data);
 /* The same from the data's JSON text. */
 int ca_record_text(struct db_tx *tx, const struct ca_ctx *ctx, const char *type,
 		   const char *resource, const char *js);
-/* An audit record and event prepared on the caller's thread, for audit_attach and
- * bus_event_attach inside the change; data is borrowed. */
+/* An audit record and event prepared on the caller's thread, for change_attach inside the
+ * change; data is borrowed. */
 int ca_prep_record(const struct ca_ctx *ctx, const char *type, const char *resource,
-		   const json_t *data, struct audit_record **ret_rec, struct bus_event **ret_ev);
+		   const json_t *data, struct change_prepared **ret);
 /* The reply of op for its request_id (never with a private key); *ret NULL when none. */
 int ca_op_pack(struct ca_op *op, uint8_t **ret, size_t *ret_len);
-/* -EBUSY: a twin call with the same request_id is being written. */
-int ca_idem_in_progress(struct ca_ctx *ctx);
 /* Before a mutation: 1 with the stored reply of its request_id in ctx, 0 to go on, -errno. */
 int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx);
 /* Runs op through the writer. Returns 0, 1 (replayed) or -errno. */
@@ -118,8 +119,8 @@ struct ca_transition {
 /* Reads an identity; with_cert adds its current certificate. -ENOENT with a message. */
 int ca_identity_read(struct ca_service *svc, struct ca_ctx *ctx, const char *id, bool with_cert,
 		     struct ca_identity *ret);
-/* ca_replayed then ca_identity_read, in one round trip when there is a request_id: 1 with
- * the stored reply, 0 with the identity read into *ret, or -errno. */
+/* ca_replayed then ca_identity_read: 1 with the stored reply, 0 with the identity read
+ * into *ret, or -errno. */
 int ca_read_for_write(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 		      struct ca_identity *ret);
 /* Whether the edge issues a certificate. */
@@ -173,7 +174,7 @@ int ca_store_identity_lock(struct db_tx *tx, const char *tenant, const char *id,
 int ca_store_identity_set_state(struct db_tx *tx, const char *tenant, const char *id,
 				enum ca_state to, int64_t now_us, const char *reason_name);
 /*
- * One issuance (a DB_ITEM_ISSUANCE item): the identity moves from `from`, with current
+ * One issuance (a issuance item): the identity moves from `from`, with current
  * certificate old_serial ("" for none), to `to` with a new current certificate that
  * supersedes the old one, and the reply is stored under request_id. Built and checked on
  * the caller's thread (ca_issue_item_new); the change only attaches a copy, and
@@ -190,7 +191,8 @@ struct ca_issue_item {
 	char fingerprint[65];
 	char key_algorithm[CRYPTO_KEY_ALG_LEN];
 	int64_t now_us, not_before, not_after;
-	size_t request_id_off, method_off; /* NUL-terminated strings in buf ("" = none) */
+	int kind;		    /* the issuance hook's item kind */
+	struct change_item_key key; /* the request's key ("" request_id: none) */
 	size_t der_off, der_len, reply_off, reply_len;
 	uint8_t buf[];
 };
@@ -201,8 +203,8 @@ struct ca_issue_spec {
 	const char *old_serial;
 	int64_t now_us;
 	const struct crypto_issued *cert;
-	const char *request_id; /* NULL or "": none */
-	const char *method;
+	int kind;			/* svc->issue_kind */
+	const struct change_key *key;	/* NULL: not idempotent */
 	const uint8_t *reply;
 	size_t reply_len;
 };
@@ -210,7 +212,7 @@ int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **r
 /* Attaches a copy of item to the change (the writer frees it). */
 int ca_issue_item_attach(struct db_tx *tx, const struct ca_issue_item *item);
 /*
- * The pre-commit hook of DB_ITEM_ISSUANCE: locks the identities of the batch in key order,
+ * The pre-commit hook of issuance: locks the identities of the batch in key order,
  * refuses (results[i]) an issuance whose identity is no longer in `from` with old_serial
  * (-ESTALE), is gone (-ENOENT), is issued twice in one batch (-EBUSY), or whose request_id
  * was stored meanwhile (-EEXIST); writes the others (identity, certificate, superseded
@@ -225,20 +227,6 @@ int ca_store_cert_get(struct db_conn *c, const char *tenant, const char *serial,
 		      struct ca_cert *ret);
 int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identity_id, int limit,
 		       const char *after, struct ca_cert **ret, size_t *ret_n);
-
-/* A stored reply of request_id outside any change (the fast path of a retry): 1 and the
- * bytes, 0 when new, -EINVAL when another method used it. */
-int ca_store_idem_get(struct db_conn *c, const char *tenant, const char *request_id,
-		      const char *method, uint8_t **ret_reply, size_t *ret_len);
-
-/*
- * The identity and the stored reply of request_id in one round trip, for a mutation that
- * reads the identity first: 1 and the reply when request_id was stored (the identity is not
- * read), -EINVAL when another method used it, else 0 with the identity, or -ENOENT.
- */
-int ca_store_identity_idem_get(struct db_conn *c, const char *tenant, const char *id,
-			       const char *request_id, const char *method, struct ca_identity *ret,
-			       uint8_t **ret_reply, size_t *ret_len);
 
 /* The issuing CA's newest sealed row: version, chain PEM and sealed key (-ENOENT). */
 int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,

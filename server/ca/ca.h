@@ -198,11 +198,11 @@ struct ca_identity {
  * caller frees them) and changes nothing. pack gets the result with key_pem cleared, so a
  * generated private key is never stored: a replay returns the certificate without it.
  */
+struct change_key;
 struct ca_ctx {
 	const char *tenant_id;	/* NULL: DB_DEFAULT_TENANT */
 	const char *actor;	/* the principal; NULL: "anonymous" */
-	const char *request_id; /* NULL or "": no idempotency */
-	const char *method;	/* names the request_id's method ("CreateOwner") */
+	const struct change_key *key; /* a mutation's key (change room); NULL: reads, or none */
 	struct rpc_call *call;	/* given to the issuance check; may be NULL */
 	int timeout_ms;		/* bound of the write; 0: 30 s */
 	int (*pack)(const void *result, uint8_t **ret, size_t *ret_len, void *ud);

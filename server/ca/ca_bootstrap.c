@@ -149,7 +149,7 @@ int ca_service_open(struct db *db, const struct kek *kek, struct bus *bus,
 	pthread_cond_init(&svc->crl_cond, NULL);
 	pthread_cond_init(&svc->timer_cond, NULL);
 	/* issuances are written by the CA's pre-commit hook, before audit records and events */
-	r = db_set_precommit(db, DB_ITEM_ISSUANCE, ca_store_issue_hook, NULL);
+	r = change_hook_register(db, ca_store_issue_hook, NULL, &svc->issue_kind);
 	if (r >= 0)
 		r = ca_ident_cache_new(CA_IDENT_CACHE_MAX, &svc->idents);
 	if (r >= 0)

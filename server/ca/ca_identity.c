@@ -159,30 +159,14 @@ int ca_identity_read(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 	return r == -ENOENT ? ca_fail(ctx, r, "identity %s not found", id) : r;
 }
 
-/*
- * ca_replayed() then ca_identity_read(), in one round trip when there is a request_id: 1 with the
- * stored reply, 0 with the identity read into *ret, or -errno.
- */
+/* ca_replayed() then ca_identity_read(): 1 with the stored reply, 0 with the identity read
+ * into *ret, or -errno. */
 int ca_read_for_write(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 		      struct ca_identity *ret)
 {
-	struct db_conn *c = NULL;
-	int r;
+	int r = ca_replayed(svc, ctx);
 
-	if (!ca_has_request_id(ctx) || !id || !crypto_uuid_valid(id)) {
-		r = ca_replayed(svc, ctx);
-		return r != 0 ? r : ca_identity_read(svc, ctx, id, false, ret);
-	}
-	ca_ctx_clear(ctx);
-	r = ca_with_conn(svc, &c);
-	if (r < 0)
-		return r;
-	r = ca_store_identity_idem_get(c, ca_tenant_of(ctx), id, ctx->request_id, ctx->method, ret,
-				       &ctx->replayed, &ctx->replayed_len);
-	db_release(svc->db, c);
-	if (r == -EINVAL)
-		return ca_fail(ctx, r, "request_id %s was used by another method", ctx->request_id);
-	return r == -ENOENT ? ca_fail(ctx, r, "identity %s not found", id) : r;
+	return r != 0 ? r : ca_identity_read(svc, ctx, id, false, ret);
 }
 
 int ca_identity_get(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
@@ -282,7 +266,7 @@ int ca_transition_data(const struct ca_op *op, const struct ca_transition *t, en
 		      t->to == CA_STATE_REVOKED ? ca_reason_name(t->reason) :
 						  (t->note ? t->note : ""));
 	if (d && ca_has_request_id(op->ctx))
-		json_object_set_new(d, "request_id", json_string(op->ctx->request_id));
+		json_object_set_new(d, "request_id", json_string(op->ctx->key->request_id));
 	if (d && t->issued)
 		json_object_set_new(d, "serial", json_string(t->issued->serial));
 	if (t->issued)

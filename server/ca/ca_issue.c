@@ -42,17 +42,14 @@ void ca_cert_clear(struct ca_cert *c)
  */
 struct issue_prep {
 	struct ca_issue_item *item;
-	struct audit_record *rec[2];
-	struct bus_event *ev[2];
+	struct change_prepared *rec[2]; /* the transition's and certificate.recorded */
 };
 
 static void issue_prep_clear(struct issue_prep *p)
 {
 	free(p->item);
-	for (int k = 0; k < 2; k++) {
-		audit_record_free(p->rec[k]);
-		bus_event_free(p->ev[k]);
-	}
+	for (int k = 0; k < 2; k++)
+		change_prepared_free(p->rec[k]);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -68,7 +65,8 @@ static int issue_prepare(struct ca_op *op, struct ca_transition *t, struct issue
 				      .old_serial = old_serial,
 				      .now_us = ca_now_us(),
 				      .cert = t->issued,
-				      .method = op->ctx->method };
+				      .kind = op->svc->issue_kind,
+				      .key = op->ctx->key };
 	uint8_t *reply = NULL;
 	int r;
 
@@ -79,7 +77,6 @@ static int issue_prepare(struct ca_op *op, struct ca_transition *t, struct issue
 	if (r < 0)
 		return r;
 	spec.reply = reply;
-	spec.request_id = reply ? op->ctx->request_id : NULL;
 	r = ca_issue_item_new(&spec, &p->item);
 	free(reply);
 	if (r >= 0)
@@ -87,11 +84,10 @@ static int issue_prepare(struct ca_op *op, struct ca_transition *t, struct issue
 	snprintf(res, sizeof(res), "identities/%s", i->id);
 	if (r >= 0)
 		r = ca_prep_record(op->ctx, ca_transition_event(t->from, t->to), res, data,
-				   &p->rec[0], &p->ev[0]);
+				   &p->rec[0]);
 	snprintf(res, sizeof(res), "certificates/%s", t->issued->serial);
 	if (r >= 0)
-		r = ca_prep_record(op->ctx, "certificate.recorded", res, cert, &p->rec[1],
-				   &p->ev[1]);
+		r = ca_prep_record(op->ctx, "certificate.recorded", res, cert, &p->rec[1]);
 	json_decref(data);
 	json_decref(cert);
 	return r;
@@ -103,13 +99,9 @@ static int issue_apply(struct ca_op *op, struct db_tx *tx)
 	const struct issue_prep *p = op->ud;
 	int r;
 
-	op->idem_done = true; /* the hook stores the reply */
 	r = ca_issue_item_attach(tx, p->item);
-	for (int k = 0; r >= 0 && k < 2; k++) {
-		r = audit_attach(tx, p->rec[k]);
-		if (r >= 0)
-			r = bus_event_attach(tx, p->ev[k]);
-	}
+	for (int k = 0; r >= 0 && k < 2; k++)
+		r = change_attach(tx, p->rec[k]);
 	return r;
 }
 
@@ -121,8 +113,14 @@ static int issue_refused(struct ca_service *svc, struct ca_ctx *ctx, const struc
 	struct ca_identity now = { 0 };
 	int rr;
 
-	if (r == -EEXIST)
-		return ca_idem_in_progress(ctx);
+	if (r == -EEXIST) {
+		/* a twin with this key committed first: its reply (or the mismatch) answers */
+		rr = ca_replayed(svc, ctx);
+		return rr != 0 ? rr :
+				 ca_fail(ctx, -EBUSY,
+					 "a call with request_id %s is in progress; retry",
+					 ctx->key->request_id);
+	}
 	if (r == -EBUSY)
 		return ca_fail(ctx, r, "identity %s is being changed by another call; retry", id);
 	if (r == -ENOENT)
@@ -246,6 +244,7 @@ int ca_transition_write(struct ca_service *svc, struct ca_ctx *ctx, struct ca_tr
 			return r;
 		}
 		op.apply = issue_apply;
+		op.hook_stores = true; /* the issuance hook stores the reply */
 		op.ud = &prep;
 	}
 	r = ca_op_write(&op);

@@ -1,13 +1,12 @@
 /*
- * The mutation plumbing the CA service's files share: a mutation (struct ca_op) is one
- * group-commit change (db_write) that carries its rows, its audit record and its event, and
- * its stored reply when it has a request_id; nothing of it is written unless all of it is.
- * A retry with a request_id is answered from the stored reply before anything else is
- * checked (ca_replayed). Also the small helpers every service file uses (tenant, actor,
- * error text, a pooled read connection, page limits and tokens).
+ * The CA's side of the change room (change.h): a mutation (struct ca_op) is one change_run
+ * that carries its rows, its audit record and its event, and its stored reply when its key
+ * has a request_id; nothing of it is written unless all of it is. A retry is answered from
+ * the stored reply before anything else is checked (ca_replayed). Also the small helpers
+ * every service file uses (tenant, actor, error text, a pooled read connection, paging).
  *
- * Assumes the writer (db_write) runs the change on its own thread and may rerun apply, so
- * apply only writes rows and records fixed fields; the caller's thread signs and packs.
+ * Assumes the writer runs the change on its own thread and may rerun apply, so apply only
+ * writes rows and records fixed fields; the caller's thread signs and packs.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,11 +17,7 @@
 
 #include <jansson.h>
 
-#include "audit.h"
-#include "bus.h"
 #include "ca-internal.h"
-
-#define WRITE_TIMEOUT_MS 30000
 
 int64_t ca_now_us(void)
 {
@@ -44,7 +39,7 @@ const char *ca_actor_of(const struct ca_ctx *ctx)
 
 bool ca_has_request_id(const struct ca_ctx *ctx)
 {
-	return ctx && ctx->request_id && ctx->request_id[0];
+	return ctx && change_key_idempotent(ctx->key);
 }
 
 int ca_fail(struct ca_ctx *ctx, int r, const char *fmt, ...)
@@ -79,19 +74,9 @@ int ca_record(struct db_tx *tx, const struct ca_ctx *ctx, const char *type, cons
 	      json_t *data)
 {
 	char *js = json_dumps(data, JSON_COMPACT);
-	struct audit_entry e = { .tenant_id = ca_tenant_of(ctx),
-				 .type = type,
-				 .actor = ca_actor_of(ctx),
-				 .resource = resource,
-				 .data_json = js };
-	int r;
+	int r = js ? ca_record_text(tx, ctx, type, resource, js) : -ENOMEM;
 
 	json_decref(data);
-	if (!js)
-		return -ENOMEM;
-	r = audit_record(tx, &e);
-	if (r >= 0)
-		r = bus_event(tx, ca_tenant_of(ctx), type, ca_actor_of(ctx), js);
 	free(js);
 	return r;
 }
@@ -114,74 +99,68 @@ int ca_op_pack(struct ca_op *op, uint8_t **ret, size_t *ret_len)
 	return r;
 }
 
-int ca_idem_in_progress(struct ca_ctx *ctx)
-{
-	return ca_fail(ctx, -EBUSY, "a call with request_id %s is in progress; retry",
-		       ctx->request_id);
-}
-
-/*
- * The change of a mutation. A request_id was looked up before (ca_replayed()); here its
- * reply is stored with the change, and the primary key of idempotency turns a concurrent
- * twin into ABORTED, whose retry then finds the stored reply.
- */
-static int op_change(struct db_tx *tx, void *ud)
+static int op_apply(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct ca_op *op = ud;
-	uint8_t *reply = NULL;
-	size_t len = 0;
-	int r;
+	int r = op->apply(op, tx);
 
-	op->idem_done = false;
-	r = op->apply(op, tx);
-	if (r < 0 || op->idem_done)
-		return r;
-	r = ca_op_pack(op, &reply, &len);
-	if (r < 0 || !reply)
-		return r;
-	r = db_idem_put(tx, ca_tenant_of(op->ctx), op->ctx->request_id, op->ctx->method, reply,
-			len);
-	free(reply);
-	return r == -EEXIST ? ca_idem_in_progress(op->ctx) : r;
+	/* the domain's message (ca_fail) is the change's */
+	if (r < 0 && op->ctx->err[0])
+		snprintf(err, errlen, "%s", op->ctx->err);
+	return r;
+}
+
+static int op_pack(void *ud, uint8_t **ret, size_t *ret_len)
+{
+	return ca_op_pack(ud, ret, ret_len);
 }
 
 /*
  * A retry is answered before anything else is checked (the identity may have moved on
- * since the first call): 1 with the stored reply, 0 to go on. When two calls with one
- * request_id race, the primary key of idempotency decides inside the change (op_change).
+ * since the first call): 1 with the stored reply in ctx, 0 to go on, -EINVAL for a
+ * request_id used for a different request. Two calls racing one key: the change room
+ * decides inside the change.
  */
 int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx)
 {
-	struct db_conn *c = NULL;
+	struct change ch = { .db = svc->db, .key = ctx->key };
 	int r;
 
 	ca_ctx_clear(ctx);
 	if (!ca_has_request_id(ctx))
 		return 0;
-	r = ca_with_conn(svc, &c);
+	r = change_check(&ch);
 	if (r < 0)
-		return r;
-	r = ca_store_idem_get(c, ca_tenant_of(ctx), ctx->request_id, ctx->method, &ctx->replayed,
-			      &ctx->replayed_len);
-	db_release(svc->db, c);
-	if (r == -EINVAL)
-		return ca_fail(ctx, r, "request_id %s was used by another method", ctx->request_id);
+		snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
+	if (r == 1) {
+		ctx->replayed = ch.replayed;
+		ctx->replayed_len = ch.replayed_len;
+	}
 	return r;
 }
 
-/* Runs op through the writer. Returns 0, 1 (replayed) or -errno. */
+/* Runs op through the change room (its key was looked up by ca_replayed). Returns 0, 1
+ * (a twin committed first: its stored reply is in ctx) or -errno. */
 int ca_op_write(struct ca_op *op)
 {
 	struct ca_ctx *ctx = op->ctx;
+	struct change_key none = { .tenant = ca_tenant_of(ctx) };
+	struct change ch = { .db = op->svc->db, .bus = op->svc->bus,
+			     .key = ctx->key ? ctx->key : &none, .apply = op_apply,
+			     .pack = op->hook_stores ? NULL : op_pack, .ud = op,
+			     .timeout_ms = ctx->timeout_ms, .skip_lookup = true,
+			     .no_store = op->hook_stores };
 	int r;
 
 	ca_ctx_clear(ctx);
-	r = db_write(op->svc->db, op_change, op,
-		     ctx->timeout_ms > 0 ? ctx->timeout_ms : WRITE_TIMEOUT_MS);
-	if (r < 0)
-		ca_ctx_clear(ctx);
-	if (r == 0)
-		bus_kick(op->svc->bus);
+	ctx->err[0] = '\0';
+	r = change_run(&ch);
+	if (r < 0 && ch.err[0] && !ctx->err[0])
+		snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
+	if (r == 1) {
+		ctx->replayed = ch.replayed;
+		ctx->replayed_len = ch.replayed_len;
+	}
 	return r;
 }
 
@@ -206,27 +185,23 @@ int ca_next_token(size_t n, int limit, const char *last, char **ret_next)
 int ca_record_text(struct db_tx *tx, const struct ca_ctx *ctx, const char *type,
 		   const char *resource, const char *js)
 {
-	struct audit_entry e = { .tenant_id = ca_tenant_of(ctx),
-				 .type = type,
-				 .actor = ca_actor_of(ctx),
-				 .resource = resource,
-				 .data_json = js };
-	int r = audit_record(tx, &e);
+	struct change_record rec = { .tenant = ca_tenant_of(ctx),
+				     .type = type,
+				     .actor = ca_actor_of(ctx),
+				     .resource = resource,
+				     .data_json = js };
 
-	return r < 0 ? r : bus_event(tx, ca_tenant_of(ctx), type, ca_actor_of(ctx), js);
+	return change_record(tx, &rec);
 }
 
 int ca_prep_record(const struct ca_ctx *ctx, const char *type, const char *resource,
-		   const json_t *data, struct audit_record **ret_rec, struct bus_event **ret_ev)
+		   const json_t *data, struct change_prepared **ret)
 {
-	struct audit_entry e = { .tenant_id = ca_tenant_of(ctx),
-				 .type = type,
-				 .actor = ca_actor_of(ctx),
-				 .resource = resource,
-				 .data = data };
-	int r = audit_prepare(&e, ret_rec);
+	struct change_record rec = { .tenant = ca_tenant_of(ctx),
+				     .type = type,
+				     .actor = ca_actor_of(ctx),
+				     .resource = resource,
+				     .data = data };
 
-	return r < 0 ? r :
-		       bus_event_prepare_object(ca_tenant_of(ctx), type, ca_actor_of(ctx), data,
-						ret_ev);
+	return change_prepare(&rec, ret);
 }

@@ -12,6 +12,7 @@
 
 #include "ca-internal.h"
 #include "ca.pb-c.h"
+#include "change.h"
 #include "rpc.h"
 #include "timestamp.pb-c.h"
 
@@ -231,20 +232,30 @@ static void call_free(void *data, void *p)
 	(void)p; /* released with the call */
 }
 
-static void ctx_init(struct ca_ctx *ctx, struct rpc_call *call, const char *method,
-		     const char *request_id,
-		     int (*pack)(const void *, uint8_t **, size_t *, void *), void *svc)
+/*
+ * The context of a call; a mutation (req not NULL) also gets its change room key in *key
+ * (the call's principal and method, request_id, the fingerprint of req).
+ */
+static int ctx_init(struct ca_ctx *ctx, struct rpc_call *call, const ProtobufCMessage *req,
+		    const char *request_id, struct change_key *key,
+		    int (*pack)(const void *, uint8_t **, size_t *, void *), void *svc)
 {
 	int64_t left = rpc_call_remaining_ms(call);
 
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->actor = rpc_call_principal(call);
 	ctx->call = call;
-	ctx->method = method;
-	ctx->request_id = request_id;
+	if (req) {
+		int r = change_key_from_call(key, call, req, NULL, request_id, NULL);
+
+		if (r < 0)
+			return r;
+		ctx->key = key;
+	}
 	ctx->pack = pack;
 	ctx->pack_ud = svc;
 	ctx->timeout_ms = left < RPC_WRITE_MAX_MS ? (int)(left > 0 ? left : 1) : RPC_WRITE_MAX_MS;
+	return 0;
 }
 
 /* The reply of a replayed request: the stored bytes, unpacked into call memory. */
@@ -283,7 +294,7 @@ static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,
 
 /*
  * The reply of a Create, Get or Transition handler: the error, the stored reply of a
- * replayed mutation (r == 1; ctx->method is set for mutations only), or obj as a message
+ * replayed mutation (r == 1; ctx->key is set for mutations only), or obj as a message
  * in call memory. obj is cleared.
  */
 static int reply_one(struct rpc_call *call, struct ca_ctx *ctx, int r, const struct kind *k,
@@ -291,7 +302,7 @@ static int reply_one(struct rpc_call *call, struct ca_ctx *ctx, int r, const str
 {
 	struct arena a = { .call = call };
 
-	if (r < 0 || (ctx->method && r != 0))
+	if (r < 0 || (ctx->key && r != 0))
 		return done(call, ctx, r, k->desc, ret_resp);
 	*ret_resp = k->msg(&a, ctx->pack_ud, obj);
 	k->clear(obj);
@@ -310,7 +321,7 @@ struct page {
 static int page_begin(struct rpc_call *call, struct page *p, int32_t page_size, void *svc)
 {
 	memset(p, 0, sizeof(*p));
-	ctx_init(&p->ctx, call, NULL, NULL, NULL, svc);
+	ctx_init(&p->ctx, call, NULL, NULL, NULL, NULL, svc);
 	return page_size < 0 ?
 		       rpc_call_error(call, RPC_INVALID_ARGUMENT, "page_size must be >= 0") :
 		       0;
@@ -359,9 +370,12 @@ static int create_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	const Trstctl__V1__CreateOwnerRequest *req = (const void *)req_msg;
 	struct ca_owner o = { 0 };
 	struct ca_ctx ctx;
+	struct change_key key;
 	int r;
 
-	ctx_init(&ctx, call, "CreateOwner", req->request_id, pack_owner, user);
+	r = ctx_init(&ctx, call, req_msg, req->request_id, &key, pack_owner, user);
+	if (r < 0)
+		return r;
 	r = ca_owner_create(user, &ctx, req->kind, req->name, req->email, &o);
 	return reply_one(call, &ctx, r, &owner_kind, &o, ret_resp);
 }
@@ -373,7 +387,7 @@ static int get_owner(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	struct ca_owner o = { 0 };
 	struct ca_ctx ctx;
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	ctx_init(&ctx, call, NULL, NULL, NULL, NULL, user);
 	return reply_one(call, &ctx, ca_owner_get(user, &ctx, req->id, &o), &owner_kind, &o,
 			 ret_resp);
 }
@@ -411,8 +425,11 @@ static int create_identity(struct rpc_call *call, const ProtobufCMessage *req_ms
 				      .ttl_seconds = req->ttl_seconds };
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
+	struct change_key key;
+	int r = ctx_init(&ctx, call, req_msg, req->request_id, &key, pack_identity, user);
 
-	ctx_init(&ctx, call, "CreateIdentity", req->request_id, pack_identity, user);
+	if (r < 0)
+		return r;
 	return reply_one(call, &ctx, ca_identity_create(user, &ctx, &s, &i), &identity_kind, &i,
 			 ret_resp);
 }
@@ -424,7 +441,7 @@ static int get_identity(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	ctx_init(&ctx, call, NULL, NULL, NULL, NULL, user);
 	return reply_one(call, &ctx, ca_identity_get(user, &ctx, req->id, &i), &identity_kind, &i,
 			 ret_resp);
 }
@@ -451,9 +468,12 @@ static int transition_identity(struct rpc_call *call, const ProtobufCMessage *re
 	const Trstctl__V1__TransitionIdentityRequest *req = (const void *)req_msg;
 	struct ca_identity i = { 0 };
 	struct ca_ctx ctx;
+	struct change_key key;
 	int r;
 
-	ctx_init(&ctx, call, "TransitionIdentity", req->request_id, pack_identity, user);
+	r = ctx_init(&ctx, call, req_msg, req->request_id, &key, pack_identity, user);
+	if (r < 0)
+		return r;
 	r = ca_identity_transition(user, &ctx, req->id, req->to, req->reason, &i);
 	return reply_one(call, &ctx, r, &identity_kind, &i, ret_resp);
 }
@@ -466,9 +486,12 @@ static int issue_certificate(struct rpc_call *call, const ProtobufCMessage *req_
 	const Trstctl__V1__IssueCertificateRequest *req = (const void *)req_msg;
 	struct ca_cert c = { 0 };
 	struct ca_ctx ctx;
+	struct change_key key;
 	int r;
 
-	ctx_init(&ctx, call, "IssueCertificate", req->request_id, pack_cert, user);
+	r = ctx_init(&ctx, call, req_msg, req->request_id, &key, pack_cert, user);
+	if (r < 0)
+		return r;
 	r = ca_cert_issue(user, &ctx, req->identity_id, req->csr_pem, req->ttl_seconds, &c);
 	return reply_one(call, &ctx, r, &cert_kind, &c, ret_resp);
 }
@@ -480,7 +503,7 @@ static int get_certificate(struct rpc_call *call, const ProtobufCMessage *req_ms
 	struct ca_cert c = { 0 };
 	struct ca_ctx ctx;
 
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	ctx_init(&ctx, call, NULL, NULL, NULL, NULL, user);
 	return reply_one(call, &ctx, ca_cert_get(user, &ctx, req->serial, &c), &cert_kind, &c,
 			 ret_resp);
 }
@@ -523,7 +546,7 @@ static int get_crl(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	int r;
 
 	(void)req_msg;
-	ctx_init(&ctx, call, NULL, NULL, NULL, user);
+	ctx_init(&ctx, call, NULL, NULL, NULL, NULL, user);
 	r = ca_crl_get(user, &ctx, &crl);
 	if (r < 0)
 		return domain_error(call, &ctx, r);

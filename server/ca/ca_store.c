@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 
 #include "ca-internal.h"
+#include "change.h"
 #include "kek.h"
 
 #define US(col) "(extract(epoch from " col ") * 1000000)::bigint"
@@ -293,44 +294,6 @@ int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,
 	return r;
 }
 
-int ca_store_identity_idem_get(struct db_conn *c, const char *tenant, const char *id,
-			       const char *request_id, const char *method,
-			       struct ca_identity *ret, uint8_t **ret_reply, size_t *ret_len)
-{
-	struct db_param p[3] = { DB_TEXT(tenant), DB_TEXT(id), DB_TEXT(request_id) };
-	struct db_rows *rows = NULL;
-	size_t n = 13; /* the columns of IDENT_COLS, then method and reply */
-	int r;
-
-	r = db_exec(c,
-		    "SELECT i.*, d.method, d.reply FROM (VALUES (1)) v LEFT JOIN LATERAL (SELECT "
-		    IDENT_COLS " FROM identities WHERE tenant_id = $1 AND id = $2) i ON true "
-		    "LEFT JOIN LATERAL (SELECT method, reply FROM idempotency WHERE tenant_id = $1 "
-		    "AND request_id = $3) d ON true",
-		    p, 3, &rows);
-	if (r < 0)
-		goto out;
-	if (rows->n_rows != 1 || rows->n_cols != n + 2) {
-		r = -EPROTO;
-	} else if (db_rows_get(rows, 0, n)) {
-		/* the stored reply wins over the identity's state, as in replayed() */
-		if (strcmp(col(rows, 0, n), method) != 0) {
-			r = -EINVAL;
-			goto out;
-		}
-		*ret_len = rows->lengths[n + 1];
-		*ret_reply = malloc(*ret_len ? *ret_len : 1);
-		r = *ret_reply ? 1 : -ENOMEM;
-		if (r == 1)
-			memcpy(*ret_reply, db_rows_get(rows, 0, n + 1), *ret_len);
-	} else {
-		r = db_rows_get(rows, 0, 0) ? identity_from_row(rows, 0, ret) : -ENOENT;
-	}
-out:
-	db_rows_free(rows);
-	return r;
-}
-
 /* Typed adapters for rows_to_array. */
 static int identity_from_row_any(const struct db_rows *r, size_t row, void *out)
 {
@@ -425,24 +388,19 @@ static size_t put_bytes(struct ca_issue_item *it, size_t *at, const void *p, siz
 	return off;
 }
 
-static size_t put_str(struct ca_issue_item *it, size_t *at, const char *s)
-{
-	size_t off = put_bytes(it, at, s ? s : "", strlen(s ? s : ""));
-
-	it->buf[(*at)++] = '\0';
-	return off;
-}
-
 int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **ret)
 {
 	const struct crypto_issued *c = spec->cert;
-	const char *rid = spec->request_id ? spec->request_id : "";
-	const char *method = spec->method ? spec->method : "";
-	size_t need = strlen(rid) + strlen(method) + 2 + c->der_len + spec->reply_len, at = 0;
+	size_t need = c->der_len + spec->reply_len, at = 0;
 	struct ca_issue_item *it = calloc(1, sizeof(*it) + need);
 
 	if (!it)
 		return -ENOMEM;
+	if (change_item_key_set(&it->key, spec->key) < 0) {
+		free(it);
+		return -EINVAL;
+	}
+	it->kind = spec->kind;
 	it->size = sizeof(*it) + need;
 	copy_id(it->tenant, spec->tenant, sizeof(it->tenant));
 	copy_id(it->id, spec->id, sizeof(it->id));
@@ -455,8 +413,6 @@ int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **r
 	it->now_us = spec->now_us;
 	it->not_before = c->not_before;
 	it->not_after = c->not_after;
-	it->request_id_off = put_str(it, &at, rid);
-	it->method_off = put_str(it, &at, method);
 	it->der_len = c->der_len;
 	it->der_off = put_bytes(it, &at, c->der, c->der_len);
 	it->reply_len = spec->reply_len;
@@ -467,17 +423,7 @@ int ca_issue_item_new(const struct ca_issue_spec *spec, struct ca_issue_item **r
 
 int ca_issue_item_attach(struct db_tx *tx, const struct ca_issue_item *item)
 {
-	struct ca_issue_item *copy = malloc(item->size);
-
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, item, item->size);
-	return db_tx_attach(tx, DB_ITEM_ISSUANCE, copy, free);
-}
-
-static const char *item_str(const struct ca_issue_item *it, size_t off)
-{
-	return (const char *)it->buf + off;
+	return change_attach_copy(tx, item->kind, item, item->size);
 }
 
 /*
@@ -489,28 +435,23 @@ static const char *item_str(const struct ca_issue_item *it, size_t off)
  */
 static const char issue_sql[] =
 	"WITH req AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], "
-	"$5::text[], $6::text[], $7::int[], $8::int[], $9::text[], $10::bigint[], $11::text[], "
-	"$12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::int[], $17::int[]) "
-	"WITH ORDINALITY AS r(tenant_id, id, from_state, old_serial, request_id, method, "
-	"reply_off, reply_len, to_state, now_us, serial, fingerprint, key_algorithm, nb, na, "
-	"der_off, der_len, ord)), "
+	CHANGE_BATCH_TYPES(5, 6, 7, 8, 9, 10) ", $11::text[], $12::bigint[], $13::text[], "
+	"$14::text[], $15::text[], $16::bigint[], $17::bigint[], $18::int[], $19::int[]) "
+	"WITH ORDINALITY AS r(tenant_id, id, from_state, old_serial, " CHANGE_BATCH_NAMES ", "
+	"to_state, now_us, serial, fingerprint, key_algorithm, nb, na, der_off, der_len, ord)), "
 	"cur AS (SELECT i.tenant_id, i.id, i.state, coalesce(i.current_serial, '') AS serial "
 	"FROM identities i WHERE (i.tenant_id, i.id) IN (SELECT tenant_id, id FROM req) "
 	"ORDER BY i.tenant_id, i.id FOR UPDATE), "
 	"ok AS (SELECT r.* FROM req r JOIN cur c ON c.tenant_id = r.tenant_id AND c.id = r.id "
 	"WHERE c.state = r.from_state AND c.serial = r.old_serial), "
-	"idem AS (INSERT INTO idempotency (tenant_id, request_id, method, reply) "
-	"SELECT tenant_id, request_id, method, substring($18::bytea FROM reply_off + 1 FOR "
-	"reply_len) FROM ok WHERE request_id <> '' ON CONFLICT DO NOTHING "
-	"RETURNING tenant_id, request_id), "
-	"go AS (SELECT o.* FROM ok o WHERE o.request_id = '' OR EXISTS (SELECT 1 FROM idem d "
-	"WHERE d.tenant_id = o.tenant_id AND d.request_id = o.request_id)), "
+	CHANGE_BATCH_STORE_SQL("ok", "$20") ", "
+	"go AS (SELECT o.* FROM ok o WHERE " CHANGE_BATCH_STORED("o") "), "
 	"upd AS (UPDATE identities i SET state = g.to_state, updated_at = " TS("g.now_us") ", "
 	"current_serial = g.serial FROM go g WHERE i.tenant_id = g.tenant_id AND i.id = g.id "
 	"RETURNING i.tenant_id, i.id), "
 	"ins AS (INSERT INTO certificates (tenant_id, serial, identity_id, der, fingerprint, "
 	"key_algorithm, not_before, not_after, created_at) SELECT g.tenant_id, g.serial, g.id, "
-	"substring($18::bytea FROM g.der_off + 1 FOR g.der_len), g.fingerprint, "
+	"substring($20::bytea FROM g.der_off + 1 FOR g.der_len), g.fingerprint, "
 	"g.key_algorithm, to_timestamp(g.nb), to_timestamp(g.na), " TS("g.now_us") " FROM go g "
 	"JOIN upd u ON u.tenant_id = g.tenant_id AND u.id = g.id RETURNING 1), "
 	"sup AS (UPDATE certificates c SET superseded_by = g.serial FROM go g WHERE "
@@ -527,19 +468,20 @@ static void refuse_twins(const struct ca_issue_item *const *it, size_t n, int *r
 {
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < i && results[i] >= 0; j++) {
-			const char *ri = item_str(it[i], it[i]->request_id_off);
+			struct change_key ki = change_item_key_get(&it[i]->key, it[i]->tenant);
+			struct change_key kj = change_item_key_get(&it[j]->key, it[j]->tenant);
 
 			if (results[j] < 0 || strcmp(it[i]->tenant, it[j]->tenant))
 				continue;
 			if (!strcmp(it[i]->id, it[j]->id))
 				results[i] = -EBUSY;
-			else if (*ri && !strcmp(ri, item_str(it[j], it[j]->request_id_off)))
+			else if (change_key_same(&ki, &kj))
 				results[i] = -EEXIST;
 		}
 }
 
-enum { IS_TENANT, IS_ID, IS_FROM, IS_OLD, IS_RID, IS_METHOD, IS_REPLY_OFF, IS_REPLY_LEN,
-       IS_TO, IS_NOW, IS_SERIAL, IS_FP, IS_ALG, IS_NB, IS_NA, IS_DER_OFF, IS_DER_LEN, IS_N };
+enum { IS_TENANT, IS_ID, IS_FROM, IS_OLD, IS_KEY, IS_TO = IS_KEY + CHANGE_BATCH_N, IS_NOW,
+       IS_SERIAL, IS_FP, IS_ALG, IS_NB, IS_NA, IS_DER_OFF, IS_DER_LEN, IS_N };
 
 /* Writes the issuances not refused yet; sets the verdicts of the others. */
 static int issue_batch(struct db_conn *c, const struct ca_issue_item *const *it, size_t n,
@@ -548,6 +490,7 @@ static int issue_batch(struct db_conn *c, const struct ca_issue_item *const *it,
 	struct db_array a[IS_N] = { 0 };
 	struct db_blob bytes = { 0 };
 	struct db_rows *rows = NULL;
+	struct change_key key;
 	size_t n_ok = 0;
 	int r;
 
@@ -558,10 +501,9 @@ static int issue_batch(struct db_conn *c, const struct ca_issue_item *const *it,
 		db_array_add_text(&a[IS_ID], it[i]->id);
 		db_array_add_text(&a[IS_FROM], ca_state_name(it[i]->from));
 		db_array_add_text(&a[IS_OLD], it[i]->old_serial);
-		db_array_add_text(&a[IS_RID], item_str(it[i], it[i]->request_id_off));
-		db_array_add_text(&a[IS_METHOD], item_str(it[i], it[i]->method_off));
-		db_blob_add(&bytes, &a[IS_REPLY_OFF], &a[IS_REPLY_LEN],
-			    it[i]->buf + it[i]->reply_off, it[i]->reply_len);
+		key = change_item_key_get(&it[i]->key, it[i]->tenant);
+		change_batch_add(&a[IS_KEY], &bytes, &key, it[i]->buf + it[i]->reply_off,
+				 it[i]->reply_len);
 		db_array_add_text(&a[IS_TO], ca_state_name(it[i]->to));
 		db_array_add_int(&a[IS_NOW], it[i]->now_us);
 		db_array_add_text(&a[IS_SERIAL], it[i]->serial);
@@ -765,29 +707,4 @@ int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kin
 
 	key_aad(aad, sizeof(aad), tenant, kind, version);
 	return kek_open(kek, sealed, len, aad, ret, ret_n);
-}
-
-int ca_store_idem_get(struct db_conn *c, const char *tenant, const char *request_id,
-		      const char *method, uint8_t **ret_reply, size_t *ret_len)
-{
-	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(request_id) };
-	struct db_rows *rows = NULL;
-	int r;
-
-	r = db_exec(
-		c, "SELECT method, reply FROM idempotency WHERE tenant_id = $1 AND request_id = $2",
-		p, 2, &rows);
-	if (r >= 0 && rows->n_rows == 0)
-		r = 0;
-	else if (r >= 0 && strcmp(col(rows, 0, 0), method) != 0)
-		r = -EINVAL;
-	else if (r >= 0) {
-		*ret_len = rows->lengths[1];
-		*ret_reply = malloc(*ret_len ? *ret_len : 1);
-		r = *ret_reply ? 1 : -ENOMEM;
-		if (r == 1)
-			memcpy(*ret_reply, db_rows_get(rows, 0, 1), *ret_len);
-	}
-	db_rows_free(rows);
-	return r;
 }

@@ -234,7 +234,8 @@ static struct audit_entry audit_entry_of(const struct change_record *rec)
 				     .type = rec->type,
 				     .actor = rec->actor ? rec->actor : "anonymous",
 				     .resource = rec->resource,
-				     .data_json = rec->data_json };
+				     .data_json = rec->data_json,
+				     .data = rec->data };
 }
 
 static const char *event_json_of(const struct change_record *rec)
@@ -245,7 +246,19 @@ static const char *event_json_of(const struct change_record *rec)
 int change_record(struct db_tx *tx, const struct change_record *rec)
 {
 	struct audit_entry e = audit_entry_of(rec);
-	int r = audit_record(tx, &e);
+	int r;
+
+	if (rec->data) {
+		/* built objects take the prepared path: one printing for both */
+		struct change_prepared *p = NULL;
+
+		r = change_prepare(rec, &p);
+		if (r >= 0)
+			r = change_attach(tx, p);
+		change_prepared_free(p);
+		return r;
+	}
+	r = audit_record(tx, &e);
 
 	if (r < 0 || rec->no_event)
 		return r;
@@ -262,7 +275,11 @@ int change_prepare(const struct change_record *rec, struct change_prepared **ret
 	if (!p)
 		return -ENOMEM;
 	r = audit_prepare(&e, &p->rec);
-	if (r >= 0 && !rec->no_event)
+	if (r >= 0 && !rec->no_event && rec->data)
+		r = bus_event_prepare_object(rec->tenant,
+					     rec->event_type ? rec->event_type : rec->type, e.actor,
+					     rec->data, &p->ev);
+	else if (r >= 0 && !rec->no_event)
 		r = bus_event_prepare(rec->tenant, rec->event_type ? rec->event_type : rec->type,
 				      e.actor, event_json_of(rec), &p->ev);
 	if (r < 0) {
@@ -302,7 +319,7 @@ static int run_change(struct db_tx *tx, void *ud)
 	ch->err[0] = '\0';
 	ch->lost_race = false;
 	r = ch->apply(tx, ch->ud, ch->err, sizeof(ch->err));
-	if (r < 0 || !change_key_idempotent(ch->key))
+	if (r < 0 || !change_key_idempotent(ch->key) || ch->no_store)
 		return r;
 	if (ch->pack) {
 		r = ch->pack(ch->ud, &reply, &len);
@@ -327,6 +344,20 @@ static int look(struct change *ch)
 			  sizeof(ch->err));
 	db_release(ch->db, c);
 	return r;
+}
+
+int change_check(struct change *ch)
+{
+	int r;
+
+	if (!ch || !ch->db)
+		return -EINVAL;
+	change_clear(ch);
+	ch->err[0] = '\0';
+	r = change_key_check(ch->key, ch->err, sizeof(ch->err));
+	if (r < 0 || !change_key_idempotent(ch->key))
+		return r;
+	return look(ch);
 }
 
 int change_run(struct change *ch)
@@ -371,6 +402,16 @@ void change_clear(struct change *ch)
 	free(ch->replayed);
 	ch->replayed = NULL;
 	ch->replayed_len = 0;
+}
+
+int change_attach_copy(struct db_tx *tx, int kind, const void *item, size_t size)
+{
+	void *copy = malloc(size);
+
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, item, size);
+	return db_tx_attach(tx, kind, copy, free);
 }
 
 int change_hook_register(struct db *db, db_precommit_fn fn, void *ud, int *ret_kind)

@@ -28,6 +28,7 @@
 
 struct bus;
 struct kek;
+struct json_t;
 
 #define CHANGE_FP_LEN 32			/* SHA-256 / HMAC-SHA256 */
 #define CHANGE_RETENTION_DEFAULT_S 86400	/* stored replies: 24 h */
@@ -94,6 +95,8 @@ struct change_record {
 	const char *actor;	/* who: "<token id> <name>", "kernel", ...; NULL "anonymous" */
 	const char *resource;	/* "owners/<id>" */
 	const char *data_json;	/* the audit record's data (a JSON object), NULL "{}" */
+	const struct json_t *data; /* or the object itself (jansson's; then data_json unused
+				    * and the event carries the same data) */
 	const char *event_type; /* NULL: type */
 	const char *event_json; /* the event's data; NULL: data_json */
 	bool no_event;		/* audit only */
@@ -130,7 +133,8 @@ struct change {
 	int (*pack)(void *ud, uint8_t **ret, size_t *ret_len);
 	void *ud;
 	int timeout_ms;		  /* of the write; 0: 30 s */
-	bool skip_lookup;	  /* the caller already called change_lookup for this key */
+	bool skip_lookup;	  /* the caller already looked the key up (change_check) */
+	bool no_store;		  /* apply's hook item stores the reply (change_batch_*) */
 	/* outputs */
 	uint8_t *replayed;	  /* the stored reply when change_run returned 1 (owned) */
 	size_t replayed_len;
@@ -145,6 +149,13 @@ struct change {
  * Errors: apply's, the writer's, -EINVAL for a bad or reused request_id (ch->err says).
  */
 int change_run(struct change *ch);
+/*
+ * Checks ch->key (-EINVAL, message in ch->err) and looks it up on a pooled connection of
+ * ch->db: 1 with ch->replayed, 0 when new, -EINVAL when used for a different request. For
+ * callers that must answer a retry before their own checks, then change_run with
+ * skip_lookup.
+ */
+int change_check(struct change *ch);
 /* Frees ch's outputs. Accepts NULL. */
 void change_clear(struct change *ch);
 
@@ -210,6 +221,9 @@ struct change_item_key {
 int change_item_key_set(struct change_item_key *ik, const struct change_key *k);
 /* A view of ik as a key of tenant (borrowing ik's strings). */
 struct change_key change_item_key_get(const struct change_item_key *ik, const char *tenant);
+
+/* Attaches a copy (size bytes, one allocation without pointers) of a hook's item. */
+int change_attach_copy(struct db_tx *tx, int kind, const void *item, size_t size);
 
 /* True when two keys are the same key (a batch refuses the second of twins). */
 bool change_key_same(const struct change_key *a, const struct change_key *b);

@@ -64,12 +64,7 @@ int secrets_rotation_new(const struct secrets_rotation_spec *spec, struct secret
 
 int secrets_rotation_attach(struct db_tx *tx, const struct secrets_rotation *rot)
 {
-	struct secrets_rotation *copy = malloc(rot->size);
-
-	if (!copy)
-		return -ENOMEM;
-	memcpy(copy, rot, rot->size);
-	return db_tx_attach(tx, rot->kind, copy, free);
+	return change_attach_copy(tx, rot->kind, rot, rot->size);
 }
 
 static struct change_key rot_key(const struct secrets_rotation *rot)
