@@ -21,6 +21,7 @@
 #include "authz.h"
 #include "ca.h"
 #include "bus.h"
+#include "change.h"
 #include "cfg.h"
 #include "crypto.h"
 #include "db.h"
@@ -41,6 +42,7 @@ struct app {
 	struct db *db;
 	struct audit *audit;
 	struct bus *bus;
+	struct change_purger *purger; /* stored replies past their retention */
 	struct authz *authz;
 	struct secrets *secrets;
 	struct ca_service *ca;
@@ -102,27 +104,24 @@ struct denial_change {
 	const struct guard_run_denial *d;
 };
 
-static int denial_write(struct db_tx *tx, void *ud)
+static int denial_write(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	const struct guard_run_denial *d = ((struct denial_change *)ud)->d;
 	char data[512], resource[96];
-	struct audit_entry e = { 0 };
-	int r;
+	struct change_record rec = { .type = "guard.denied",
+				     .actor = "kernel",
+				     .resource = resource,
+				     .outcome = "denied",
+				     .data_json = data };
 
 	snprintf(data, sizeof(data),
 		 "{\"pid\":%u,\"uid\":%u,\"comm\":\"%s\",\"address\":\"%s\",\"port\":%u,"
 		 "\"protocol\":\"%s\",\"hook\":\"%s\"}",
 		 d->pid, d->uid, d->comm, d->address, d->port, d->protocol, d->hook);
+	(void)err;
+	(void)errlen;
 	snprintf(resource, sizeof(resource), "%s:%u", d->address, d->port);
-	e.type = "guard.denied";
-	e.actor = "kernel";
-	e.resource = resource;
-	e.outcome = "denied";
-	e.data_json = data;
-	r = audit_record(tx, &e);
-	if (r >= 0)
-		r = bus_event(tx, NULL, "guard.denied", "kernel", data);
-	return r;
+	return change_record(tx, &rec);
 }
 
 static void *denial_main(void *arg)
@@ -131,7 +130,11 @@ static void *denial_main(void *arg)
 
 	for (;;) {
 		struct guard_run_denial d;
-		struct denial_change ch = { &d };
+		struct denial_change dc = { &d };
+		struct change_key none = { 0 }; /* the kernel's, not a request's: no request_id */
+		struct change ch = { .db = a->db, .bus = a->bus, .key = &none,
+				     .apply = denial_write, .ud = &dc,
+				     .timeout_ms = WRITE_TIMEOUT_MS };
 		int r;
 
 		pthread_mutex_lock(&a->lock);
@@ -149,12 +152,10 @@ static void *denial_main(void *arg)
 		for (char *p = d.comm; *p; p++)
 			if (*p < 0x20 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e)
 				*p = '?';
-		r = db_write(a->db, denial_write, &ch, WRITE_TIMEOUT_MS);
+		r = change_run(&ch);
 		if (r < 0)
 			log_error("cannot audit a guard denial", "address", "%s", d.address, "error",
 				  "%s", strerror(-r));
-		else
-			bus_kick(a->bus);
 	}
 }
 
@@ -364,13 +365,20 @@ int app_register(struct app *a, struct rpc_server *s)
 
 int app_start(struct app *a)
 {
-	return bus_start(a->bus);
+	int r = bus_start(a->bus);
+
+	/* stored replies of request_ids outlive their retention by at most a minute */
+	if (r >= 0)
+		r = change_purger_start(a->db, a->cfg->postgres.idempotency_retention_ms / 1000,
+					60000, &a->purger);
+	return r;
 }
 
 struct app *app_close(struct app *a)
 {
 	if (!a)
 		return NULL;
+	a->purger = change_purger_stop(a->purger);
 	a->ca = ca_service_close(a->ca);
 	a->secrets = secrets_close(a->secrets);
 	a->authz = authz_close(a->authz);
@@ -419,6 +427,10 @@ static int spine_metrics(struct http_metrics *m, void *arg)
 				    "Events this server published to JetStream.");
 		http_metrics_sample(m, "trstctl_outbox_published_total", NULL, published);
 	}
+	http_metrics_family(m, "trstctl_idempotency_keys_purged_total", "counter",
+			    "Stored replies of request_ids removed after their retention.");
+	http_metrics_sample(m, "trstctl_idempotency_keys_purged_total", NULL,
+			    change_purger_count(a->purger));
 	http_metrics_family(m, "trstctl_guard_denials_unaudited_total", "counter",
 			    "Guard denials that could not be queued for the audit log.");
 	http_metrics_sample(m, "trstctl_guard_denials_unaudited_total", NULL,

@@ -1,6 +1,6 @@
 #pragma once
 /*
- * app: the durable spine of one server process, opened in DESIGN.md §3 order after the
+ * app: the durable spine of one server process, opened in docs/architecture.md §3 order after the
  * egress guard: the KEK, PostgreSQL (with retry) and its migrations, the KEK check, the
  * audit chain, the outbox relay, and then the domain services, which it registers on the
  * gRPC server. main.c owns the order of steps; this file owns what each step needs.

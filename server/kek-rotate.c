@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "change.h"
 #include "cfg.h"
 #include "crypto.h"
 #include "db.h"
@@ -220,10 +221,12 @@ static int finish_change(struct db_tx *tx, void *ud)
 	if (off < sizeof(data))
 		snprintf(data + off, sizeof(data) - off, "}}");
 
-	const struct audit_entry e = { .type = "kek.rotated",
-				       .actor = "trstctl kek rotate",
-				       .resource = kek_id(rot->new_k),
-				       .data_json = data };
+	/* audit only: a KEK rotation is no event for consumers */
+	const struct change_record rec = { .type = "kek.rotated",
+					   .actor = "trstctl kek rotate",
+					   .resource = kek_id(rot->new_k),
+					   .data_json = data,
+					   .no_event = true };
 
 	r = db_tx_exec(tx, "DELETE FROM kek_check WHERE tenant_id = $1", p, 1, NULL);
 	if (r >= 0)
@@ -232,7 +235,7 @@ static int finish_change(struct db_tx *tx, void *ud)
 			       "VALUES ($1, $2, $3)",
 			       p, 3, NULL);
 	if (r >= 0)
-		r = audit_record(tx, &e);
+		r = change_record(tx, &rec);
 	return r;
 }
 

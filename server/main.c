@@ -1,8 +1,9 @@
 /*
  * trstctl: the binary. Parses the command line, loads the configuration, and runs the
  * chosen sub-command: `serve` (the default), `--version`, `--check-config` and
- * `--health-check`. Start-up follows DESIGN.md §3; signals are blocked before any thread
- * exists and taken with sigwait() here, so that no library thread ever receives them.
+ * `--health-check`. Start-up follows docs/architecture.md §3; signals are blocked before
+ * any thread exists and taken with sigwait() here, so that no library thread ever
+ * receives them.
  *
  * Process-wide state kept here and nowhere else: none yet beyond the log settings (log/).
  */
@@ -194,8 +195,8 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 			 "%s", rc.addr);
 
 	/*
-	 * Step 2 (DESIGN.md §3): the egress guard. Before any thread exists (it may move the
-	 * whole process into a child cgroup, and its capability drop must reach every
+	 * Step 2 (docs/architecture.md §3): the egress guard. Before any thread exists (it may
+	 * move the whole process into a child cgroup, and its capability drop must reach every
 	 * thread) and before any outbound connection. A failure is fatal; a guard pinned by
 	 * an earlier run then stays armed.
 	 */

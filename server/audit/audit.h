@@ -1,6 +1,6 @@
 #pragma once
 /*
- * audit: the tamper-evident audit log (DESIGN.md §2, §5; schema tables audit_events,
+ * audit: the tamper-evident audit log (docs/architecture.md §2, §5; schema tables audit_events,
  * audit_head, audit_checkpoints, sealed_keys).
  *
  * Every mutation attaches its record to its group-commit change with audit_record(). Just

@@ -29,7 +29,7 @@ struct ca_service {
 	ca_issuance_check_fn check;
 	void *check_ud;
 	void *rpc_handlers;	       /* struct rpc_method_handler[], ca_rpc.c */
-	struct ca_ident_cache *idents; /* identities this server knows (ca_cache.c) */
+	struct change_guess *idents;   /* identities this server knows (ca_cache.c) */
 	int issue_kind;		       /* item kind of the issuance hook (change room) */
 
 	pthread_mutex_t crl_lock;    /* the fields below */
@@ -43,19 +43,13 @@ struct ca_service {
 };
 
 /*
- * Identities this server created or issued, as it last wrote them (ca_cache.c): an issuance
- * starts from such a copy without a read; the issuance hook checks its state and serial
- * under the row lock, and a refused guess is retried from a fresh read.
+ * Identities this server created or issued, as it last wrote them (a change_guess keyed by
+ * tenant and id, values struct ca_identity without certificate; ops in ca_cache.c): an
+ * issuance starts from such a copy without a read; the issuance hook checks its state and
+ * serial under the row lock, and a refused guess is retried from a fresh read.
  */
 #define CA_IDENT_CACHE_MAX 100000
-struct ca_ident_cache;
-int ca_ident_cache_new(size_t max, struct ca_ident_cache **ret);
-struct ca_ident_cache *ca_ident_cache_free(struct ca_ident_cache *c);
-/* A copy of the cached identity (without certificate): 0, or -ENOENT. */
-int ca_ident_cache_get(struct ca_ident_cache *c, const char *tenant, const char *id,
-		       struct ca_identity *ret);
-void ca_ident_cache_put(struct ca_ident_cache *c, const char *tenant, const struct ca_identity *i);
-void ca_ident_cache_drop(struct ca_ident_cache *c, const char *tenant, const char *id);
+extern const struct change_guess_ops ca_ident_guess_ops;
 
 /* ca_op.c: the mutation plumbing and the helpers the service files share. --------------- */
 

@@ -17,7 +17,7 @@ static const char *const state_names[CA_STATE_COUNT] = {
 	"requested", "issued", "deployed", "renewing", "revoked", "retired",
 };
 
-/* The allowed edges (DESIGN.md §6) and the event each emits. */
+/* The allowed edges (docs/architecture.md §6) and the event each emits. */
 static const char *const edge_event[CA_STATE_COUNT][CA_STATE_COUNT] = {
 	[CA_STATE_REQUESTED][CA_STATE_ISSUED] = "identity.issued",
 	[CA_STATE_ISSUED][CA_STATE_DEPLOYED] = "identity.deployed",

@@ -1,6 +1,6 @@
 #pragma once
 /*
- * ca: the CA domain without storage or protobuf: the identity lifecycle (DESIGN.md §6),
+ * ca: the CA domain without storage or protobuf: the identity lifecycle (docs/architecture.md §6),
  * revocation reasons, owner and identity kinds, key types, and the validation of what
  * CreateOwner, CreateIdentity, TransitionIdentity and IssueCertificate accept. The
  * X.509 work itself is in crypto (x509.h). Names are the exact lowercase API strings; a

@@ -151,7 +151,7 @@ int ca_service_open(struct db *db, const struct kek *kek, struct bus *bus,
 	/* issuances are written by the CA's pre-commit hook, before audit records and events */
 	r = change_hook_register(db, ca_store_issue_hook, NULL, &svc->issue_kind);
 	if (r >= 0)
-		r = ca_ident_cache_new(CA_IDENT_CACHE_MAX, &svc->idents);
+		r = change_guess_new(CA_IDENT_CACHE_MAX, &ca_ident_guess_ops, &svc->idents);
 	if (r >= 0)
 		r = ca_load(svc, err, sizeof(err));
 	if (r < 0)
@@ -194,7 +194,7 @@ struct ca_service *ca_service_close(struct ca_service *svc)
 		pthread_join(svc->timer, NULL);
 	}
 	crypto_ca_free(svc->ca);
-	ca_ident_cache_free(svc->idents);
+	change_guess_free(svc->idents);
 	pthread_cond_destroy(&svc->crl_cond);
 	pthread_cond_destroy(&svc->timer_cond);
 	pthread_mutex_destroy(&svc->crl_lock);

@@ -121,7 +121,7 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 	i.n_ip_addresses = s->n_ip_addresses;
 	r = ca_op_write(&op);
 	if (r == 0) {
-		ca_ident_cache_put(svc->idents, ca_tenant_of(ctx), &i);
+		change_guess_put(svc->idents, ca_tenant_of(ctx), i.id, &i);
 		*ret = i;
 	} else {
 		ca_identity_clear(&i);
@@ -323,7 +323,7 @@ static int attach_cert(struct ca_transition *t)
 
 static int transition_once(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 			   const char *to, const char *reason, bool use_cache,
-			   struct ca_identity *ret, bool *retry)
+			   struct ca_identity *ret, bool *ret_guessed)
 {
 	struct ca_identity i = { 0 };
 	struct crypto_issued issued = { 0 };
@@ -362,26 +362,46 @@ static int transition_once(struct ca_service *svc, struct ca_ctx *ctx, const cha
 	}
 	r = ca_transition_write(svc, ctx, &t, &i, attach_cert);
 	if (r == 0 && t.issued)
-		ca_ident_cache_put(svc->idents, ca_tenant_of(ctx), &i);
+		change_guess_put(svc->idents, ca_tenant_of(ctx), i.id, &i);
 	else if (r == 0)
-		ca_ident_cache_drop(svc->idents, ca_tenant_of(ctx), id);
+		change_guess_drop(svc->idents, ca_tenant_of(ctx), id);
 	if (r == 0) {
 		*ret = i;
 		memset(&i, 0, sizeof(i));
 	}
 out:
-	if (t.guessed && ca_guess_failed(svc, ctx, id, r))
-		*retry = true;
+	*ret_guessed = t.guessed;
 	crypto_issued_clear(&issued);
 	ca_identity_clear(&i);
 	return r;
 }
 
+struct transition_args {
+	struct ca_service *svc;
+	struct ca_ctx *ctx;
+	const char *id, *to, *reason;
+	struct ca_identity *ret;
+};
+
+static int transition_attempt(void *ud, bool use_guess, bool *ret_guessed)
+{
+	struct transition_args *a = ud;
+
+	return transition_once(a->svc, a->ctx, a->id, a->to, a->reason, use_guess, a->ret,
+			       ret_guessed);
+}
+
+static bool transition_guess_failed(void *ud, int r)
+{
+	struct transition_args *a = ud;
+
+	return ca_guess_failed(a->svc, a->ctx, a->id, r);
+}
+
 int ca_identity_transition(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 			   const char *to, const char *reason, struct ca_identity *ret)
 {
-	bool retry = false;
-	int r = transition_once(svc, ctx, id, to, reason, true, ret, &retry);
+	struct transition_args a = { svc, ctx, id, to, reason, ret };
 
-	return retry ? transition_once(svc, ctx, id, to, reason, false, ret, &retry) : r;
+	return change_guess_run(transition_attempt, transition_guess_failed, &a);
 }

@@ -264,7 +264,7 @@ int ca_issue_source(struct ca_service *svc, struct ca_ctx *ctx, const char *id, 
 		    struct ca_identity *ret, bool *guessed)
 {
 	*guessed = false;
-	if (use_cache && ca_ident_cache_get(svc->idents, ca_tenant_of(ctx), id, ret) == 0) {
+	if (use_cache && change_guess_get(svc->idents, ca_tenant_of(ctx), id, ret) == 0) {
 		*guessed = true;
 		return 0;
 	}
@@ -277,7 +277,7 @@ bool ca_guess_failed(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 	if (r != -ESTALE && r != -EEXIST && r != -EBUSY && r != -ENOENT && r != -EILSEQ)
 		return false;
 	/* moved on elsewhere, a retried request_id, or a twin: the database decides */
-	ca_ident_cache_drop(svc->idents, ca_tenant_of(ctx), id);
+	change_guess_drop(svc->idents, ca_tenant_of(ctx), id);
 	ctx->err[0] = '\0';
 	ctx->check_failed = false;
 	return true;
@@ -285,7 +285,7 @@ bool ca_guess_failed(struct ca_service *svc, struct ca_ctx *ctx, const char *id,
 
 static int issue_once(struct ca_service *svc, struct ca_ctx *ctx, const char *identity_id,
 		      const char *csr_pem, int64_t ttl_seconds, bool use_cache, struct ca_cert *ret,
-		      bool *retry)
+		      bool *ret_guessed)
 {
 	struct ca_identity i = { 0 };
 	struct crypto_issued issued = { 0 };
@@ -319,14 +319,13 @@ static int issue_once(struct ca_service *svc, struct ca_ctx *ctx, const char *id
 	t.issued = &issued;
 	r = ca_transition_write(svc, ctx, &t, NULL, NULL);
 	if (r == 0) {
-		ca_ident_cache_put(svc->idents, ca_tenant_of(ctx), &i);
+		change_guess_put(svc->idents, ca_tenant_of(ctx), i.id, &i);
 		*ret = *t.cert;
 		free(t.cert);
 		t.cert = NULL;
 	}
 out:
-	if (t.guessed && ca_guess_failed(svc, ctx, identity_id, r))
-		*retry = true;
+	*ret_guessed = t.guessed;
 	if (t.cert) {
 		ca_cert_clear(t.cert);
 		free(t.cert);
@@ -336,14 +335,35 @@ out:
 	return r;
 }
 
+struct issue_args {
+	struct ca_service *svc;
+	struct ca_ctx *ctx;
+	const char *identity_id, *csr_pem;
+	int64_t ttl_seconds;
+	struct ca_cert *ret;
+};
+
+static int issue_attempt(void *ud, bool use_guess, bool *ret_guessed)
+{
+	struct issue_args *a = ud;
+
+	return issue_once(a->svc, a->ctx, a->identity_id, a->csr_pem, a->ttl_seconds, use_guess,
+			  a->ret, ret_guessed);
+}
+
+static bool issue_guess_failed(void *ud, int r)
+{
+	struct issue_args *a = ud;
+
+	return ca_guess_failed(a->svc, a->ctx, a->identity_id, r);
+}
+
 int ca_cert_issue(struct ca_service *svc, struct ca_ctx *ctx, const char *identity_id,
 		  const char *csr_pem, int64_t ttl_seconds, struct ca_cert *ret)
 {
-	bool retry = false;
-	int r = issue_once(svc, ctx, identity_id, csr_pem, ttl_seconds, true, ret, &retry);
+	struct issue_args a = { svc, ctx, identity_id, csr_pem, ttl_seconds, ret };
 
-	return retry ? issue_once(svc, ctx, identity_id, csr_pem, ttl_seconds, false, ret, &retry) :
-		       r;
+	return change_guess_run(issue_attempt, issue_guess_failed, &a);
 }
 
 int ca_cert_get(struct ca_service *svc, struct ca_ctx *ctx, const char *serial, struct ca_cert *ret)

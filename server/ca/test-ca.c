@@ -1,8 +1,9 @@
 /*
- * Unit tests for the CA domain: all 36 lifecycle pairs against the edge list of DESIGN.md
- * §6 (a model written out separately from the table in ca.c), the refusal message, the
- * events, every RFC 5280 reason name and code, the kinds and key types with their
- * "accepted:" messages, and the validation of names, SANs and TTLs (table-driven).
+ * Unit tests for the CA domain: all 36 lifecycle pairs against the edge list of
+ * docs/architecture.md §6 (a model written out separately from the table in ca.c), the
+ * refusal message, the events, every RFC 5280 reason name and code, the kinds and key
+ * types with their "accepted:" messages, and the validation of names, SANs and TTLs
+ * (table-driven).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,7 +17,7 @@
 
 #include "ca.h"
 
-/* The 8 allowed edges, as DESIGN.md lists them. */
+/* The 8 allowed edges, as docs/architecture.md lists them. */
 static const char *const allowed_edges[][3] = {
 	{ "requested", "issued", "identity.issued" },
 	{ "issued", "deployed", "identity.deployed" },

@@ -48,6 +48,7 @@ struct cfg_log {
 struct cfg_postgres {
 	char *dsn;     /* TRSTCTL_POSTGRES_DSN (required): URL or key=value; a secret */
 	int max_conns; /* TRSTCTL_POSTGRES_MAX_CONNS, default 8, 1..1024 */
+	int64_t idempotency_retention_ms; /* TRSTCTL_IDEMPOTENCY_RETENTION, default 24h */
 };
 
 struct cfg_nats {

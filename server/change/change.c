@@ -234,6 +234,7 @@ static struct audit_entry audit_entry_of(const struct change_record *rec)
 				     .type = rec->type,
 				     .actor = rec->actor ? rec->actor : "anonymous",
 				     .resource = rec->resource,
+				     .outcome = rec->outcome,
 				     .data_json = rec->data_json,
 				     .data = rec->data };
 }

@@ -94,6 +94,7 @@ struct change_record {
 	const char *type;	/* audit type, "owner.created" */
 	const char *actor;	/* who: "<token id> <name>", "kernel", ...; NULL "anonymous" */
 	const char *resource;	/* "owners/<id>" */
+	const char *outcome;	/* "ok" (NULL), "denied" or "error" */
 	const char *data_json;	/* the audit record's data (a JSON object), NULL "{}" */
 	const struct json_t *data; /* or the object itself (jansson's; then data_json unused
 				    * and the event carries the same data) */
@@ -268,3 +269,30 @@ struct ProtobufCMessage;
 int change_key_from_call(struct change_key *k, struct rpc_call *call,
 			 const struct ProtobufCMessage *req, const char *tenant,
 			 const char *request_id, const struct kek *kek);
+
+/* This server's last copy of rows (change-guess.c) ------------------------------------ */
+
+/*
+ * The copy of a row this server last wrote (a secret's metadata, an identity), so that the
+ * next change of that row can start without reading it: a guess that the change's hook
+ * verifies under the row lock (change_guess_run retries a refused guess from a fresh read).
+ * Direct-mapped and bounded: a key has one slot (hash of tenant and key); a put replaces
+ * whatever the slot held. A mutex guards it; values are copied in and out with ops.
+ */
+struct change_guess_ops {
+	size_t size;				 /* bytes of one value (a struct) */
+	int (*copy)(void *dst, const void *src); /* a deep copy into dst; -ENOMEM */
+	void (*clear)(void *v);			 /* frees what copy allocated in v */
+};
+struct change_guess;
+/* A cache of at least slots (rounded up to a power of two, at most 2^20). -ENOMEM. */
+int change_guess_new(size_t slots, const struct change_guess_ops *ops,
+		     struct change_guess **ret);
+struct change_guess *change_guess_free(struct change_guess *g);
+/* Copies the value of (tenant, key) into ret: 0, or -ENOENT (also for g NULL), -ENOMEM. */
+int change_guess_get(struct change_guess *g, const char *tenant, const char *key, void *ret);
+/* Stores a copy of v for (tenant, key); nothing when a copy cannot be made. */
+void change_guess_put(struct change_guess *g, const char *tenant, const char *key,
+		      const void *v);
+/* Forgets (tenant, key). */
+void change_guess_drop(struct change_guess *g, const char *tenant, const char *key);

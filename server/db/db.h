@@ -3,8 +3,8 @@
  * db: the only module that sees libpq. A pool of connections, transactions with retry on
  * serialization failure and deadlock, embedded migrations applied under an advisory lock,
  * one SQLSTATE -> -errno table, and the group-commit writer through which every mutation
- * of trstctl goes (DESIGN.md §2): changes from many calls run in one transaction, each
- * under its own savepoint, and commit together.
+ * of trstctl goes (docs/architecture.md §2): changes from many calls run in one
+ * transaction, each under its own savepoint, and commit together.
  *
  * Values cross this edge as text (PostgreSQL's text format) or bytes (bytea), never as
  * PGresult: results are copied into a struct db_rows owned by the caller.
@@ -176,7 +176,8 @@ struct db_writer_stats {
 };
 void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
 
-/* The tenant of a single-tenant install; every table carries tenant_id (DESIGN.md §5). */
+/* The tenant of a single-tenant install; every table carries tenant_id
+ * (docs/architecture.md §5). */
 #define DB_DEFAULT_TENANT "00000000-0000-0000-0000-000000000000"
 
 /*

@@ -1,5 +1,5 @@
 /*
- * The group-commit writer (DESIGN.md §2): one thread per struct db through which every
+ * The group-commit writer (docs/architecture.md §2): one thread per struct db through which every
  * mutation goes. db_write queues a change and sleeps on the change's own condition
  * variable; the writer takes everything queued (up to DB_BATCH_MAX), runs the changes in
  * one transaction, each under a savepoint, runs the pre-commit hooks with the surviving

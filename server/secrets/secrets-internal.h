@@ -19,7 +19,7 @@ struct secrets {
 	void *rpc_handlers;	/* struct rpc_method_handler[], once registered */
 	struct secrets_cache *cache;	/* NULL: no read cache (cache_entries -1) */
 	struct db_listen *listen;	/* invalidates cache from other servers' changes */
-	struct secrets_guess *guess;	/* metadata this server last wrote (secrets_guess.c) */
+	struct change_guess *guess;	/* metadata this server last wrote (secrets_guess.c) */
 	int rotation_kind;		/* item kind of the rotation hook (change_hook_register) */
 };
 
@@ -141,15 +141,11 @@ int secrets_rotation_read(struct secrets *s, const char *tenant, const char *nam
 			  struct secrets_meta *ret);
 
 /*
- * The metadata this server last wrote per secret (secrets_guess.c): a rotation starts from
- * it without a read; the rotation hook checks version and liveness under the row lock.
+ * The metadata this server last wrote per secret (a change_guess keyed by tenant and name,
+ * values struct secrets_meta; ops in secrets_guess.c): a rotation starts from it without a
+ * read; the rotation hook checks version and liveness under the row lock.
  */
 #define SECRETS_GUESS_SLOTS 16384
-struct secrets_guess;
-int secrets_guess_new(size_t slots, struct secrets_guess **ret);
-struct secrets_guess *secrets_guess_free(struct secrets_guess *g);
-/* A copy of the metadata last put for (tenant, name): 0, or -ENOENT. */
-int secrets_guess_get(struct secrets_guess *g, const char *tenant, const char *name,
-		      struct secrets_meta *ret);
-void secrets_guess_put(struct secrets_guess *g, const char *tenant, const struct secrets_meta *m);
-void secrets_guess_drop(struct secrets_guess *g, const char *tenant, const char *name);
+extern const struct change_guess_ops secrets_guess_ops;
+/* Remembers m as this server's last copy of secret m->name of tenant. */
+void secrets_guess_put(struct secrets *s, const char *tenant, const struct secrets_meta *m);

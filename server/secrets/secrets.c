@@ -121,7 +121,7 @@ int secrets_open(struct db *db, const struct kek *kek, struct bus *bus,
 	/* rotations are written by their pre-commit hook (secrets_rotate.c) */
 	r = change_hook_register(db, secrets_rotation_hook, NULL, &s->rotation_kind);
 	if (r >= 0)
-		r = secrets_guess_new(SECRETS_GUESS_SLOTS, &s->guess);
+		r = change_guess_new(SECRETS_GUESS_SLOTS, &secrets_guess_ops, &s->guess);
 	if (r < 0) {
 		free(s);
 		return r;
@@ -147,7 +147,7 @@ struct secrets *secrets_close(struct secrets *s)
 	if (s) {
 		s->listen = db_listen_close(s->listen);
 		s->cache = secrets_cache_free(s->cache);
-		s->guess = secrets_guess_free(s->guess);
+		s->guess = change_guess_free(s->guess);
 		free(s->rpc_handlers);
 		free(s);
 	}
@@ -490,9 +490,9 @@ static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 	if (r != 1)
 		secrets_cache_invalidate(s->cache, op->name);
 	if (r == 0 && op->kind == OP_CREATE)
-		secrets_guess_put(s->guess, op->tenant, &op->meta);
+		secrets_guess_put(s, op->tenant, &op->meta);
 	else if (r != 1)
-		secrets_guess_drop(s->guess, op->tenant, op->name);
+		change_guess_drop(s->guess, op->tenant, op->name);
 	if (op->sealed)
 		OPENSSL_cleanse(op->sealed, op->sealed_len);
 	free(op->sealed);
@@ -571,10 +571,13 @@ struct rotation {
 	struct change_prepared *rec;
 };
 
-static int rotation_change(struct db_tx *tx, void *ud)
+static int rotation_change(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	const struct rotation *rt = ud;
 	int r = secrets_rotation_attach(tx, rt->rot);
+
+	(void)err;
+	(void)errlen;
 
 	return r < 0 ? r : change_attach(tx, rt->rec);
 }
@@ -640,7 +643,12 @@ static int rotate_round(struct op *op, struct secrets_meta *m)
 	if (r >= 0)
 		r = secrets_rotation_new(&spec, &rt.rot);
 	if (r >= 0) {
-		r = db_write(op->s->db, rotation_change, &rt, op->s->timeout_ms);
+		/* the rotation hook checks the version and stores the reply (set-based) */
+		struct change ch = { .db = op->s->db, .key = op->key, .apply = rotation_change,
+				     .ud = &rt, .timeout_ms = op->s->timeout_ms,
+				     .skip_lookup = true, .no_store = true };
+
+		r = change_run(&ch);
 		/* after the commit, before the reply (also after a failure or a timeout) */
 		secrets_cache_invalidate(op->s->cache, op->name);
 	}
@@ -669,12 +677,125 @@ static int rotation_lookup(struct secrets *s, const struct change_key *key, uint
 	return r;
 }
 
+/* One rotation and where it answers. */
+struct rotate_args {
+	struct secrets *s;
+	struct secrets_ctx *ctx;
+	struct op *op;
+	struct secrets_meta *ret_meta;
+};
+
+/* The stored reply of a retry into ret_meta (1), as rotation_lookup answered. */
+static int rotate_replayed(struct rotate_args *a, uint8_t *stored, size_t len)
+{
+	int r = secrets_reply_unpack(stored, len, a->ret_meta);
+
+	free(stored);
+	a->ctx->replayed = r >= 0;
+	return r < 0 ? r : 1;
+}
+
+/* One round from m (this server's guess or a fresh read; m is taken). */
+static int rotate_from(struct rotate_args *a, struct secrets_meta *m)
+{
+	struct secrets_ctx *ctx = a->ctx;
+	const struct op *op = a->op;
+	int r = 0;
+
+	if (m->deleted)
+		r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
+				 "secret \"%s\" is deleted (RecoverSecret restores it)", op->name);
+	else if (op->expected && op->expected != m->version)
+		r = secrets_fail(ctx->err, sizeof(ctx->err), -ESTALE,
+				 "expected version %" PRId64 ", current is %" PRId64, op->expected,
+				 m->version);
+	else
+		r = rotate_round(a->op, m);
+	if (r == 0) {
+		secrets_guess_put(a->s, op->tenant, m);
+		*a->ret_meta = *m;
+		bus_kick(a->s->bus);
+		return 0;
+	}
+	secrets_meta_clear(m);
+	return r;
+}
+
+/* Rounds from fresh reads until one commits, the retry's reply answers, or it fails. */
+static int rotate_read(struct rotate_args *a)
+{
+	struct secrets_ctx *ctx = a->ctx;
+	const struct op *op = a->op;
+	int r;
+
+	for (int attempt = 0; attempt < ROTATE_ATTEMPTS; attempt++) {
+		struct secrets_meta m = { 0 };
+		uint8_t *stored = NULL;
+		size_t stored_len = 0;
+
+		/* a stored reply wins over the secret's state (it may have moved on since) */
+		r = rotation_lookup(a->s, op->key, &stored, &stored_len, ctx);
+		if (r == 1)
+			return rotate_replayed(a, stored, stored_len);
+		if (r == 0)
+			r = secrets_rotation_read(a->s, op->tenant, op->name, &m);
+		if (r == -ENOENT && !ctx->err[0])
+			return secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
+					    "secret \"%s\" not found", op->name);
+		if (r < 0)
+			return r;
+		r = rotate_from(a, &m);
+		if (r == -EEXIST) {
+			/* a twin committed first: its reply (or the mismatch) is the answer */
+			r = rotation_lookup(a->s, op->key, &stored, &stored_len, ctx);
+			if (r == 1)
+				return rotate_replayed(a, stored, stored_len);
+			return r < 0 ? r :
+				       secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
+						    "a call with this request_id is in progress; "
+						    "retry");
+		}
+		/* another rotation won the version: read again and retry */
+		if ((r != -ESTALE && r != -EBUSY && r != -ENOENT) || ctx->err[0])
+			return r;
+	}
+	return secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
+			    "secret \"%s\" is being rotated by other calls; retry", op->name);
+}
+
+/* The change room's guess-and-verify attempt: first from this server's last copy. */
+static int rotate_attempt(void *ud, bool use_guess, bool *ret_guessed)
+{
+	struct rotate_args *a = ud;
+	struct secrets_meta m = { 0 };
+
+	*ret_guessed = use_guess &&
+		       change_guess_get(a->s->guess, a->op->tenant, a->op->name, &m) == 0;
+	if (*ret_guessed && a->op->expected && a->op->expected != m.version) {
+		secrets_meta_clear(&m); /* the guess does not fit the request: read */
+		*ret_guessed = false;
+	}
+	return *ret_guessed ? rotate_from(a, &m) : rotate_read(a);
+}
+
+/* After a refused guess: stale, or a retried request_id: the row (and its reply) decides. */
+static bool rotate_guess_failed(void *ud, int r)
+{
+	struct rotate_args *a = ud;
+
+	change_guess_drop(a->s->guess, a->op->tenant, a->op->name);
+	if (r != -ESTALE && r != -EBUSY && r != -ENOENT && r != -EEXIST)
+		return false;
+	a->ctx->err[0] = '\0';
+	return true;
+}
+
 int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		   const uint8_t *value, size_t n, int64_t expected_version,
 		   struct secrets_meta *ret_meta)
 {
 	struct op op = { .kind = OP_ROTATE, .expected = expected_version };
-	bool guessed;
+	struct rotate_args a = { s, ctx, &op, ret_meta };
 	int r;
 
 	ctx->replayed = false;
@@ -690,85 +811,12 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 	r = op_key(&op, ctx);
 	if (r >= 0)
 		r = change_key_check(op.key, ctx->err, sizeof(ctx->err));
-	if (r < 0)
-		goto out;
-	for (int attempt = 0;; attempt++) {
-		struct secrets_meta m = { 0 };
-		uint8_t *stored = NULL;
-		size_t stored_len = 0;
-
-		/* first from what this server last wrote, if the guess fits the request */
-		guessed = attempt == 0 && secrets_guess_get(s->guess, op.tenant, name, &m) == 0;
-		if (guessed && op.expected && op.expected != m.version) {
-			secrets_meta_clear(&m);
-			guessed = false;
-		}
-		/* a stored reply wins over the secret's state (it may have moved on since) */
-		r = guessed ? 0 : rotation_lookup(s, op.key, &stored, &stored_len, ctx);
-		if (r == 1) {
-			r = secrets_reply_unpack(stored, stored_len, ret_meta);
-			free(stored);
-			ctx->replayed = r >= 0;
-			break;
-		}
-		if (r == 0 && !guessed)
-			r = secrets_rotation_read(s, op.tenant, name, &m);
-		if (r < 0 && ctx->err[0])
-			; /* the lookup's message */
-		else if (r == -ENOENT)
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
-					 "secret \"%s\" not found", name);
-		else if (r >= 0 && m.deleted)
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -ENOENT,
-					 "secret \"%s\" is deleted (RecoverSecret restores it)",
-					 name);
-		else if (r >= 0 && op.expected && op.expected != m.version)
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -ESTALE,
-					 "expected version %" PRId64 ", current is %" PRId64,
-					 op.expected, m.version);
-		else if (r >= 0)
-			r = rotate_round(&op, &m);
-		if (r == 0) {
-			secrets_guess_put(s->guess, op.tenant, &m);
-			*ret_meta = m;
-			bus_kick(s->bus);
-			break;
-		}
-		secrets_meta_clear(&m);
-		if (guessed) {
-			/* stale, or a retried request_id: the row (and its reply) decides */
-			secrets_guess_drop(s->guess, op.tenant, name);
-			if (r == -ESTALE || r == -EBUSY || r == -ENOENT || r == -EEXIST)
-				continue;
-		}
-		if (r == -EEXIST) {
-			/* a twin committed first: its reply (or the mismatch) is the answer */
-			r = rotation_lookup(s, op.key, &stored, &stored_len, ctx);
-			if (r == 1) {
-				r = secrets_reply_unpack(stored, stored_len, ret_meta);
-				free(stored);
-				ctx->replayed = r >= 0;
-			} else if (r == 0) {
-				r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
-						 "a call with this request_id is in progress; "
-						 "retry");
-			}
-			break;
-		}
-		if ((r != -ESTALE && r != -EBUSY && r != -ENOENT) || ctx->err[0])
-			break;
-		if (attempt + 1 >= ROTATE_ATTEMPTS) {
-			r = secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
-					 "secret \"%s\" is being rotated by other calls; retry",
-					 name);
-			break;
-		}
-	}
-out:
+	if (r >= 0)
+		r = change_guess_run(rotate_attempt, rotate_guess_failed, &a);
 	if (op.sealed)
 		OPENSSL_cleanse(op.sealed, op.sealed_len);
 	free(op.sealed);
-	return r;
+	return r < 0 ? r : 0;
 }
 
 int secrets_delete(struct secrets *s, struct secrets_ctx *ctx, const char *name,

@@ -54,17 +54,29 @@ static void test_cache_same_server(void **state)
 	wait_cache_on(E.s);
 	assert_int_equal(c_create("cache/a", v1, strlen(v1), NULL, NULL).code, 0);
 	get_is("cache/a", 0, 0, 1, v1);
-	hits = cstats(E.s).hits;
-	get_is("cache/a", 0, 0, 1, v1);
 	get_is("cache/a", 1, 0, 1, v1);
-	get_is("cache/a", 1, 0, 1, v1);
-	assert_true(cstats(E.s).hits >= hits + 2); /* answered from the cache */
+	/* answered from the cache (the change's own notification, delivered after its
+	 * commit, may drop the entry once more: allow a few rounds) */
+	for (int i = 0; i < 100; i++) {
+		hits = cstats(E.s).hits;
+		get_is("cache/a", 0, 0, 1, v1);
+		get_is("cache/a", 1, 0, 1, v1);
+		if (cstats(E.s).hits >= hits + 2)
+			break;
+		usleep(10000);
+	}
+	assert_true(cstats(E.s).hits >= hits + 2);
 
 	/* rotate: the very next read is the new version, also as a cache hit afterwards */
 	assert_int_equal(c_rotate("cache/a", v2, strlen(v2), 0, NULL).version, 2);
 	get_is("cache/a", 0, 0, 2, v2);
-	hits = cstats(E.s).hits;
-	get_is("cache/a", 0, 0, 2, v2);
+	for (int i = 0; i < 100; i++) {
+		hits = cstats(E.s).hits;
+		get_is("cache/a", 0, 0, 2, v2);
+		if (cstats(E.s).hits > hits)
+			break;
+		usleep(10000);
+	}
 	assert_true(cstats(E.s).hits > hits);
 	get_is("cache/a", 1, 0, 1, v1);
 
@@ -163,9 +175,16 @@ static void test_cache_second_server(void **state)
 	server2_open(&b);
 	assert_int_equal(c_create("cache/b", vals[0], strlen(vals[0]), NULL, NULL).code, 0);
 	assert_int_equal(read2(&b, "cache/b", vals, 2), 1);
-	hits = cstats(b.s).hits;
-	assert_int_equal(read2(&b, "cache/b", vals, 2), 1);
-	assert_true(cstats(b.s).hits > hits); /* the second server caches it */
+	/* the second server caches it; the create's notification may reach its listener
+	 * after that first read and drop the entry once, so allow a few reads */
+	for (i = 0; i < 100; i++) {
+		hits = cstats(b.s).hits;
+		assert_int_equal(read2(&b, "cache/b", vals, 2), 1);
+		if (cstats(b.s).hits > hits)
+			break;
+		usleep(10000);
+	}
+	assert_true(i < 100);
 
 	assert_int_equal(c_rotate("cache/b", vals[1], strlen(vals[1]), 0, NULL).version, 2);
 	for (i = 0; i < 200 && (ver = read2(&b, "cache/b", vals, 2)) != 2; i++)
