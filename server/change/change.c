@@ -146,23 +146,6 @@ int change_lookup(struct db_conn *c, const struct change_key *k, uint8_t **ret_r
 	return r;
 }
 
-int change_tx_lookup(struct db_tx *tx, const struct change_key *k, uint8_t **ret_reply,
-		     size_t *ret_len, char *err, size_t errlen)
-{
-	struct db_param p[4];
-	struct db_rows *rows = NULL;
-	int r;
-
-	if (!change_key_idempotent(k))
-		return 0;
-	key_params(k, p);
-	r = db_tx_exec(tx, lookup_sql, p, 4, &rows);
-	if (r >= 0)
-		r = lookup_result(k, rows, ret_reply, ret_len, err, errlen);
-	db_rows_free(rows);
-	return r;
-}
-
 int change_store(struct db_tx *tx, const struct change_key *k, const uint8_t *reply,
 		 size_t len)
 {

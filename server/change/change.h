@@ -72,9 +72,6 @@ int change_key_check(const struct change_key *k, char *err, size_t errlen);
  */
 int change_lookup(struct db_conn *c, const struct change_key *k, uint8_t **ret_reply,
 		  size_t *ret_len, char *err, size_t errlen);
-/* As change_lookup, inside a change (its transaction sees the batch's own rows). */
-int change_tx_lookup(struct db_tx *tx, const struct change_key *k, uint8_t **ret_reply,
-		     size_t *ret_len, char *err, size_t errlen);
 
 /*
  * Stores reply under k inside the change (nothing when k is not idempotent). -EEXIST when
