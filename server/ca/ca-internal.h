@@ -89,6 +89,8 @@ int ca_prep_record(const struct ca_ctx *ctx, const char *type, const char *resou
 int ca_op_pack(struct ca_op *op, uint8_t **ret, size_t *ret_len);
 /* Before a mutation: 1 with the stored reply of its request_id in ctx, 0 to go on, -errno. */
 int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx);
+/* After a hook refused the change as a twin's (-EEXIST): change_twin's answer, in ctx. */
+int ca_twin(struct ca_service *svc, struct ca_ctx *ctx);
 /* Runs op through the writer. Returns 0, 1 (replayed) or -errno. */
 int ca_op_write(struct ca_op *op);
 /* A list's limit from the requested page size (default and maximum of ca.h). */

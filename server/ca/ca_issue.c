@@ -113,14 +113,8 @@ static int issue_refused(struct ca_service *svc, struct ca_ctx *ctx, const struc
 	struct ca_identity now = { 0 };
 	int rr;
 
-	if (r == -EEXIST) {
-		/* a twin with this key committed first: its reply (or the mismatch) answers */
-		rr = ca_replayed(svc, ctx);
-		return rr != 0 ? rr :
-				 ca_fail(ctx, -EBUSY,
-					 "a call with request_id %s is in progress; retry",
-					 ctx->key->request_id);
-	}
+	if (r == -EEXIST && ca_has_request_id(ctx))
+		return ca_twin(svc, ctx); /* a twin committed first: its answer is ours */
 	if (r == -EBUSY)
 		return ca_fail(ctx, r, "identity %s is being changed by another call; retry", id);
 	if (r == -ENOENT)

@@ -121,22 +121,32 @@ static int op_pack(void *ud, uint8_t **ret, size_t *ret_len)
  * request_id used for a different request. Two calls racing one key: the change room
  * decides inside the change.
  */
+/* Moves a lookup's outcome (change_check, change_twin: r) into ctx. */
+static int lookup_done(struct ca_ctx *ctx, struct change *ch, int r)
+{
+	if (r < 0)
+		snprintf(ctx->err, sizeof(ctx->err), "%s", ch->err);
+	if (r == 1) {
+		ctx->replayed = ch->replayed;
+		ctx->replayed_len = ch->replayed_len;
+	}
+	return r;
+}
+
 int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx)
 {
 	struct change ch = { .db = svc->db, .key = ctx->key };
-	int r;
 
 	ca_ctx_clear(ctx);
-	if (!ca_has_request_id(ctx))
-		return 0;
-	r = change_check(&ch);
-	if (r < 0)
-		snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
-	if (r == 1) {
-		ctx->replayed = ch.replayed;
-		ctx->replayed_len = ch.replayed_len;
-	}
-	return r;
+	return ca_has_request_id(ctx) ? lookup_done(ctx, &ch, change_check(&ch)) : 0;
+}
+
+int ca_twin(struct ca_service *svc, struct ca_ctx *ctx)
+{
+	struct change ch = { .db = svc->db, .key = ctx->key };
+
+	ca_ctx_clear(ctx);
+	return lookup_done(ctx, &ch, change_twin(&ch));
 }
 
 /* Runs op through the change room (its key was looked up by ca_replayed). Returns 0, 1
@@ -155,13 +165,9 @@ int ca_op_write(struct ca_op *op)
 	ca_ctx_clear(ctx);
 	ctx->err[0] = '\0';
 	r = change_run(&ch);
-	if (r < 0 && ch.err[0] && !ctx->err[0])
-		snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
-	if (r == 1) {
-		ctx->replayed = ch.replayed;
-		ctx->replayed_len = ch.replayed_len;
-	}
-	return r;
+	if (r < 0 && ctx->err[0])
+		return r; /* the domain's own message (apply) */
+	return lookup_done(ctx, &ch, r);
 }
 
 int ca_page_limit(int page_size)

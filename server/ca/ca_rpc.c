@@ -277,9 +277,8 @@ static int replay(struct rpc_call *call, struct ca_ctx *ctx, const ProtobufCMess
 static int domain_error(struct rpc_call *call, struct ca_ctx *ctx, int r)
 {
 	ca_ctx_clear(ctx);
-	if (ctx->check_failed || !ctx->err[0])
-		return r;
-	return rpc_call_error(call, rpc_errno_code(r), "%s", ctx->err);
+	/* a refusal of the issuance check already set its status */
+	return ctx->check_failed ? r : rpc_call_fail(call, r, ctx->err);
 }
 
 static int done(struct rpc_call *call, struct ca_ctx *ctx, int r,

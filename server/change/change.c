@@ -344,6 +344,21 @@ int change_check(struct change *ch)
 	return look(ch);
 }
 
+int change_twin(struct change *ch)
+{
+	int r;
+
+	if (!ch || !ch->db || !change_key_idempotent(ch->key))
+		return -EINVAL;
+	change_clear(ch);
+	ch->err[0] = '\0';
+	r = look(ch);
+	if (r == 0)
+		r = fail(ch->err, sizeof(ch->err), -EBUSY,
+			 "a call with request_id %s is in progress; retry", ch->key->request_id);
+	return r;
+}
+
 int change_run(struct change *ch)
 {
 	int r;
@@ -361,16 +376,8 @@ int change_run(struct change *ch)
 			return r;
 	}
 	r = db_write(ch->db, run_change, ch, ch->timeout_ms > 0 ? ch->timeout_ms : WRITE_TIMEOUT_MS);
-	if (r == -EEXIST && ch->lost_race) {
-		/* the insert of the reply met a twin's: it committed first, answer as it did */
-		ch->err[0] = '\0';
-		r = look(ch);
-		if (r == 0)
-			r = fail(ch->err, sizeof(ch->err), -EBUSY,
-				 "a call with request_id %s is in progress; retry",
-				 ch->key->request_id);
-		return r;
-	}
+	if (r == -EEXIST && ch->lost_race)
+		return change_twin(ch); /* the insert of the reply met a twin's */
 	if (r >= 0) {
 		if (ch->bus)
 			bus_kick(ch->bus);

@@ -154,6 +154,12 @@ int change_run(struct change *ch);
  * skip_lookup.
  */
 int change_check(struct change *ch);
+/*
+ * After a twin with ch->key committed first (change_store's or a hook's -EEXIST): the
+ * twin's answer: 1 with its reply in ch->replayed, -EINVAL when it was a different request,
+ * or -EBUSY "in progress; retry" while it is not visible yet.
+ */
+int change_twin(struct change *ch);
 /* Frees ch's outputs. Accepts NULL. */
 void change_clear(struct change *ch);
 

@@ -660,23 +660,6 @@ static int rotate_round(struct op *op, struct secrets_meta *m)
 	return r;
 }
 
-/* The reply stored under key, on a pooled connection (change_lookup's results). */
-static int rotation_lookup(struct secrets *s, const struct change_key *key, uint8_t **ret,
-			   size_t *ret_len, struct secrets_ctx *ctx)
-{
-	struct db_conn *c = NULL;
-	int r;
-
-	if (!change_key_idempotent(key))
-		return 0;
-	r = db_acquire(s->db, s->timeout_ms, &c);
-	if (r < 0)
-		return r;
-	r = change_lookup(c, key, ret, ret_len, ctx->err, sizeof(ctx->err));
-	db_release(s->db, c);
-	return r;
-}
-
 /* One rotation and where it answers. */
 struct rotate_args {
 	struct secrets *s;
@@ -730,13 +713,14 @@ static int rotate_read(struct rotate_args *a)
 
 	for (int attempt = 0; attempt < ROTATE_ATTEMPTS; attempt++) {
 		struct secrets_meta m = { 0 };
-		uint8_t *stored = NULL;
-		size_t stored_len = 0;
+		struct change ch = { .db = a->s->db, .key = op->key };
 
 		/* a stored reply wins over the secret's state (it may have moved on since) */
-		r = rotation_lookup(a->s, op->key, &stored, &stored_len, ctx);
+		r = change_check(&ch);
+		if (r < 0)
+			snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
 		if (r == 1)
-			return rotate_replayed(a, stored, stored_len);
+			return rotate_replayed(a, ch.replayed, ch.replayed_len);
 		if (r == 0)
 			r = secrets_rotation_read(a->s, op->tenant, op->name, &m);
 		if (r == -ENOENT && !ctx->err[0])
@@ -745,15 +729,12 @@ static int rotate_read(struct rotate_args *a)
 		if (r < 0)
 			return r;
 		r = rotate_from(a, &m);
-		if (r == -EEXIST) {
+		if (r == -EEXIST && change_key_idempotent(op->key)) {
 			/* a twin committed first: its reply (or the mismatch) is the answer */
-			r = rotation_lookup(a->s, op->key, &stored, &stored_len, ctx);
-			if (r == 1)
-				return rotate_replayed(a, stored, stored_len);
-			return r < 0 ? r :
-				       secrets_fail(ctx->err, sizeof(ctx->err), -EBUSY,
-						    "a call with this request_id is in progress; "
-						    "retry");
+			r = change_twin(&ch);
+			if (r < 0)
+				snprintf(ctx->err, sizeof(ctx->err), "%s", ch.err);
+			return r == 1 ? rotate_replayed(a, ch.replayed, ch.replayed_len) : r;
 		}
 		/* another rotation won the version: read again and retry */
 		if ((r != -ESTALE && r != -EBUSY && r != -ENOENT) || ctx->err[0])

@@ -125,9 +125,7 @@ out:
 /* The status of a failed domain call. */
 static int fail(struct rpc_call *call, const struct secrets_ctx *ctx, int r)
 {
-	if (ctx->err[0])
-		return rpc_call_error(call, rpc_errno_code(r), "%s", ctx->err);
-	return r;
+	return rpc_call_fail(call, r, ctx->err);
 }
 
 static Trstctl__V1__SecretMeta *meta_msg(struct rpc_call *call, const struct secrets_meta *m)
