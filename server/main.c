@@ -30,6 +30,7 @@
 #include "http.h"
 #include "kek-rotate.h"
 #include "log.h"
+#include "net.h"
 #include "rpc.h"
 #include "secrets.h"
 #include "trstctl-config.h"
@@ -117,7 +118,7 @@ static bool needs_bind_service(const struct cfg *c)
 		char *host = NULL;
 		int port = 0;
 
-		if (addrs[i] && cfg_split_hostport(addrs[i], &host, &port) == 0 && port > 0 &&
+		if (addrs[i] && net_split_hostport(addrs[i], &host, &port) == 0 && port > 0 &&
 		    port < 1024)
 			need = true;
 		free(host);
@@ -302,6 +303,7 @@ int main(int argc, char **argv)
 {
 	enum { CMD_SERVE, CMD_CHECK_CONFIG, CMD_HEALTH_CHECK, CMD_SUB } cmd = CMD_SERVE;
 	size_t sub = 0;
+	struct guard_names *names = NULL;
 	struct cfg *c = NULL;
 	char *errors = NULL;
 	sigset_t sigs;
@@ -336,17 +338,20 @@ int main(int argc, char **argv)
 		}
 	}
 
-	r = cfg_load(environ, &c, &errors);
+	/* cfg's rules plus the guard's endpoint check (names resolved), reported together */
+	r = cfg_load_checked(environ, guard_config_check, &names, &c, &errors);
 	if (r < 0) {
 		fprintf(stderr, "trstctl: configuration: %s\n", errors ? errors : strerror(-r));
 		free(errors);
 		return 1;
 	}
 	if (cmd == CMD_CHECK_CONFIG) {
-		r = cfg_print(c, stdout) < 0 ? 1 : 0;
+		r = cfg_print(c, stdout) < 0 || guard_names_print(names, stdout) < 0 ? 1 : 0;
+		guard_names_free(names);
 		cfg_free(c);
 		return r;
 	}
+	names = guard_names_free(names); /* the running guard resolves them again */
 	if (cmd == CMD_SUB) {
 		r = subcommands[sub].run(argc - 1, argv + 1, c);
 		cfg_free(c);

@@ -1,57 +1,28 @@
 /*
  * Validation of a merged configuration. Every rule adds its message and validation goes on,
  * so the operator sees all problems at once. The air-gap messages follow the original
- * product word for word. Outbound endpoints are checked against the same egress policy
- * (server/guard) that the running server enforces, so configuration and enforcement cannot
- * disagree. Secret values (DSN passwords, tokens, header values) never appear in messages.
+ * product word for word. Addresses, prefixes and URLs are parsed by server/net, the same
+ * parsers the egress guard uses. Whether an outbound endpoint passes the egress policy
+ * (which needs the policy and DNS) is decided by server/guard, through the check that the
+ * caller hands to cfg_load_checked(). Secret values (DSN passwords, tokens, header values)
+ * never appear in messages.
  */
 #include "cfg.h"
 #include "cfg-internal.h"
-#include "guard.h"
+#include "net.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
-int cfg_split_hostport(const char *s, char **ret_host, int *ret_port)
-{
-	const char *colon, *hs = s, *he;
-	char *end;
-	long port;
-
-	if (!s)
-		return -EINVAL;
-	if (*s == '[') {
-		he = strchr(s, ']');
-		if (!he || he[1] != ':')
-			return -EINVAL;
-		hs = s + 1;
-		colon = he + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', (size_t)(colon - s)))
-			return -EINVAL;
-		he = colon;
-	}
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno || end == colon + 1 || *end || port < 0 || port > 65535)
-		return -EINVAL;
-	*ret_host = strndup(hs, (size_t)(he - hs));
-	if (!*ret_host)
-		return -ENOMEM;
-	*ret_port = (int)port;
-	return 0;
-}
-
 static bool host_is_loopback(const char *host)
 {
-	struct guard_addr a;
+	struct net_addr a;
 
 	if (strcasecmp(host, "localhost") == 0)
 		return true;
-	return guard_addr_parse(host, &a) == 0 && guard_addr_classify(&a) == GUARD_ADDR_LOOPBACK &&
+	return net_addr_parse(host, &a) == 0 && net_addr_classify(&a) == NET_ADDR_LOOPBACK &&
 	       !(a.family == AF_INET && a.addr[0] == 0) &&
 	       !(a.family == AF_INET6 && a.addr[15] == 0);
 }
@@ -62,7 +33,7 @@ bool cfg_addr_is_loopback(const char *hostport)
 	int port;
 	bool r;
 
-	if (cfg_split_hostport(hostport, &host, &port) < 0)
+	if (net_split_hostport(hostport, &host, &port) < 0)
 		return false;
 	r = host_is_loopback(host);
 	free(host);
@@ -76,7 +47,7 @@ static void check_hostport(const char *key, const char *v, struct cfg_errs *e)
 
 	if (!v)
 		return;
-	if (cfg_split_hostport(v, &host, &port) < 0) {
+	if (net_split_hostport(v, &host, &port) < 0) {
 		cfg_errs_add(e, "%s \"%s\" is invalid: want host:port, [ipv6]:port or :port", key,
 			     v);
 		return;
@@ -152,13 +123,13 @@ static void validate_stores(const struct cfg *c, struct cfg_errs *e)
 		while (p) {
 			size_t len = strcspn(p, ",");
 			char *one = strndup(p, len);
-			struct guard_url u;
+			struct net_url u;
 
 			if (!one) {
 				e->oom = 1;
 				return;
 			}
-			if (guard_url_parse(one, &u) < 0 ||
+			if (net_url_parse(one, &u) < 0 ||
 			    (strcmp(u.scheme, "nats") && strcmp(u.scheme, "tls"))) {
 				char *r = cfg_url_redact(one);
 
@@ -187,28 +158,28 @@ static void validate_air_gap_lists(const struct cfg *c, struct cfg_errs *e)
 				     "air_gap.allow_hosts entry \"%s\" must be a host, not a URL",
 				     ag->allow_hosts[i]);
 		else if (strchr(ag->allow_hosts[i], '/') || strchr(ag->allow_hosts[i], '@') ||
-			 guard_host_normalize(ag->allow_hosts[i], buf, sizeof(buf)) < 0)
+			 net_host_normalize(ag->allow_hosts[i], buf, sizeof(buf)) < 0)
 			cfg_errs_add(e,
 				     "air_gap.allow_hosts entry \"%s\" must be a host name or IP "
 				     "address",
 				     ag->allow_hosts[i]);
 	}
 	for (size_t i = 0; i < ag->n_allow_cidrs; i++) {
-		struct guard_prefix p;
+		struct net_prefix p;
 		const char *why = "invalid";
 
-		if (guard_prefix_parse(ag->allow_cidrs[i], &p, &why) < 0)
+		if (net_prefix_parse(ag->allow_cidrs[i], &p, &why) < 0)
 			cfg_errs_add(e, "air_gap.allow_cidrs entry \"%s\" is invalid: %s",
 				     ag->allow_cidrs[i], why);
 	}
 	/* two ports for one prefix cannot be represented in the kernel map */
 	for (size_t i = 0; i < ag->n_allow_cidrs; i++) {
-		struct guard_prefix a, b;
+		struct net_prefix a, b;
 
-		if (guard_prefix_parse(ag->allow_cidrs[i], &a, NULL) < 0 || !a.port)
+		if (net_prefix_parse(ag->allow_cidrs[i], &a, NULL) < 0 || !a.port)
 			continue;
 		for (size_t j = i + 1; j < ag->n_allow_cidrs; j++) {
-			if (guard_prefix_parse(ag->allow_cidrs[j], &b, NULL) < 0 || !b.port)
+			if (net_prefix_parse(ag->allow_cidrs[j], &b, NULL) < 0 || !b.port)
 				continue;
 			if (a.family == b.family && a.prefix_len == b.prefix_len &&
 			    memcmp(a.addr, b.addr, 16) == 0 && a.port != b.port)
@@ -229,10 +200,10 @@ static void validate_air_gap_lists(const struct cfg *c, struct cfg_errs *e)
 	if (ag->tripwire_addr) {
 		char *host = NULL;
 		int port;
-		struct guard_addr a;
+		struct net_addr a;
 
-		if (cfg_split_hostport(ag->tripwire_addr, &host, &port) < 0 || port == 0 ||
-		    guard_addr_parse(host, &a) < 0 || guard_addr_classify(&a) != GUARD_ADDR_PUBLIC)
+		if (net_split_hostport(ag->tripwire_addr, &host, &port) < 0 || port == 0 ||
+		    net_addr_parse(host, &a) < 0 || net_addr_classify(&a) != NET_ADDR_PUBLIC)
 			cfg_errs_add(e,
 				     "air_gap.tripwire_addr \"%s\" must be a public IP address and "
 				     "port (it must be an address the guard denies)",
@@ -242,15 +213,15 @@ static void validate_air_gap_lists(const struct cfg *c, struct cfg_errs *e)
 }
 
 /* True when url is an absolute URL with the given scheme (or http/https when scheme NULL). */
-static bool url_ok(const char *url, struct guard_url *u)
+static bool url_ok(const char *url, struct net_url *u)
 {
-	return url && guard_url_parse(url, u) == 0;
+	return url && net_url_parse(url, u) == 0;
 }
 
 static void validate_telemetry(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_telemetry *t = &c->telemetry;
-	struct guard_url u;
+	struct net_url u;
 
 	if (!t->enabled)
 		return;
@@ -266,7 +237,7 @@ static void validate_telemetry(const struct cfg *c, struct cfg_errs *e)
 static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_otlp *o = &c->otlp;
-	struct guard_url u;
+	struct net_url u;
 
 	for (size_t i = 0; i < o->n_headers; i++) {
 		const char *eq = strchr(o->headers[i], '=');
@@ -301,11 +272,10 @@ static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 static const char *const egress_msg = "ai.model.allow_egress is only valid when ai.model.mode is "
 				      "cloud";
 
-static void validate_ai_endpoint(const struct cfg *c, const struct guard_policy *pol,
-				 struct cfg_errs *e)
+static void validate_ai_endpoint(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_ai_model *m = &c->ai_model;
-	struct guard_url u;
+	struct net_url u;
 
 	if (!m->endpoint) {
 		cfg_errs_add(e, "ai.model.endpoint is required when ai.model.mode is not off");
@@ -328,7 +298,7 @@ static void validate_ai_endpoint(const struct cfg *c, const struct guard_policy 
 		return;
 	}
 	if (strcmp(u.scheme, "http") == 0) {
-		struct guard_addr a;
+		struct net_addr a;
 		bool ok = host_is_loopback(u.host) || strcmp(u.host, "localhost") == 0 ||
 			  (strlen(u.host) > 10 &&
 			   strcmp(u.host + strlen(u.host) - 10, ".localhost") == 0);
@@ -337,16 +307,17 @@ static void validate_ai_endpoint(const struct cfg *c, const struct guard_policy 
 		for (size_t i = 0; !ok && i < c->air_gap.n_allow_hosts; i++) {
 			char buf[256];
 
-			if (guard_host_normalize(c->air_gap.allow_hosts[i], buf, sizeof(buf)) ==
+			if (net_host_normalize(c->air_gap.allow_hosts[i], buf, sizeof(buf)) ==
 				    0 &&
 			    strcmp(buf, u.host) == 0)
 				ok = true;
 		}
-		if (!ok && guard_addr_parse(u.host, &a) == 0) {
-			enum guard_addr_class k = guard_addr_classify(&a);
+		if (!ok && net_addr_parse(u.host, &a) == 0) {
+			enum net_addr_class k = net_addr_classify(&a);
 
-			ok = (k == GUARD_ADDR_PRIVATE || k == GUARD_ADDR_LINK_LOCAL) && pol &&
-			     guard_policy_allows_addr(pol, &a, u.port);
+			/* with air-gap on, guard's endpoint check decides whether the policy
+			 * allows it (guard_config_check) */
+			ok = k == NET_ADDR_PRIVATE || k == NET_ADDR_LINK_LOCAL;
 		}
 		if (!ok)
 			cfg_errs_add(
@@ -357,7 +328,7 @@ static void validate_ai_endpoint(const struct cfg *c, const struct guard_policy 
 	}
 }
 
-static void validate_ai(const struct cfg *c, const struct guard_policy *pol, struct cfg_errs *e)
+static void validate_ai(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_ai_model *m = &c->ai_model;
 
@@ -380,7 +351,7 @@ static void validate_ai(const struct cfg *c, const struct guard_policy *pol, str
 			cfg_errs_add(e, "%s", egress_msg);
 		if (!m->name)
 			cfg_errs_add(e, "ai.model.name is required when ai.model.mode is local");
-		validate_ai_endpoint(c, pol, e);
+		validate_ai_endpoint(c, e);
 		return;
 	case CFG_AI_CLOUD:
 		if (!m->provider)
@@ -395,84 +366,22 @@ static void validate_ai(const struct cfg *c, const struct guard_policy *pol, str
 			cfg_errs_add(e,
 				     "ai.model.allow_egress=true is required when ai.model.mode is "
 				     "cloud");
-		validate_ai_endpoint(c, pol, e);
+		validate_ai_endpoint(c, e);
 		return;
-	}
-}
-
-struct endpoint_ctx {
-	const struct guard_policy *pol;
-	const char *key;
-	struct cfg_errs *e;
-};
-
-static int check_endpoint_host(const char *host, int port, void *ud)
-{
-	struct endpoint_ctx *x = ud;
-	char buf[256];
-
-	if (guard_host_normalize(host, buf, sizeof(buf)) < 0 ||
-	    !guard_policy_allows_host(x->pol, buf, (uint16_t)port))
-		cfg_errs_add(x->e, "%s host \"%s\" is not allowed in air-gap mode", x->key, host);
-	return 0;
-}
-
-static void check_url_host(struct endpoint_ctx *x, const char *url)
-{
-	struct guard_url u;
-
-	if (url && guard_url_parse(url, &u) == 0)
-		check_endpoint_host(u.host, u.port, x);
-}
-
-/* Air-gap on: every outbound endpoint of the configuration must pass the egress policy. */
-static void validate_air_gap_endpoints(const struct cfg *c, const struct guard_policy *pol,
-				       struct cfg_errs *e)
-{
-	struct endpoint_ctx x = { pol, "postgres.dsn", e };
-
-	cfg_dsn_hosts(c->postgres.dsn, check_endpoint_host, &x);
-	x.key = "nats.url";
-	for (const char *p = c->nats.url; p;) {
-		size_t len = strcspn(p, ",");
-		char *one = strndup(p, len);
-		struct guard_url u;
-
-		if (one && guard_url_parse(one, &u) == 0)
-			check_endpoint_host(u.host, u.port ? u.port : 4222, &x);
-		free(one);
-		p = p[len] ? p + len + 1 : NULL;
-	}
-	if (c->otlp.enabled) {
-		x.key = "otlp.endpoint";
-		check_url_host(&x, c->otlp.endpoint);
-	}
-	if (c->ai_model.mode == CFG_AI_LOCAL) {
-		x.key = "ai.model.endpoint";
-		check_url_host(&x, c->ai_model.endpoint);
 	}
 }
 
 void cfg_validate(const struct cfg *c, struct cfg_errs *e)
 {
-	struct guard_policy *pol = NULL;
-	size_t before;
-
 	validate_server(c, e);
 	validate_log(c, e);
 	validate_stores(c, e);
-	before = e->n;
 	validate_air_gap_lists(c, e);
-	if (e->n == before && guard_policy_new(c, &pol) < 0)
-		e->oom = 1;
 	if (c->air_gap.enabled && c->telemetry.enabled)
 		cfg_errs_add(e, "telemetry.enabled must be false when air_gap.enabled is true");
 	if (c->air_gap.enabled && c->ai_model.mode == CFG_AI_CLOUD)
 		cfg_errs_add(e, "ai.model.mode=cloud is not allowed when air_gap.enabled is true");
 	validate_telemetry(c, e);
 	validate_otlp(c, e);
-	validate_ai(c, pol, e);
-	if (c->air_gap.enabled && pol)
-		validate_air_gap_endpoints(c, pol, e);
-	guard_policy_free(pol);
+	validate_ai(c, e);
 }

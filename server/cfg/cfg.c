@@ -673,7 +673,8 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	}
 }
 
-int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
+int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
+		     char **ret_errors)
 {
 	struct cfg_errs e = { 0 };
 	struct cfg *c = calloc(1, sizeof(*c));
@@ -726,6 +727,16 @@ int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
 	/* a value that did not parse kept its default, so the rules can still run */
 	if (!e.oom)
 		cfg_validate(c, &e);
+	if (!e.oom && check) {
+		char *more = NULL;
+		int r = check(c, arg, &more);
+
+		if (r == -ENOMEM)
+			e.oom = 1;
+		else if (r < 0)
+			cfg_errs_add(&e, "%s", more ? more : strerror(-r));
+		free(more);
+	}
 
 	if (e.oom) {
 		free(e.buf);
@@ -740,6 +751,11 @@ int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
 	free(e.buf);
 	*ret_cfg = c;
 	return 0;
+}
+
+int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
+{
+	return cfg_load_checked(envp, NULL, NULL, ret_cfg, ret_errors);
 }
 
 const char *cfg_tls_mode_name(enum cfg_tls_mode m)

@@ -156,6 +156,16 @@ struct cfg {
  * *ret_errors may be NULL). On success sets *ret_cfg (free with cfg_free).
  */
 int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors);
+/*
+ * A check that a module above cfg adds to validation (the egress guard's endpoint check):
+ * called once with the merged configuration after cfg's own rules, also when they found
+ * errors. Returns 0, or -EINVAL with *ret_errors a malloc'd "err; err" string that cfg
+ * appends to its own, or -ENOMEM.
+ */
+typedef int (*cfg_check_fn)(const struct cfg *c, void *arg, char **ret_errors);
+/* cfg_load() plus check(c, arg) (check may be NULL). */
+int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
+		     char **ret_errors);
 struct cfg *cfg_free(struct cfg *c);
 
 /*
@@ -178,12 +188,6 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
  * "1h30m", "500ms"). Returns 0 and *ret_ms, or -EINVAL.
  */
 int cfg_parse_duration(const char *s, int64_t *ret_ms);
-
-/*
- * Splits "host:port" / "[v6]:port" / ":port". *ret_host is malloc'd ("" for the wildcard),
- * *ret_port 0..65535 (0: the kernel picks). Returns 0 or -EINVAL (-ENOMEM).
- */
-int cfg_split_hostport(const char *s, char **ret_host, int *ret_port);
 
 /* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
 bool cfg_addr_is_loopback(const char *hostport);

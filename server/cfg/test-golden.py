@@ -7,10 +7,50 @@ For each <case>.env in the folder (KEY=VALUE lines, '#' comments), runs the comm
 exactly that environment (plus TRSTCTL_CONFIG_FILE pointing at <case>.json when it exists)
 and compares stdout with <case>.stdout (exit 0 expected) or stderr with <case>.stderr
 (exit 1 expected). GOLDEN_UPDATE=1 rewrites the golden files from the actual output.
+
+With air-gap on, the command resolves endpoint names. So that no case can send a DNS
+query or read the machine's /etc/hosts, the whole test re-runs itself inside new network
+and mount namespaces (`unshare -n -m`, not even lo up) with a private /etc/hosts
+(localhost, plus <case>.hosts when it exists) and a private /etc/resolv.conf (nameserver
+127.0.0.1, unreachable there). Root only; exit 77 with the reason otherwise.
 """
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+
+NS_MARK = 'TRSTCTL_GOLDEN_IN_NS'
+BASE_HOSTS = '127.0.0.1 localhost\n::1 localhost\n'
+
+
+def reexec_in_namespaces():
+    if os.geteuid() != 0:
+        print('SKIP: needs root (a private /etc/hosts in a mount namespace)')
+        sys.exit(77)
+    if not shutil.which('unshare'):
+        print('SKIP: unshare (util-linux) not found')
+        sys.exit(77)
+    env = dict(os.environ)
+    env[NS_MARK] = '1'
+    r = subprocess.run(['unshare', '-n', '-m', '--propagation', 'private',
+                        sys.executable] + sys.argv, env=env)
+    sys.exit(r.returncode)
+
+
+def private_files(tmp):
+    """Bind-mounts private hosts and resolv.conf files; returns the hosts path."""
+    hosts = os.path.join(tmp, 'hosts')
+    resolv = os.path.join(tmp, 'resolv.conf')
+    with open(hosts, 'w') as f:
+        f.write(BASE_HOSTS)
+    with open(resolv, 'w') as f:
+        f.write('nameserver 127.0.0.1\noptions timeout:1 attempts:1\n')
+    for src, dst in ((hosts, '/etc/hosts'), (resolv, '/etc/resolv.conf')):
+        if subprocess.run(['mount', '--bind', src, dst]).returncode != 0:
+            print('SKIP: cannot bind-mount a private %s' % dst)
+            sys.exit(77)
+    return hosts
 
 
 def main():
@@ -21,6 +61,18 @@ def main():
     if not os.access(cmd[0], os.X_OK):
         print('SKIP: %s is not built' % cmd[0])
         return 77
+    if os.environ.get(NS_MARK) != '1':
+        reexec_in_namespaces()
+    tmp = tempfile.mkdtemp(prefix='trstctl-golden-')
+    try:
+        return run(folder, cmd, private_files(tmp))
+    finally:
+        for m in ('/etc/resolv.conf', '/etc/hosts'):
+            subprocess.run(['umount', '-l', m])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(folder, cmd, hosts):
     update = os.environ.get('GOLDEN_UPDATE') == '1'
     failures = 0
     cases = sorted(f[:-4] for f in os.listdir(folder) if f.endswith('.env'))
@@ -36,6 +88,12 @@ def main():
                 env[k] = v
         if os.path.exists(base + '.json'):
             env['TRSTCTL_CONFIG_FILE'] = base + '.json'
+        extra = ''
+        if os.path.exists(base + '.hosts'):
+            with open(base + '.hosts') as f:
+                extra = f.read()
+        with open(hosts, 'w') as f:  # same inode: the bind mount sees it
+            f.write(BASE_HOSTS + extra)
         p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            universal_newlines=True, timeout=30)
         if os.path.exists(base + '.stderr'):

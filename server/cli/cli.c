@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "cfg.h"
+#include "net.h"
 #include "cli.h"
 #include "trstctl-client.h"
 
@@ -29,7 +30,7 @@ static int client_addr(const char *server_addr, char *buf, size_t len)
 
 	if (!server_addr)
 		return -EINVAL;
-	r = cfg_split_hostport(server_addr, &host, &port);
+	r = net_split_hostport(server_addr, &host, &port);
 	if (r < 0)
 		return r;
 	if (port == 0)

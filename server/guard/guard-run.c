@@ -25,6 +25,7 @@
 
 #include "cfg.h"
 #include "enforcer.h"
+#include "guard-internal.h"
 #include "guard.h"
 #include "log.h"
 
@@ -39,7 +40,7 @@ static const char *const hook_names[GUARD_RUN_HOOKS] = {
 /* One allowed address of an allow_hosts name. */
 struct resolved {
 	size_t host;          /* index into hosts */
-	struct guard_addr addr;
+	struct net_addr addr;
 	time_t last_seen;     /* CLOCK_MONOTONIC seconds of the last answer holding it */
 };
 
@@ -67,6 +68,11 @@ struct guard_run {
 	size_t n_hosts;
 	struct resolved *resolved;
 	size_t n_resolved;
+	/* endpoint names (guard-names.c) and, per name, the last set the policy allowed */
+	struct guard_names *names;
+	struct guard_name *allowed; /* copies; n_addrs 0 until a good answer */
+	size_t n_names;
+	bool refresh; /* guard_run_refresh asked for a round now (under lock) */
 
 	pthread_t resolver, watchdog;
 	bool resolver_started, watchdog_started;
@@ -171,6 +177,16 @@ size_t guard_run_denials(struct guard_run *g, uint64_t before, struct guard_run_
 	return n;
 }
 
+void guard_run_refresh(struct guard_run *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	g->refresh = true;
+	pthread_cond_broadcast(&g->cond);
+	pthread_mutex_unlock(&g->lock);
+}
+
 void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *arg)
 {
 	if (!g)
@@ -184,13 +200,13 @@ void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *a
 /* ---- allow_hosts resolver --------------------------------------------------------- */
 
 /* Whether an answer may enter the kernel allow map (DNS rebinding is refused). */
-static bool answer_acceptable(const struct guard_run *g, const struct guard_addr *a)
+static bool answer_acceptable(const struct guard_run *g, const struct net_addr *a)
 {
-	enum guard_addr_class c = guard_addr_classify(a);
+	enum net_addr_class c = net_addr_classify(a);
 
-	if (c == GUARD_ADDR_METADATA)
+	if (c == NET_ADDR_METADATA)
 		return false;
-	return c == GUARD_ADDR_PUBLIC || g->ag->allow_private;
+	return c == NET_ADDR_PUBLIC || g->ag->allow_private;
 }
 
 /* Merge one successful answer of host h; returns true when the allowed set changed. */
@@ -200,17 +216,17 @@ static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *r
 	size_t i, kept = 0;
 
 	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		struct guard_addr a;
+		struct net_addr a;
 		char buf[64];
 		uint16_t port;
 
-		if (guard_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, &port) < 0)
+		if (net_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, &port) < 0)
 			continue;
 		if (!answer_acceptable(g, &a)) {
 			log_warn("allow_hosts answer ignored (not a public address)", "host", "%s",
 				 g->hosts[h].name, "address", "%s",
-				 guard_addr_format(&a, buf, sizeof(buf)), "class", "%s",
-				 guard_addr_class_name(guard_addr_classify(&a)));
+				 net_addr_format(&a, buf, sizeof(buf)), "class", "%s",
+				 net_addr_class_name(net_addr_classify(&a)));
 			continue;
 		}
 		for (i = 0; i < g->n_resolved; i++)
@@ -232,7 +248,7 @@ static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *r
 		g->resolved = n;
 		g->resolved[g->n_resolved++] = (struct resolved){ h, a, now };
 		log_info("allow_hosts address allowed", "host", "%s", g->hosts[h].name, "address",
-			 "%s", guard_addr_format(&a, buf, sizeof(buf)));
+			 "%s", net_addr_format(&a, buf, sizeof(buf)));
 		changed = true;
 	}
 	/* Addresses this host no longer answers with leave after the grace period. */
@@ -242,7 +258,7 @@ static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *r
 
 		if (r->host == h && now - r->last_seen > GUARD_RUN_GRACE_S) {
 			log_info("allow_hosts address expired", "host", "%s", g->hosts[h].name,
-				 "address", "%s", guard_addr_format(&r->addr, buf, sizeof(buf)));
+				 "address", "%s", net_addr_format(&r->addr, buf, sizeof(buf)));
 			*r = g->resolved[--g->n_resolved];
 			changed = true;
 			continue;
@@ -252,33 +268,104 @@ static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *r
 	return changed;
 }
 
-/* Loads policy prefixes + resolved addresses into the kernel. */
-static int push_rules(struct guard_run *g)
+static struct guard_prefix host_prefix(const struct net_addr *a, uint16_t port)
 {
-	size_t n = g->n_base + g->n_resolved, i;
-	struct guard_prefix *p = calloc(n ? n : 1, sizeof(*p));
-	int ret;
+	struct guard_prefix e = { .family = a->family, .port = port };
 
+	memcpy(e.addr, a->addr, 16);
+	e.prefix_len = e.family == AF_INET ? 32 : 128;
+	return e;
+}
+
+/*
+ * The rule set: policy prefixes, allow_hosts answers, and the allowed addresses of the
+ * endpoint names. An endpoint address keeps the port of the policy entry that allows it
+ * (any port only when the policy allows any port there), so it never widens the policy.
+ */
+static int build_rules(struct guard_run *g, struct guard_prefix **ret_p, size_t *ret_n)
+{
+	size_t n = g->n_base + g->n_resolved, i, k;
+	struct guard_prefix *p;
+
+	for (i = 0; i < g->n_names; i++)
+		n += g->allowed[i].n_addrs;
+	p = calloc(n ? n : 1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, g->base, g->n_base * sizeof(*p));
-	for (i = 0; i < g->n_resolved; i++) {
-		struct guard_prefix *e = &p[g->n_base + i];
+	k = g->n_base;
+	for (i = 0; i < g->n_resolved; i++)
+		p[k++] = host_prefix(&g->resolved[i].addr, 0);
+	for (i = 0; i < g->n_names; i++) {
+		const struct guard_name *nm = &g->allowed[i];
 
-		e->family = g->resolved[i].addr.family;
-		memcpy(e->addr, g->resolved[i].addr.addr, 16);
-		e->prefix_len = e->family == AF_INET ? 32 : 128;
+		for (size_t j = 0; j < nm->n_addrs; j++)
+			p[k++] = host_prefix(&nm->addrs[j],
+					     guard_policy_allows_addr(g->policy, &nm->addrs[j], 0) ?
+						     0 : nm->port);
 	}
+	*ret_p = p;
+	*ret_n = k;
+	return 0;
+}
+
+/* Loads policy prefixes + resolved addresses into the kernel. */
+static int push_rules(struct guard_run *g)
+{
+	struct guard_prefix *p;
+	size_t n;
+	int ret = build_rules(g, &p, &n);
+
+	if (ret < 0)
+		return ret;
 	ret = guard_enforcer_update(g->enf, p, n);
 	free(p);
 	return ret;
+}
+
+/*
+ * Looks the endpoint names up again; a name whose answer the policy allows gets exactly
+ * that answer; a refused answer is logged and the last allowed set stays (the kernel keeps
+ * denying the refused address); a failed lookup keeps the last set. Returns true when a
+ * set changed. Only the resolver thread (or start, before it exists) calls this.
+ */
+static bool names_round(struct guard_run *g, bool first)
+{
+	const struct guard_name *v;
+	bool changed = false;
+
+	if (!g->n_names || guard_names_resolve(g->names, GUARD_RUN_LOOKUP_MS) < 0)
+		return false;
+	guard_names_get(g->names, &v);
+	for (size_t i = 0; i < g->n_names; i++) {
+		struct guard_name *a = &g->allowed[i];
+		char why[512], buf[64];
+
+		if (v[i].listed)
+			continue; /* an allow_hosts name: the allow_hosts resolver's business */
+		if (guard_name_judge(&v[i], g->policy, why, sizeof(why)) < 0) {
+			if (!first)
+				log_error("endpoint name refused; keeping its last allowed addresses",
+					  "error", "%s", why);
+			continue;
+		}
+		if (a->n_addrs == v[i].n_addrs &&
+		    !memcmp(a->addrs, v[i].addrs, v[i].n_addrs * sizeof(v[i].addrs[0])))
+			continue;
+		*a = v[i];
+		changed = true;
+		for (size_t j = 0; j < a->n_addrs; j++)
+			log_info("endpoint name resolved", "key", "%s", a->key, "host", "%s",
+				 a->host, "address", "%s",
+				 net_addr_format(&a->addrs[j], buf, sizeof(buf)));
+	}
+	return changed;
 }
 
 /* One round: start lookups for idle names, wait up to timeout_ms, merge what came back. */
 static void resolve_round(struct guard_run *g, int timeout_ms)
 {
 	struct gaicb *list[g->n_hosts ? g->n_hosts : 1];
-	struct timespec deadline, left;
 	time_t now;
 	bool changed = false;
 	size_t h, m = 0;
@@ -299,32 +386,12 @@ static void resolve_round(struct guard_run *g, int timeout_ms)
 	if (m && (ret = getaddrinfo_a(GAI_NOWAIT, list, (int)m, NULL)) != 0)
 		log_warn("allow_hosts lookups not started", "error", "%s", gai_strerror(ret));
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
-	for (;;) {
-		const struct gaicb *wait[g->n_hosts ? g->n_hosts : 1];
-		struct timespec t;
-		size_t w = 0;
+	{
+		struct gaicb *wait[g->n_hosts ? g->n_hosts : 1];
 
 		for (h = 0; h < g->n_hosts; h++)
-			if (g->hosts[h].busy && gai_error(&g->hosts[h].cb) == EAI_INPROGRESS)
-				wait[w++] = &g->hosts[h].cb;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (!w || t.tv_sec > deadline.tv_sec ||
-		    (t.tv_sec == deadline.tv_sec && t.tv_nsec >= deadline.tv_nsec))
-			break;
-		left.tv_sec = deadline.tv_sec - t.tv_sec;
-		left.tv_nsec = deadline.tv_nsec - t.tv_nsec;
-		if (left.tv_nsec < 0) {
-			left.tv_sec--;
-			left.tv_nsec += 1000000000;
-		}
-		gai_suspend(wait, (int)w, &left);
+			wait[h] = g->hosts[h].busy ? &g->hosts[h].cb : NULL;
+		guard_lookup_wait(wait, g->n_hosts, timeout_ms);
 	}
 
 	now = mono_s();
@@ -352,6 +419,7 @@ static void resolve_round(struct guard_run *g, int timeout_ms)
 		s->cb.ar_result = NULL;
 	}
 	pthread_mutex_unlock(&g->lock);
+	changed |= names_round(g, false);
 	if (changed) {
 		ret = push_rules(g);
 		if (ret < 0)
@@ -360,8 +428,8 @@ static void resolve_round(struct guard_run *g, int timeout_ms)
 	}
 }
 
-/* Waits ms or until stop; returns true when stopping. */
-static bool wait_or_stop(struct guard_run *g, long ms)
+/* Waits ms, or until stop (or, with refresh, a guard_run_refresh); true when stopping. */
+static bool wait_or_stop(struct guard_run *g, long ms, bool refresh)
 {
 	struct timespec ts;
 	bool stop;
@@ -374,9 +442,12 @@ static bool wait_or_stop(struct guard_run *g, long ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	pthread_mutex_lock(&g->lock);
-	while (!g->stopping && pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
+	while (!g->stopping && !(refresh && g->refresh) &&
+	       pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
 		;
 	stop = g->stopping;
+	if (refresh)
+		g->refresh = false;
 	pthread_mutex_unlock(&g->lock);
 	return stop;
 }
@@ -385,7 +456,7 @@ static void *resolver_main(void *arg)
 {
 	struct guard_run *g = arg;
 
-	while (!wait_or_stop(g, GUARD_RUN_REFRESH_S * 1000L))
+	while (!wait_or_stop(g, GUARD_RUN_REFRESH_S * 1000L, true))
 		resolve_round(g, GUARD_RUN_LOOKUP_MS);
 	return NULL;
 }
@@ -397,7 +468,7 @@ static void *watchdog_main(void *arg)
 	struct guard_run *g = arg;
 	int ret;
 
-	while (!wait_or_stop(g, GUARD_RUN_WATCHDOG_MS)) {
+	while (!wait_or_stop(g, GUARD_RUN_WATCHDOG_MS, false)) {
 		ret = guard_enforcer_confirm(g->enf);
 		if (ret == 0)
 			continue;
@@ -420,7 +491,7 @@ static int tripwire_split(const char *s, char *host, size_t len, uint16_t *ret_p
 
 	if (!s)
 		return 0;
-	ret = cfg_split_hostport(s, &h, &port);
+	ret = net_split_hostport(s, &h, &port);
 	if (ret < 0)
 		return ret;
 	if (!*h || snprintf(host, len, "%s", h) >= (int)len)
@@ -445,6 +516,8 @@ static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_
 		.err_size = errlen,
 	};
 	struct guard_enforcer_info info;
+	struct guard_prefix *rules;
+	size_t n_rules;
 	char tw[64] = "";
 	int ret;
 
@@ -454,7 +527,11 @@ static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_
 		return -EINVAL;
 	}
 	ec.tripwire_addr = *tw ? tw : NULL;
-	ret = guard_enforcer_start(&ec, g->base, g->n_base, &g->enf);
+	ret = build_rules(g, &rules, &n_rules);
+	if (ret < 0)
+		return ret;
+	ret = guard_enforcer_start(&ec, rules, n_rules, &g->enf);
+	free(rules);
 	if (ret < 0)
 		return ret;
 	guard_enforcer_info(g->enf, &info);
@@ -496,6 +573,38 @@ static int hosts_init(struct guard_run *g)
 	for (i = 0; i < n; i++)
 		g->hosts[i].name = names[i];
 	g->n_hosts = n;
+	return 0;
+}
+
+/*
+ * The endpoint names, resolved now: start-up refuses a name that does not resolve or
+ * resolves to an address the policy refuses (the configuration check said the same a
+ * moment ago, unless DNS changed since).
+ */
+static int names_init(struct guard_run *g, const struct cfg *c, char *err, size_t errlen)
+{
+	struct guard_errs e = { 0 };
+	const struct guard_name *v;
+	int ret = guard_names_collect(c, g->policy, &g->names, &e);
+
+	if (ret == 0 && e.n) {
+		snprintf(err, errlen, "%s", e.buf);
+		ret = -EPERM;
+	}
+	free(e.buf);
+	if (ret < 0)
+		return ret;
+	g->n_names = guard_names_get(g->names, &v);
+	g->allowed = calloc(g->n_names ? g->n_names : 1, sizeof(*g->allowed));
+	if (!g->allowed)
+		return -ENOMEM;
+	for (size_t i = 0; i < g->n_names; i++)
+		g->allowed[i] = (struct guard_name){ .key = v[i].key, .port = v[i].port };
+	names_round(g, true);
+	for (size_t i = 0; i < g->n_names; i++) {
+		if (guard_name_judge(&v[i], g->policy, err, errlen) < 0)
+			return -EPERM;
+	}
 	return 0;
 }
 
@@ -543,6 +652,9 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 		snprintf(err, errlen, "building the allow list: %s", strerror(-ret));
 		goto fail;
 	}
+	ret = names_init(g, c, err, errlen);
+	if (ret < 0)
+		goto fail;
 	if (ag->enforcer == CFG_ENFORCER_USERSPACE) {
 		g->mode = GUARD_RUN_USERSPACE;
 		log_warn("EGRESS GUARD: userspace enforcement only (air_gap.enforcer=userspace): "
@@ -583,7 +695,7 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 	ret = -pthread_create(&g->watchdog, NULL, watchdog_main, g);
 	if (ret == 0) {
 		g->watchdog_started = true;
-		if (g->n_hosts) {
+		if (g->n_hosts || g->n_names) {
 			ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
 			g->resolver_started = ret == 0;
 		}
@@ -648,6 +760,8 @@ struct guard_run *guard_run_stop(struct guard_run *g)
 	}
 	free(g->hosts);
 	free(g->resolved);
+	free(g->allowed);
+	guard_names_free(g->names);
 	free(g->base);
 	free(g->denials);
 	guard_policy_free(g->policy);

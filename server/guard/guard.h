@@ -24,6 +24,8 @@ struct guard_prefix {
 #include <stddef.h>
 #include <sys/socket.h>
 
+#include "net.h"
+
 struct cfg;
 struct cfg_air_gap;
 struct guard_policy;
@@ -31,55 +33,10 @@ struct guard_policy;
 /* Room for any message guard_policy_check_url() writes. */
 #define GUARD_ERR_MAX 320
 
-enum guard_addr_class {
-	GUARD_ADDR_LOOPBACK,   /* 127/8, ::1, and 0.0.0.0, :: (they reach this host) */
-	GUARD_ADDR_PRIVATE,    /* 10/8, 172.16/12, 192.168/16, fc00::/7 */
-	GUARD_ADDR_LINK_LOCAL, /* 169.254/16, fe80::/10 */
-	GUARD_ADDR_METADATA,   /* 169.254.169.254, fd00:ec2::254: only an explicit CIDR allows */
-	GUARD_ADDR_PUBLIC,     /* everything else, CGNAT 100.64/10 included */
-};
-
-/* An address, normalised: IPv4-mapped (::ffff:a.b.c.d) and NAT64 (64:ff9b::/96) become IPv4. */
-struct guard_addr {
-	int family;       /* AF_INET or AF_INET6 */
-	uint8_t addr[16]; /* network order; IPv4 in the first 4 bytes, the rest zero */
-};
-
-/* Parses an IP literal (no brackets; an IPv6 zone "%eth0" is accepted and ignored). */
-int guard_addr_parse(const char *s, struct guard_addr *ret_addr);
-/* Converts a struct sockaddr_in/_in6; *ret_port is host order. -EAFNOSUPPORT otherwise. */
-int guard_addr_from_sockaddr(const struct sockaddr *sa, socklen_t len, struct guard_addr *ret_addr,
-			     uint16_t *ret_port);
-/* Formats an address ("10.0.0.1", "fd00::1") into buf (at least 46 bytes). */
-const char *guard_addr_format(const struct guard_addr *a, char *buf, size_t len);
-enum guard_addr_class guard_addr_classify(const struct guard_addr *a);
-const char *guard_addr_class_name(enum guard_addr_class c);
-
-/*
- * Parses an allow_cidrs entry: "a.b.c.d/n", "a.b.c.d/n:port", "x::/n" or "[x::/n]:port".
- * Host bits are cleared; an IPv4-mapped prefix of length >= 96 becomes IPv4. On -EINVAL,
- * *ret_why (if not NULL) points at a static reason ("missing \"/<length>\"", ...).
- */
+/* net_prefix_parse() into a guard_prefix (deny false). */
 int guard_prefix_parse(const char *s, struct guard_prefix *ret_prefix, const char **ret_why);
 /* True when prefix p contains address a (same family). */
-bool guard_prefix_contains(const struct guard_prefix *p, const struct guard_addr *a);
-
-/* Normalises a host: trim, lowercase, strip [] and one trailing dot. Returns -EINVAL if empty. */
-int guard_host_normalize(const char *host, char *buf, size_t len);
-
-/*
- * Parts of an absolute URL, split without resolving anything. host is normalised (lowercase,
- * no brackets, no trailing dot); port is the explicit port or the scheme default (http 80,
- * https 443, else 0). has_userinfo reports a "user[:pass]@" part.
- */
-struct guard_url {
-	char scheme[16];
-	char host[256];
-	uint16_t port;
-	bool has_userinfo;
-};
-/* Returns 0, -EINVAL (not an absolute URL) or -EDESTADDRREQ (no host). */
-int guard_url_parse(const char *url, struct guard_url *ret_url);
+bool guard_prefix_contains(const struct guard_prefix *p, const struct net_addr *a);
 
 /* Builds the policy from the air_gap block of c (air_gap.enabled false: allows everything). */
 int guard_policy_new(const struct cfg *c, struct guard_policy **ret_policy);
@@ -92,7 +49,7 @@ bool guard_policy_enabled(const struct guard_policy *p);
  * guard_policy_prefixes() decides (the kernel enforcer's longest-prefix match), so the two
  * layers agree by construction. port 0 matches only entries that allow any port.
  */
-bool guard_policy_allows_addr(const struct guard_policy *p, const struct guard_addr *a,
+bool guard_policy_allows_addr(const struct guard_policy *p, const struct net_addr *a,
 			      uint16_t port);
 /*
  * Decides a destination by name: an exact allow_hosts entry; an IP literal by
@@ -263,6 +220,11 @@ size_t guard_run_denials(struct guard_run *g, uint64_t before, struct guard_run_
  * a kernel guard, -EPROTO when it was not refused, or -errno; a line for people in detail.
  */
 int guard_run_tripwire(struct guard_run *g, char *detail, size_t len);
+/*
+ * Asks the resolver to look up the endpoint and allow_hosts names again now (say, before a
+ * reconnect), instead of at the next GUARD_RUN_REFRESH_S. Does not wait. Accepts NULL.
+ */
+void guard_run_refresh(struct guard_run *g);
 /* Sets (or with fn NULL clears) the denial hook; see guard_denial_hook_fn. */
 void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *arg);
 
@@ -274,6 +236,32 @@ void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *a
  * same syscalls; they must not block it. Returns 0, or -errno when a thread kept more.
  */
 int guard_caps_drop(uint64_t keep);
+
+/*
+ * ---- Endpoint names (guard-names.c) -----------------------------------------------
+ *
+ * With air-gap on, an outbound endpoint of the configuration (postgres.dsn hosts, nats.url
+ * hosts, otlp.endpoint, ai.model.endpoint) that is a name, not an IP literal, localhost or
+ * an allow_hosts entry, is resolved and allowed only when every address it resolves to is
+ * allowed by the policy on the endpoint's port. The running guard loads exactly those
+ * addresses into the kernel allow map and re-resolves them (guard_run_refresh).
+ */
+#include <stdio.h>
+
+struct guard_names;
+
+/*
+ * A cfg_check_fn (pass it to cfg_load_checked): checks every outbound endpoint of c against
+ * the egress policy, resolving names (at most GUARD_RUN_LOOKUP_MS). arg: NULL, or a
+ * struct guard_names ** that receives the names and what they resolved to (on success;
+ * free with guard_names_free). Returns 0, -EINVAL with *ret_errors ("postgres.dsn host
+ * \"pg.internal\" resolves to 8.8.8.8, a public address, not allowed in air-gap mode"),
+ * or -ENOMEM.
+ */
+int guard_config_check(const struct cfg *c, void *arg, char **ret_errors);
+/* One "resolved: <key> <host> -> <addr>, <addr>" line per name (for --check-config). */
+int guard_names_print(const struct guard_names *names, FILE *f);
+struct guard_names *guard_names_free(struct guard_names *names);
 
 /* ---- Exposure (guard_rpc.c, guard-metrics.c; built with the rpc and http modules) ---- */
 struct rpc_server;

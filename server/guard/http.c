@@ -24,7 +24,7 @@
 
 struct hop {
 	struct guard_policy *p;
-	struct guard_addr pinned[HTTP_MAX_PINNED];
+	struct net_addr pinned[HTTP_MAX_PINNED];
 	size_t n_pinned;
 	uint16_t port;
 	bool refused; /* the open-socket callback refused an address */
@@ -73,16 +73,16 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *sa)
 {
 	struct hop *h = ud;
-	struct guard_addr a;
+	struct net_addr a;
 	uint16_t port;
 
 	if (purpose == CURLSOCKTYPE_IPCXN &&
-	    guard_addr_from_sockaddr(&sa->addr, sa->addrlen, &a, &port) == 0) {
+	    net_addr_from_sockaddr(&sa->addr, sa->addrlen, &a, &port) == 0) {
 		for (size_t i = 0; i < h->n_pinned; i++)
 			if (h->pinned[i].family == a.family &&
 			    !memcmp(h->pinned[i].addr, a.addr, 16) && port == h->port)
 				return socket(sa->family, sa->socktype, sa->protocol);
-		guard_addr_format(&a, h->refused_addr, sizeof(h->refused_addr));
+		net_addr_format(&a, h->refused_addr, sizeof(h->refused_addr));
 	} else {
 		snprintf(h->refused_addr, sizeof(h->refused_addr), "a non-IP socket");
 	}
@@ -103,12 +103,12 @@ static bool is_localhost(const char *h)
  * itself, yes. Otherwise only when the name itself was allowlisted (allow_hosts), and never
  * to a metadata address, and "localhost" names only to loopback.
  */
-static bool resolved_ok(struct guard_policy *p, const char *host, const struct guard_addr *a,
+static bool resolved_ok(struct guard_policy *p, const char *host, const struct net_addr *a,
 			uint16_t port)
 {
 	if (!guard_policy_enabled(p) || guard_policy_allows_addr(p, a, port))
 		return true;
-	if (guard_addr_classify(a) == GUARD_ADDR_METADATA || is_localhost(host))
+	if (net_addr_classify(a) == NET_ADDR_METADATA || is_localhost(host))
 		return false;
 	return guard_policy_allows_host(p, host, port);
 }
@@ -117,12 +117,12 @@ static bool resolved_ok(struct guard_policy *p, const char *host, const struct g
 static int pin(struct hop *h, const char *host, char *err, size_t errlen)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	struct guard_addr a;
+	struct net_addr a;
 	char port_s[8];
 	int r;
 
 	h->n_pinned = 0;
-	if (guard_addr_parse(host, &a) == 0) {
+	if (net_addr_parse(host, &a) == 0) {
 		h->pinned[h->n_pinned++] = a;
 		return 0;
 	}
@@ -134,7 +134,7 @@ static int pin(struct hop *h, const char *host, char *err, size_t errlen)
 	for (ai = res; ai && h->n_pinned < HTTP_MAX_PINNED; ai = ai->ai_next) {
 		bool dup = false;
 
-		if (guard_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, NULL) < 0 ||
+		if (net_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, NULL) < 0 ||
 		    !resolved_ok(h->p, host, &a, h->port))
 			continue;
 		for (size_t i = 0; i < h->n_pinned; i++)
@@ -162,7 +162,7 @@ static struct curl_slist *resolve_list(const struct hop *h, const char *host)
 	for (size_t i = 0; i < h->n_pinned && n < sizeof(line); i++) {
 		char buf[64];
 
-		guard_addr_format(&h->pinned[i], buf, sizeof(buf));
+		net_addr_format(&h->pinned[i], buf, sizeof(buf));
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s%s%s", i ? "," : "",
 				      h->pinned[i].family == AF_INET6 ? "[" : "", buf,
 				      h->pinned[i].family == AF_INET6 ? "]" : "");
@@ -171,7 +171,7 @@ static struct curl_slist *resolve_list(const struct hop *h, const char *host)
 }
 
 /* Checks one hop's URL: the policy, http(s) only, and that curl reads the same host. */
-static int check_hop(struct guard_policy *p, const char *url, struct guard_url *ret_u,
+static int check_hop(struct guard_policy *p, const char *url, struct net_url *ret_u,
 		     char **ret_curl_host, char *err, size_t errlen)
 {
 	CURLU *cu;
@@ -181,7 +181,7 @@ static int check_hop(struct guard_policy *p, const char *url, struct guard_url *
 
 	if (r < 0)
 		return r;
-	if (guard_url_parse(url, ret_u) < 0)
+	if (net_url_parse(url, ret_u) < 0)
 		return fail(err, errlen, -EPERM, "egress blocked: invalid URL");
 	if (strcmp(ret_u->scheme, "http") && strcmp(ret_u->scheme, "https"))
 		return fail(err, errlen, -EPERM,
@@ -192,7 +192,7 @@ static int check_hop(struct guard_policy *p, const char *url, struct guard_url *
 		return fail(err, errlen, -ENOMEM, "out of memory");
 	if (curl_url_set(cu, CURLUPART_URL, url, 0) != CURLUE_OK ||
 	    curl_url_get(cu, CURLUPART_HOST, &ch, 0) != CURLUE_OK ||
-	    guard_host_normalize(ch, norm, sizeof(norm)) < 0 || strcmp(norm, ret_u->host) != 0) {
+	    net_host_normalize(ch, norm, sizeof(norm)) < 0 || strcmp(norm, ret_u->host) != 0) {
 		curl_free(ch);
 		curl_url_cleanup(cu);
 		if (guard_policy_enabled(p))
@@ -225,7 +225,7 @@ static int do_hop(const struct guard_http_request *req, struct hop *h, const cha
 
 	if (!c)
 		return fail(err, errlen, -ENOMEM, "out of memory");
-	if (guard_addr_parse(host, &(struct guard_addr){ 0 }) < 0) {
+	if (net_addr_parse(host, &(struct net_addr){ 0 }) < 0) {
 		resolve = resolve_list(h, host);
 		if (!resolve) {
 			r = fail(err, errlen, -ENOMEM, "out of memory");
@@ -310,7 +310,7 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 	if (!url)
 		return fail(err, errlen, -ENOMEM, "out of memory");
 	for (int hops = 0;; hops++) {
-		struct guard_url u;
+		struct net_url u;
 		char *curl_host = NULL, *loc = NULL, *nurl;
 		long status = 0, left = deadline - now_ms();
 

@@ -69,7 +69,7 @@ static struct guard_policy *policy(bool enabled, bool allow_private, const char 
 }
 
 /* The kernel's view: the most specific prefix decides; deny, or a port that differs, denies. */
-static bool lpm_decide(const struct guard_prefix *v, size_t n, const struct guard_addr *a,
+static bool lpm_decide(const struct guard_prefix *v, size_t n, const struct net_addr *a,
 		       uint16_t port)
 {
 	const struct guard_prefix *best = NULL;
@@ -108,10 +108,10 @@ static void test_case_table(void **state)
 			continue;
 		}
 		if (sscanf(line, "%127s %u %15s", a, &port, want) == 3 && p) {
-			struct guard_addr addr;
+			struct net_addr addr;
 			bool exp = strcmp(want, "allow") == 0;
 
-			if (guard_addr_parse(a, &addr) < 0)
+			if (net_addr_parse(a, &addr) < 0)
 				fail_msg("%s:%zu: bad address %s", EGRESS_CASES, lineno, a);
 			if (guard_policy_allows_addr(p, &addr, (uint16_t)port) != exp)
 				fail_msg("%s:%zu: policy says %s for %s %u", EGRESS_CASES, lineno,
@@ -134,47 +134,47 @@ static void test_classify(void **state)
 {
 	static const struct {
 		const char *addr;
-		enum guard_addr_class c;
+		enum net_addr_class c;
 	} cases[] = {
-		{ "127.0.0.1", GUARD_ADDR_LOOPBACK },
-		{ "::1", GUARD_ADDR_LOOPBACK },
-		{ "0.0.0.0", GUARD_ADDR_LOOPBACK },
-		{ "::", GUARD_ADDR_LOOPBACK },
-		{ "::ffff:127.0.0.9", GUARD_ADDR_LOOPBACK },
-		{ "10.9.9.9", GUARD_ADDR_PRIVATE },
-		{ "172.20.0.1", GUARD_ADDR_PRIVATE },
-		{ "192.168.0.1", GUARD_ADDR_PRIVATE },
-		{ "fd12::1", GUARD_ADDR_PRIVATE },
-		{ "169.254.0.1", GUARD_ADDR_LINK_LOCAL },
-		{ "fe80::1%eth0", GUARD_ADDR_LINK_LOCAL },
-		{ "169.254.169.254", GUARD_ADDR_METADATA },
-		{ "::ffff:169.254.169.254", GUARD_ADDR_METADATA },
-		{ "64:ff9b::a9fe:a9fe", GUARD_ADDR_METADATA },
-		{ "fd00:ec2::254", GUARD_ADDR_METADATA },
-		{ "100.64.0.1", GUARD_ADDR_PUBLIC },
-		{ "8.8.8.8", GUARD_ADDR_PUBLIC },
-		{ "64:ff9b::808:808", GUARD_ADDR_PUBLIC },
-		{ "2001:db8::1", GUARD_ADDR_PUBLIC },
-		{ "fec0::1", GUARD_ADDR_PUBLIC },
+		{ "127.0.0.1", NET_ADDR_LOOPBACK },
+		{ "::1", NET_ADDR_LOOPBACK },
+		{ "0.0.0.0", NET_ADDR_LOOPBACK },
+		{ "::", NET_ADDR_LOOPBACK },
+		{ "::ffff:127.0.0.9", NET_ADDR_LOOPBACK },
+		{ "10.9.9.9", NET_ADDR_PRIVATE },
+		{ "172.20.0.1", NET_ADDR_PRIVATE },
+		{ "192.168.0.1", NET_ADDR_PRIVATE },
+		{ "fd12::1", NET_ADDR_PRIVATE },
+		{ "169.254.0.1", NET_ADDR_LINK_LOCAL },
+		{ "fe80::1%eth0", NET_ADDR_LINK_LOCAL },
+		{ "169.254.169.254", NET_ADDR_METADATA },
+		{ "::ffff:169.254.169.254", NET_ADDR_METADATA },
+		{ "64:ff9b::a9fe:a9fe", NET_ADDR_METADATA },
+		{ "fd00:ec2::254", NET_ADDR_METADATA },
+		{ "100.64.0.1", NET_ADDR_PUBLIC },
+		{ "8.8.8.8", NET_ADDR_PUBLIC },
+		{ "64:ff9b::808:808", NET_ADDR_PUBLIC },
+		{ "2001:db8::1", NET_ADDR_PUBLIC },
+		{ "fec0::1", NET_ADDR_PUBLIC },
 	};
 	static const char *const bad[] = { "",	    "1.2.3",	    "1.2.3.4.5", "example.com",
 					   "[::1]", "1.2.3.4%eth0", "fe80::1%",	 "::1/128" };
-	struct guard_addr a;
+	struct net_addr a;
 	char buf[64];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(guard_addr_parse(cases[i].addr, &a), 0);
-		if (guard_addr_classify(&a) != cases[i].c)
+		assert_int_equal(net_addr_parse(cases[i].addr, &a), 0);
+		if (net_addr_classify(&a) != cases[i].c)
 			fail_msg("%s: got %s want %s", cases[i].addr,
-				 guard_addr_class_name(guard_addr_classify(&a)),
-				 guard_addr_class_name(cases[i].c));
+				 net_addr_class_name(net_addr_classify(&a)),
+				 net_addr_class_name(cases[i].c));
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(guard_addr_parse(bad[i], &a), -EINVAL);
-	assert_int_equal(guard_addr_parse("::ffff:10.1.2.3", &a), 0);
+		assert_int_equal(net_addr_parse(bad[i], &a), -EINVAL);
+	assert_int_equal(net_addr_parse("::ffff:10.1.2.3", &a), 0);
 	assert_int_equal(a.family, AF_INET);
-	assert_string_equal(guard_addr_format(&a, buf, sizeof(buf)), "10.1.2.3");
+	assert_string_equal(net_addr_format(&a, buf, sizeof(buf)), "10.1.2.3");
 }
 
 static void test_sockaddr(void **state)
@@ -183,16 +183,16 @@ static void test_sockaddr(void **state)
 	struct sockaddr_un_like {
 		sa_family_t family;
 	} su = { AF_UNIX };
-	struct guard_addr a;
+	struct net_addr a;
 	uint16_t port;
 
 	(void)state;
 	inet_pton(AF_INET6, "::ffff:8.8.4.4", &s6.sin6_addr);
-	assert_int_equal(guard_addr_from_sockaddr((struct sockaddr *)&s6, sizeof(s6), &a, &port),
+	assert_int_equal(net_addr_from_sockaddr((struct sockaddr *)&s6, sizeof(s6), &a, &port),
 			 0);
 	assert_int_equal(a.family, AF_INET);
 	assert_int_equal(port, 443);
-	assert_int_equal(guard_addr_from_sockaddr((struct sockaddr *)&su, sizeof(su), &a, &port),
+	assert_int_equal(net_addr_from_sockaddr((struct sockaddr *)&su, sizeof(su), &a, &port),
 			 -EAFNOSUPPORT);
 }
 
@@ -236,7 +236,7 @@ static void test_prefix_parse(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		struct guard_addr a = { 0 };
+		struct net_addr a = { 0 };
 
 		if (guard_prefix_parse(ok[i].s, &p, NULL) != 0)
 			fail_msg("%s: rejected", ok[i].s);
@@ -245,7 +245,7 @@ static void test_prefix_parse(void **state)
 		assert_int_equal(p.port, ok[i].port);
 		a.family = p.family;
 		memcpy(a.addr, p.addr, 16);
-		assert_string_equal(guard_addr_format(&a, buf, sizeof(buf)), ok[i].net);
+		assert_string_equal(net_addr_format(&a, buf, sizeof(buf)), ok[i].net);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		const char *why = NULL;
@@ -296,11 +296,11 @@ static void test_url_parse(void **state)
 		{ "http:///path", -EDESTADDRREQ },
 		{ "http://user@/path", -EDESTADDRREQ },
 	};
-	struct guard_url u;
+	struct net_url u;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		if (guard_url_parse(ok[i].url, &u) != 0)
+		if (net_url_parse(ok[i].url, &u) != 0)
 			fail_msg("%s: rejected", ok[i].url);
 		assert_string_equal(u.scheme, ok[i].scheme);
 		assert_string_equal(u.host, ok[i].host);
@@ -308,7 +308,7 @@ static void test_url_parse(void **state)
 		assert_int_equal(u.has_userinfo, ok[i].userinfo);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		if (guard_url_parse(bad[i].url, &u) != bad[i].r)
+		if (net_url_parse(bad[i].url, &u) != bad[i].r)
 			fail_msg("%s: want %d", bad[i].url, bad[i].r);
 }
 

@@ -17,7 +17,7 @@
 
 #include <microhttpd.h>
 
-#include "cfg.h"
+#include "net.h"
 #include "http.h"
 
 #define HTTP_MAX_CALLBACKS 32
@@ -190,7 +190,7 @@ static int parse_addr(struct http_server *s, const char *addr)
 
 	if (!addr)
 		return -EINVAL;
-	ret = cfg_split_hostport(addr, &host, &port);
+	ret = net_split_hostport(addr, &host, &port);
 	if (ret < 0)
 		return ret;
 	snprintf(portbuf, sizeof(portbuf), "%d", port);

@@ -107,12 +107,12 @@ static void check_case(struct guard_policy *p, const char *addr, unsigned int po
 	struct probe pr = { .op = PROBE_CONNECT, .type = SOCK_STREAM, .addr = addr,
 			    .port = (uint16_t)port, .expect = allow ? PROBE_NOT_EPERM : EPERM,
 			    .name = addr };
-	struct guard_addr a;
+	struct net_addr a;
 	bool user;
 	int r;
 
 	pr.family = strchr(addr, ':') ? AF_INET6 : AF_INET;
-	if (guard_addr_parse(addr, &a) < 0) {
+	if (net_addr_parse(addr, &a) < 0) {
 		printf("not ok line %d: cannot parse %s\n", lineno, addr);
 		failures++;
 		return;
