@@ -20,9 +20,7 @@
      pinned trips map on the bpffs says total 0.
 
 Root is needed (mmdebstrap, buildah, namespaces, BPF); without it, or without the tools
-that scripts/install-deps installs, the test exits 77 saying why. Step 5 exits 77 (after
-every other check passed) while trstctl refuses datastore host names in air-gap mode, the
-gap that issue 13 part 1 closes.
+that scripts/install-deps installs, the test exits 77 saying why.
 """
 
 import io
@@ -48,7 +46,6 @@ CHROOT = shutil.which('chroot') or '/usr/sbin/chroot'
 INSTALL_MD = os.path.join(REPO, 'docs', 'install.md')
 PG_ADDR, NATS_ADDR = '10.20.0.5', '10.20.0.6'
 POD_UID = 'e2e-pod-uid'
-PART1_MSG = 'is not allowed in air-gap mode'
 TOOLS = ('buildah', 'skopeo', 'mmdebstrap', 'umoci', 'gpg', 'shasum', 'make', 'unshare',
          'chroot', 'ip', 'bpftool', 'nats-server', 'openssl', 'psql')
 
@@ -338,11 +335,6 @@ def serve_phase(rootfs, rendered):
         c.check(env['TRSTCTL_AIRGAP_BPF_PIN_PATH'] == '/sys/fs/bpf/trstctl/' + POD_UID,
                 'the rendered pin path is per pod', env['TRSTCTL_AIRGAP_BPF_PIN_PATH'])
         rc, out = run([CHROOT, rootfs, '/usr/local/bin/trstctl', '--check-config'], env=env)
-        if rc != 0 and PART1_MSG in out and 'pg.internal' in out:
-            print('--check-config: %s' % out.strip()[-400:])
-            print('SKIP: the image refuses its datastore host names in air-gap mode; passes '
-                  'once private names resolve (issue 13, part 1)')
-            return SKIP if not c.failed else 1
         c.check(rc == 0 and re.search(r'^air_gap\.enabled: true$', out, re.M) and
                 re.search(r'^air_gap\.enforcer: ebpf$', out, re.M),
                 "the image's trstctl --check-config passes the rendered environment "
@@ -362,11 +354,6 @@ def serve_phase(rootfs, rendered):
             time.sleep(0.5)
         log.seek(0)
         logtext = log.read()
-        if not healthy and PART1_MSG in logtext and 'pg.internal' in logtext:
-            print('server log: %s' % logtext.strip()[-500:])
-            print('SKIP: the image starts but refuses its datastore host names in air-gap '
-                  'mode; passes once private names resolve (issue 13, part 1)')
-            return SKIP if not c.failed else 1
         c.must(healthy, "the image's trstctl --health-check answers SERVING "
                '(rendered environment, private names, real PostgreSQL and NATS)',
                out + '\n' + logtext[-2000:])

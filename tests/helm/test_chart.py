@@ -16,9 +16,8 @@
   the documented message.
 
 Exits 77 when helm is missing (scripts/install-deps fetches it) or, after every other check
-passed, when the check-config step cannot run: without root (the private /etc/hosts needs a
-mount namespace) or while trstctl refuses datastore host names in air-gap mode (issue 13,
-part 1).
+passed, when the check-config step cannot run without root (the private /etc/hosts needs a
+mount namespace).
 """
 
 import argparse
@@ -103,7 +102,7 @@ def run_with_hosts(hosts, argv, env):
 
 
 def check_config(c, docs, trstctl):
-    """Returns False when the check could not run (no root, or host names refused)."""
+    """Returns False when the check could not run (no root)."""
     if os.geteuid() != 0:
         print('skip: --check-config with a private /etc/hosts needs root (mount namespace)')
         return False
@@ -119,11 +118,6 @@ def check_config(c, docs, trstctl):
         env['TRSTCTL_STATE_DIR'] = os.path.join(tmp, 'data')
         r = run_with_hosts(PRIVATE_HOSTS, [trstctl, '--check-config'], env)
     out = r.stdout + r.stderr
-    if r.returncode != 0 and 'host "pg.internal" is not allowed in air-gap mode' in out:
-        # Name resolution of private datastore hosts (issue 13, part 1) is not in this build.
-        print('skip: trstctl refuses datastore host names in air-gap mode (%s); passes once '
-              'private names resolve (issue 13, part 1)' % out.strip()[-300:])
-        return False
     c.check(r.returncode == 0, 'the rendered environment passes trstctl --check-config',
             out.strip()[-600:])
     lines = [l for l in r.stdout.splitlines() if l.startswith('air_gap')]
