@@ -38,8 +38,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'helm'))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'served'))
 import chart  # noqa: E402
 import test_chart  # noqa: E402
+from test_guard import cgroup2_mount  # noqa: E402
 
 SKIP = 77
 CHROOT = shutil.which('chroot') or '/usr/sbin/chroot'
@@ -276,15 +278,6 @@ def server_env(docs):
     env = {'PATH': '/usr/local/bin:/usr/bin:/bin'}
     env.update(chart.container_env(docs, {'metadata.uid': POD_UID}))
     return env
-
-
-def cgroup2_mount():
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            left, _, right = line.partition(' - ')
-            if right.startswith('cgroup2 '):
-                return left.split()[4]
-    return None
 
 
 def serve_phase(rootfs, rendered):
