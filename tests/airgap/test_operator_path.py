@@ -314,7 +314,6 @@ def serve_phase(rootfs, rendered):
             c.must(subprocess.run(['mount'] + how + [src, target]).returncode == 0,
                    'mount %s on %s' % (src, target))
             mounts.append(target)
-        os.makedirs(os.path.join(rootfs, 'sys/fs/bpf/trstctl'), exist_ok=True)
         kekdir = os.path.join(rootfs, 'etc/trstctl/kek')
         os.makedirs(kekdir, exist_ok=True)
         with open(os.path.join(kekdir, 'kek.bin'), 'wb') as f:
