@@ -976,6 +976,8 @@ static void test_cache_second_server(void **state)
 	(void)state;
 	server2_open(&b);
 	assert_int_equal(c_create("cache/b", vals[0], strlen(vals[0]), NULL, NULL).code, 0);
+	/* Its listener comes up asynchronously; until then its cache is bypassed. */
+	wait_cache_on(b.s);
 	assert_int_equal(read2(&b, "cache/b", vals, 2), 1);
 	hits = cstats(b.s).hits;
 	assert_int_equal(read2(&b, "cache/b", vals, 2), 1);
