@@ -339,7 +339,8 @@ int main(int argc, char **argv)
 	}
 
 	/* cfg's rules plus the guard's endpoint check (names resolved), reported together */
-	r = cfg_load_checked(environ, guard_config_check, &names, &c, &errors);
+	r = cfg_load_checked(environ, guard_config_check,
+			     cmd == CMD_CHECK_CONFIG ? &names : NULL, &c, &errors);
 	if (r < 0) {
 		fprintf(stderr, "trstctl: configuration: %s\n", errors ? errors : strerror(-r));
 		free(errors);
@@ -352,7 +353,6 @@ int main(int argc, char **argv)
 		cfg_free(c);
 		return r;
 	}
-	names = guard_names_free(names); /* the running guard resolves them again */
 	if (cmd == CMD_SUB) {
 		r = subcommands[sub].run(argc - 1, argv + 1, c);
 		cfg_free(c);

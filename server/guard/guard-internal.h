@@ -41,8 +41,11 @@ void guard_errs_add(struct guard_errs *e, const char *fmt, ...)
  */
 int guard_names_collect(const struct cfg *c, const struct guard_policy *pol,
 			struct guard_names **ret_names, struct guard_errs *e);
-/* Resolves every name at once, waiting at most timeout_ms; sets error/addrs of each. */
-int guard_names_resolve(struct guard_names *names, int timeout_ms);
+/*
+ * Resolves the names at once (allow_hosts names only with listed_too), waiting at most
+ * timeout_ms; sets error/addrs of each name looked up. Returns 0 or -ENOMEM.
+ */
+int guard_names_resolve(struct guard_names *names, bool listed_too, int timeout_ms);
 /*
  * Whether a resolved name may be reached: 0, or -ENOENT (did not resolve) / -EPERM (an
  * address the policy refuses on its port) with the message in why.

@@ -193,7 +193,7 @@ static void keep_answer(struct guard_name *nm, const struct addrinfo *res)
 	}
 }
 
-int guard_names_resolve(struct guard_names *names, int timeout_ms)
+int guard_names_resolve(struct guard_names *names, bool listed_too, int timeout_ms)
 {
 	size_t n = names->n;
 	struct gaicb *cbs = calloc(n ? n : 1, sizeof(*cbs));
@@ -206,18 +206,26 @@ int guard_names_resolve(struct guard_names *names, int timeout_ms)
 		free(list);
 		return -ENOMEM;
 	}
+	size_t m = 0;
+
 	for (size_t i = 0; i < n; i++) {
+		if (names->v[i].listed && !listed_too)
+			continue;
 		cbs[i].ar_name = names->v[i].host;
 		cbs[i].ar_request = &hints;
-		list[i] = &cbs[i];
+		list[m++] = &cbs[i];
 	}
-	if (n && getaddrinfo_a(GAI_NOWAIT, list, (int)n, NULL) != 0)
+	if (m && getaddrinfo_a(GAI_NOWAIT, list, (int)m, NULL) != 0)
 		ret = -EAGAIN; /* every name reports EAI_AGAIN */
 	if (ret == 0)
-		guard_lookup_wait(list, n, timeout_ms);
+		guard_lookup_wait(list, m, timeout_ms);
 	for (size_t i = 0; i < n; i++) {
 		struct guard_name *nm = &names->v[i];
-		int r = ret ? EAI_AGAIN : gai_error(&cbs[i]);
+		int r;
+
+		if (!cbs[i].ar_name)
+			continue; /* not looked up */
+		r = ret ? EAI_AGAIN : gai_error(&cbs[i]);
 
 		if (r == EAI_INPROGRESS) {
 			gai_cancel(&cbs[i]);
@@ -327,7 +335,9 @@ int guard_config_check(const struct cfg *c, void *arg, char **ret_errors)
 		return r;
 	r = guard_names_collect(c, pol, &names, &e);
 	if (r == 0)
-		r = guard_names_resolve(names, GUARD_RUN_LOOKUP_MS);
+		/* allow_hosts names are allowed whatever they resolve to: looked up only to
+		 * be printed */
+		r = guard_names_resolve(names, keep != NULL, GUARD_RUN_LOOKUP_MS);
 	for (size_t i = 0; r == 0 && i < names->n; i++) {
 		char why[512];
 
@@ -337,7 +347,7 @@ int guard_config_check(const struct cfg *c, void *arg, char **ret_errors)
 	guard_policy_free(pol);
 	if (r == 0 && e.oom)
 		r = -ENOMEM;
-	if (r == 0 && keep)
+	if (r == 0 && keep && !e.n)
 		*keep = names;
 	else
 		guard_names_free(names);

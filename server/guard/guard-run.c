@@ -334,7 +334,7 @@ static bool names_round(struct guard_run *g, bool first)
 	const struct guard_name *v;
 	bool changed = false;
 
-	if (!g->n_names || guard_names_resolve(g->names, GUARD_RUN_LOOKUP_MS) < 0)
+	if (!g->n_names || guard_names_resolve(g->names, false, GUARD_RUN_LOOKUP_MS) < 0)
 		return false;
 	guard_names_get(g->names, &v);
 	for (size_t i = 0; i < g->n_names; i++) {

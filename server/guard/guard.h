@@ -254,7 +254,8 @@ struct guard_names;
  * A cfg_check_fn (pass it to cfg_load_checked): checks every outbound endpoint of c against
  * the egress policy, resolving names (at most GUARD_RUN_LOOKUP_MS). arg: NULL, or a
  * struct guard_names ** that receives the names and what they resolved to (on success;
- * free with guard_names_free). Returns 0, -EINVAL with *ret_errors ("postgres.dsn host
+ * free with guard_names_free); only then are allow_hosts endpoint names looked up too
+ * (for --check-config: they are allowed whatever they resolve to). Returns 0, -EINVAL with *ret_errors ("postgres.dsn host
  * \"pg.internal\" resolves to 8.8.8.8, a public address, not allowed in air-gap mode"),
  * or -ENOMEM.
  */
