@@ -345,6 +345,7 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		fprintf(stderr, "trstctl: configuration: %s\n", errors ? errors : strerror(-r));
 		free(errors);
+		guard_names_free(names); /* kept by the guard's check when another rule failed */
 		return 1;
 	}
 	if (cmd == CMD_CHECK_CONFIG) {

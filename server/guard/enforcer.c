@@ -624,6 +624,21 @@ static int pin_prepare(struct guard_enforcer *e, const struct guard_enforcer_con
 		slash[1] = '\0';
 	else
 		*slash = '\0';
+	/*
+	 * A missing parent is created when its own parent is a bpffs: the chart's per-pod
+	 * folder /sys/fs/bpf/trstctl/<pod uid> on a node where no pod pinned before.
+	 */
+	if (cfg->pin_path && statfs(parent, &sfs) < 0 && errno == ENOENT) {
+		char up[PATH_MAX];
+
+		snprintf(up, sizeof(up), "%s", parent);
+		slash = strrchr(up, '/');
+		if (slash && slash != up) {
+			*slash = '\0';
+			if (statfs(up, &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC_)
+				(void)mkdir(parent, 0700);
+		}
+	}
 	if (statfs(parent, &sfs) < 0 || sfs.f_type != BPF_FS_MAGIC_) {
 		if (!cfg->pin_path) {
 			e->pin_path[0] = '\0'; /* no bpffs at the default place: run unpinned */

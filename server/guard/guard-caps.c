@@ -155,9 +155,18 @@ int guard_caps_drop(uint64_t keep)
 	ret = drop_self(keep);
 	sent = ret < 0 ? ret : for_other_threads(signal_thread, &sig);
 	if (sent > 0) {
-		/* Wait (at most 2 s) for every signalled thread to run its handler. */
-		for (int i = 0; i < 2000 && atomic_load(&drop_acks) < sent; i++)
+		/*
+		 * Wait (at most 3 s) until every signalled thread ran its handler or ended. A
+		 * thread that blocks every signal never runs it: glibc's getaddrinfo_a helpers,
+		 * started by the guard's name lookups, end by themselves after about a second
+		 * idle. So the wait also ends once no other thread keeps a capability, which is
+		 * what the check below proves anyway.
+		 */
+		for (int i = 0; i < 3000 && atomic_load(&drop_acks) < sent; i++) {
+			if (i % 50 == 49 && for_other_threads(check_thread, &keep) >= 0)
+				break;
 			nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+		}
 	}
 	pthread_sigmask(SIG_SETMASK, &oldset, NULL);
 	/* A handler still pending somewhere must not meet the default action (terminate). */
@@ -167,10 +176,10 @@ int guard_caps_drop(uint64_t keep)
 		return sent;
 	if (atomic_load(&drop_failures) > 0)
 		return -EPERM;
-	if (atomic_load(&drop_acks) < sent)
-		return -ETIMEDOUT;
 	ret = check_thread((pid_t)syscall(SYS_gettid), &keep);
 	if (ret == 0)
 		ret = for_other_threads(check_thread, &keep);
+	if (ret < 0 && atomic_load(&drop_acks) < sent)
+		return -ETIMEDOUT; /* a thread neither ran the handler nor ended */
 	return ret < 0 ? ret : 0;
 }
