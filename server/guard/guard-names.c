@@ -30,37 +30,33 @@ struct guard_names {
 	size_t n;
 };
 
+/*
+ * Waits for the lookups of list (NULL entries skipped) by polling gai_error() every 2 ms,
+ * not with gai_suspend(): glibc 2.36's gai_suspend with a timeout leaves its wait entries
+ * reachable from the requests after it returns, and the resolver thread's notification
+ * then writes into a dead stack frame (seen as a SIGSEGV in __gai_notify, about one
+ * --check-config in ten with MALLOC_PERTURB_ set). A few milliseconds of latency on a
+ * start-up or periodic lookup cost nothing.
+ */
 int guard_lookup_wait(struct gaicb **list, size_t n, int timeout_ms)
 {
-	struct timespec deadline, t, left;
+	struct timespec start, t;
+	const struct timespec tick = { 0, 2000000 };
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
-		const struct gaicb *wait[n ? n : 1];
-		size_t w = 0;
+		bool busy = false;
+		int64_t ms;
 
-		for (size_t i = 0; i < n; i++)
-			if (list[i] && gai_error(list[i]) == EAI_INPROGRESS)
-				wait[w++] = list[i];
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if (!w)
+		for (size_t i = 0; i < n && !busy; i++)
+			busy = list[i] && gai_error(list[i]) == EAI_INPROGRESS;
+		if (!busy)
 			return 0;
-		if (t.tv_sec > deadline.tv_sec ||
-		    (t.tv_sec == deadline.tv_sec && t.tv_nsec >= deadline.tv_nsec))
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = (int64_t)(t.tv_sec - start.tv_sec) * 1000 + (t.tv_nsec - start.tv_nsec) / 1000000;
+		if (ms >= timeout_ms)
 			return -ETIMEDOUT;
-		left.tv_sec = deadline.tv_sec - t.tv_sec;
-		left.tv_nsec = deadline.tv_nsec - t.tv_nsec;
-		if (left.tv_nsec < 0) {
-			left.tv_sec--;
-			left.tv_nsec += 1000000000;
-		}
-		gai_suspend(wait, (int)w, &left);
+		nanosleep(&tick, NULL);
 	}
 }
 
@@ -230,10 +226,10 @@ int guard_names_resolve(struct guard_names *names, bool listed_too, int timeout_
 		if (r == EAI_INPROGRESS) {
 			gai_cancel(&cbs[i]);
 			/* glibc may still own it: wait for it to let go before freeing */
-			const struct gaicb *one[1] = { &cbs[i] };
+			struct gaicb *one[1] = { &cbs[i] };
 
-			while (gai_error(&cbs[i]) == EAI_INPROGRESS)
-				gai_suspend(one, 1, NULL);
+			while (guard_lookup_wait(one, 1, 1000) < 0)
+				;
 			r = EAI_AGAIN;
 			nm->timed_out = true;
 		}

@@ -330,7 +330,7 @@ def serve_phase(rootfs, rendered):
         c.check(rc == 0 and re.search(r'^air_gap\.enabled: true$', out, re.M) and
                 re.search(r'^air_gap\.enforcer: ebpf$', out, re.M),
                 "the image's trstctl --check-config passes the rendered environment "
-                '(air_gap lines)', out[-800:])
+                '(air_gap lines)', 'exit %s\n%s' % (rc, out[:1500]))
         log = open(os.path.join(tmp, 'server.log'), 'w+')
         srv = subprocess.Popen([CHROOT, rootfs, '/usr/local/bin/trstctl', 'serve'], env=env,
                                stdout=log, stderr=subprocess.STDOUT)
