@@ -748,11 +748,9 @@ struct guard_run *guard_run_stop(struct guard_run *g)
 		struct host_slot *s = &g->hosts[h];
 
 		if (s->busy && gai_cancel(&s->cb) != EAI_CANCELED) {
-			const struct gaicb *one[1] = { &s->cb };
-			struct timespec t = { .tv_sec = 5 };
+			struct gaicb *one[1] = { &s->cb };
 
-			gai_suspend(one, 1, &t);
-			if (gai_error(&s->cb) == EAI_INPROGRESS)
+			if (guard_lookup_wait(one, 1, 5000) < 0)
 				return NULL; /* glibc still owns the slot: leak rather than corrupt */
 		}
 		if (s->cb.ar_result)
