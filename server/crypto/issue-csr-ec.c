@@ -150,14 +150,9 @@ static int check_der(const uint8_t *der, size_t n, const char *const *allowed_dn
 	if (crypto_der_get(&p, der + n, 0x30, &req, &req_len) < 0 || p != der + n)
 		return -EAGAIN;
 	p = req;
-	tbs = p;
-	if (crypto_der_get(&p, req + req_len, 0x30, &info_p, &info_len) < 0)
+	if (crypto_der_get_tlv(&p, req + req_len, 0x30, &tbs, &tbs_len) < 0 ||
+	    crypto_der_get_tlv(&p, req + req_len, 0x30, &alg, &alg_len) < 0)
 		return -EAGAIN;
-	tbs_len = (size_t)(p - tbs);
-	alg = p;
-	if (crypto_der_get(&p, req + req_len, 0x30, &v, &v_len) < 0)
-		return -EAGAIN;
-	alg_len = (size_t)(p - alg);
 	if (alg_len != sizeof(sigalg_ecdsa) + 1 || memcmp(alg, sigalg_ecdsa, sizeof(sigalg_ecdsa)) ||
 	    alg[alg_len - 1] < 0x02 || alg[alg_len - 1] > 0x04)
 		return -EAGAIN;
@@ -165,17 +160,14 @@ static int check_der(const uint8_t *der, size_t n, const char *const *allowed_dn
 	    sig_len < 2 || sig[0] != 0)
 		return -EAGAIN;
 	/* certificationRequestInfo: version 0, subject, subjectPKInfo, [0] attributes */
+	p = tbs;
+	if (crypto_der_get(&p, tbs + tbs_len, 0x30, &info_p, &info_len) < 0)
+		return -EAGAIN;
 	p = info_p;
-	if (crypto_der_get(&p, info_p + info_len, 0x02, &v, &v_len) < 0 || v_len != 1 || v[0])
+	if (crypto_der_get(&p, info_p + info_len, 0x02, &v, &v_len) < 0 || v_len != 1 || v[0] ||
+	    crypto_der_get_tlv(&p, info_p + info_len, 0x30, &subject, &subject_len) < 0 ||
+	    crypto_der_get_tlv(&p, info_p + info_len, 0x30, &spki, &spki_len) < 0)
 		return -EAGAIN;
-	subject = p;
-	if (crypto_der_get(&p, info_p + info_len, 0x30, &v, &v_len) < 0)
-		return -EAGAIN;
-	subject_len = (size_t)(p - subject);
-	spki = p;
-	if (crypto_der_get(&p, info_p + info_len, 0x30, &v, &v_len) < 0)
-		return -EAGAIN;
-	spki_len = (size_t)(p - spki);
 	if (p < info_p + info_len &&
 	    crypto_der_get(&p, info_p + info_len, 0xa0, &attrs, &attrs_len) < 0)
 		return -EAGAIN;

@@ -60,6 +60,10 @@ int crypto_der_time(struct crypto_der *d, int64_t t);
  * value. Returns 0 or -EINVAL (wrong tag, bad or indefinite length, truncated). */
 int crypto_der_get(const uint8_t **pp, const uint8_t *end, uint8_t want, const uint8_t **ret_val,
 		   size_t *ret_len);
+/* The same, but sets the whole TLV (header and value), for a value compared or hashed as
+ * encoded. */
+int crypto_der_get_tlv(const uint8_t **pp, const uint8_t *end, uint8_t want,
+		       const uint8_t **ret_tlv, size_t *ret_len);
 
 /* Base64 PEM: the body between "-----BEGIN <label>-----" and "-----END" (the encoder is
  * crypto_pem_encode, x509.h). */
