@@ -91,6 +91,14 @@ int ca_op_pack(struct ca_op *op, uint8_t **ret, size_t *ret_len);
 int ca_replayed(struct ca_service *svc, struct ca_ctx *ctx);
 /* After a hook refused the change as a twin's (-EEXIST): change_twin's answer, in ctx. */
 int ca_twin(struct ca_service *svc, struct ca_ctx *ctx);
+/*
+ * For a mutation that did not look its key up first (its checks before the change are of
+ * the request alone, and its change stores the reply under the key, so a retry of a
+ * committed call fails or conflicts inside the change): after a failure r, the stored
+ * reply answers when there is one (1, or -EINVAL for a request_id used for another
+ * request); otherwise r stands. r >= 0 is returned as is.
+ */
+int ca_replayed_on_failure(struct ca_service *svc, struct ca_ctx *ctx, int r);
 /* Runs op through the writer. Returns 0, 1 (replayed) or -errno. */
 int ca_op_write(struct ca_op *op);
 /* A list's limit from the requested page size (default and maximum of ca.h). */

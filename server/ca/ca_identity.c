@@ -79,8 +79,15 @@ static int identity_apply(struct ca_op *op, struct db_tx *tx)
 				   i->name));
 }
 
-int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct ca_identity_spec *s,
-		       struct ca_identity *ret)
+/*
+ * A create checks only the request's own values before its change, and the change stores
+ * the reply under the key in the same savepoint as the new row: so the key is looked up
+ * only after a failure (ca_replayed_on_failure), not before every create. A retry of a
+ * committed create fails there (the name or the key is taken, and its savepoint rolls
+ * back) and then answers with the stored reply.
+ */
+static int identity_create(struct ca_service *svc, struct ca_ctx *ctx,
+			   const struct ca_identity_spec *s, struct ca_identity *ret)
 {
 	struct ca_identity i = { 0 };
 	struct ca_op op = { .svc = svc, .ctx = ctx, .apply = identity_apply, .result = &i };
@@ -88,9 +95,7 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 	size_t el = sizeof(ctx->err);
 	int r;
 
-	r = ca_replayed(svc, ctx);
-	if (r != 0)
-		return r;
+	ca_ctx_clear(ctx);
 	if (ca_identity_kind_parse(s->kind, &i.kind, e, el) < 0 ||
 	    ca_validate_name("name", s->name, CA_NAME_MAX, e, el) < 0)
 		return -EINVAL;
@@ -127,6 +132,12 @@ int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct 
 		ca_identity_clear(&i);
 	}
 	return r;
+}
+
+int ca_identity_create(struct ca_service *svc, struct ca_ctx *ctx, const struct ca_identity_spec *s,
+		       struct ca_identity *ret)
+{
+	return ca_replayed_on_failure(svc, ctx, identity_create(svc, ctx, s, ret));
 }
 
 /* Reads an identity; with_cert adds its current certificate. */

@@ -149,6 +149,16 @@ int ca_twin(struct ca_service *svc, struct ca_ctx *ctx)
 	return lookup_done(ctx, &ch, change_twin(&ch));
 }
 
+int ca_replayed_on_failure(struct ca_service *svc, struct ca_ctx *ctx, int r)
+{
+	int rr;
+
+	if (r >= 0 || !ca_has_request_id(ctx))
+		return r;
+	rr = ca_replayed(svc, ctx);
+	return rr != 0 ? rr : r;
+}
+
 /* Runs op through the change room (its key was looked up by ca_replayed). Returns 0, 1
  * (a twin committed first: its stored reply is in ctx) or -errno. */
 int ca_op_write(struct ca_op *op)

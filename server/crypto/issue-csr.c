@@ -74,19 +74,13 @@ static bool ip_allowed(const ASN1_OCTET_STRING *s, const char *const *allowed, s
 	return false;
 }
 
-static int check_sans(X509_REQ *req, const char *const *allowed_dns, size_t n_dns,
-		      const char *const *allowed_ips, size_t n_ips, struct crypto_csr_info *info,
-		      char *err, size_t errlen)
+int crypto_csr_check_names(const GENERAL_NAMES *names, const char *const *allowed_dns,
+			   size_t n_dns, const char *const *allowed_ips, size_t n_ips,
+			   struct crypto_csr_info *info, char *err, size_t errlen)
 {
-	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-	GENERAL_NAMES *names = NULL;
 	char text[INET6_ADDRSTRLEN];
-	int r = 0, crit = 0;
+	int r = 0;
 
-	names = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL) : NULL;
-	if (!names && crit == -2)
-		r = crypto_set_err(err, errlen, -EINVAL,
-				   "the CSR has more than one subjectAltName extension");
 	for (int i = 0; r == 0 && names && i < sk_GENERAL_NAME_num(names); i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
 		int len;
@@ -121,14 +115,31 @@ static int check_sans(X509_REQ *req, const char *const *allowed_dns, size_t n_dn
 					   "name or an IP address");
 		}
 	}
+	return r;
+}
+
+static int check_sans(X509_REQ *req, const char *const *allowed_dns, size_t n_dns,
+		      const char *const *allowed_ips, size_t n_ips, struct crypto_csr_info *info,
+		      char *err, size_t errlen)
+{
+	STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+	GENERAL_NAMES *names = NULL;
+	int r = 0, crit = 0;
+
+	names = exts ? X509V3_get_d2i(exts, NID_subject_alt_name, &crit, NULL) : NULL;
+	if (!names && crit == -2)
+		r = crypto_set_err(err, errlen, -EINVAL,
+				   "the CSR has more than one subjectAltName extension");
+	if (r == 0)
+		r = crypto_csr_check_names(names, allowed_dns, n_dns, allowed_ips, n_ips, info,
+					   err, errlen);
 	GENERAL_NAMES_free(names);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
 	return r;
 }
 
-static void copy_cn(X509_REQ *req, struct crypto_csr_info *info)
+void crypto_csr_copy_cn(const X509_NAME *name, struct crypto_csr_info *info)
 {
-	X509_NAME *name = X509_REQ_get_subject_name(req);
 	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
 	unsigned char *utf8 = NULL;
 	int n;
@@ -157,6 +168,10 @@ int crypto_csr_check(const char *csr_pem, const char *const *allowed_dns, size_t
 	if (strlen(csr_pem) > CSR_PEM_MAX)
 		return crypto_set_err(err, errlen, -EINVAL, "csr_pem is larger than %d bytes",
 				      CSR_PEM_MAX);
+	/* the common case without OpenSSL's decoders; anything else is decided below */
+	if (crypto_csr_check_ec(csr_pem, allowed_dns, n_allowed_dns, allowed_ips, n_allowed_ips,
+				ret_info) == 0)
+		return 0;
 	b = BIO_new_mem_buf(csr_pem, -1);
 	if (!b)
 		return -ENOMEM;
@@ -174,7 +189,7 @@ int crypto_csr_check(const char *csr_pem, const char *const *allowed_dns, size_t
 		r = check_sans(req, allowed_dns, n_allowed_dns, allowed_ips, n_allowed_ips, &info,
 			       err, errlen);
 	if (r == 0) {
-		copy_cn(req, &info);
+		crypto_csr_copy_cn(X509_REQ_get_subject_name(req), &info);
 		*ret_info = info;
 	}
 	ERR_clear_error();

@@ -173,6 +173,19 @@ int crypto_der_get(const uint8_t **pp, const uint8_t *end, uint8_t want, const u
 	return 0;
 }
 
+int crypto_der_get_tlv(const uint8_t **pp, const uint8_t *end, uint8_t want,
+		       const uint8_t **ret_tlv, size_t *ret_len)
+{
+	const uint8_t *start = *pp, *v;
+	size_t n;
+
+	if (crypto_der_get(pp, end, want, &v, &n) < 0)
+		return -EINVAL;
+	*ret_tlv = start;
+	*ret_len = (size_t)(*pp - start);
+	return 0;
+}
+
 char *crypto_pem_encode(const char *label, const uint8_t *der, size_t n)
 {
 	size_t lines = (n + 47) / 48, cap = 2 * strlen(label) + 40 + lines * 65 + 1;
@@ -271,8 +284,8 @@ static size_t rsa_modulus_bits(const uint8_t *p, size_t n)
 int crypto_spki_classify(const uint8_t *spki, size_t len, char ret_alg[CRYPTO_KEY_ALG_LEN],
 			 bool *ret_rsa, const uint8_t **ret_bits, size_t *ret_bits_len)
 {
-	const uint8_t *p = spki, *body, *alg, *alg_body, *bits;
-	size_t body_len, alg_len, alg_body_len, bits_len, rsa_bits;
+	const uint8_t *p = spki, *body, *alg, *bits;
+	size_t body_len, alg_len, bits_len, rsa_bits;
 	const char *name = NULL;
 	bool rsa = false;
 	char rsa_name[CRYPTO_KEY_ALG_LEN];
@@ -280,10 +293,8 @@ int crypto_spki_classify(const uint8_t *spki, size_t len, char ret_alg[CRYPTO_KE
 	if (crypto_der_get(&p, spki + len, 0x30, &body, &body_len) < 0 || p != spki + len)
 		return -EINVAL;
 	p = body;
-	alg = p;
-	if (crypto_der_get(&p, body + body_len, 0x30, &alg_body, &alg_body_len) < 0)
+	if (crypto_der_get_tlv(&p, body + body_len, 0x30, &alg, &alg_len) < 0)
 		return -EINVAL;
-	alg_len = (size_t)(p - alg);
 	if (crypto_der_get(&p, body + body_len, 0x03, &bits, &bits_len) < 0 || bits_len < 2 ||
 	    bits[0] != 0)
 		return -EINVAL;

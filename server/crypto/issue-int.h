@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "x509.h"
 
@@ -59,6 +60,10 @@ int crypto_der_time(struct crypto_der *d, int64_t t);
  * value. Returns 0 or -EINVAL (wrong tag, bad or indefinite length, truncated). */
 int crypto_der_get(const uint8_t **pp, const uint8_t *end, uint8_t want, const uint8_t **ret_val,
 		   size_t *ret_len);
+/* The same, but sets the whole TLV (header and value), for a value compared or hashed as
+ * encoded. */
+int crypto_der_get_tlv(const uint8_t **pp, const uint8_t *end, uint8_t want,
+		       const uint8_t **ret_tlv, size_t *ret_len);
 
 /* Base64 PEM: the body between "-----BEGIN <label>-----" and "-----END" (the encoder is
  * crypto_pem_encode, x509.h). */
@@ -106,3 +111,19 @@ void crypto_hex_encode(const uint8_t *p, size_t n, char *out);
 /* Formats err (may be NULL) and returns code. */
 int crypto_set_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The subjectAltNames a CSR requests against the identity's names and addresses: counts
+ * them into info; -EINVAL with err set on the first one not allowed (issue-csr.c). */
+int crypto_csr_check_names(const GENERAL_NAMES *names, const char *const *allowed_dns,
+			   size_t n_dns, const char *const *allowed_ips, size_t n_ips,
+			   struct crypto_csr_info *info, char *err, size_t errlen);
+/* The subject's CN into info->cn when it is 1..CRYPTO_CN_MAX bytes of UTF-8 (issue-csr.c). */
+void crypto_csr_copy_cn(const X509_NAME *name, struct crypto_csr_info *info);
+/*
+ * crypto_csr_check for an ECDSA CSR without OpenSSL's decoders (issue-csr-ec.c). Returns 0
+ * with *ret_info set when it accepts; -EAGAIN for any other CSR, including every one it
+ * would refuse: the full check then decides, with its messages.
+ */
+int crypto_csr_check_ec(const char *csr_pem, const char *const *allowed_dns, size_t n_dns,
+			const char *const *allowed_ips, size_t n_ips,
+			struct crypto_csr_info *ret_info);

@@ -77,7 +77,7 @@ static bool utf8_valid(const char *s)
 /* Finds the SubjectPublicKeyInfo inside a DER CertificationRequest. */
 static int csr_spki(const uint8_t *der, size_t n, const uint8_t **ret_spki, size_t *ret_len)
 {
-	const uint8_t *p = der, *req, *info, *v, *start;
+	const uint8_t *p = der, *req, *info, *v;
 	size_t req_len, info_len, vn;
 
 	if (crypto_der_get(&p, der + n, 0x30, &req, &req_len) < 0 ||
@@ -85,13 +85,9 @@ static int csr_spki(const uint8_t *der, size_t n, const uint8_t **ret_spki, size
 		return -EINVAL;
 	p = info;
 	if (crypto_der_get(&p, info + info_len, 0x02, &v, &vn) < 0 ||
-	    crypto_der_get(&p, info + info_len, 0x30, &v, &vn) < 0)
+	    crypto_der_get(&p, info + info_len, 0x30, &v, &vn) < 0 ||
+	    crypto_der_get_tlv(&p, info + info_len, 0x30, ret_spki, ret_len) < 0)
 		return -EINVAL;
-	start = p;
-	if (crypto_der_get(&p, info + info_len, 0x30, &v, &vn) < 0)
-		return -EINVAL;
-	*ret_spki = start;
-	*ret_len = (size_t)(p - start);
 	return 0;
 }
 

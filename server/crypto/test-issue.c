@@ -27,6 +27,7 @@
 #include <openssl/x509v3.h>
 
 #include "crypto.h"
+#include "issue-int.h"
 
 static int64_t NOW; /* set by main: the tests issue at a fixed "now" */
 
@@ -551,6 +552,47 @@ static void test_csr_refused(void **state)
 	EVP_PKEY_free(rsa1024);
 }
 
+/*
+ * The fast ECDSA path (issue-csr-ec.c) takes the common CSRs itself, with the same info as
+ * the full path, and hands every other CSR (another key type, a refusal) to the full path.
+ */
+static void test_csr_fast_path(void **state)
+{
+	static const char *const curves[] = { "P-256", "P-384" };
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	struct crypto_csr_info info;
+	char *csr;
+
+	for (size_t i = 0; i < 2; i++) {
+		EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", curves[i]);
+
+		csr = make_csr(key, "api", "DNS:API.example.com,IP:10.0.0.7,IP:2001:db8:0::7");
+		memset(&info, 0xff, sizeof(info));
+		assert_int_equal(crypto_csr_check_ec(csr, dns, 2, ips, 2, &info), 0);
+		assert_string_equal(info.key_algorithm, i ? "ecdsa-p384" : "ecdsa-p256");
+		assert_string_equal(info.cn, "api");
+		assert_int_equal(info.n_dns_names, 1);
+		assert_int_equal(info.n_ips, 2);
+		free(csr);
+		csr = make_csr(key, "api", NULL); /* no extension request at all */
+		assert_int_equal(crypto_csr_check_ec(csr, dns, 2, ips, 2, &info), 0);
+		assert_int_equal(info.n_dns_names + info.n_ips, 0);
+		free(csr);
+		/* refusals are left to the full path, which words them */
+		csr = make_csr(key, "api", "DNS:evil.example.com");
+		assert_int_equal(crypto_csr_check_ec(csr, dns, 2, ips, 2, &info), -EAGAIN);
+		free(csr);
+		csr = make_csr(key, "api", "email:a@example.com");
+		assert_int_equal(crypto_csr_check_ec(csr, dns, 2, ips, 2, &info), -EAGAIN);
+		free(csr);
+		EVP_PKEY_free(key);
+	}
+	csr = make_csr(ed, "api", "DNS:api.example.com");
+	assert_int_equal(crypto_csr_check_ec(csr, dns, 2, ips, 2, &info), -EAGAIN);
+	free(csr);
+	EVP_PKEY_free(ed);
+}
+
 static void test_issue_refused(void **state)
 {
 	struct crypto_ca *ca = new_ca(CRYPTO_KEY_ECDSA_P256, 1);
@@ -870,6 +912,7 @@ int main(void)
 		cmocka_unit_test(test_serials_unique),
 		cmocka_unit_test(test_csr_ok),
 		cmocka_unit_test(test_csr_refused),
+		cmocka_unit_test(test_csr_fast_path),
 		cmocka_unit_test(test_issue_refused),
 		cmocka_unit_test(test_crl),
 		cmocka_unit_test(test_external_root),

@@ -11,6 +11,16 @@
  * With --tls and no --ca it fetches the server's certificate chain with one OpenSSL
  * handshake and trusts its self-signed root (trust on first use, meant for loopback
  * benchmarks against a server with a generated certificate).
+ *
+ * Per-call requests (for mutations, which a repeated request_id would only replay): each
+ * call appends string fields to the fixed request bytes, a field number appearing once
+ * (protobuf takes fields in any order): --unique gives a value no other call of any run
+ * uses, --cycle takes the lines of a file in turn, --each takes each line of a file once
+ * (the run stops starting calls when they run out, an error inside the window).
+ * --save-field writes one string field of every OK response to a file (the ids that
+ * CreateIdentity returned, for --each of a later IssueCertificate run). --count runs N
+ * calls instead of a timed window. The result line carries the client's own CPU time per
+ * call (getrusage, the whole run), so a driver can show the client is not the limit.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -19,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,7 +52,24 @@
 #define BENCH_NO_MESSAGE 18     /* OK status without a response message */
 #define BENCH_START_FAILED 19   /* the call could not be created or started */
 #define BENCH_BAD_RESPONSE 20   /* OK, but the response differs from --expect-hex */
-#define BENCH_BUCKETS 21
+#define BENCH_EXHAUSTED 21      /* --each ran out of lines inside the window */
+#define BENCH_BUCKETS 22
+#define BENCH_MAX_FIELDS 8
+
+enum bench_field_kind {
+	BENCH_FIELD_UNIQUE, /* "<run prefix><call number>" */
+	BENCH_FIELD_CYCLE,  /* the lines of a file in turn */
+	BENCH_FIELD_EACH,   /* each line of a file once */
+};
+
+/* A string field appended to every request. */
+struct bench_field {
+	enum bench_field_kind kind;
+	uint32_t number;   /* protobuf field number */
+	char **lines;      /* CYCLE and EACH: the file's lines, owned */
+	size_t n_lines;
+	size_t next;       /* the next line to use */
+};
 
 struct bench_opts {
 	const char *addr;        /* host:port */
@@ -60,6 +88,11 @@ struct bench_opts {
 	const char *target_name; /* TLS name override; NULL derives it from the certificate */
 	const char *token;       /* bearer token, or NULL */
 	const char *label;       /* printed in front of the result line */
+	struct bench_field fields[BENCH_MAX_FIELDS]; /* appended per call, in this order */
+	int n_fields;
+	uint64_t count;          /* > 0: run this many calls instead of a timed window */
+	uint32_t save_field;     /* > 0: write this string field of OK responses */
+	FILE *save;              /* where, owned */
 };
 
 struct bench;
@@ -83,7 +116,6 @@ struct bench {
 	grpc_channel **ch;
 	void **handle;           /* per channel: registered method */
 	int next_ch;
-	grpc_slice request;
 	grpc_metadata auth;
 	size_t n_md;
 	uint64_t measure_start;  /* CLOCK_MONOTONIC ns */
@@ -92,6 +124,9 @@ struct bench {
 	size_t n_lat, cap_lat;
 	uint64_t window_calls;   /* completions (OK or not) inside the window */
 	uint64_t total_calls;
+	uint64_t started;        /* calls started */
+	uint64_t last_ns;        /* the last completion (--count runs) */
+	char unique_prefix[48];  /* --unique values start with it: pid and start time */
 	uint64_t by_code[BENCH_BUCKETS];
 	char *first_detail[BENCH_BUCKETS];
 	int active;
@@ -102,6 +137,7 @@ static const char *const bench_code_names[BENCH_BUCKETS] = {
 	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
 	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
 	"UNAUTHENTICATED", "BATCH_FAILED", "NO_MESSAGE", "START_FAILED", "BAD_RESPONSE",
+	"EXHAUSTED",
 };
 
 static uint64_t bench_now_ns(void)
@@ -119,21 +155,74 @@ static void bench_error(struct bench *b, int bucket, const char *detail)
 		b->first_detail[bucket] = strdup(detail);
 }
 
-/* Whether the response equals --expect-hex (always true without it). */
+/* Reads a protobuf varint at *p (below end); returns false when it is cut off. */
+static bool bench_varint(const uint8_t **p, const uint8_t *end, uint64_t *ret)
+{
+	uint64_t v = 0;
+
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t c = *(*p)++;
+
+		v |= (uint64_t)(c & 0x7f) << shift;
+		if (!(c & 0x80)) {
+			*ret = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Writes string field --save-field of a response as one line; false when it has none. */
+static bool bench_save(const struct bench_opts *o, const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n;
+	uint64_t key, len;
+
+	while (p < end && bench_varint(&p, end, &key)) {
+		switch (key & 7) {
+		case 0:
+			if (!bench_varint(&p, end, &len))
+				return false;
+			break;
+		case 1:
+			p += 8;
+			break;
+		case 5:
+			p += 4;
+			break;
+		case 2:
+			if (!bench_varint(&p, end, &len) || len > (uint64_t)(end - p))
+				return false;
+			if ((key >> 3) == o->save_field) {
+				fprintf(o->save, "%.*s\n", (int)len, (const char *)p);
+				return true;
+			}
+			p += len;
+			break;
+		default:
+			return false;
+		}
+	}
+	return false;
+}
+
+/* Whether the response equals --expect-hex (always true without it); saves --save-field. */
 static bool bench_response_ok(const struct bench_opts *o, grpc_byte_buffer *bb)
 {
 	grpc_byte_buffer_reader r;
 	grpc_slice all;
 	bool ok;
 
-	if (!o->expect)
+	if (!o->expect && !o->save)
 		return true;
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return false;
 	all = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
-	ok = GRPC_SLICE_LENGTH(all) == o->expect_len &&
-	     !memcmp(GRPC_SLICE_START_PTR(all), o->expect, o->expect_len);
+	ok = !o->expect || (GRPC_SLICE_LENGTH(all) == o->expect_len &&
+			    !memcmp(GRPC_SLICE_START_PTR(all), o->expect, o->expect_len));
+	if (ok && o->save)
+		ok = bench_save(o, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all));
 	grpc_slice_unref(all);
 	return ok;
 }
@@ -175,7 +264,9 @@ static bool bench_finish(struct bench_slot *s, int success)
 			b->lat[b->n_lat++] = now - s->start_ns;
 		}
 	} else if (bucket == BENCH_BAD_RESPONSE) {
-		bench_error(b, bucket, "response bytes differ from --expect-hex");
+		bench_error(b, bucket, b->o->save ? "response lacks --save-field or differs from "
+						    "--expect-hex"
+						  : "response bytes differ from --expect-hex");
 	} else {
 		char *d = grpc_slice_to_c_string(s->details);
 
@@ -196,7 +287,64 @@ static bool bench_finish(struct bench_slot *s, int success)
 	s->recv = NULL;
 	grpc_call_unref(s->call);
 	s->call = NULL;
-	return now < b->measure_end;
+	b->last_ns = now;
+	return now < b->measure_end && (!b->o->count || b->started < b->o->count);
+}
+
+/* Appends a length-delimited field to buf at *len (buf has room: see bench_request). */
+static void bench_put_field(uint8_t *buf, size_t *len, uint32_t number, const char *v, size_t n)
+{
+	uint64_t x = (uint64_t)number << 3 | 2;
+
+	for (int k = 0; k < 2; k++) {
+		while (x >= 0x80) {
+			buf[(*len)++] = (uint8_t)(x | 0x80);
+			x >>= 7;
+		}
+		buf[(*len)++] = (uint8_t)x;
+		x = n;
+	}
+	memcpy(buf + *len, v, n);
+	*len += n;
+}
+
+/*
+ * The next call's request: the fixed bytes and the per-call fields. Returns 0, or
+ * -ENODATA when an --each file has run out.
+ */
+static int bench_request(struct bench *b, grpc_slice *ret)
+{
+	struct bench_opts *o = (struct bench_opts *)b->o;
+	const char *v[BENCH_MAX_FIELDS];
+	char unique[80];
+	size_t need = o->request_len, len = 0;
+	uint8_t *buf;
+	int i;
+
+	snprintf(unique, sizeof(unique), "%s%llu", b->unique_prefix,
+		 (unsigned long long)b->started);
+	for (i = 0; i < o->n_fields; i++) {
+		struct bench_field *f = &o->fields[i];
+
+		if (f->kind == BENCH_FIELD_UNIQUE)
+			v[i] = unique;
+		else if (f->kind == BENCH_FIELD_CYCLE)
+			v[i] = f->lines[f->next++ % f->n_lines];
+		else if (f->next < f->n_lines)
+			v[i] = f->lines[f->next++];
+		else
+			return -ENODATA;
+		need += strlen(v[i]) + 20;
+	}
+	*ret = grpc_slice_malloc(need);
+	buf = GRPC_SLICE_START_PTR(*ret);
+	if (o->request_len)
+		memcpy(buf, o->request, o->request_len);
+	len = o->request_len;
+	for (i = 0; i < o->n_fields; i++)
+		bench_put_field(buf, &len, o->fields[i].number, v[i], strlen(v[i]));
+	GRPC_SLICE_SET_LENGTH(*ret, len);
+	return 0;
 }
 
 /* Starts one call on the slot; returns 0, or -EIO after counting the failure. */
@@ -208,17 +356,26 @@ static int bench_start(struct bench_slot *s)
 					     gpr_time_from_millis(b->o->deadline_ms, GPR_TIMESPAN));
 	grpc_op ops[6];
 	grpc_call_error err;
+	grpc_slice req;
 
+	if (bench_request(b, &req) < 0) {
+		if (bench_now_ns() < b->measure_end)
+			bench_error(b, BENCH_EXHAUSTED, "--each ran out of lines inside the window");
+		return -ENODATA;
+	}
+	b->started++;
 	b->next_ch = (k + 1) % b->o->conns;
 	s->call = grpc_channel_create_registered_call(b->ch[k], NULL, GRPC_PROPAGATE_DEFAULTS,
 						      b->cq, b->handle[k], deadline, NULL);
 	if (!s->call) {
+		grpc_slice_unref(req);
 		bench_error(b, BENCH_START_FAILED, "grpc_channel_create_registered_call failed");
 		return -EIO;
 	}
 	grpc_metadata_array_init(&s->md_initial);
 	grpc_metadata_array_init(&s->md_trailing);
-	s->send = grpc_raw_byte_buffer_create(&b->request, 1);
+	s->send = grpc_raw_byte_buffer_create(&req, 1);
+	grpc_slice_unref(req);
 	s->recv = NULL;
 	s->status = GRPC_STATUS_UNKNOWN;
 	s->details = grpc_empty_slice();
@@ -263,7 +420,11 @@ static void bench_run(struct bench *b, struct bench_slot *slots)
 
 	b->measure_start = t0 + (uint64_t)(o->warmup * 1e9);
 	b->measure_end = b->measure_start + (uint64_t)(o->seconds * 1e9);
-	for (i = 0; i < o->inflight; i++) {
+	if (o->count) {
+		b->measure_start = t0;
+		b->measure_end = UINT64_MAX;
+	}
+	for (i = 0; i < o->inflight && (!o->count || b->started < o->count); i++) {
 		slots[i].b = b;
 		if (bench_start(&slots[i]) == 0)
 			b->active++;
@@ -280,6 +441,8 @@ static void bench_run(struct bench *b, struct bench_slot *slots)
 		if (!bench_finish(s, ev.success) || bench_start(s) < 0)
 			b->active--;
 	}
+	if (o->count)
+		b->measure_end = b->last_ns;
 }
 
 static int bench_u64_cmp(const void *a, const void *b)
@@ -307,11 +470,16 @@ static double bench_pct_us(const uint64_t *v, size_t n, double p)
 static uint64_t bench_report(const struct bench *b)
 {
 	const struct bench_opts *o = b->o;
-	double rate = (double)b->n_lat / o->seconds;
+	double seconds = o->count ? (double)(b->measure_end - b->measure_start) / 1e9 : o->seconds;
+	double rate = seconds > 0 ? (double)b->n_lat / seconds : 0;
 	uint64_t errors = 0;
-	double p50, p90, p99, max;
+	double p50, p90, p99, max, cpu_ms;
+	struct rusage ru;
 	int i;
 
+	getrusage(RUSAGE_SELF, &ru);
+	cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+		 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 	qsort(b->lat, b->n_lat, sizeof(*b->lat), bench_u64_cmp);
 	p50 = bench_pct_us(b->lat, b->n_lat, 50);
 	p90 = bench_pct_us(b->lat, b->n_lat, 90);
@@ -323,7 +491,7 @@ static uint64_t bench_report(const struct bench *b)
 	printf("%s%s %s inflight=%d conns=%d %s warmup=%.1fs\n", o->label ? o->label : "",
 	       o->addr, o->method, o->inflight, o->conns, o->tls ? "tls" : "plaintext",
 	       o->warmup);
-	printf("  %zu OK calls in %.2f s = %.0f calls/s\n", b->n_lat, o->seconds, rate);
+	printf("  %zu OK calls in %.2f s = %.0f calls/s\n", b->n_lat, seconds, rate);
 	printf("  latency p50 %.1f us  p90 %.1f us  p99 %.1f us  max %.1f us\n", p50, p90, p99,
 	       max);
 	printf("  errors %llu (of %llu calls, warm-up and drain included)\n",
@@ -335,10 +503,13 @@ static uint64_t bench_report(const struct bench *b)
 		       (unsigned long long)b->by_code[i],
 		       b->first_detail[i] ? b->first_detail[i] : "");
 	}
+	printf("  client CPU %.3f ms per call (%.0f ms for %llu calls)\n",
+	       b->total_calls ? cpu_ms / (double)b->total_calls : 0, cpu_ms,
+	       (unsigned long long)b->total_calls);
 	printf("result %scalls=%zu seconds=%.3f calls_per_s=%.1f p50_us=%.1f p90_us=%.1f "
-	       "p99_us=%.1f max_us=%.1f errors=%llu",
-	       o->label ? o->label : "", b->n_lat, o->seconds, rate, p50, p90, p99, max,
-	       (unsigned long long)errors);
+	       "p99_us=%.1f max_us=%.1f errors=%llu total_calls=%llu client_cpu_ms=%.1f",
+	       o->label ? o->label : "", b->n_lat, seconds, rate, p50, p90, p99, max,
+	       (unsigned long long)errors, (unsigned long long)b->total_calls, cpu_ms);
 	for (i = 1; i < BENCH_BUCKETS; i++) {
 		if (b->by_code[i])
 			printf(" err_%s=%llu", bench_code_names[i],
@@ -588,6 +759,11 @@ static void bench_usage(FILE *out)
 		"  --target-name NAME  TLS name to check (default: from the certificate)\n"
 		"  --token TOKEN       send 'authorization: Bearer TOKEN'\n"
 		"  --label TEXT        prefix for the report and the result line's fields\n"
+		"  --unique F          append string field F, unique per call and run\n"
+		"  --cycle F:FILE      append string field F, the lines of FILE in turn\n"
+		"  --each F:FILE       append string field F, each line of FILE once\n"
+		"  --count N           run N calls instead of --warmup and --seconds\n"
+		"  --save-field F:FILE write string field F of every OK response to FILE\n"
 		"Prints a report and one line 'result calls=... calls_per_s=... p50_us=... "
 		"p99_us=... errors=...'.\n"
 		"Exit status: 0 when calls completed without errors, 1 otherwise, 2 bad usage.\n");
@@ -641,6 +817,77 @@ static int bench_parse_num(const char *opt, const char *s, double lo, double hi,
 	}
 	*ret = v;
 	return 0;
+}
+
+/* Reads FILE's non-empty lines into f. */
+static int bench_read_lines(const char *path, struct bench_field *f)
+{
+	char *all = bench_read_file(path), *line, *save = NULL;
+
+	if (!all) {
+		fprintf(stderr, "grpc-bench: cannot read %s: %s\n", path, strerror(errno));
+		return -ENOENT;
+	}
+	for (line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (f->n_lines % 4096 == 0) {
+			char **nl = realloc(f->lines, (f->n_lines + 4096) * sizeof(*nl));
+
+			if (!nl)
+				return -ENOMEM;
+			f->lines = nl;
+		}
+		f->lines[f->n_lines++] = line; /* points into all, kept for the run */
+	}
+	if (!f->n_lines) {
+		fprintf(stderr, "grpc-bench: %s has no lines\n", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Parses "F" (unique) or "F:FILE" (cycle, each, save) into a field number and a path. */
+static int bench_parse_field(const char *opt, const char *val, bool with_file, uint32_t *ret_number,
+			     const char **ret_path)
+{
+	char *end;
+	unsigned long n = strtoul(val, &end, 10);
+
+	if (end == val || n < 1 || n > 536870911 || (with_file ? *end != ':' || !end[1] : *end)) {
+		fprintf(stderr, "grpc-bench: %s wants %s, got '%s'\n", opt,
+			with_file ? "FIELD:FILE" : "a field number", val);
+		return -EINVAL;
+	}
+	*ret_number = (uint32_t)n;
+	*ret_path = with_file ? end + 1 : NULL;
+	return 0;
+}
+
+/* One of --unique, --cycle, --each, --save-field. */
+static int bench_parse_gen(struct bench_opts *o, const char *opt, const char *val)
+{
+	bool unique = !strcmp(opt, "--unique"), save = !strcmp(opt, "--save-field");
+	struct bench_field *f;
+	const char *path;
+	uint32_t number;
+
+	if (bench_parse_field(opt, val, !unique, &number, &path) < 0)
+		return -EINVAL;
+	if (save) {
+		o->save_field = number;
+		o->save = fopen(path, "w");
+		if (!o->save)
+			fprintf(stderr, "grpc-bench: cannot write %s: %s\n", path, strerror(errno));
+		return o->save ? 0 : -EINVAL;
+	}
+	if (o->n_fields == BENCH_MAX_FIELDS) {
+		fprintf(stderr, "grpc-bench: at most %d per-call fields\n", BENCH_MAX_FIELDS);
+		return -EINVAL;
+	}
+	f = &o->fields[o->n_fields++];
+	f->number = number;
+	f->kind = unique ? BENCH_FIELD_UNIQUE :
+			   (!strcmp(opt, "--cycle") ? BENCH_FIELD_CYCLE : BENCH_FIELD_EACH);
+	return unique ? 0 : bench_read_lines(path, f);
 }
 
 static int bench_parse(int argc, char **argv, struct bench_opts *o)
@@ -710,6 +957,14 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 			o->token = val;
 		} else if (!strcmp(opt, "--label")) {
 			o->label = val;
+		} else if (!strcmp(opt, "--unique") || !strcmp(opt, "--cycle") ||
+			   !strcmp(opt, "--each") || !strcmp(opt, "--save-field")) {
+			if (bench_parse_gen(o, opt, val) < 0)
+				return -EINVAL;
+		} else if (!strcmp(opt, "--count")) {
+			if (bench_parse_num(opt, val, 1, 1e9, &v) < 0)
+				return -EINVAL;
+			o->count = (uint64_t)v;
 		} else {
 			fprintf(stderr, "grpc-bench: unknown option '%s'\n", opt);
 			return -EINVAL;
@@ -746,9 +1001,8 @@ int main(int argc, char **argv)
 	memset(&b, 0, sizeof(b));
 	b.o = &o;
 	b.cq = grpc_completion_queue_create_for_next(NULL);
-	b.request = o.request_len ? grpc_slice_from_copied_buffer((const char *)o.request,
-								    o.request_len)
-				  : grpc_empty_slice();
+	snprintf(b.unique_prefix, sizeof(b.unique_prefix), "b%ld-%llx-", (long)getpid(),
+		 (unsigned long long)bench_now_ns());
 	if (o.token) {
 		if (asprintf(&bearer, "Bearer %s", o.token) < 0)
 			return 1;
@@ -774,7 +1028,8 @@ int main(int argc, char **argv)
 	       GRPC_QUEUE_SHUTDOWN)
 		;
 	grpc_completion_queue_destroy(b.cq);
-	grpc_slice_unref(b.request);
+	if (o.save)
+		fclose(o.save);
 	if (b.n_md)
 		grpc_slice_unref(b.auth.value);
 	for (i = 0; i < BENCH_BUCKETS; i++)
