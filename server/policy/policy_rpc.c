@@ -271,13 +271,20 @@ static int list_policies(struct rpc_call *call, const ProtobufCMessage *msg,
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_policies_response__descriptor);
 	resp->policies = rpc_call_alloc(call, (n + 1) * sizeof(*resp->policies));
 	if (first) /* the built-in policy heads the first page */
+		r = rpc_call_item_visible(call, "policy/", POLICY_ADMIN);
+	if (r > 0 && first)
 		resp->policies[k++] = policy_msg(call, &admin);
-	for (size_t i = 0; i < n; i++)
-		resp->policies[k++] = policy_msg(call, &p[i]);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = rpc_call_item_visible(call, "policy/", p[i].name);
+		if (r > 0)
+			resp->policies[k++] = policy_msg(call, &p[i]);
+	}
 	resp->n_policies = k;
 	if (n == (size_t)limit)
 		resp->next_page_token = rpc_call_strdup(call, p[n - 1].name);
 	store_policies_free(p, n);
+	if (r < 0)
+		return r;
 	*ret_resp = &resp->base;
 	return 0;
 }
@@ -429,12 +436,16 @@ static int list_tokens(struct rpc_call *call, const ProtobufCMessage *msg,
 		return r;
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_tokens_response__descriptor);
 	resp->tokens = rpc_call_alloc(call, (n + 1) * sizeof(*resp->tokens));
-	for (size_t i = 0; i < n; i++)
-		resp->tokens[i] = token_msg(call, &t[i]);
-	resp->n_tokens = n;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = rpc_call_item_visible(call, "token/", t[i].id);
+		if (r > 0)
+			resp->tokens[resp->n_tokens++] = token_msg(call, &t[i]);
+	}
 	if (n == (size_t)limit)
 		resp->next_page_token = rpc_call_strdup(call, t[n - 1].id);
 	store_tokens_free(t, n);
+	if (r < 0)
+		return r;
 	*ret_resp = &resp->base;
 	return 0;
 }

@@ -369,6 +369,25 @@ void rpc_server_set_auth(struct rpc_server *s, rpc_auth_fn fn, void *user)
 	s->auth_user = user;
 }
 
+void rpc_server_set_item_auth(struct rpc_server *s, rpc_item_fn fn, void *user)
+{
+	s->item_auth = fn;
+	s->item_auth_user = user;
+}
+
+int rpc_call_item_visible(struct rpc_call *c, const char *prefix, const char *name)
+{
+	struct rpc_server *s = c->server;
+	char *res;
+
+	if (!s->item_auth || c->method->open)
+		return 1;
+	res = rpc_call_alloc(c, strlen(prefix) + strlen(name) + 1);
+	strcpy(res, prefix);
+	strcat(res, name);
+	return s->item_auth(c, res, s->item_auth_user);
+}
+
 static void *stream_thread(void *arg)
 {
 	struct rpc_call *c = arg;

@@ -83,6 +83,10 @@ class AbuseTest(PolicyTest):
         checks.server = a
         ch = grpc.insecure_channel(a.addr)
         admin = Client(ch, self.bootstrap_token(a))
+        admin_id = [t.id for t in admin.ok('/trstctl.v1.Policy/ListTokens',
+                                           policy_pb2.ListTokensRequest(),
+                                           policy_pb2.ListTokensResponse).tokens
+                    if t.name == 'bootstrap-admin'][0]
 
         def as_token(policies, ttl=0):
             code, r, det = admin.token(policies, ttl)
@@ -141,7 +145,72 @@ class AbuseTest(PolicyTest):
                            ca_pb2.Identity)
             expect(got.state == 'requested', 'refused identity moved to %s' % got.state)
 
+        def list_filters():
+            for name in ('prod/db/password', 'prod/api', 'product/x', 'pub/a', 'pub/b'):
+                admin.ok('/trstctl.v1.Secrets/CreateSecret',
+                         secrets_pb2.CreateSecretRequest(name=name, value=b'v',
+                                                         labels={'env': 'x'}),
+                         secrets_pb2.SecretMeta)
+            for name in ('visible-owner', 'hidden-owner'):
+                admin.ok('/trstctl.v1.CA/CreateOwner',
+                         ca_pb2.CreateOwnerRequest(kind='team', name=name), ca_pb2.Owner)
+            code, _, det = admin.put_policy('no-prod', [
+                {'effect': 'allow', 'actions': ['Secrets.*'], 'resources': ['secret/**']},
+                {'effect': 'deny', 'actions': ['Secrets.*'], 'resources': ['secret/prod/**']},
+                {'effect': 'allow', 'actions': ['CA.ListOwners', 'Policy.ListPolicies',
+                                                'Policy.ListTokens'], 'resources': ['*']},
+                {'effect': 'deny', 'actions': ['CA.ListOwners'],
+                 'resources': ['owner/hidden-*']},
+                {'effect': 'deny', 'actions': ['Policy.ListPolicies'],
+                 'resources': ['policy/admin', 'policy/dns-*']},
+                {'effect': 'deny', 'actions': ['Policy.ListTokens'],
+                 'resources': ['token/%s' % admin_id]}])
+            expect(code == OK, 'put no-prod: %s %s' % (code, det))
+            c, _ = as_token(['no-prod'])
+            code, _, _ = c.call('/trstctl.v1.Secrets/ListSecrets',
+                                secrets_pb2.ListSecretsRequest(prefix='prod/'),
+                                secrets_pb2.ListSecretsResponse)
+            expect(code == DENIED, 'prefix prod/: %s' % code)
+
+            def walk(prefix, size):
+                names, token, pages = [], '', 0
+                while True:
+                    r = c.ok('/trstctl.v1.Secrets/ListSecrets',
+                             secrets_pb2.ListSecretsRequest(prefix=prefix, page_size=size,
+                                                            page_token=token),
+                             secrets_pb2.ListSecretsResponse)
+                    names += [m.name for m in r.secrets]
+                    pages += 1
+                    expect(pages < 20, 'paging does not end')
+                    if not r.next_page_token:
+                        return names
+                    token = r.next_page_token
+
+            for prefix in ('pro', 'p', 'prod', ''):
+                for size in (0, 1, 2):
+                    names = walk(prefix, size)
+                    expect(not [n for n in names if n.startswith('prod/')],
+                           'prefix %r page_size %d lists %r' % (prefix, size, names))
+                    want = [n for n in ('product/x', 'pub/a', 'pub/b') if n.startswith(prefix)]
+                    expect(sorted(names) == want, 'prefix %r page_size %d: %r, want %r'
+                           % (prefix, size, names, want))
+            owners = c.ok('/trstctl.v1.CA/ListOwners', ca_pb2.ListOwnersRequest(),
+                          ca_pb2.ListOwnersResponse).owners
+            names = [o.name for o in owners]
+            expect('visible-owner' in names and 'hidden-owner' not in names,
+                   'ListOwners: %r' % names)
+            pols = [p.name for p in c.ok('/trstctl.v1.Policy/ListPolicies',
+                                         policy_pb2.ListPoliciesRequest(),
+                                         policy_pb2.ListPoliciesResponse).policies]
+            expect('no-prod' in pols and 'admin' not in pols and 'dns-only' not in pols,
+                   'ListPolicies: %r' % pols)
+            toks = [t.id for t in c.ok('/trstctl.v1.Policy/ListTokens',
+                                       policy_pb2.ListTokensRequest(),
+                                       policy_pb2.ListTokensResponse).tokens]
+            expect(admin_id not in toks and len(toks) >= 1, 'ListTokens: %r' % toks)
+
         checks.run('IP SANs need an ip_addresses condition', ip_sans)
+        checks.run('List methods filter each item (deny overrides)', list_filters)
         ch.close()
         return checks.finish()
 
