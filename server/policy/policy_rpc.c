@@ -8,8 +8,14 @@
  * Idempotency: PutPolicy and DeletePolicy store their packed reply under request_id. A
  * CreateToken reply holds the token, which is never stored: a retry of a request_id that
  * created a token gets ALREADY_EXISTS naming that token's id. RevokeToken is idempotent by
- * itself. CreateToken binds only policies its caller holds (or any, for an admin caller),
- * so that the right to create tokens is not the right to every policy.
+ * itself.
+ *
+ * Tokens form a tree: CreateToken makes a child of the calling token, bound only to
+ * policies the caller holds (any, for an admin caller) and expiring no later than it (both
+ * checked in the change's transaction, the parent's row locked); RevokeToken revokes the
+ * token's descendants with it. So that a policy cannot grow the token that edits it,
+ * PutPolicy and DeletePolicy refuse a policy bound to the calling token unless the caller
+ * holds admin.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -187,6 +193,34 @@ static int check_name(struct rpc_call *call, const char *name)
 	return 0;
 }
 
+/*
+ * No self-escalation: a policy bound to the calling token changes only by a caller that
+ * holds admin (rights beyond that policy). Returns 0, or the call's PERMISSION_DENIED.
+ */
+static int check_not_own(struct rpc_call *call, struct authz *a, const char *name)
+{
+	const char *id = NULL, *const *held = NULL;
+	bool own = false;
+	size_t n = 0;
+	int r = authz_caller(a, call, &id, &held, &n);
+
+	if (r < 0)
+		return r == -EACCES ? rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG) :
+				      r;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(held[i], POLICY_ADMIN) == 0)
+			return 0;
+		own = own || strcmp(held[i], name) == 0;
+	}
+	if (own)
+		return rpc_call_error(call, RPC_PERMISSION_DENIED,
+				      "permission denied: policy %s is bound to the calling token "
+				      "%s; changing a policy that grants the caller's own rights "
+				      "needs a token bound to admin (no self-escalation)",
+				      name, id);
+	return 0;
+}
+
 static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 		      ProtobufCMessage **ret_resp, void *user)
 {
@@ -199,6 +233,8 @@ static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 	char err[POLICY_ERR_MAX];
 	int r = check_name(call, req->name);
 
+	if (r >= 0)
+		r = check_not_own(call, c.a, req->name);
 	if (r < 0)
 		return r;
 	r = policy_parse(req->document, c.a->actions, c.a->n_methods, &doc, err, sizeof(err));
@@ -220,6 +256,8 @@ static int delete_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 				   .deleting = true };
 	int r = check_name(call, req->name);
 
+	if (r >= 0)
+		r = check_not_own(call, c.a, req->name);
 	return r < 0 ? r : policy_change(call, msg, req->request_id, &c, ret_resp);
 }
 
@@ -357,32 +395,16 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 				     .policies = (const char *const *)req->policies,
 				     .n_policies = req->n_policies,
 				     .ttl_seconds = req->ttl_seconds,
+				     .parent_id = rpc_call_principal(call),
 				     .actor = actor_of(call) };
 	struct change_key key;
-	const char *caller_id = NULL, *const *held = NULL;
-	char token[POLICY_TOKEN_LEN + 1] = "", err[256] = "";
+	char token[POLICY_TOKEN_LEN + 1] = "", err[384] = "";
 	struct store_token meta = { 0 };
 	Trstctl__V1__CreateTokenResponse *resp;
-	bool admin = false;
-	size_t n_held = 0;
-	int r = authz_caller(a, call, &caller_id, &held, &n_held);
+	int r;
 
-	if (r < 0)
-		return r == -EACCES ? rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG) :
-				      r;
-	for (size_t i = 0; i < n_held; i++)
-		admin = admin || strcmp(held[i], POLICY_ADMIN) == 0;
-	for (size_t i = 0; !admin && i < req->n_policies; i++) {
-		bool has = false;
-
-		for (size_t j = 0; j < n_held && !has; j++)
-			has = strcmp(held[j], req->policies[i]) == 0;
-		if (!has)
-			return rpc_call_error(call, RPC_PERMISSION_DENIED,
-					      "permission denied: a token can be bound only to "
-					      "policies its creator holds (%s)",
-					      req->policies[i]);
-	}
+	if (!q.parent_id) /* the authorizer sets it; without one there is no bound to keep */
+		return rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG);
 	r = change_key_from_call(&key, call, msg, a->tenant, req->request_id, NULL);
 	if (r < 0)
 		return r;

@@ -209,8 +209,70 @@ class AbuseTest(PolicyTest):
                                        policy_pb2.ListTokensResponse).tokens]
             expect(admin_id not in toks and len(toks) >= 1, 'ListTokens: %r' % toks)
 
+        def token_tree():
+            rules = [{'effect': 'allow', 'actions': ['Policy.*'], 'resources': ['*']}]
+            expect(admin.put_policy('tree', rules)[0] == OK, 'put tree')
+            expect(admin.put_policy('other', rules)[0] == OK, 'put other')
+            p, p_id = as_token(['tree'], ttl=60)
+            for policies, ttl, why in ((['tree'], 0, 'ttl_seconds'),
+                                       (['tree'], 3600, 'ttl_seconds'),
+                                       (['admin'], 30, 'policy admin'),
+                                       (['tree', 'other'], 30, 'policy other')):
+                code, _, det = p.token(policies, ttl)
+                expect(code == DENIED and why in det and p_id in det,
+                       'child %r ttl %d of a 60 s parent: %s %s' % (policies, ttl, code, det))
+            code, child, det = p.token(['tree'], 30)
+            expect(code == OK, 'a child within its parent: %s %s' % (code, det))
+            parent_exp = [t.expire_time.seconds for t in admin.ok(
+                '/trstctl.v1.Policy/ListTokens', policy_pb2.ListTokensRequest(page_size=1000),
+                policy_pb2.ListTokensResponse).tokens if t.id == p_id][0]
+            expect(0 < child.expire_time.seconds <= parent_exp,
+                   'child expires %d, parent %d' % (child.expire_time.seconds, parent_exp))
+
+            # no self-escalation: p may edit policies, but not the one it holds
+            for method, req in (('/trstctl.v1.Policy/PutPolicy', policy_pb2.PutPolicyRequest(
+                    name='tree', document=json.dumps({'rules': rules * 2}))),
+                                ('/trstctl.v1.Policy/DeletePolicy',
+                                 policy_pb2.DeletePolicyRequest(name='tree'))):
+                code, _, det = p.call(method, req, policy_pb2.PolicyDocument)
+                expect(code == DENIED and 'tree' in det and 'admin' in det,
+                       '%s of its own policy: %s %s' % (method, code, det))
+            expect(p.put_policy('other', rules)[0] == OK, 'put another policy')
+            expect(admin.put_policy('tree', rules)[0] == OK, 'admin puts tree')
+
+            # revoking a parent revokes its descendants, on every server
+            q, q_id = as_token(['tree'])
+            code, c2, det = q.token(['tree'])
+            expect(code == OK, 'child of q: %s %s' % (code, det))
+            code, g, det = Client(ch, c2.token).token(['tree'])
+            expect(code == OK, 'grandchild of q: %s %s' % (code, det))
+            b = self.server()
+            ch_b = grpc.insecure_channel(b.addr)
+            list_req = policy_pb2.ListTokensRequest()
+            on_b = [Client(ch_b, t) for t in (c2.token, g.token)]
+            for c in on_b:
+                code, _, det = c.call('/trstctl.v1.Policy/ListTokens', list_req,
+                                      policy_pb2.ListTokensResponse)
+                expect(code == OK, 'descendant on server B: %s %s' % (code, det))
+            admin.ok('/trstctl.v1.Policy/RevokeToken', policy_pb2.RevokeTokenRequest(id=q_id),
+                     policy_pb2.Token)
+            start = time.monotonic()
+            for c in on_b:
+                while c.call('/trstctl.v1.Policy/ListTokens', list_req,
+                             policy_pb2.ListTokensResponse)[0] != UNAUTH:
+                    expect(time.monotonic() - start < 1.0,
+                           'server B accepts a descendant of a revoked token after 1 s')
+                    time.sleep(0.02)
+            revoked = {t.id: t.revoked for t in admin.ok(
+                '/trstctl.v1.Policy/ListTokens', policy_pb2.ListTokensRequest(page_size=1000),
+                policy_pb2.ListTokensResponse).tokens}
+            expect(revoked[c2.token_id] and revoked[g.token_id] and not revoked[p_id],
+                   'revoked flags: %r' % revoked)
+            ch_b.close()
+
         checks.run('IP SANs need an ip_addresses condition', ip_sans)
         checks.run('List methods filter each item (deny overrides)', list_filters)
+        checks.run('tokens form a tree; no self-escalation', token_tree)
         ch.close()
         return checks.finish()
 
