@@ -1,10 +1,10 @@
 /*
  * The policy service's tables (migrations 0004_policy, 0007_token_tree): policies, tokens
- * (a tree: parent_id) and the authorization generation. Reads lease a pool connection for one statement; writes run
- * inside a group-commit change (store_tx_*) together with the generation bump, the audit
- * record and the event of the change. Times cross as microseconds since the epoch
- * (computed by PostgreSQL), a token's policies as a comma-joined list (policy names never
- * hold a comma: policy_name_valid). At the end, the token changes shared by the Policy
+ * (a tree: parent_id) and the authorization generation. Reads lease a pool connection for
+ * one statement; writes run inside a group-commit change (store_tx_*) together with the
+ * generation bump, the audit record and the event of the change. Times cross as
+ * microseconds since the epoch (computed by PostgreSQL), a token's policies as a
+ * comma-joined list (policy names never hold a comma: policy_name_valid). At the end, the token changes shared by the Policy
  * service, `trstctl token` and the bootstrap.
  */
 #include <errno.h>
