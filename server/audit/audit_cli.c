@@ -166,6 +166,9 @@ static int cmd_verify(struct audit *a, const struct cli_opts *o)
 	int r;
 
 	r = audit_verify(a, NULL, o->from, o->to, &res);
+	if (r == -EDOM)
+		fprintf(stderr, "trstctl audit verify: --from %" PRId64 " is past the chain's head\n",
+			o->from);
 	if (r < 0)
 		return r;
 	audit_hex(res.head_hash, AUDIT_HASH_LEN, head);

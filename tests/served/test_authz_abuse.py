@@ -270,9 +270,64 @@ class AbuseTest(PolicyTest):
                    'revoked flags: %r' % revoked)
             ch_b.close()
 
+        def bad_strings():
+            def varint(n):
+                out = b''
+                while True:
+                    out += bytes([(n & 0x7f) | (0x80 if n > 0x7f else 0)])
+                    n >>= 7
+                    if not n:
+                        return out
+
+            def field(num, data):
+                return varint(num << 3 | 2) + varint(len(data)) + data
+
+            cases = (
+                ('name', field(2, b'nul\x00tail') + field(3, b'v')),
+                ('name', field(2, b'bad-\xc3\x28') + field(3, b'v')),
+                ('labels.value', field(2, b'labeled') + field(3, b'v') +
+                 field(4, field(1, b'k') + field(2, b'a\x00b'))),
+                ('request_id', field(1, b'r\x00') + field(2, b'rid') + field(3, b'v')))
+            for path, wire in cases:
+                code, _, det = admin.call('/trstctl.v1.Secrets/CreateSecret', wire,
+                                          secrets_pb2.SecretMeta)
+                expect(code == INVALID and det.startswith(path + ':') and 'UTF-8' in det
+                       and 'NUL' in det, '%r: %s %s' % (wire, code, det))
+            names = [m.name for m in admin.ok(
+                '/trstctl.v1.Secrets/ListSecrets', secrets_pb2.ListSecretsRequest(),
+                secrets_pb2.ListSecretsResponse).secrets]
+            for bad in ('nul', 'bad-', 'labeled', 'rid'):
+                expect(bad not in names, 'a refused request created %r: %r' % (bad, names))
+            code, _, det = admin.call('/trstctl.v1.CA/CreateOwner',
+                                      ca_pb2.CreateOwnerRequest(kind='team', name='a\x00b'),
+                                      ca_pb2.Owner)
+            expect(code == INVALID and det.startswith('name:'), 'owner a\\0b: %s %s'
+                   % (code, det))
+            # the bytes field of a secret's value may hold anything
+            admin.ok('/trstctl.v1.Secrets/CreateSecret',
+                     secrets_pb2.CreateSecretRequest(name='binary', value=b'\x00\xff\x00'),
+                     secrets_pb2.SecretMeta)
+
+        def verify_past_head():
+            r = admin.ok('/trstctl.v1.Audit/VerifyChain', audit_pb2.VerifyChainRequest(),
+                         audit_pb2.VerifyChainResponse)
+            expect(r.ok and r.checked > 0, 'whole chain: %s' % r)
+            code, _, det = admin.call('/trstctl.v1.Audit/VerifyChain',
+                                      audit_pb2.VerifyChainRequest(
+                                          from_sequence=r.checked + 1000),
+                                      audit_pb2.VerifyChainResponse)
+            expect(code == INVALID and 'past the head' in det, 'past the head: %s %s'
+                   % (code, det))
+            r2 = admin.ok('/trstctl.v1.Audit/VerifyChain',
+                          audit_pb2.VerifyChainRequest(from_sequence=r.checked),
+                          audit_pb2.VerifyChainResponse)
+            expect(r2.ok, 'from the head: %s' % r2)
+
         checks.run('IP SANs need an ip_addresses condition', ip_sans)
         checks.run('List methods filter each item (deny overrides)', list_filters)
         checks.run('tokens form a tree; no self-escalation', token_tree)
+        checks.run('NUL and invalid UTF-8 in strings are INVALID_ARGUMENT', bad_strings)
+        checks.run('VerifyChain from past the head is INVALID_ARGUMENT', verify_past_head)
         ch.close()
         return checks.finish()
 
