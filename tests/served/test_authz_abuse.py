@@ -145,6 +145,23 @@ class AbuseTest(PolicyTest):
                            ca_pb2.Identity)
             expect(got.state == 'requested', 'refused identity moved to %s' % got.state)
 
+            # a conditional CreateIdentity is checked with the identity's SANs too
+            expect(admin.put_policy('create-internal', [
+                {'effect': 'allow', 'actions': ['CA.CreateIdentity'],
+                 'resources': ['identity/*'], 'conditions': {'dns_names': ['*.internal']}}]
+                )[0] == OK, 'put create-internal')
+            cre, _ = as_token(['create-internal'])
+            for dns_names, ips in ((['evil.example.com'], []), (['web.internal'], ['8.8.8.8'])):
+                code, _, det = cre.call('/trstctl.v1.CA/CreateIdentity',
+                                        ca_pb2.CreateIdentityRequest(
+                                            name='c-%d' % len(ips), owner_id=owner.id,
+                                            dns_names=dns_names, ip_addresses=ips),
+                                        ca_pb2.Identity)
+                expect(code == DENIED, 'create %r %r: %s %s' % (dns_names, ips, code, det))
+            cre.ok('/trstctl.v1.CA/CreateIdentity',
+                   ca_pb2.CreateIdentityRequest(name='c-ok', owner_id=owner.id,
+                                                dns_names=['web.internal']), ca_pb2.Identity)
+
         def list_filters():
             for name in ('prod/db/password', 'prod/api', 'product/x', 'pub/a', 'pub/b'):
                 admin.ok('/trstctl.v1.Secrets/CreateSecret',
