@@ -452,17 +452,24 @@ int store_tx_token_insert(struct db_tx *tx, const char *tenant, const struct sto
 	return one_token(rows, r, ret);
 }
 
-int store_tx_token_revoke(struct db_tx *tx, const char *tenant, const char *id,
-			  struct store_token *ret)
+/* The one token row sql ($1 the tenant, $2 the id) returns inside tx; -ENOENT: none. */
+static int tx_one_token(struct db_tx *tx, const char *sql, const char *tenant, const char *id,
+			struct store_token *ret)
 {
 	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(id) };
 	struct db_rows *rows = NULL;
-	int r = db_tx_exec(tx,
-			   "UPDATE tokens SET revoked_at = clock_timestamp() WHERE tenant_id = $1 "
-			   "AND id = $2 AND revoked_at IS NULL RETURNING " TOKEN_COLS,
-			   p, 2, &rows);
+	int r = db_tx_exec(tx, sql, p, 2, &rows);
 
 	return one_token(rows, r, ret);
+}
+
+int store_tx_token_revoke(struct db_tx *tx, const char *tenant, const char *id,
+			  struct store_token *ret)
+{
+	return tx_one_token(tx,
+			    "UPDATE tokens SET revoked_at = clock_timestamp() WHERE tenant_id = $1 "
+			    "AND id = $2 AND revoked_at IS NULL RETURNING " TOKEN_COLS,
+			    tenant, id, ret);
 }
 
 int store_tx_token_revoke_descendants(struct db_tx *tx, const char *tenant, const char *id,
@@ -487,14 +494,10 @@ int store_tx_token_revoke_descendants(struct db_tx *tx, const char *tenant, cons
 int store_tx_token_lock(struct db_tx *tx, const char *tenant, const char *id,
 			struct store_token *ret)
 {
-	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(id) };
-	struct db_rows *rows = NULL;
-	int r = db_tx_exec(tx,
-			   "SELECT " TOKEN_COLS " FROM tokens WHERE tenant_id = $1 AND id = $2 "
-			   "FOR SHARE",
-			   p, 2, &rows);
-
-	return one_token(rows, r, ret);
+	return tx_one_token(tx,
+			    "SELECT " TOKEN_COLS " FROM tokens WHERE tenant_id = $1 AND id = $2 "
+			    "FOR SHARE",
+			    tenant, id, ret);
 }
 
 /* Token changes ------------------------------------------------------------------------ */

@@ -15,9 +15,7 @@ real PostgreSQL: each check replays an attack that used to work and expects it t
 usage: test_authz_abuse.py --trstctl PATH [--source-root DIR]
 """
 
-import argparse
 import json
-import os
 import sys
 import time
 
@@ -32,13 +30,12 @@ import audit_pb2  # noqa: E402
 import ca_pb2  # noqa: E402
 import policy_pb2  # noqa: E402
 import secrets_pb2  # noqa: E402
-from test_policy import PolicyTest  # noqa: E402
+from test_policy import PolicyTest, main  # noqa: E402
 
 OK = grpc.StatusCode.OK
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class Client:
@@ -349,19 +346,5 @@ class AbuseTest(PolicyTest):
         return checks.finish()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--trstctl', required=True)
-    ap.add_argument('--source-root', default=os.path.dirname(os.path.dirname(HERE)))
-    args = ap.parse_args()
-    if not os.access(args.trstctl, os.X_OK):
-        harness.skip('trstctl binary not found: %r' % args.trstctl)
-    t = AbuseTest(args.trstctl, args.source_root)
-    try:
-        return t.run()
-    finally:
-        t.close()
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(AbuseTest))
