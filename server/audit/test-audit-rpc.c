@@ -149,6 +149,7 @@ static void test_verify(void **state)
 	assert_true(resp->ok);
 	assert_int_equal(resp->checked, 1);
 	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	trstctl_status_clear(&st);
 }
 
 struct watch {
