@@ -111,6 +111,10 @@ int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, s
  * policies into call memory. Returns 0 or -EACCES (no valid token), db errors. */
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
 		 const char *const **ret_policies, size_t *ret_n);
+/* A denial a handler decides (beyond the gate: a token's bounds, self-escalation): audited
+ * like the gate's (policy.denied, the caller, the call's action, resource, msg as the
+ * reason), answered PERMISSION_DENIED with msg. Returns the rpc_call_error result. */
+int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, const char *msg);
 /* Builds the known-actions list from the five service descriptors (tests use it too).
  * Frees with authz_methods_free. */
 int authz_methods_build(struct authz_method **ret_methods, const char ***ret_actions,

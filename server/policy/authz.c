@@ -543,6 +543,17 @@ static int deny_permission(struct authz *a, struct rpc_call *call, const char *a
 			      *resource ? utf8_or_ascii(resource, rbuf, sizeof(rbuf)) : "(none)");
 }
 
+int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, const char *msg)
+{
+	const struct authz_method *m = authz_method_find(a, rpc_call_method(call));
+	const char *who = rpc_call_principal(call);
+	struct denial d = { "policy.denied", who ? who : "", m ? m->action : NULL, resource,
+			    msg };
+
+	audit_denial(a, call, &d);
+	return rpc_call_error(call, RPC_PERMISSION_DENIED, "%s", msg);
+}
+
 /* The hook ----------------------------------------------------------------------------- */
 
 /*

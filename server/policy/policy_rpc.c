@@ -200,6 +200,7 @@ static int check_name(struct rpc_call *call, const char *name)
 static int check_not_own(struct rpc_call *call, struct authz *a, const char *name)
 {
 	const char *id = NULL, *const *held = NULL;
+	char msg[POLICY_NAME_MAX + 256], res[POLICY_NAME_MAX + 8];
 	bool own = false;
 	size_t n = 0;
 	int r = authz_caller(a, call, &id, &held, &n);
@@ -212,13 +213,15 @@ static int check_not_own(struct rpc_call *call, struct authz *a, const char *nam
 			return 0;
 		own = own || strcmp(held[i], name) == 0;
 	}
-	if (own)
-		return rpc_call_error(call, RPC_PERMISSION_DENIED,
-				      "permission denied: policy %s is bound to the calling token "
-				      "%s; changing a policy that grants the caller's own rights "
-				      "needs a token bound to admin (no self-escalation)",
-				      name, id);
-	return 0;
+	if (!own)
+		return 0;
+	snprintf(msg, sizeof(msg),
+		 "permission denied: policy %s is bound to the calling token %s; changing a "
+		 "policy that grants the caller's own rights needs a token bound to admin (no "
+		 "self-escalation)",
+		 name, id);
+	snprintf(res, sizeof(res), "policy/%s", name);
+	return authz_deny(a, call, res, msg);
 }
 
 static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
@@ -410,6 +413,8 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 		return r;
 	q.key = &key;
 	r = authz_token_create(a->db, a->bus, &q, token, &meta, err, sizeof(err));
+	if (r == -EPERM && err[0]) /* beyond the caller's bounds: audited like the gate's */
+		return authz_deny(a, call, "token/*", err);
 	if (r == -EINVAL)
 		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "%s", err);
 	if (r == -ENOENT && err[0])

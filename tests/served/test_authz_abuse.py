@@ -251,6 +251,14 @@ class AbuseTest(PolicyTest):
                 code, _, det = p.call(method, req, policy_pb2.PolicyDocument)
                 expect(code == DENIED and 'tree' in det and 'admin' in det,
                        '%s of its own policy: %s %s' % (method, code, det))
+            events = admin.ok('/trstctl.v1.Audit/ListEvents',
+                              audit_pb2.ListEventsRequest(type_prefix='policy.denied',
+                                                          page_size=1000),
+                              audit_pb2.ListEventsResponse).events
+            denied = [(e.actor, e.resource) for e in events]
+            for res in ('policy/tree', 'token/*'):
+                expect((p_id, res) in denied, 'no policy.denied record for %s by %s: %r'
+                       % (res, p_id, denied))
             expect(p.put_policy('other', rules)[0] == OK, 'put another policy')
             expect(admin.put_policy('tree', rules)[0] == OK, 'admin puts tree')
 
