@@ -221,8 +221,9 @@ static int migrate(struct db *db)
 }
 
 /*
- * The CA asks before it issues whether the caller's policies allow these names and addresses, TTL, key
- * type and target state (issuance limits, issue 8): the full check of authz.
+ * The CA asks before it issues (and before CreateIdentity) whether the caller's policies
+ * allow these names and addresses, TTL, key type and target state (issuance limits, issues
+ * 8 and 15): the full check of authz.
  */
 static int issuance_check(struct rpc_call *call, const struct ca_issuance *what, void *ud)
 {

@@ -167,7 +167,8 @@ static int cmd_verify(struct audit *a, const struct cli_opts *o)
 
 	r = audit_verify(a, NULL, o->from, o->to, &res);
 	if (r == -EDOM) { /* a bad argument, not a broken chain */
-		fprintf(stderr, "trstctl audit verify: --from %" PRId64 " is past the chain's head\n",
+		fprintf(stderr,
+			"trstctl audit verify: --from %" PRId64 " is past the chain's head\n",
 			o->from);
 		return EXIT_USAGE;
 	}

@@ -64,6 +64,7 @@ static Trstctl__V1__Token *token_msg(struct rpc_call *call, const struct store_t
 	m->expire_time = rpc_timestamp_new(call, t->expire_us);
 	m->last_used_time = rpc_timestamp_new(call, t->last_used_us);
 	m->revoked = t->revoked;
+	m->parent_id = rpc_call_strdup(call, t->parent_id);
 	return m;
 }
 

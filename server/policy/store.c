@@ -4,8 +4,8 @@
  * one statement; writes run inside a group-commit change (store_tx_*) together with the
  * generation bump, the audit record and the event of the change. Times cross as
  * microseconds since the epoch (computed by PostgreSQL), a token's policies as a
- * comma-joined list (policy names never hold a comma: policy_name_valid). At the end, the token changes shared by the Policy
- * service, `trstctl token` and the bootstrap.
+ * comma-joined list (policy names never hold a comma: policy_name_valid). At the end, the
+ * token changes shared by the Policy service, `trstctl token` and the bootstrap.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -571,8 +571,8 @@ static int parent_bounds(struct db_tx *tx, const struct authz_token_req *q,
 	for (size_t i = 0; r >= 0 && i < q->n_policies; i++) {
 		if (!token_holds(&p, q->policies[i])) {
 			snprintf(err, errlen,
-				 "permission denied: policies: the creating token %s is not bound to "
-				 "policy %s (a token can hand on only its own policies)",
+				 "permission denied: policies: the creating token %s is not bound "
+				 "to policy %s (a token can hand on only its own policies)",
 				 p.id, q->policies[i]);
 			r = -EPERM;
 		}

@@ -226,7 +226,8 @@ static const struct {
 	  "allowed by policy issuer rule 4" },
 	{ N("issuer"),
 	  { .action = "CA.IssueCertificate", .resource = "identity/a", .gate = true },
-	  "allowed by policy issuer rule 4 (conditions checked by the handler)" },	/* IP SANs: dns_names alone allows none; ip_addresses holds CIDRs of both families */
+	  "allowed by policy issuer rule 4 (conditions checked by the handler)" },
+	/* IP SANs: dns_names alone allows none; ip_addresses holds CIDRs of both families */
 	{ N("ipper"), { ISSUE("dns-1"), DNS("a.internal") }, "allowed by policy ipper rule 0" },
 	{ N("ipper"),
 	  { ISSUE("dns-1"), DNS("a.internal"), IPS("8.8.8.8") },

@@ -285,11 +285,14 @@ class AbuseTest(PolicyTest):
                     expect(time.monotonic() - start < 1.0,
                            'server B accepts a descendant of a revoked token after 1 s')
                     time.sleep(0.02)
-            revoked = {t.id: t.revoked for t in admin.ok(
+            toks = {t.id: t for t in admin.ok(
                 '/trstctl.v1.Policy/ListTokens', policy_pb2.ListTokensRequest(page_size=1000),
                 policy_pb2.ListTokensResponse).tokens}
-            expect(revoked[c2.token_id] and revoked[g.token_id] and not revoked[p_id],
-                   'revoked flags: %r' % revoked)
+            expect(toks[c2.token_id].revoked and toks[g.token_id].revoked and
+                   not toks[p_id].revoked, 'revoked flags: %r' % toks)
+            expect(toks[g.token_id].parent_id == c2.token_id and
+                   toks[c2.token_id].parent_id == q_id and toks[q_id].parent_id == admin_id
+                   and toks[admin_id].parent_id == '', 'parents: %r' % toks)
             ch_b.close()
 
         def bad_strings():
