@@ -221,8 +221,9 @@ static int migrate(struct db *db)
 }
 
 /*
- * The CA asks before it issues whether the caller's policies allow these names, TTL, key
- * type and target state (issuance limits, issue 8): the full check of authz.
+ * The CA asks before it issues (and before CreateIdentity) whether the caller's policies
+ * allow these names and addresses, TTL, key type and target state (issuance limits, issues
+ * 8 and 15): the full check of authz.
  */
 static int issuance_check(struct rpc_call *call, const struct ca_issuance *what, void *ud)
 {
@@ -244,6 +245,8 @@ static int issuance_check(struct rpc_call *call, const struct ca_issuance *what,
 	req.to_state = ca_state_name(what->to_state);
 	req.dns_names = what->dns_names;
 	req.n_dns_names = what->n_dns_names;
+	req.ip_addresses = what->ip_addresses;
+	req.n_ip_addresses = what->n_ip_addresses;
 	req.ttl_seconds = what->ttl_seconds > 0 ? (uint64_t)what->ttl_seconds : 0;
 	req.key_type = what->key_type;
 	return authz_check(a->authz, call, &req);

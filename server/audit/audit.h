@@ -184,7 +184,8 @@ int audit_watch(struct audit *a, const char *tenant_id, int64_t after_sequence,
  * Verifies a tenant's chain from..to (from <= 0: 1; to <= 0: the head): recomputes every
  * hash, checks the prev_hash links, that no sequence is missing, the head row, and every
  * checkpoint in range (signature and hash). Returns 0 with the verdict in *ret (ok false
- * and first_bad_sequence set on a broken chain), or -errno when it could not check.
+ * and first_bad_sequence set on a broken chain), -EDOM when from is past the head (there is
+ * nothing to verify; an empty chain verifies from 0 or 1), or -errno when it could not check.
  */
 int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t to,
 		 struct audit_verify_result *ret);

@@ -166,6 +166,12 @@ static int cmd_verify(struct audit *a, const struct cli_opts *o)
 	int r;
 
 	r = audit_verify(a, NULL, o->from, o->to, &res);
+	if (r == -EDOM) { /* a bad argument, not a broken chain */
+		fprintf(stderr,
+			"trstctl audit verify: --from %" PRId64 " is past the chain's head\n",
+			o->from);
+		return EXIT_USAGE;
+	}
 	if (r < 0)
 		return r;
 	audit_hex(res.head_hash, AUDIT_HASH_LEN, head);

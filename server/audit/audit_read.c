@@ -451,6 +451,8 @@ int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t t
 	if (r < 0)
 		return r;
 	r = verify_start(&st, from, &head, head_hash);
+	if (r >= 0 && from > 1 && from > head)
+		r = -EDOM; /* nothing there to verify: not a broken chain */
 	if (r < 0 || !res.ok)
 		goto out;
 	to_head = to <= 0 || to >= head;

@@ -138,6 +138,10 @@ static int verify_chain(struct rpc_call *call, const ProtobufCMessage *req_msg,
 		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
 				      "from_sequence must not exceed to_sequence");
 	r = audit_verify(user, NULL, req->from_sequence, req->to_sequence, &res);
+	if (r == -EDOM)
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+				      "from_sequence %lld is past the head of the audit chain",
+				      (long long)req->from_sequence);
 	if (r < 0)
 		return r;
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__verify_chain_response__descriptor);

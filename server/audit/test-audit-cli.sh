@@ -34,6 +34,9 @@ printf '%s\n' "$out" | grep -q '"first_bad_sequence":13' || fail "json verify: $
 out=$("$drv" audit verify --from 1 --to 12) || fail "range before the tamper must verify: $out"
 sql "UPDATE audit_events SET actor = 'tok_cli tester' WHERE sequence = 13" || fail psql
 "$drv" audit verify >/dev/null || fail "restored chain must verify"
+out=$("$drv" audit verify --from 1000 2>&1); rc=$?
+[ "$rc" -eq 2 ] || fail "verify past the head: exit $rc, want 2 (a bad argument): $out"
+printf '%s\n' "$out" | grep -q 'past the chain.s head' || fail "verify past the head: $out"
 
 # watch: history then a live record, read from a pipe.
 "$drv" audit watch --after 23 >"${TMPDIR:-/tmp}/audit-watch.$$" &

@@ -137,6 +137,19 @@ static void test_verify(void **state)
 	req.to_sequence = 2;
 	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), -EINVAL);
 	trstctl_status_clear(&st);
+	/* a start past the head is a bad argument, not a broken chain */
+	req.from_sequence = 31;
+	req.to_sequence = 0;
+	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), -EINVAL);
+	assert_int_equal(st.code, 3);
+	assert_string_equal(st.message, "from_sequence 31 is past the head of the audit chain");
+	trstctl_status_clear(&st);
+	req.from_sequence = 30; /* the head itself: one record */
+	assert_int_equal(trstctl_audit_verify_chain(E.t.cl, &req, NULL, &resp, &st), 0);
+	assert_true(resp->ok);
+	assert_int_equal(resp->checked, 1);
+	protobuf_c_message_free_unpacked(&resp->base, NULL);
+	trstctl_status_clear(&st);
 }
 
 struct watch {

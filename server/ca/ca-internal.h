@@ -138,6 +138,15 @@ int ca_transition_data(const struct ca_op *op, const struct ca_transition *t, en
 /* The apply of an edge that issues nothing (op->ud is the transition). */
 int ca_transition_apply(struct ca_op *op, struct db_tx *tx);
 /* Checks (policy) and signs an issuance for identity i moving to `to`. */
+/*
+ * The SANs an identity's certificate carries: its DNS names and addresses, or its name as
+ * the one DNS name when it has neither and the name is a DNS name (borrowed from i).
+ */
+void ca_identity_sans(const struct ca_identity *i, const char *const **ret_dns,
+		      size_t *ret_n_dns);
+/* The installed policy check of what (none: allowed). Returns 0, or -errno with
+ * ctx->check_failed set (the check answered the call). */
+int ca_policy_check(struct ca_service *svc, struct ca_ctx *ctx, const struct ca_issuance *what);
 int ca_prepare_issue(struct ca_service *svc, struct ca_ctx *ctx, struct ca_identity *i,
 		     enum ca_state to, const char *csr_pem, int64_t ttl, struct crypto_issued *ret);
 /* Writes transition t of the identity read in t->ident; fills t->cert on issuance; after (may

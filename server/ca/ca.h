@@ -214,9 +214,11 @@ struct ca_ctx {
 	char err[CA_ERR_LEN]; /* why an operation failed (safe to show) */
 };
 
-/* What an issuance would produce, for the issuance check (policy limits). */
+/* What an issuance would produce, for the issuance check (policy limits). CreateIdentity
+ * asks too, for what the identity will carry (to_state requested). */
 struct ca_issuance {
-	const char *identity_id;
+	const char *identity_id; /* the identity's id; its name for CreateIdentity, whose
+				  * resource is identity/<name> */
 	const char *const *dns_names;
 	size_t n_dns_names;
 	const char *const *ip_addresses;

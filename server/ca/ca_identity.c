@@ -90,6 +90,7 @@ static int identity_create(struct ca_service *svc, struct ca_ctx *ctx,
 			   const struct ca_identity_spec *s, struct ca_identity *ret)
 {
 	struct ca_identity i = { 0 };
+	struct ca_issuance what = { 0 };
 	struct ca_op op = { .svc = svc, .ctx = ctx, .apply = identity_apply, .result = &i };
 	char *e = ctx->err;
 	size_t el = sizeof(ctx->err);
@@ -124,7 +125,18 @@ static int identity_create(struct ca_service *svc, struct ca_ctx *ctx,
 		return -ENOMEM;
 	}
 	i.n_ip_addresses = s->n_ip_addresses;
-	r = ca_op_write(&op);
+	/* the policy's issuance limits hold for what the identity will carry (the gate let a
+	 * conditional rule pass without the values) */
+	ca_identity_sans(&i, &what.dns_names, &what.n_dns_names);
+	what.identity_id = i.name; /* CreateIdentity's resource is identity/<name> */
+	what.ip_addresses = (const char *const *)i.ip_addresses;
+	what.n_ip_addresses = i.n_ip_addresses;
+	what.ttl_seconds = i.ttl_seconds;
+	what.key_type = crypto_key_type_name(i.key_type);
+	what.to_state = CA_STATE_REQUESTED;
+	r = ca_policy_check(svc, ctx, &what);
+	if (r >= 0)
+		r = ca_op_write(&op);
 	if (r == 0) {
 		change_guess_put(svc->idents, ca_tenant_of(ctx), i.id, &i);
 		*ret = i;

@@ -151,12 +151,8 @@ static int cert_from_issued(const char *identity_id, struct crypto_issued *is, s
 	return 0;
 }
 
-/*
- * The SANs an identity's certificate carries: its DNS names and addresses, or its name as
- * the one DNS name when it has neither and the name is a DNS name.
- */
-static void identity_sans(const struct ca_identity *i, const char *const **ret_dns,
-			  size_t *ret_n_dns)
+void ca_identity_sans(const struct ca_identity *i, const char *const **ret_dns,
+		      size_t *ret_n_dns)
 {
 	*ret_dns = (const char *const *)i->dns_names;
 	*ret_n_dns = i->n_dns_names;
@@ -164,6 +160,16 @@ static void identity_sans(const struct ca_identity *i, const char *const **ret_d
 		*ret_dns = (const char *const *)&i->name;
 		*ret_n_dns = 1;
 	}
+}
+
+int ca_policy_check(struct ca_service *svc, struct ca_ctx *ctx, const struct ca_issuance *what)
+{
+	int r = svc->check ? svc->check(ctx->call, what, svc->check_ud) : 0;
+
+	if (r >= 0)
+		return 0;
+	ctx->check_failed = true;
+	return ca_fail(ctx, r, "refused by policy");
 }
 
 /* Checks and signs an issuance for identity i moving to `to`. */
@@ -182,7 +188,7 @@ int ca_prepare_issue(struct ca_service *svc, struct ca_ctx *ctx, struct ca_ident
 	if (ca_ttl_resolve(ttl ? ttl : i->ttl_seconds, svc->cfg.max_ttl_seconds, &req.ttl_seconds,
 			   e, el) < 0)
 		return -EINVAL;
-	identity_sans(i, &req.dns_names, &req.n_dns_names);
+	ca_identity_sans(i, &req.dns_names, &req.n_dns_names);
 	req.ips = (const char *const *)i->ip_addresses;
 	req.n_ips = i->n_ip_addresses;
 	req.cn = i->name;
@@ -203,13 +209,9 @@ int ca_prepare_issue(struct ca_service *svc, struct ca_ctx *ctx, struct ca_ident
 							       crypto_key_type_name(i->key_type),
 				     .to_state = to,
 				     .from_csr = req.csr_pem != NULL };
-	if (svc->check) {
-		r = svc->check(ctx->call, &what, svc->check_ud);
-		if (r < 0) {
-			ctx->check_failed = true;
-			return ca_fail(ctx, r, "issuance refused by policy");
-		}
-	}
+	r = ca_policy_check(svc, ctx, &what);
+	if (r < 0)
+		return r;
 	r = crypto_issue(svc->ca, &req, ret, e, el);
 	return r == -EINVAL ? r : (r < 0 ? ca_fail(ctx, r, "signing failed") : r);
 }

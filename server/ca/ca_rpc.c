@@ -172,14 +172,37 @@ struct kind {
 	void *(*msg)(struct arena *a, const struct ca_service *svc, const void *obj);
 	void (*clear)(void *obj); /* releases what the domain struct holds */
 	size_t size;		  /* sizeof the domain struct: a page is an array of them */
+	const char *res;	  /* resource prefix of one item in a List ("owner/") */
+	/* the names an item is known by in its resources (id, and name or NULL) */
+	void (*names)(const void *obj, const char **ret_id, const char **ret_name);
 };
 
+static void owner_names(const void *obj, const char **ret_id, const char **ret_name)
+{
+	*ret_id = ((const struct ca_owner *)obj)->id;
+	*ret_name = ((const struct ca_owner *)obj)->name;
+}
+
+static void identity_names(const void *obj, const char **ret_id, const char **ret_name)
+{
+	*ret_id = ((const struct ca_identity *)obj)->id;
+	*ret_name = ((const struct ca_identity *)obj)->name;
+}
+
+static void cert_names(const void *obj, const char **ret_id, const char **ret_name)
+{
+	*ret_id = ((const struct ca_cert *)obj)->serial;
+	*ret_name = NULL;
+}
+
 static const struct kind owner_kind = { &trstctl__v1__owner__descriptor, owner_msg, owner_clear,
-					sizeof(struct ca_owner) };
+					sizeof(struct ca_owner), "owner/", owner_names };
 static const struct kind identity_kind = { &trstctl__v1__identity__descriptor, identity_msg,
-					   identity_clear, sizeof(struct ca_identity) };
+					   identity_clear, sizeof(struct ca_identity),
+					   "identity/", identity_names };
 static const struct kind cert_kind = { &trstctl__v1__certificate__descriptor, cert_msg,
-				       cert_clear, sizeof(struct ca_cert) };
+				       cert_clear, sizeof(struct ca_cert), "certificate/",
+				       cert_names };
 
 /* Packing for request_id: what each mutation stores (ud is the service). */
 static int pack_kind(const struct kind *k, const void *obj, void *svc, uint8_t **ret,
@@ -327,8 +350,24 @@ static int page_begin(struct rpc_call *call, struct page *p, int32_t page_size, 
 }
 
 /*
- * The reply of a List handler (d, a List*Response): its one repeated field gets the page
- * (of kind k), its next_page_token the next token when there is one. Frees the page.
+ * Whether the caller may see item obj of a List: the List's action on each resource the
+ * item is known by (`owner/<id>` and `owner/<name>`), so that a deny on either hides it.
+ * Returns 1, 0 or -errno.
+ */
+static int item_visible(struct rpc_call *call, const struct kind *k, const void *obj)
+{
+	const char *id, *name;
+	int r;
+
+	k->names(obj, &id, &name);
+	r = rpc_call_item_visible(call, k->res, id);
+	return r == 1 && name ? rpc_call_item_visible(call, k->res, name) : r;
+}
+
+/*
+ * The reply of a List handler (d, a List*Response): its one repeated field gets the items
+ * of the page (of kind k) the caller may see (item_visible), its next_page_token the next
+ * token when there is one (also when items were left out). Frees the page.
  */
 static int reply_page(struct rpc_call *call, struct page *p, int r, const struct kind *k,
 		      const ProtobufCMessageDescriptor *d, ProtobufCMessage **ret_resp)
@@ -338,19 +377,31 @@ static int reply_page(struct rpc_call *call, struct page *p, int r, const struct
 	struct arena a = { .call = call };
 	ProtobufCMessage *resp;
 	void **items;
+	size_t shown = 0;
 
 	if (r < 0)
 		return domain_error(call, &p->ctx, r);
 	resp = rpc_call_new_message(call, d);
 	items = rpc_call_alloc(call, (p->n ? p->n : 1) * sizeof(*items));
 	for (size_t i = 0; i < p->n; i++) {
-		items[i] = k->msg(&a, p->ctx.pack_ud, (char *)p->v + i * k->size);
-		k->clear((char *)p->v + i * k->size);
+		void *obj = (char *)p->v + i * k->size;
+		int v = r < 0 ? r : item_visible(call, k, obj);
+
+		if (v < 0)
+			r = v;
+		else if (v > 0)
+			items[shown++] = k->msg(&a, p->ctx.pack_ud, obj);
+		k->clear(obj);
+	}
+	if (r < 0) {
+		free(p->next);
+		free(p->v);
+		return r;
 	}
 	for (unsigned f = 0; f < d->n_fields; f++) {
 		if (d->fields[f].label != PROTOBUF_C_LABEL_REPEATED)
 			continue;
-		*(size_t *)((char *)resp + d->fields[f].quantifier_offset) = p->n;
+		*(size_t *)((char *)resp + d->fields[f].quantifier_offset) = shown;
 		*(void ***)((char *)resp + d->fields[f].offset) = items;
 	}
 	if (p->next)

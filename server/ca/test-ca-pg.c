@@ -730,6 +730,26 @@ static void test_issuance_check_and_second_server(void **state)
 	assert_int_equal(issue(id, "", 3600, NULL, &c, msg, sizeof(msg)), 0);
 	assert_non_null(strstr(c->private_key_pem, "PRIVATE KEY"));
 	protobuf_c_message_free_unpacked(&c->base, NULL);
+	/* CreateIdentity asks too, for what the identity will carry: nothing is created */
+	{
+		Trstctl__V1__CreateIdentityRequest q = TRSTCTL__V1__CREATE_IDENTITY_REQUEST__INIT;
+		Trstctl__V1__Identity *i = NULL;
+		struct trstctl_status st = { 0 };
+
+		q.name = "hook-long.example.com";
+		q.owner_id = E.owner;
+		assert_int_not_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), 0);
+		assert_int_equal(st.code, RPC_PERMISSION_DENIED);
+		assert_string_equal(st.message, "policy: ttl 2592000 exceeds 7200 seconds");
+		trstctl_status_clear(&st);
+		assert_int_equal(sql_count("SELECT count(*) FROM identities WHERE name = $1",
+					   q.name),
+				 0);
+		q.ttl_seconds = 3600;
+		assert_int_equal(trstctl_ca_create_identity(E.t.cl, &q, NULL, &i, &st), 0);
+		protobuf_c_message_free_unpacked(&i->base, NULL);
+		trstctl_status_clear(&st);
+	}
 	ca_service_set_issuance_check(E.svc, NULL, NULL);
 	/* the second server (and a restart: a fresh service on the same database) issues from
 	 * the same CA */

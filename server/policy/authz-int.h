@@ -36,6 +36,7 @@ struct store_token {
 	size_t n_policies;
 	int64_t create_us, expire_us, last_used_us; /* microseconds since the epoch; 0: none */
 	bool revoked;
+	char parent_id[POLICY_TOKEN_ID_LEN + 1]; /* the token that created it; "": a root */
 };
 
 /* A policy as stored. */
@@ -110,6 +111,10 @@ int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, s
  * policies into call memory. Returns 0 or -EACCES (no valid token), db errors. */
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
 		 const char *const **ret_policies, size_t *ret_n);
+/* A denial a handler decides (beyond the gate: a token's bounds, self-escalation): audited
+ * like the gate's (policy.denied, the caller, the call's action, resource, msg as the
+ * reason), answered PERMISSION_DENIED with msg. Returns the rpc_call_error result. */
+int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, const char *msg);
 /* Builds the known-actions list from the five service descriptors (tests use it too).
  * Frees with authz_methods_free. */
 int authz_methods_build(struct authz_method **ret_methods, const char ***ret_actions,
@@ -142,10 +147,17 @@ int store_tx_policies_exist(struct db_tx *tx, const char *tenant, const char *co
 			    size_t n, const char **ret_missing);
 /* Takes the bootstrap advisory lock (until the transaction ends); 1 when a token exists. */
 int store_tx_bootstrap_lock(struct db_tx *tx, const char *tenant);
+/* Inserts t (its parent_id; a non-zero expire_us caps the expiry: the parent's). */
 int store_tx_token_insert(struct db_tx *tx, const char *tenant, const struct store_token *t,
 			  int64_t ttl_seconds, struct store_token *ret);
 int store_tx_token_revoke(struct db_tx *tx, const char *tenant, const char *id,
 			  struct store_token *ret);
+/* Revokes every descendant of token id not revoked yet; *ret_n: how many. */
+int store_tx_token_revoke_descendants(struct db_tx *tx, const char *tenant, const char *id,
+				      int64_t *ret_n);
+/* Reads token id and locks its row against a concurrent revocation (FOR SHARE). -ENOENT. */
+int store_tx_token_lock(struct db_tx *tx, const char *tenant, const char *id,
+			struct store_token *ret);
 /* Attaches the change's audit record (type, actor, resource, data) and its
  * events.policy.changed event (bus may be NULL: none). Takes data and event (jansson
  * objects; NULL is -ENOMEM). */
@@ -170,6 +182,9 @@ struct authz_token_req {
 	const char *const *policies;
 	size_t n_policies;
 	int64_t ttl_seconds; /* 0: never expires */
+	const char *parent_id; /* the creating token (CreateToken); NULL: a root (CLI,
+				* bootstrap). The child's expiry and policies must stay within
+				* the parent's (else -EPERM with err naming the bound) */
 	const char *actor;
 	const struct change_key *key; /* the request's key (change room); NULL: none */
 	bool bootstrap;		/* only when the tenant has no token (advisory lock) */

@@ -44,6 +44,12 @@
  *   Policy.RevokeToken                       token/<id>
  *   Guard.*                                  guard
  *
+ * List methods: the gate decides the call on the table's resource; then each item of the
+ * page is decided again with the same action on its own resource (secret/<name>,
+ * owner/<id> and owner/<name>, identity/<id> and identity/<name>, certificate/<serial>,
+ * policy/<name>, token/<id>) through rpc_call_item_visible, so a deny rule hides what it
+ * covers whatever prefix was asked for.
+ *
  * Freshness: tokens are cached until the generation row moves (any policy or token change
  * on any server bumps it in the change's transaction). PostgreSQL's LISTEN/NOTIFY would
  * need a dedicated connection per server that a pooled db/ does not have; polling the
@@ -537,6 +543,17 @@ static int deny_permission(struct authz *a, struct rpc_call *call, const char *a
 			      *resource ? utf8_or_ascii(resource, rbuf, sizeof(rbuf)) : "(none)");
 }
 
+int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, const char *msg)
+{
+	const struct authz_method *m = authz_method_find(a, rpc_call_method(call));
+	const char *who = rpc_call_principal(call);
+	struct denial d = { "policy.denied", who ? who : "", m ? m->action : NULL, resource,
+			    msg };
+
+	audit_denial(a, call, &d);
+	return rpc_call_error(call, RPC_PERMISSION_DENIED, "%s", msg);
+}
+
 /* The hook ----------------------------------------------------------------------------- */
 
 /*
@@ -640,6 +657,35 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 	return decide(a, call, &req, resource);
 }
 
+/*
+ * One item of a List reply (rpc_call_item_visible): the call's action on the item's own
+ * resource, decided like a call (deny overrides allow). A hidden item is not an error and
+ * is not audited: the gate already decided, and audited, the call itself.
+ */
+static int item_hook(struct rpc_call *call, const char *resource, void *user)
+{
+	struct authz *a = user;
+	const struct authz_method *m = authz_method_find(a, rpc_call_method(call));
+	struct policy_request req = { .action = m ? m->action : "", .resource = resource };
+	struct policy_decision dec = { 0 };
+	uint8_t hash[POLICY_HASH_LEN];
+	struct tok_entry *e = NULL;
+	const char *why;
+	int r;
+
+	if (!m || policy_token_parse_bearer(rpc_call_metadata(call, "authorization"), hash) < 0)
+		return 0;
+	r = tok_acquire(a, hash, rpc_call_is_inline(call), &e, &why);
+	OPENSSL_cleanse(hash, sizeof(hash));
+	if (r == -EACCES) /* revoked or expired since the gate: nothing more to see */
+		return 0;
+	if (r < 0)
+		return r;
+	r = policy_eval(a->set, (const char *const *)e->policies, e->n_policies, &req, &dec);
+	pthread_rwlock_unlock(&a->tok_lock);
+	return r < 0 ? r : dec.allowed;
+}
+
 int authz_check(struct authz *a, struct rpc_call *call, const struct policy_request *req)
 {
 	struct policy_request full;
@@ -680,6 +726,7 @@ int authz_install(struct authz *a, struct rpc_server *s)
 	if (!a || !s)
 		return -EINVAL;
 	rpc_server_set_auth(s, auth_hook, a);
+	rpc_server_set_item_auth(s, item_hook, a);
 	return 0;
 }
 

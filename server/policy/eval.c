@@ -477,6 +477,45 @@ static bool dns_any(const struct pol_rule *r, const char *name)
 	return false;
 }
 
+static bool ip_any(const struct pol_rule *r, const char *ip)
+{
+	struct net_addr a;
+
+	if (!ip || net_addr_parse(ip, &a) < 0)
+		return false;
+	for (size_t i = 0; i < r->n_ips; i++)
+		if (net_prefix_contains(&r->ips[i], &a))
+			return true;
+	return false;
+}
+
+/*
+ * The SAN conditions (a rule with dns_names, ip_addresses or both). Allow: every requested
+ * DNS name matches a pattern and every address lies in a CIDR; a kind of SAN the rule does
+ * not name is not allowed at all (dns_names alone allows no IP SAN). Deny: some requested
+ * name or address matches. An address that does not parse matches nothing.
+ */
+static bool sans_hold(const struct pol_rule *r, const struct policy_request *q)
+{
+	for (size_t i = 0; i < q->n_dns_names; i++) {
+		bool m = (r->cond & POL_COND_DNS) && q->dns_names[i] && dns_any(r, q->dns_names[i]);
+
+		if (r->deny && m)
+			return true;
+		if (!r->deny && !m)
+			return false;
+	}
+	for (size_t i = 0; i < q->n_ip_addresses; i++) {
+		bool m = (r->cond & POL_COND_IPS) && ip_any(r, q->ip_addresses[i]);
+
+		if (r->deny && m)
+			return true;
+		if (!r->deny && !m)
+			return false;
+	}
+	return !r->deny;
+}
+
 #define ABSENT (-2)
 #define UNRESOLVED (-3)
 
@@ -513,17 +552,8 @@ static bool cond_hold(const struct pol_rule *r, const struct policy_request *q, 
 		return false;
 	if ((r->cond & POL_COND_MAX_TTL) && (q->ttl_seconds == 0 || q->ttl_seconds > r->max_ttl))
 		return false;
-	if (r->cond & POL_COND_DNS) {
-		for (size_t i = 0; i < q->n_dns_names; i++) {
-			bool m = q->dns_names[i] && dns_any(r, q->dns_names[i]);
-
-			if (r->deny && m)
-				return true;
-			if (!r->deny && !m)
-				return false;
-		}
-		return !r->deny;
-	}
+	if (r->cond & POL_COND_SANS)
+		return sans_hold(r, q);
 	return true;
 }
 
@@ -678,7 +708,7 @@ int policy_eval(const struct policy_set *set, const char *const *policy_names, s
 	int act;
 
 	if (!set || !req || !req->action || !req->resource || !ret || (n_names && !policy_names) ||
-	    (req->n_dns_names && !req->dns_names))
+	    (req->n_dns_names && !req->dns_names) || (req->n_ip_addresses && !req->ip_addresses))
 		return -EINVAL;
 	act = action_index(set, req->action);
 	if (act < 0) {

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net.h"
+
 enum pol_seg_kind {
 	POL_SEG_LIT,  /* literal segment: equal bytes */
 	POL_SEG_STAR, /* `*`: any one segment */
@@ -40,6 +42,8 @@ enum {
 	POL_COND_KEY_TYPES = 1 << 1,
 	POL_COND_MAX_TTL = 1 << 2,
 	POL_COND_DNS = 1 << 3,
+	POL_COND_IPS = 1 << 4,
+	POL_COND_SANS = POL_COND_DNS | POL_COND_IPS, /* a rule naming either limits both */
 };
 
 struct pol_rule {
@@ -52,6 +56,8 @@ struct pol_rule {
 	uint64_t max_ttl;
 	struct pol_dns *dns;
 	size_t n_dns;
+	struct net_prefix *ips; /* CIDRs of ip_addresses (port 0) */
+	size_t n_ips;
 };
 
 /* One (rule, resource) pair under an action, laid out for the hot loop: most requests are

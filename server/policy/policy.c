@@ -295,6 +295,30 @@ static int dns_compile(struct pctx *c, const char *path, const char *s, struct p
 	return 0;
 }
 
+/* Parses the CIDRs of an ip_addresses condition (net_prefix_parse; no port). */
+static int ips_compile(struct pctx *c, const char *path, json_t *v, struct pol_rule *r)
+{
+	char q[QUOTE_MAX + 8], xp[160];
+	size_t i;
+	json_t *x;
+
+	r->ips = calloc(json_array_size(v) + 1, sizeof(*r->ips));
+	if (!r->ips)
+		return -ENOMEM;
+	json_array_foreach(v, i, x)
+	{
+		const char *s = json_string_value(x), *why = NULL;
+
+		snprintf(xp, sizeof(xp), "%s[%zu]", path, i);
+		if (net_prefix_parse(s, &r->ips[i], &why) < 0)
+			return fail(c, xp, "malformed CIDR %s: %s", quote(q, s), why);
+		if (r->ips[i].port)
+			return fail(c, xp, "malformed CIDR %s: a port is not allowed", quote(q, s));
+		r->n_ips = i + 1;
+	}
+	return 0;
+}
+
 /* Parses to_states or key_types into a bit mask over vocab. */
 static int enum_list(struct pctx *c, const char *path, json_t *v, const char *what,
 		     const char *const *vocab, size_t n_vocab, uint32_t *ret_mask)
@@ -347,8 +371,8 @@ static int cond_actions_ok(struct pctx *c, const char *path, json_t *actions,
 static int conditions_parse(struct pctx *c, const char *rpath, json_t *v, json_t *actions,
 			    struct pol_rule *r)
 {
-	static const char *const fields[] = { "to_states", "dns_names", "max_ttl_seconds",
-					      "key_types" };
+	static const char *const fields[] = { "to_states", "dns_names", "ip_addresses",
+					      "max_ttl_seconds", "key_types" };
 	const char *issuance = "CA.CreateIdentity, CA.IssueCertificate and CA.TransitionIdentity";
 	char path[96], p[128];
 	json_t *e;
@@ -357,7 +381,7 @@ static int conditions_parse(struct pctx *c, const char *rpath, json_t *v, json_t
 	snprintf(path, sizeof(path), "%s.conditions", rpath);
 	if (!json_is_object(v))
 		return fail(c, path, "expected an object");
-	ret = check_fields(c, path, v, fields, 4);
+	ret = check_fields(c, path, v, fields, 5);
 	if (ret < 0)
 		return ret;
 	e = json_object_get(v, "to_states");
@@ -396,6 +420,18 @@ static int conditions_parse(struct pctx *c, const char *rpath, json_t *v, json_t
 				return ret;
 		}
 		r->cond |= POL_COND_DNS;
+	}
+	e = json_object_get(v, "ip_addresses");
+	if (e) {
+		snprintf(p, sizeof(p), "%s.ip_addresses", path);
+		ret = str_array(c, p, e);
+		if (ret >= 0)
+			ret = cond_actions_ok(c, p, actions, issuance_actions, 3, issuance);
+		if (ret >= 0)
+			ret = ips_compile(c, p, e, r);
+		if (ret < 0)
+			return ret;
+		r->cond |= POL_COND_IPS;
 	}
 	e = json_object_get(v, "max_ttl_seconds");
 	if (e) {
@@ -646,6 +682,7 @@ struct policy_doc *policy_doc_free(struct policy_doc *doc)
 		for (size_t j = 0; j < r->n_dns; j++)
 			free(r->dns[j].text);
 		free(r->dns);
+		free(r->ips);
 	}
 	free(doc->rules);
 	free(doc->act_off);

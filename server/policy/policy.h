@@ -24,6 +24,11 @@
  *     max_ttl_seconds  the TTL is at most this (allow rules only)
  *     dns_names        allow: every requested name matches a pattern (no names: holds);
  *                      deny: some requested name matches a pattern
+ *     ip_addresses     CIDRs ("10.0.0.0/8", "fd00::/8"); allow: every requested IP SAN lies
+ *                      in one (no addresses: holds); deny: some requested address does
+ *   dns_names and ip_addresses limit the SANs together: an allow rule that names one kind
+ *   of SAN and not the other allows none of the other (dns_names alone: no IP SANs;
+ *   ip_addresses alone: no DNS names). A rule without either does not limit SANs.
  *   A request that lacks an attribute a condition needs (to_state or key_type NULL or "",
  *   ttl 0) is treated least favourably: the allow rule does not match, the deny rule does.
  * - So that a gate pass can never grant more than the handler re-checks, conditions are
@@ -60,6 +65,8 @@ struct policy_request {
 	const char *to_state;	      /* CA.TransitionIdentity target; NULL or "": absent */
 	const char *const *dns_names; /* names to be issued (borrowed), n_dns_names of them */
 	size_t n_dns_names;
+	const char *const *ip_addresses; /* IP SANs to be issued (borrowed), n_ip_addresses */
+	size_t n_ip_addresses;
 	uint64_t ttl_seconds; /* effective certificate TTL; 0: absent */
 	const char *key_type; /* "ecdsa-p256", ...; NULL or "": absent */
 	bool gate;	      /* the pre-handler check: attributes unknown (see above) */

@@ -336,7 +336,7 @@ static int token_list_cmd(struct token_env *e)
 	char after[POLICY_TOKEN_ID_LEN + 1] = "";
 	size_t n;
 
-	printf("ID\tNAME\tPOLICIES\tCREATED\tEXPIRES\tLAST_USED\tREVOKED\n");
+	printf("ID\tNAME\tPOLICIES\tCREATED\tEXPIRES\tLAST_USED\tREVOKED\tPARENT\n");
 	do {
 		struct store_token *t = NULL;
 		int r = store_token_list(e->db, DB_DEFAULT_TENANT, after, 500, &t, &n);
@@ -354,8 +354,9 @@ static int token_list_cmd(struct token_env *e)
 			printf("%s\t%s\t", t[i].id, t[i].name[0] ? t[i].name : "-");
 			for (size_t j = 0; j < t[i].n_policies; j++)
 				printf("%s%s", j ? "," : "", t[i].policies[j]);
-			printf("%s\t%s\t%s\t%s\t%s\n", t[i].n_policies ? "" : "-", c, x, u,
-			       t[i].revoked ? "yes" : "no");
+			printf("%s\t%s\t%s\t%s\t%s\t%s\n", t[i].n_policies ? "" : "-", c, x, u,
+			       t[i].revoked ? "yes" : "no",
+			       t[i].parent_id[0] ? t[i].parent_id : "-");
 			snprintf(after, sizeof(after), "%s", t[i].id);
 		}
 		store_tokens_free(t, n);

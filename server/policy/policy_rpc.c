@@ -8,8 +8,14 @@
  * Idempotency: PutPolicy and DeletePolicy store their packed reply under request_id. A
  * CreateToken reply holds the token, which is never stored: a retry of a request_id that
  * created a token gets ALREADY_EXISTS naming that token's id. RevokeToken is idempotent by
- * itself. CreateToken binds only policies its caller holds (or any, for an admin caller),
- * so that the right to create tokens is not the right to every policy.
+ * itself.
+ *
+ * Tokens form a tree: CreateToken makes a child of the calling token, bound only to
+ * policies the caller holds (any, for an admin caller) and expiring no later than it (both
+ * checked in the change's transaction, the parent's row locked); RevokeToken revokes the
+ * token's descendants with it. So that a policy cannot grow the token that edits it,
+ * PutPolicy and DeletePolicy refuse a policy bound to the calling token unless the caller
+ * holds admin.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -58,6 +64,7 @@ static Trstctl__V1__Token *token_msg(struct rpc_call *call, const struct store_t
 	m->expire_time = rpc_timestamp_new(call, t->expire_us);
 	m->last_used_time = rpc_timestamp_new(call, t->last_used_us);
 	m->revoked = t->revoked;
+	m->parent_id = rpc_call_strdup(call, t->parent_id);
 	return m;
 }
 
@@ -187,6 +194,37 @@ static int check_name(struct rpc_call *call, const char *name)
 	return 0;
 }
 
+/*
+ * No self-escalation: a policy bound to the calling token changes only by a caller that
+ * holds admin (rights beyond that policy). Returns 0, or the call's PERMISSION_DENIED.
+ */
+static int check_not_own(struct rpc_call *call, struct authz *a, const char *name)
+{
+	const char *id = NULL, *const *held = NULL;
+	char msg[POLICY_NAME_MAX + 256], res[POLICY_NAME_MAX + 8];
+	bool own = false;
+	size_t n = 0;
+	int r = authz_caller(a, call, &id, &held, &n);
+
+	if (r < 0)
+		return r == -EACCES ? rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG) :
+				      r;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(held[i], POLICY_ADMIN) == 0)
+			return 0;
+		own = own || strcmp(held[i], name) == 0;
+	}
+	if (!own)
+		return 0;
+	snprintf(msg, sizeof(msg),
+		 "permission denied: policy %s is bound to the calling token %s; changing a "
+		 "policy that grants the caller's own rights needs a token bound to admin (no "
+		 "self-escalation)",
+		 name, id);
+	snprintf(res, sizeof(res), "policy/%s", name);
+	return authz_deny(a, call, res, msg);
+}
+
 static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 		      ProtobufCMessage **ret_resp, void *user)
 {
@@ -199,6 +237,8 @@ static int put_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 	char err[POLICY_ERR_MAX];
 	int r = check_name(call, req->name);
 
+	if (r >= 0)
+		r = check_not_own(call, c.a, req->name);
 	if (r < 0)
 		return r;
 	r = policy_parse(req->document, c.a->actions, c.a->n_methods, &doc, err, sizeof(err));
@@ -220,6 +260,8 @@ static int delete_policy(struct rpc_call *call, const ProtobufCMessage *msg,
 				   .deleting = true };
 	int r = check_name(call, req->name);
 
+	if (r >= 0)
+		r = check_not_own(call, c.a, req->name);
 	return r < 0 ? r : policy_change(call, msg, req->request_id, &c, ret_resp);
 }
 
@@ -271,13 +313,20 @@ static int list_policies(struct rpc_call *call, const ProtobufCMessage *msg,
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_policies_response__descriptor);
 	resp->policies = rpc_call_alloc(call, (n + 1) * sizeof(*resp->policies));
 	if (first) /* the built-in policy heads the first page */
+		r = rpc_call_item_visible(call, "policy/", POLICY_ADMIN);
+	if (r > 0 && first)
 		resp->policies[k++] = policy_msg(call, &admin);
-	for (size_t i = 0; i < n; i++)
-		resp->policies[k++] = policy_msg(call, &p[i]);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = rpc_call_item_visible(call, "policy/", p[i].name);
+		if (r > 0)
+			resp->policies[k++] = policy_msg(call, &p[i]);
+	}
 	resp->n_policies = k;
 	if (n == (size_t)limit)
 		resp->next_page_token = rpc_call_strdup(call, p[n - 1].name);
 	store_policies_free(p, n);
+	if (r < 0)
+		return r;
 	*ret_resp = &resp->base;
 	return 0;
 }
@@ -350,37 +399,23 @@ static int create_token(struct rpc_call *call, const ProtobufCMessage *msg,
 				     .policies = (const char *const *)req->policies,
 				     .n_policies = req->n_policies,
 				     .ttl_seconds = req->ttl_seconds,
+				     .parent_id = rpc_call_principal(call),
 				     .actor = actor_of(call) };
 	struct change_key key;
-	const char *caller_id = NULL, *const *held = NULL;
-	char token[POLICY_TOKEN_LEN + 1] = "", err[256] = "";
+	char token[POLICY_TOKEN_LEN + 1] = "", err[384] = "";
 	struct store_token meta = { 0 };
 	Trstctl__V1__CreateTokenResponse *resp;
-	bool admin = false;
-	size_t n_held = 0;
-	int r = authz_caller(a, call, &caller_id, &held, &n_held);
+	int r;
 
-	if (r < 0)
-		return r == -EACCES ? rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG) :
-				      r;
-	for (size_t i = 0; i < n_held; i++)
-		admin = admin || strcmp(held[i], POLICY_ADMIN) == 0;
-	for (size_t i = 0; !admin && i < req->n_policies; i++) {
-		bool has = false;
-
-		for (size_t j = 0; j < n_held && !has; j++)
-			has = strcmp(held[j], req->policies[i]) == 0;
-		if (!has)
-			return rpc_call_error(call, RPC_PERMISSION_DENIED,
-					      "permission denied: a token can be bound only to "
-					      "policies its creator holds (%s)",
-					      req->policies[i]);
-	}
+	if (!q.parent_id) /* the authorizer sets it; without one there is no bound to keep */
+		return rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG);
 	r = change_key_from_call(&key, call, msg, a->tenant, req->request_id, NULL);
 	if (r < 0)
 		return r;
 	q.key = &key;
 	r = authz_token_create(a->db, a->bus, &q, token, &meta, err, sizeof(err));
+	if (r == -EPERM && err[0]) /* beyond the caller's bounds: audited like the gate's */
+		return authz_deny(a, call, "token/*", err);
 	if (r == -EINVAL)
 		return rpc_call_error(call, RPC_INVALID_ARGUMENT, "%s", err);
 	if (r == -ENOENT && err[0])
@@ -429,12 +464,16 @@ static int list_tokens(struct rpc_call *call, const ProtobufCMessage *msg,
 		return r;
 	resp = (void *)rpc_call_new_message(call, &trstctl__v1__list_tokens_response__descriptor);
 	resp->tokens = rpc_call_alloc(call, (n + 1) * sizeof(*resp->tokens));
-	for (size_t i = 0; i < n; i++)
-		resp->tokens[i] = token_msg(call, &t[i]);
-	resp->n_tokens = n;
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = rpc_call_item_visible(call, "token/", t[i].id);
+		if (r > 0)
+			resp->tokens[resp->n_tokens++] = token_msg(call, &t[i]);
+	}
 	if (n == (size_t)limit)
 		resp->next_page_token = rpc_call_strdup(call, t[n - 1].id);
 	store_tokens_free(t, n);
+	if (r < 0)
+		return r;
 	*ret_resp = &resp->base;
 	return 0;
 }

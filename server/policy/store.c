@@ -1,11 +1,11 @@
 /*
- * The policy service's tables (migration 0004_policy): policies, tokens and the
- * authorization generation. Reads lease a pool connection for one statement; writes run
- * inside a group-commit change (store_tx_*) together with the generation bump, the audit
- * record and the event of the change. Times cross as microseconds since the epoch
- * (computed by PostgreSQL), a token's policies as a comma-joined list (policy names never
- * hold a comma: policy_name_valid). At the end, the token changes shared by the Policy
- * service, `trstctl token` and the bootstrap.
+ * The policy service's tables (migrations 0004_policy, 0007_token_tree): policies, tokens
+ * (a tree: parent_id) and the authorization generation. Reads lease a pool connection for
+ * one statement; writes run inside a group-commit change (store_tx_*) together with the
+ * generation bump, the audit record and the event of the change. Times cross as
+ * microseconds since the epoch (computed by PostgreSQL), a token's policies as a
+ * comma-joined list (policy names never hold a comma: policy_name_valid). At the end, the
+ * token changes shared by the Policy service, `trstctl token` and the bootstrap.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,7 +26,8 @@
 #define US(col) "(extract(epoch FROM " col ") * 1000000)::bigint"
 #define TOKEN_COLS                                                             \
 	"id, name, array_to_string(policies, ','), " US("created_at") ", " US( \
-		"expire_time") ", " US("last_used_time") ", revoked_at IS NOT NULL, hash"
+		"expire_time") ", " US("last_used_time") ", revoked_at IS NOT NULL, hash, " \
+		"coalesce(parent_id, '')"
 #define POLICY_COLS "name, document, version, " US("updated_at") ", deleted"
 
 static int query(struct db *db, const char *sql, const struct db_param *p, size_t n,
@@ -125,6 +126,7 @@ static int token_from_row(const struct db_rows *rows, size_t i, struct store_tok
 	t->expire_us = num(rows, i, 4);
 	t->last_used_us = num(rows, i, 5);
 	t->revoked = flag(rows, i, 6);
+	snprintf(t->parent_id, sizeof(t->parent_id), "%s", db_rows_get(rows, i, 8));
 	if (r < 0 || !t->name) {
 		store_token_clear(t);
 		return -ENOMEM;
@@ -421,40 +423,81 @@ static char *join_names(const char *const *names, size_t n)
 int store_tx_token_insert(struct db_tx *tx, const char *tenant, const struct store_token *t,
 			  int64_t ttl_seconds, struct store_token *ret)
 {
-	char ttl[24], *pol = join_names((const char *const *)t->policies, t->n_policies);
+	char ttl[24], cap[24], *pol = join_names((const char *const *)t->policies, t->n_policies);
 	struct db_rows *rows = NULL;
 	int r;
 
 	if (!pol)
 		return -ENOMEM;
 	snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_seconds);
+	snprintf(cap, sizeof(cap), "%" PRId64, t->expire_us);
 	const struct db_param p[] = { DB_TEXT(tenant),
 				      DB_TEXT(t->id),
 				      DB_TEXT(t->name ? t->name : ""),
 				      DB_BYTES(t->hash, POLICY_HASH_LEN),
 				      DB_TEXT(pol),
-				      ttl_seconds > 0 ? DB_TEXT(ttl) : DB_NULL };
+				      ttl_seconds > 0 ? DB_TEXT(ttl) : DB_NULL,
+				      t->parent_id[0] ? DB_TEXT(t->parent_id) : DB_NULL,
+				      t->expire_us ? DB_TEXT(cap) : DB_NULL };
+	/* LEAST ignores NULL: the parent's expiry caps the child's (no clock skew between
+	 * the check in C and this clock can let a child outlive its parent) */
 	r = db_tx_exec(
 		tx,
-		"INSERT INTO tokens (tenant_id, id, name, hash, policies, expire_time) "
+		"INSERT INTO tokens (tenant_id, id, name, hash, policies, expire_time, parent_id) "
 		"VALUES ($1, $2, $3, $4, string_to_array($5, ','), "
-		"clock_timestamp() + make_interval(secs => $6::bigint)) RETURNING " TOKEN_COLS,
-		p, 6, &rows);
+		"LEAST(clock_timestamp() + make_interval(secs => $6::bigint), "
+		"to_timestamp($8::bigint / 1000000.0)), $7) RETURNING " TOKEN_COLS,
+		p, 8, &rows);
 	free(pol);
+	return one_token(rows, r, ret);
+}
+
+/* The one token row sql ($1 the tenant, $2 the id) returns inside tx; -ENOENT: none. */
+static int tx_one_token(struct db_tx *tx, const char *sql, const char *tenant, const char *id,
+			struct store_token *ret)
+{
+	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(id) };
+	struct db_rows *rows = NULL;
+	int r = db_tx_exec(tx, sql, p, 2, &rows);
+
 	return one_token(rows, r, ret);
 }
 
 int store_tx_token_revoke(struct db_tx *tx, const char *tenant, const char *id,
 			  struct store_token *ret)
 {
+	return tx_one_token(tx,
+			    "UPDATE tokens SET revoked_at = clock_timestamp() WHERE tenant_id = $1 "
+			    "AND id = $2 AND revoked_at IS NULL RETURNING " TOKEN_COLS,
+			    tenant, id, ret);
+}
+
+int store_tx_token_revoke_descendants(struct db_tx *tx, const char *tenant, const char *id,
+				      int64_t *ret_n)
+{
 	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(id) };
 	struct db_rows *rows = NULL;
 	int r = db_tx_exec(tx,
+			   "WITH RECURSIVE sub(id) AS (SELECT id FROM tokens WHERE tenant_id = $1 "
+			   "AND parent_id = $2 UNION SELECT t.id FROM tokens t JOIN sub "
+			   "ON t.tenant_id = $1 AND t.parent_id = sub.id) "
 			   "UPDATE tokens SET revoked_at = clock_timestamp() WHERE tenant_id = $1 "
-			   "AND id = $2 AND revoked_at IS NULL RETURNING " TOKEN_COLS,
+			   "AND id IN (SELECT id FROM sub) AND revoked_at IS NULL RETURNING id",
 			   p, 2, &rows);
 
-	return one_token(rows, r, ret);
+	if (r >= 0)
+		*ret_n = (int64_t)rows->n_rows;
+	db_rows_free(rows);
+	return r < 0 ? r : 0;
+}
+
+int store_tx_token_lock(struct db_tx *tx, const char *tenant, const char *id,
+			struct store_token *ret)
+{
+	return tx_one_token(tx,
+			    "SELECT " TOKEN_COLS " FROM tokens WHERE tenant_id = $1 AND id = $2 "
+			    "FOR SHARE",
+			    tenant, id, ret);
 }
 
 /* Token changes ------------------------------------------------------------------------ */
@@ -498,6 +541,59 @@ static json_t *names_json(char *const *names, size_t n)
 	return a;
 }
 
+/* Whether token p holds policy name (admin holds every policy). */
+static bool token_holds(const struct store_token *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_policies; i++)
+		if (strcmp(p->policies[i], name) == 0 || strcmp(p->policies[i], POLICY_ADMIN) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * A child stays within its parent (read and locked in this transaction, so a revocation
+ * racing it either comes first and refuses it, or comes after and finds the child): the
+ * parent is live, holds every policy given to the child, and the child expires no later.
+ * Sets in->parent_id and in->expire_us (the cap). -EPERM with err naming the bound.
+ */
+static int parent_bounds(struct db_tx *tx, const struct authz_token_req *q,
+			 struct store_token *in, char *err, size_t errlen)
+{
+	struct store_token p = { 0 };
+	int64_t now = authz_now_us(), left;
+	int r = store_tx_token_lock(tx, q->tenant, q->parent_id, &p);
+
+	if (r == -ENOENT || (r >= 0 && (p.revoked || (p.expire_us && p.expire_us <= now)))) {
+		snprintf(err, errlen, "permission denied: the creating token %s is no longer valid",
+			 q->parent_id);
+		r = -EPERM;
+	}
+	for (size_t i = 0; r >= 0 && i < q->n_policies; i++) {
+		if (!token_holds(&p, q->policies[i])) {
+			snprintf(err, errlen,
+				 "permission denied: policies: the creating token %s is not bound "
+				 "to policy %s (a token can hand on only its own policies)",
+				 p.id, q->policies[i]);
+			r = -EPERM;
+		}
+	}
+	left = p.expire_us ? (p.expire_us - now) / 1000000 : 0;
+	if (r >= 0 && p.expire_us && (q->ttl_seconds == 0 || q->ttl_seconds > left)) {
+		snprintf(err, errlen,
+			 "permission denied: ttl_seconds: %lld would outlive the creating token %s, "
+			 "which expires in %lld s (a child's lifetime is within its parent's; 0 "
+			 "means never expires)",
+			 (long long)q->ttl_seconds, p.id, (long long)left);
+		r = -EPERM;
+	}
+	if (r >= 0) {
+		snprintf(in->parent_id, sizeof(in->parent_id), "%s", p.id);
+		in->expire_us = p.expire_us;
+	}
+	store_token_clear(&p);
+	return r;
+}
+
 /* The change room's apply step of a token creation. */
 static int token_create_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
@@ -506,8 +602,11 @@ static int token_create_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 	char resource[8 + POLICY_TOKEN_ID_LEN];
 	int r;
 
-	(void)err;
-	(void)errlen;
+	if (q->parent_id) {
+		r = parent_bounds(tx, q, &c->in, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	if (q->bootstrap) {
 		r = store_tx_bootstrap_lock(tx, q->tenant);
 		if (r != 0)
@@ -524,9 +623,10 @@ static int token_create_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 	snprintf(resource, sizeof(resource), "token/%s", c->out.id);
 	r = store_tx_record(
 		tx, c->bus, q->tenant, "token.created", q->actor, resource,
-		json_pack("{s:s, s:s, s:o, s:I}", "id", c->out.id, "name", c->out.name, "policies",
-			  names_json(c->out.policies, c->out.n_policies), "expire_time_us",
-			  (json_int_t)c->out.expire_us),
+		json_pack("{s:s, s:s, s:o, s:I, s:s}", "id", c->out.id, "name", c->out.name,
+			  "policies", names_json(c->out.policies, c->out.n_policies),
+			  "expire_time_us", (json_int_t)c->out.expire_us, "parent_id",
+			  c->out.parent_id),
 		json_pack("{s:s, s:s, s:s}", "kind", "token", "op", "created", "id", c->out.id));
 	return r;
 }
@@ -644,13 +744,17 @@ static int token_revoke_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	struct revoke_change *c = ud;
 	char resource[8 + POLICY_TOKEN_ID_LEN];
+	int64_t n = 0;
 	int r;
 
 	(void)err;
 	(void)errlen;
 	store_token_clear(&c->out);
+	/* the token's row first: a child being created under it (its row locked FOR SHARE)
+	 * commits before this goes on, so the walk below finds it */
 	r = store_tx_token_revoke(tx, c->tenant, c->id, &c->out);
-
+	if (r >= 0)
+		r = store_tx_token_revoke_descendants(tx, c->tenant, c->id, &n);
 	if (r >= 0)
 		r = store_tx_bump(tx, c->tenant);
 	if (r < 0)
@@ -658,7 +762,8 @@ static int token_revoke_fn(struct db_tx *tx, void *ud, char *err, size_t errlen)
 	snprintf(resource, sizeof(resource), "token/%s", c->id);
 	return store_tx_record(
 		tx, c->bus, c->tenant, "token.revoked", c->actor, resource,
-		json_pack("{s:s, s:s}", "id", c->id, "name", c->out.name),
+		json_pack("{s:s, s:s, s:I}", "id", c->id, "name", c->out.name,
+			  "descendants_revoked", (json_int_t)n),
 		json_pack("{s:s, s:s, s:s}", "kind", "token", "op", "revoked", "id", c->id));
 }
 

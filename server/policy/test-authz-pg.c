@@ -416,7 +416,7 @@ static void test_token_lifecycle(void **state)
 
 	(void)state;
 	assert_int_equal(put(0, E.admin, "reader", doc, NULL, NULL, &st), 0);
-	assert_int_equal(create_token(0, E.admin, reader, 1, 2, tok, id, &st), 0);
+	assert_int_equal(create_token(0, E.admin, reader, 1, 3, tok, id, &st), 0);
 	assert_int_equal(probe(0, tok), 0);
 	assert_int_equal(settle(1, tok), 0); /* the new policy reached server 1 */
 	/* deny overrides, and the message names action and resource only */
@@ -432,7 +432,13 @@ static void test_token_lifecycle(void **state)
 	/* no escalation: reader may create tokens, but only bound to what it holds */
 	assert_int_not_equal(create_token(0, tok, admin, 1, 0, tok2, id2, &st), 0);
 	assert_int_equal(st.code, 7);
-	assert_int_equal(create_token(0, tok, reader, 1, 60, tok2, id2, &st), 0);
+	/* nor outliving it: a child of a 3 s token lives at most as long */
+	assert_int_not_equal(create_token(0, tok, reader, 1, 60, tok2, id2, &st), 0);
+	assert_int_equal(st.code, 7);
+	assert_non_null(strstr(st.message, "ttl_seconds: 60 would outlive the creating token"));
+	assert_int_not_equal(create_token(0, tok, reader, 1, 0, tok2, id2, &st), 0);
+	assert_int_equal(st.code, 7);
+	assert_int_equal(create_token(0, tok, reader, 1, 1, tok2, id2, &st), 0);
 	assert_int_not_equal(create_token(0, E.admin, ghost, 1, 0, tok2, id2, &st), 0);
 	assert_int_equal(st.code, 5);
 	/* last use recorded (the first use of a token writes it) */
@@ -442,7 +448,7 @@ static void test_token_lifecycle(void **state)
 	assert_string_equal(meta.policies[0], "reader");
 	store_token_clear(&meta);
 	/* expiry */
-	sleep(2);
+	sleep(3);
 	assert_int_equal(probe(0, tok), 16);
 	assert_int_equal(probe(1, tok), 16);
 	trstctl_status_clear(&st);

@@ -44,6 +44,18 @@ static const struct {
 	  " 'conditions': {'dns_names': ['*.prod.example']}},"
 	  "{'effect': 'allow', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/**'], "
 	  " 'conditions': {'dns_names': ['*.internal']}}]}" },
+	{ "ipper",
+	  "{'rules': ["
+	  "{'effect': 'allow', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/dns-*'], "
+	  " 'conditions': {'dns_names': ['*.internal']}},"
+	  "{'effect': 'allow', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/ip-*'], "
+	  " 'conditions': {'ip_addresses': ['10.0.0.0/8', 'fd00::/8']}},"
+	  "{'effect': 'allow', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/both-*'], "
+	  " 'conditions': {'dns_names': ['*.internal'], 'ip_addresses': ['192.168.1.0/24']}},"
+	  "{'effect': 'deny', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/**'], "
+	  " 'conditions': {'ip_addresses': ['10.9.0.0/16']}},"
+	  "{'effect': 'allow', 'actions': ['CA.IssueCertificate'], 'resources': ['identity/any-*'], "
+	  " 'conditions': {'max_ttl_seconds': 3600}}]}" },
 	{ "reader", "{'rules': [{'effect': 'allow', 'actions': ['CA.GetOwner', 'CA.ListOwners'], "
 		    "'resources': ['*']}]}" },
 	{ "no-secrets",
@@ -56,6 +68,10 @@ static const struct {
 #define DNS(...)                                           \
 	.dns_names = (const char *const[]){ __VA_ARGS__ }, \
 	.n_dns_names = (sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(char *))
+#define IPS(...)                                              \
+	.ip_addresses = (const char *const[]){ __VA_ARGS__ }, \
+	.n_ip_addresses = (sizeof((const char *const[]){ __VA_ARGS__ }) / sizeof(char *))
+#define ISSUE(res) .action = "CA.IssueCertificate", .resource = "identity/" res
 /* WEB() is a valid issuance request that each case changes in one field. */
 #pragma GCC diagnostic ignored "-Woverride-init"
 #define WEB(...)                                                                               \
@@ -211,6 +227,35 @@ static const struct {
 	{ N("issuer"),
 	  { .action = "CA.IssueCertificate", .resource = "identity/a", .gate = true },
 	  "allowed by policy issuer rule 4 (conditions checked by the handler)" },
+	/* IP SANs: dns_names alone allows none; ip_addresses holds CIDRs of both families */
+	{ N("ipper"), { ISSUE("dns-1"), DNS("a.internal") }, "allowed by policy ipper rule 0" },
+	{ N("ipper"),
+	  { ISSUE("dns-1"), DNS("a.internal"), IPS("8.8.8.8") },
+	  "no policy allows CA.IssueCertificate on identity/dns-1" },
+	{ N("ipper"),
+	  { ISSUE("dns-1"), IPS("10.0.0.1") },
+	  "no policy allows CA.IssueCertificate on identity/dns-1" },
+	{ N("ipper"), { ISSUE("ip-1"), IPS("10.1.2.3", "fd00::7") }, "allowed by policy ipper rule 1" },
+	{ N("ipper"), { ISSUE("ip-1"), IPS("::ffff:10.1.2.3") }, "allowed by policy ipper rule 1" },
+	{ N("ipper"),
+	  { ISSUE("ip-1"), IPS("10.1.2.3", "8.8.8.8") },
+	  "no policy allows CA.IssueCertificate on identity/ip-1" },
+	{ N("ipper"),
+	  { ISSUE("ip-1"), IPS("not-an-ip") },
+	  "no policy allows CA.IssueCertificate on identity/ip-1" },
+	{ N("ipper"),
+	  { ISSUE("ip-1"), DNS("a.internal") },
+	  "no policy allows CA.IssueCertificate on identity/ip-1" },
+	{ N("ipper"), { ISSUE("ip-1") }, "allowed by policy ipper rule 1" },
+	{ N("ipper"),
+	  { ISSUE("both-1"), DNS("a.internal"), IPS("192.168.1.9") },
+	  "allowed by policy ipper rule 2" },
+	{ N("ipper"),
+	  { ISSUE("both-1"), DNS("a.internal"), IPS("192.168.2.9") },
+	  "no policy allows CA.IssueCertificate on identity/both-1" },
+	{ N("ipper"), { ISSUE("ip-1"), IPS("10.9.0.1") }, "denied by policy ipper rule 3" },
+	{ N("ipper"), { ISSUE("any-1"), IPS("8.8.8.8"), .ttl_seconds = 60 }, "allowed by policy ipper rule 4" },
+	{ N("ipper"), { ISSUE("any-1"), IPS("10.9.0.1"), .ttl_seconds = 60 }, "denied by policy ipper rule 3" },
 };
 
 static char *dq(const char *s)

@@ -147,6 +147,21 @@ static const struct {
 	  "rules[0].conditions.dns_names[0]: malformed DNS name pattern 'a/b': only letters, digits, '-', '_' and '.' are allowed" },
 	{ R(ISSUE("allow", "{'dns_names': 'x'}")),
 	  "rules[0].conditions.dns_names: expected an array of strings" },
+	{ R(ISSUE("allow", "{'ip_addresses': ['10.0.0.1']}")),
+	  "rules[0].conditions.ip_addresses[0]: malformed CIDR '10.0.0.1': missing '/<length>' (write 10.0.0.0/8, or 10.0.0.1/32 for one address)" },
+	{ R(ISSUE("allow", "{'ip_addresses': ['10.0.0.0/8', '10.0.0.0/33']}")),
+	  "rules[0].conditions.ip_addresses[1]: malformed CIDR '10.0.0.0/33': prefix length out of range" },
+	{ R(ISSUE("allow", "{'ip_addresses': ['*.internal/8']}")),
+	  "rules[0].conditions.ip_addresses[0]: malformed CIDR '*.internal/8': not an IP address before '/'" },
+	{ R(ISSUE("allow", "{'ip_addresses': ['10.0.0.0/8:443']}")),
+	  "rules[0].conditions.ip_addresses[0]: malformed CIDR '10.0.0.0/8:443': a port is not allowed" },
+	{ R(ISSUE("allow", "{'ip_addresses': []}")),
+	  "rules[0].conditions.ip_addresses: must not be empty" },
+	{ R(ISSUE("allow", "{'ip_addresses': '10.0.0.0/8'}")),
+	  "rules[0].conditions.ip_addresses: expected an array of strings" },
+	{ R("{'effect': 'allow', 'actions': ['Secrets.GetSecret'], 'resources': ['*'], "
+	    "'conditions': {'ip_addresses': ['10.0.0.0/8']}}"),
+	  "rules[0].conditions.ip_addresses: applies only to CA.CreateIdentity, CA.IssueCertificate and CA.TransitionIdentity, not to action 'Secrets.GetSecret'" },
 };
 
 static void test_rejects(void **state)
@@ -183,6 +198,8 @@ static const struct {
 	    "'Offline-API.internal'], 'max_ttl_seconds': 2592000, 'key_types': ['ecdsa-p256']}}"),
 	  1 },
 	{ R(ISSUE("deny", "{'dns_names': ['*.prod.example'], 'key_types': ['rsa-2048']}")), 1 },
+	{ R(ISSUE("allow", "{'dns_names': ['*.internal'], 'ip_addresses': ['10.0.0.0/8', 'fd00::/8', '::ffff:10.0.0.0/104']}")), 1 },
+	{ R(ISSUE("deny", "{'ip_addresses': ['0.0.0.0/0', '::/0']}")), 1 },
 	{ R(RULE(", 'conditions': {}")), 1 },
 };
 

@@ -76,6 +76,8 @@ struct rpc_server {
 	size_t n_health;
 	rpc_auth_fn auth;              /* NULL: every call runs */
 	void *auth_user;
+	rpc_item_fn item_auth;	       /* NULL: every List item is shown */
+	void *item_auth_user;
 };
 
 struct rpc_call {

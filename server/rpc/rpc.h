@@ -135,6 +135,21 @@ typedef int (*rpc_auth_fn)(struct rpc_call *call, const ProtobufCMessage *req, v
 /* Sets the authorizer (before rpc_server_start). NULL: every call runs. */
 void rpc_server_set_auth(struct rpc_server *server, rpc_auth_fn fn, void *user);
 
+/*
+ * Decides whether the caller of call may see one item of a List reply: resource is the
+ * item's own resource ("secret/prod/db"), the action the call's method. Runs on the
+ * handler's thread. Returns 1 to show the item, 0 to leave it out (no error; the page comes
+ * back shorter, its next_page_token unchanged), or -errno (-EWOULDBLOCK inline).
+ */
+typedef int (*rpc_item_fn)(struct rpc_call *call, const char *resource, void *user);
+
+/* Sets the item authorizer (before rpc_server_start). NULL: every item is shown. */
+void rpc_server_set_item_auth(struct rpc_server *server, rpc_item_fn fn, void *user);
+
+/* The item authorizer's answer for the resource prefix + name ("secret/" + "prod/db"): 1
+ * without an item authorizer or for an open method. */
+int rpc_call_item_visible(struct rpc_call *call, const char *prefix, const char *name);
+
 /* Registers grpc.health.v1.Health and grpc.reflection v1 and v1alpha. */
 int rpc_server_add_standard_services(struct rpc_server *server);
 

@@ -24,6 +24,7 @@
 #include <grpc/support/time.h>
 
 #include "internal.h"
+#include "wire.h"
 
 enum {
 	REQUESTS_PER_METHOD = 4, /* requests posted per method per queue */
@@ -279,20 +280,36 @@ grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg)
 	return bb;
 }
 
-static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb)
+/*
+ * Decodes a request: NULL when the bytes are not a message of d (*ret_bad_string false),
+ * or when a string field holds NUL or invalid UTF-8 (wire.c; *ret_bad_string true and
+ * field gets its path), so that no handler sees a string cut short.
+ */
+static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *d, grpc_byte_buffer *bb,
+				char field[RPC_WIRE_PATH_MAX], bool *ret_bad_string)
 {
 	grpc_byte_buffer_reader r;
 	ProtobufCMessage *m;
 	grpc_slice s;
 
+	*ret_bad_string = false;
 	if (!grpc_byte_buffer_reader_init(&r, bb))
 		return NULL;
 	s = grpc_byte_buffer_reader_readall(&r);
 	grpc_byte_buffer_reader_destroy(&r);
 	m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+	if (m && rpc_wire_check_strings(d, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), field,
+					RPC_WIRE_PATH_MAX) < 0) {
+		protobuf_c_message_free_unpacked(m, NULL);
+		m = NULL;
+		*ret_bad_string = field[0] != '\0';
+	}
 	grpc_slice_unref(s);
 	return m;
 }
+
+/* The INVALID_ARGUMENT message of a string field unpack refused. */
+#define BAD_STRING_FMT "%s: a string field must be valid UTF-8 without NUL bytes"
 
 static void final_cb(struct rpc_tag *tag, bool ok)
 {
@@ -367,6 +384,25 @@ void rpc_server_set_auth(struct rpc_server *s, rpc_auth_fn fn, void *user)
 {
 	s->auth = fn;
 	s->auth_user = user;
+}
+
+void rpc_server_set_item_auth(struct rpc_server *s, rpc_item_fn fn, void *user)
+{
+	s->item_auth = fn;
+	s->item_auth_user = user;
+}
+
+int rpc_call_item_visible(struct rpc_call *c, const char *prefix, const char *name)
+{
+	struct rpc_server *s = c->server;
+	char *res;
+
+	if (!s->item_auth || c->method->open)
+		return 1;
+	res = rpc_call_alloc(c, strlen(prefix) + strlen(name) + 1);
+	strcpy(res, prefix);
+	strcat(res, name);
+	return s->item_auth(c, res, s->item_auth_user);
 }
 
 static void *stream_thread(void *arg)
@@ -510,6 +546,8 @@ static void bidi_cb(struct rpc_tag *tag, bool ok)
 {
 	struct rpc_call *c = tag->call;
 	ProtobufCMessage *req, *resp = NULL;
+	char field[RPC_WIRE_PATH_MAX], buf[RPC_WIRE_PATH_MAX + 64];
+	bool bad_string;
 	int r;
 
 	if (!ok) {
@@ -520,11 +558,13 @@ static void bidi_cb(struct rpc_tag *tag, bool ok)
 		send_final(c, RPC_OK, NULL, NULL);
 		return;
 	}
-	req = unpack(c->method->input, c->recv);
+	req = unpack(c->method->input, c->recv, field, &bad_string);
 	grpc_byte_buffer_destroy(c->recv);
 	c->recv = NULL;
 	if (!req) {
-		send_final(c, RPC_INVALID_ARGUMENT, "malformed request message", NULL);
+		snprintf(buf, sizeof(buf), BAD_STRING_FMT, field);
+		send_final(c, RPC_INVALID_ARGUMENT, bad_string ? buf : "malformed request message",
+			   NULL);
 		return;
 	}
 	r = c->method->handler.bidi(c, req, &resp, c->method->user);
@@ -568,7 +608,8 @@ static void dispatch(struct rpc_call *c)
 {
 	struct rpc_method *m = c->method;
 	const struct rpc_method_handler *h = &m->handler;
-	char buf[512];
+	char buf[512], field[RPC_WIRE_PATH_MAX];
+	bool bad_string;
 
 	if (m->kind == RPC_BIDI && h->bidi) {
 		bidi_next(c, NULL);
@@ -583,10 +624,13 @@ static void dispatch(struct rpc_call *c)
 		send_final(c, RPC_INTERNAL, "request message missing", NULL);
 		return;
 	}
-	c->req = unpack(m->input, c->payload);
+	c->req = unpack(m->input, c->payload, field, &bad_string);
 	if (!c->req) {
-		snprintf(buf, sizeof(buf), "malformed request: not a valid %s message",
-			 m->input->name);
+		if (bad_string)
+			snprintf(buf, sizeof(buf), BAD_STRING_FMT, field);
+		else
+			snprintf(buf, sizeof(buf), "malformed request: not a valid %s message",
+				 m->input->name);
 		send_final(c, RPC_INVALID_ARGUMENT, buf, NULL);
 		return;
 	}

@@ -251,10 +251,19 @@ static int list_secrets(struct rpc_call *call, const ProtobufCMessage *req_msg,
 	if (r < 0)
 		return fail(call, &ctx, r);
 	o = (void *)rpc_call_new_message(call, &trstctl__v1__list_secrets_response__descriptor);
-	o->n_secrets = n;
 	o->secrets = rpc_call_alloc(call, (n + 1) * sizeof(*o->secrets));
-	for (size_t i = 0; i < n; i++)
-		o->secrets[i] = meta_msg(call, &metas[i]);
+	/* each name is decided on its own (a prefix must not reveal a denied secret); the
+	 * page may come back shorter, its next_page_token unchanged */
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		r = rpc_call_item_visible(call, "secret/", metas[i].name);
+		if (r > 0)
+			o->secrets[o->n_secrets++] = meta_msg(call, &metas[i]);
+	}
+	if (r < 0) {
+		free(next);
+		secrets_metas_free(metas, n);
+		return r;
+	}
 	if (next)
 		o->next_page_token = rpc_call_strdup(call, next);
 	free(next);

@@ -253,14 +253,15 @@ class PolicyTest:
         return checks.finish()
 
 
-def main():
+def main(test_class=PolicyTest):
+    """Runs test_class (PolicyTest or a subclass: its own PostgreSQL and servers)."""
     ap = argparse.ArgumentParser()
     ap.add_argument('--trstctl', required=True)
     ap.add_argument('--source-root', default=os.path.dirname(os.path.dirname(HERE)))
     args = ap.parse_args()
     if not os.access(args.trstctl, os.X_OK):
         harness.skip('trstctl binary not found: %r' % args.trstctl)
-    t = PolicyTest(args.trstctl, args.source_root)
+    t = test_class(args.trstctl, args.source_root)
     try:
         return t.run()
     finally:
