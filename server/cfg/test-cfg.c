@@ -165,7 +165,7 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=10" },
 	  "TRSTCTL_SERVER_SHUTDOWN_GRACE \"10\" is invalid: want a duration" },
 	{ { DSN, "TRSTCTL_AIRGAP_ENFORCER=kernel" },
-	  "air_gap.enforcer \"kernel\" is invalid (want \"auto\", \"ebpf\", or \"userspace\")" },
+	  "air_gap.enforcer \"kernel\" is invalid (want \"auto\", \"ebpf\", \"userspace\", or \"pinned\")" },
 	{ { DSN, "TRSTCTL_AIRGAP_TRIPWIRE_ADDR=10.0.0.1:443" },
 	  "air_gap.tripwire_addr \"10.0.0.1:443\" must be a public IP address and port" },
 	{ { DSN, "TRSTCTL_AIRGAP_BPF_PIN_PATH=relative/pin" },

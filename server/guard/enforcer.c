@@ -914,3 +914,58 @@ int guard_enforcer_tripwire(struct guard_enforcer *e)
 		return ret;
 	return after.tripwire > before.tripwire ? 0 : -EPROTO;
 }
+
+/* ---- hand-over to a capability-less server (trstctl guard attach) ------------------ */
+
+static int pin_owned(const char *dir, const char *name, int fd, unsigned int owner,
+		     unsigned int group)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (fd >= 0) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+		if (bpf_obj_pin(fd, path) < 0)
+			return -errno;
+	}
+	if (chown(path, owner, group) < 0 || chmod(path, 0600) < 0)
+		return -errno;
+	return 0;
+}
+
+int guard_enforcer_handover(struct guard_enforcer *e, unsigned int owner, unsigned int group)
+{
+	const struct {
+		const char *name;
+		struct bpf_map *map;
+	} maps[] = {
+		{ "rules4_a", e ? e->skel->maps.rules4_a : NULL },
+		{ "rules4_b", e ? e->skel->maps.rules4_b : NULL },
+		{ "rules6_a", e ? e->skel->maps.rules6_a : NULL },
+		{ "rules6_b", e ? e->skel->maps.rules6_b : NULL },
+		{ "rules_active", e ? e->skel->maps.rules_active : NULL },
+	};
+	size_t i;
+	int ret;
+
+	if (!e || !e->pinned)
+		return -EINVAL;
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		ret = pin_owned(e->pin_path, maps[i].name, bpf_map__fd(maps[i].map), owner, group);
+		if (ret < 0)
+			return ret;
+	}
+	ret = pin_owned(e->pin_path, "trips", -1, owner, group); /* pinned by start */
+	if (ret < 0)
+		return ret;
+	/* The folder stays its creator's (root): others may enter and read, not unlink. */
+	return chmod(e->pin_path, 0755) < 0 ? -errno : 0;
+}
+
+struct guard_enforcer *guard_enforcer_release(struct guard_enforcer *e)
+{
+	if (e)
+		enforcer_free(e, false);
+	return NULL;
+}

@@ -194,6 +194,21 @@ typedef void (*guard_denial_hook_fn)(const struct guard_run_denial *d, void *arg
 int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
 		    char *err, size_t errlen);
 /*
+ * `trstctl guard attach` (the pod's init container): with air-gap on, loads the kernel
+ * guard with the rules serve would load (endpoint and allow_hosts names resolved now),
+ * attaches it to the cgroup directory cgroup_path, pins links and maps under
+ * air_gap.bpf_pin_path (which must be on a bpffs), gives `trips` and the rule map pins to
+ * owner:group (mode 0600; link pins stay root's), runs the tripwire from a child that
+ * joins the cgroup when that is possible (else the pinned server proves it), and returns
+ * with everything left attached and pinned. Returns 0, or -errno with a reason in err.
+ */
+int guard_run_attach(const struct cfg *c, const char *cgroup_path, unsigned int owner,
+		     unsigned int group, char *err, size_t errlen);
+
+/* `trstctl guard attach ...` (argv[0] "guard", argv[1] "attach"): exit status 0, 1 or 2. */
+int guard_attach_cli(int argc, char **argv, const struct cfg *c);
+
+/*
  * Orderly shutdown: stops the threads, detaches and unpins, and removes the child cgroup
  * that start created for the process (guard_enforcer_stop). Accepts NULL; returns NULL.
  */
