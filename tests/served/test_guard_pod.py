@@ -10,7 +10,7 @@ nothing and no pin outlives the test. The cgroup is fresh and removed at the end
 failure; the pins go with the private bpffs (and are removed one by one before that).
 
 Checks: attach without BPF rights exits 1 with the reason; attach into a missing cgroup
-exits 1; attach pins links (root's, 0600) and the counters and rule maps (65532's, 0600)
+exits 1; attach finds the pod cgroup ("pod<uid>") by --pod-uid under --cgroup-root, pins links (root's, 0600) and the counters and rule maps (65532's, 0600)
 and leaves the five programs attached; a pinned server without a pin refuses to start;
 the pinned server, as 65532 with no capability, inside the cgroup, is ready, armed, trips
 0, with every capability set empty; a public connect from the cgroup is refused and the
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import urllib.request
 
 import harness
@@ -117,43 +118,50 @@ def main():
     tmp = tempfile.mkdtemp(prefix='trstctl-pod-test-')
     os.chmod(tmp, 0o755)
     bpffs = os.path.join(tmp, 'bpffs')
-    cg = os.path.join(cgroot, 'trstctl-pod-%d' % os.getpid())
+    # A Kubernetes-like layout: the pod cgroup "pod<uid>" inside a parent; attach finds it
+    # by the uid (--pod-uid), as the chart's init container does.
+    parent = os.path.join(cgroot, 'trstctl-podtest-%d' % os.getpid())
+    pod_uid = str(uuid.uuid4())
+    cg = os.path.join(parent, 'pod' + pod_uid)
     mounted = False
     try:
         os.mkdir(bpffs)
         if subprocess.run(['mount', '-t', 'bpf', 'bpf', bpffs]).returncode != 0:
             harness.skip('cannot mount a private bpffs')
         mounted = True
+        os.mkdir(parent)
         os.mkdir(cg)
-        return run(args.trstctl, cgroot, cg, os.path.join(bpffs, 'pod'))
+        return run(args.trstctl, cgroot, cg, pod_uid, os.path.join(bpffs, 'pod'))
     finally:
         pin = os.path.join(bpffs, 'pod')
         if os.path.isdir(pin):
             for name in os.listdir(pin):
                 os.unlink(os.path.join(pin, name))
             os.rmdir(pin)
-        if os.path.isdir(cg):
+        for d in (cg, parent):
+            if not os.path.isdir(d):
+                continue
             try:  # anything left inside goes back to the root first
-                with open(os.path.join(cg, 'cgroup.procs')) as f:
+                with open(os.path.join(d, 'cgroup.procs')) as f:
                     for pid in f.read().split():
                         with open(os.path.join(cgroot, 'cgroup.procs'), 'w') as r:
                             r.write(pid)
-                os.rmdir(cg)
+                os.rmdir(d)
             except OSError as e:
-                print('warning: cannot remove cgroup %s: %s' % (cg, e))
+                print('warning: cannot remove cgroup %s: %s' % (d, e))
         if mounted:
             subprocess.run(['umount', '-l', bpffs])
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(exe, cgroot, cg, pin):
+def run(exe, cgroot, cg, pod_uid, pin):
     checks = harness.Checks('guard-pod')
     base = {k: v for k, v in os.environ.items() if not k.startswith('TRSTCTL_')}
     base.update({
         'TRSTCTL_LOG_FORMAT': 'json',
         'TRSTCTL_AIRGAP_ENABLED': 'true',
         'TRSTCTL_AIRGAP_BPF_PIN_PATH': pin,
-        'TRSTCTL_AIRGAP_CGROUP': os.path.basename(cg),
+        'TRSTCTL_AIRGAP_CGROUP': os.path.relpath(cg, cgroot),
         'TRSTCTL_POSTGRES_DSN': 'host=/nonexistent dbname=trstctl user=postgres',
     })
 
@@ -171,7 +179,8 @@ def run(exe, cgroot, cg, pin):
                'attach into a missing cgroup: exit %d %r' % (r.returncode, r.stderr[-300:]))
 
     def attach():
-        r = subprocess.run([exe, 'guard', 'attach', '--owner', str(UID)], env=base,
+        r = subprocess.run([exe, 'guard', 'attach', '--pod-uid', pod_uid, '--cgroup-root',
+                            cgroot, '--owner', str(UID)], env=base,
                            capture_output=True, text=True, timeout=60)
         if r.returncode != 0 and ('CAP_BPF' in r.stderr or 'not supported' in r.stderr):
             harness.skip('the eBPF guard cannot load here: %s' % r.stderr.strip()[-300:])
@@ -196,7 +205,8 @@ def run(exe, cgroot, cg, pin):
                       attach_needs_rights):
         return checks.finish()
     checks.run('attach into a missing cgroup exits 1', attach_missing_cgroup)
-    if not checks.run('attach pins links (root) and counters and rule maps (65532)', attach):
+    if not checks.run('attach finds the pod cgroup by uid, pins links (root) and counters '
+                      'and rule maps (65532)', attach):
         return checks.finish()
 
     senv = dict(base)
