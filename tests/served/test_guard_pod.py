@@ -14,7 +14,8 @@ exits 1; attach finds the pod cgroup ("pod<uid>") by --pod-uid under --cgroup-ro
 and leaves the five programs attached; a pinned server without a pin refuses to start;
 the pinned server, as 65532 with no capability, inside the cgroup, is ready, armed, trips
 0, with every capability set empty; a public connect from the cgroup is refused and the
-server's /metrics counts it; removing a link pin makes /readyz answer 503 naming the guard
+server's /metrics counts it, while the allow_hosts name attach resolved (private
+/etc/hosts) is not refused; removing a link pin makes /readyz answer 503 naming the guard
 and logs the missing pin. Exit 77 (with the reason) when it cannot run here.
 """
 
@@ -91,15 +92,20 @@ def metrics_port(srv):
 
 
 PROBE = r'''
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.settimeout(2)
-try:
-    s.connect(('1.1.1.1', 443))
-    print('ok')
-except OSError as e:
-    print('errno%d' % (e.errno or 0))
+import socket, sys
+out = []
+for host in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect((socket.gethostbyname(host), 443))
+        out.append('ok')
+    except OSError as e:
+        out.append('errno%d' % (e.errno or 0))
+    s.close()
+print(' '.join(out))
 '''
+HOSTS = '127.0.0.1 localhost\n198.51.100.20 allowed.test\n'
 
 
 def main():
@@ -129,6 +135,12 @@ def main():
         if subprocess.run(['mount', '-t', 'bpf', 'bpf', bpffs]).returncode != 0:
             harness.skip('cannot mount a private bpffs')
         mounted = True
+        hosts = os.path.join(tmp, 'hosts')
+        with open(hosts, 'w') as f:
+            f.write(HOSTS)
+        os.chmod(hosts, 0o644)
+        if subprocess.run(['mount', '--bind', hosts, '/etc/hosts']).returncode != 0:
+            harness.skip('cannot bind-mount a private /etc/hosts')
         os.mkdir(parent)
         os.mkdir(cg)
         return run(args.trstctl, cgroot, cg, pod_uid, os.path.join(bpffs, 'pod'))
@@ -150,6 +162,7 @@ def main():
             except OSError as e:
                 print('warning: cannot remove cgroup %s: %s' % (d, e))
         if mounted:
+            subprocess.run(['umount', '-l', '/etc/hosts'])
             subprocess.run(['umount', '-l', bpffs])
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -160,6 +173,7 @@ def run(exe, cgroot, cg, pod_uid, pin):
     base.update({
         'TRSTCTL_LOG_FORMAT': 'json',
         'TRSTCTL_AIRGAP_ENABLED': 'true',
+        'TRSTCTL_AIRGAP_ALLOW_HOSTS': 'allowed.test',
         'TRSTCTL_AIRGAP_BPF_PIN_PATH': pin,
         'TRSTCTL_AIRGAP_CGROUP': os.path.relpath(cg, cgroot),
         'TRSTCTL_POSTGRES_DSN': 'host=/nonexistent dbname=trstctl user=postgres',
@@ -281,9 +295,12 @@ def run(exe, cgroot, cg, pod_uid, pin):
 
         def public_denied_counted():
             r = subprocess.run(['sh', '-c', 'echo $$ > "$0" && exec "$@"', procs] + SETPRIV +
-                               [sys.executable, '-c', PROBE], capture_output=True, text=True,
-                               timeout=20)
-            expect(r.stdout.strip() == 'errno1', 'TCP to 1.1.1.1:443: %r %r'
+                               [sys.executable, '-c', PROBE, '1.1.1.1', 'allowed.test'],
+                               capture_output=True, text=True, timeout=20)
+            # allowed.test (resolved by attach into the allow map) is not refused by the
+            # guard: only lo is up, so it fails with ENETUNREACH (101), not EPERM (1).
+            expect(r.stdout.split() == ['errno1', 'errno101'],
+                   'TCP to 1.1.1.1:443, allowed.test:443: %r %r (want EPERM, ENETUNREACH)'
                    % (r.stdout, r.stderr))
             m = metrics(mport)
             expect(m['trstctl_egress_guard_trips_total{hook="connect4"}'] == 1,
@@ -302,7 +319,8 @@ def run(exe, cgroot, cg, pod_uid, pin):
 
         checks.run('pinned server as 65532 without capabilities is ready', ready_unprivileged)
         checks.run('armed from the pins, trips 0', armed_trips_zero)
-        checks.run('a public connect from the cgroup is refused and counted',
+        checks.run('a public connect from the cgroup is refused and counted; the allow_hosts '
+                   'name attach resolved is allowed',
                    public_denied_counted)
         checks.run('a removed pin makes /readyz 503 naming the guard', pin_removed_not_ready)
     finally:
