@@ -98,3 +98,8 @@ int guard_cgroup2_mount(char *buf, size_t size)
 {
 	return -EOPNOTSUPP;
 }
+
+int guard_pinned_update(struct guard_pinned *p, const struct guard_prefix *prefixes, size_t n)
+{
+	return -EOPNOTSUPP;
+}

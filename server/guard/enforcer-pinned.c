@@ -4,7 +4,8 @@
  * (BPF_OBJ_GET: on Linux 6.5 and later an inode permission check, no CAP_BPF), looks its
  * one element up, checks with stat() that the link pins are still there (they are root's,
  * mode 0600: this process may not open them, and must not be able to remove them), and
- * runs the tripwire from its own process. It never loads, attaches or detaches anything.
+ * runs the tripwire from its own process, and replaces the rules through the pinned rule
+ * maps when names resolve anew. It never loads, attaches or detaches anything.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 
 #include "ebpf/guard.h"
 #include "enforcer.h"
+#include "enforcer-int.h"
 
 static const char *const link_pins[GUARD_PINNED_LINKS] = {
 	"link_connect4", "link_connect6", "link_sendmsg4", "link_sendmsg6", "link_sock_create",
@@ -27,6 +29,7 @@ static const char *const link_pins[GUARD_PINNED_LINKS] = {
 
 struct guard_pinned {
 	int trips_fd;
+	struct guard_rules *rules; /* opened on the first update */
 	char path[PATH_MAX - 64];
 	int family;
 	uint8_t addr[16];
@@ -178,10 +181,25 @@ int guard_pinned_tripwire(struct guard_pinned *p)
 	return after.tripwire > before.tripwire ? 0 : -EPROTO;
 }
 
+int guard_pinned_update(struct guard_pinned *p, const struct guard_prefix *prefixes, size_t n)
+{
+	int ret;
+
+	if (!p)
+		return -EINVAL;
+	if (!p->rules) {
+		ret = guard_rules_open_pinned(p->path, &p->rules);
+		if (ret < 0)
+			return ret;
+	}
+	return guard_rules_install(p->rules, prefixes, n);
+}
+
 struct guard_pinned *guard_pinned_close(struct guard_pinned *p)
 {
 	if (!p)
 		return NULL;
+	guard_rules_free(p->rules);
 	if (p->trips_fd >= 0)
 		close(p->trips_fd);
 	free(p);

@@ -177,4 +177,10 @@ int guard_pinned_check(struct guard_pinned *p, char *why, size_t len);
  * EPERM and the pinned tripwire counter moved; -EPROTO when not refused; else -errno.
  */
 int guard_pinned_tripwire(struct guard_pinned *p);
+/*
+ * Replaces the pinned rule set with prefixes[0..n) (as guard_enforcer_update does), through
+ * the rule map pins (opened on first use; read-write permission is enough on 6.5+).
+ * Not thread-safe against itself (one refresher). Returns 0 or -errno.
+ */
+int guard_pinned_update(struct guard_pinned *p, const struct guard_prefix *prefixes, size_t n);
 struct guard_pinned *guard_pinned_close(struct guard_pinned *p);

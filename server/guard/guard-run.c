@@ -320,7 +320,7 @@ static int push_rules(struct guard_run *g)
 
 	if (ret < 0)
 		return ret;
-	ret = guard_enforcer_update(g->enf, p, n);
+	ret = g->pinned ? guard_pinned_update(g->pinned, p, n) : guard_enforcer_update(g->enf, p, n);
 	free(p);
 	return ret;
 }
@@ -630,6 +630,16 @@ static int start_pinned(struct guard_run *g, const struct cfg *c, bool keep_net_
 	if (ret < 0) {
 		snprintf(err, errlen, "dropping capabilities: %s", strerror(-ret));
 		return ret;
+	}
+	/* The names: resolved now (attach loaded the same ones a moment ago), then refreshed. */
+	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	if (g->n_hosts || g->n_names) {
+		ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
+		if (ret < 0) {
+			snprintf(err, errlen, "starting the resolver thread: %s", strerror(-ret));
+			return ret;
+		}
+		g->resolver_started = true;
 	}
 	log_info("egress guard armed", "enforcer", "%s", "pinned", "tripwire", "%s", "refused",
 		 "pin_path", "%s", pin, "cgroup", "%s", g->cgroup_path, "capabilities", "%s",

@@ -14,8 +14,9 @@ exits 1; attach finds the pod cgroup ("pod<uid>") by --pod-uid under --cgroup-ro
 and leaves the five programs attached; a pinned server without a pin refuses to start;
 the pinned server, as 65532 with no capability, inside the cgroup, is ready, armed, trips
 0, with every capability set empty; a public connect from the cgroup is refused and the
-server's /metrics counts it, while the allow_hosts name attach resolved (private
-/etc/hosts) is not refused; removing a link pin makes /readyz answer 503 naming the guard
+server's /metrics counts it; an allow_hosts name that moved after attach (private
+/etc/hosts) is allowed at its new address and refused at its old one, so the server
+replaced the rules through the pinned rule maps without capabilities; removing a link pin makes /readyz answer 503 naming the guard
 and logs the missing pin. Exit 77 (with the reason) when it cannot run here.
 """
 
@@ -143,7 +144,7 @@ def main():
             harness.skip('cannot bind-mount a private /etc/hosts')
         os.mkdir(parent)
         os.mkdir(cg)
-        return run(args.trstctl, cgroot, cg, pod_uid, os.path.join(bpffs, 'pod'))
+        return run(args.trstctl, cgroot, cg, pod_uid, os.path.join(bpffs, 'pod'), hosts)
     finally:
         pin = os.path.join(bpffs, 'pod')
         if os.path.isdir(pin):
@@ -167,7 +168,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(exe, cgroot, cg, pod_uid, pin):
+def run(exe, cgroot, cg, pod_uid, pin, hosts):
     checks = harness.Checks('guard-pod')
     base = {k: v for k, v in os.environ.items() if not k.startswith('TRSTCTL_')}
     base.update({
@@ -256,6 +257,11 @@ def run(exe, cgroot, cg, pod_uid, pin):
 
     checks.run('a pinned server refuses to start without the pins', refused_without_pin)
 
+    # The name moves after attach: the pinned server must put the new address into the
+    # pinned rule maps itself (as 65532, no capability) and drop the old one.
+    with open(hosts, 'w') as f:
+        f.write(HOSTS.replace('198.51.100.20', '198.51.100.30'))
+
     srv = harness.Server(exe, env=senv, wrapper=wrapper, start_timeout=30)
     prepare(srv)
     checks.server = srv
@@ -269,7 +275,12 @@ def run(exe, cgroot, cg, pod_uid, pin):
         mport = metrics_port(srv)
 
         def ready_unprivileged():
-            code, body = http_get(mport, '/readyz')
+            deadline = time.monotonic() + 10  # "serving" is logged just before ready
+            while True:
+                code, body = http_get(mport, '/readyz')
+                if code == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             expect(code == 200, '/readyz %d %r' % (code, body))
             with open('/proc/%d/status' % srv.proc.pid) as f:
                 st = dict(l.split(':\t', 1) for l in f.read().splitlines() if ':\t' in l)
@@ -295,16 +306,18 @@ def run(exe, cgroot, cg, pod_uid, pin):
 
         def public_denied_counted():
             r = subprocess.run(['sh', '-c', 'echo $$ > "$0" && exec "$@"', procs] + SETPRIV +
-                               [sys.executable, '-c', PROBE, '1.1.1.1', 'allowed.test'],
+                               [sys.executable, '-c', PROBE, '1.1.1.1', 'allowed.test',
+                                '198.51.100.20'],
                                capture_output=True, text=True, timeout=20)
-            # allowed.test (resolved by attach into the allow map) is not refused by the
-            # guard: only lo is up, so it fails with ENETUNREACH (101), not EPERM (1).
-            expect(r.stdout.split() == ['errno1', 'errno101'],
-                   'TCP to 1.1.1.1:443, allowed.test:443: %r %r (want EPERM, ENETUNREACH)'
-                   % (r.stdout, r.stderr))
+            # allowed.test (now 198.51.100.30, loaded by the server through the pins) is not
+            # refused by the guard: only lo is up, so ENETUNREACH (101), not EPERM (1); its
+            # old address, which attach had loaded, is refused again.
+            expect(r.stdout.split() == ['errno1', 'errno101', 'errno1'],
+                   'TCP to 1.1.1.1, allowed.test (.30), 198.51.100.20: %r %r (want EPERM, '
+                   'ENETUNREACH, EPERM)' % (r.stdout, r.stderr))
             m = metrics(mport)
-            expect(m['trstctl_egress_guard_trips_total{hook="connect4"}'] == 1,
-                   'connect4 trips %d, want 1'
+            expect(m['trstctl_egress_guard_trips_total{hook="connect4"}'] == 2,
+                   'connect4 trips %d, want 2'
                    % m['trstctl_egress_guard_trips_total{hook="connect4"}'])
 
         def pin_removed_not_ready():
@@ -319,8 +332,8 @@ def run(exe, cgroot, cg, pod_uid, pin):
 
         checks.run('pinned server as 65532 without capabilities is ready', ready_unprivileged)
         checks.run('armed from the pins, trips 0', armed_trips_zero)
-        checks.run('a public connect from the cgroup is refused and counted; the allow_hosts '
-                   'name attach resolved is allowed',
+        checks.run('a public connect from the cgroup is refused and counted; the server '
+                   'loaded the moved allow_hosts name into the pinned rules',
                    public_denied_counted)
         checks.run('a removed pin makes /readyz 503 naming the guard', pin_removed_not_ready)
     finally:
