@@ -123,8 +123,11 @@ void guard_http_response_free(struct guard_http_response *r);
  *
  * guard_run_start() puts the air_gap block of the configuration into force, per
  * air_gap.enforcer: "ebpf" loads the kernel guard (enforcer.h) and fails when it cannot
- * load, attach, be confirmed or pass the tripwire; "auto" does the same but, when the
- * kernel refuses BPF here (-EPERM, -EOPNOTSUPP), falls back to the in-process policy with
+ * load, attach, be confirmed or pass the tripwire; "pinned" loads nothing and uses the
+ * guard `trstctl guard attach` pinned at air_gap.bpf_pin_path (counters and rule maps
+ * through the pins, no capability; start fails without the pins or when the tripwire is
+ * not refused; not ready while a pin is missing; no watchdog thread; every capability
+ * dropped); "auto" does what ebpf does but, when the kernel refuses BPF here (-EPERM, -EOPNOTSUPP), falls back to the in-process policy with
  * a loud warning; "userspace" runs the in-process policy only. air_gap.enabled false: the
  * enforcer is "off" and nothing is loaded. With the kernel guard it then drops every
  * capability but CAP_NET_ADMIN (the watchdog's BPF_PROG_QUERY) and, on request,
