@@ -271,6 +271,20 @@ static void test_env_parsing(void **state)
 	cfg_free(c);
 }
 
+/* enforcer pinned (the guard `trstctl guard attach` left) is a valid name like the others. */
+static void test_enforcer_pinned(void **state)
+{
+	char *env[] = { DSN, "TRSTCTL_AIRGAP_ENABLED=true", "TRSTCTL_AIRGAP_ENFORCER=Pinned",
+			NULL };
+	struct cfg *c = NULL;
+
+	(void)state;
+	assert_null(load(env, &c));
+	assert_int_equal(c->air_gap.enforcer, CFG_ENFORCER_PINNED);
+	assert_string_equal(cfg_enforcer_name(c->air_gap.enforcer), "pinned");
+	cfg_free(c);
+}
+
 static void test_booleans(void **state)
 {
 	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True" };
@@ -579,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_all_errors_reported_together),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_env_parsing),
+		cmocka_unit_test(test_enforcer_pinned),
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_file_precedence),
