@@ -47,6 +47,9 @@ static void usage(FILE *f)
 		   "       trstctl --health-check   exit 0 when the configured server is SERVING\n"
 		   "       trstctl --version        print the version\n"
 		   "       trstctl guard status [--json]  the egress guard of the running server\n"
+		   "       trstctl guard attach [--cgroup PATH | --pod-uid UID [--cgroup-root DIR]]\n"
+		   "                    [--owner UID[:GID]]  load, attach and pin the egress guard,\n"
+		   "                                then exit (root with CAP_BPF, CAP_NET_ADMIN)\n"
 		   "       trstctl migrate [--status]     apply (or list) database migrations\n"
 		   "       trstctl audit list|watch|verify  read and check the audit log\n"
 		   "       trstctl policy put|get|list|delete|eval, token create|list|revoke\n"
@@ -355,7 +358,10 @@ int main(int argc, char **argv)
 		return r;
 	}
 	if (cmd == CMD_SUB) {
-		r = subcommands[sub].run(argc - 1, argv + 1, c);
+		if (strcmp(argv[1], "guard") == 0 && argc > 2 && strcmp(argv[2], "attach") == 0)
+			r = guard_attach_cli(argc - 1, argv + 1, c);
+		else
+			r = subcommands[sub].run(argc - 1, argv + 1, c);
 		cfg_free(c);
 		return r;
 	}

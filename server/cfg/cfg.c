@@ -48,7 +48,7 @@ struct cfg_setting {
 };
 
 static const char *const tls_names[] = { "internal", "file", "disabled", NULL };
-static const char *const enforcer_names[] = { "auto", "ebpf", "userspace", NULL };
+static const char *const enforcer_names[] = { "auto", "ebpf", "userspace", "pinned", NULL };
 static const char *const ai_names[] = { "off", "local", "cloud", NULL };
 static const char *const ca_key_names[] = { "ecdsa-p256", "ecdsa-p384", "ed25519",
 					     "rsa-2048",   "rsa-3072",   "rsa-4096",
@@ -455,8 +455,19 @@ static void set_text(struct cfg *c, const struct cfg_setting *s, const char *v, 
 				return;
 			}
 		}
-		cfg_errs_add(e, "%s \"%s\" is invalid (want \"%s\", \"%s\", or \"%s\")", s->key,
-			     buf, s->names[0], s->names[1], s->names[2]);
+		{
+			/* "want \"a\", \"b\", or \"c\"" over however many names there are */
+			char want[256] = "";
+			size_t n;
+
+			for (n = 0; s->names[n]; n++)
+				;
+			for (i = 0; i < n; i++)
+				snprintf(want + strlen(want), sizeof(want) - strlen(want),
+					 "%s\"%s\"", i == 0 ? "" : i + 1 < n ? ", " : ", or ",
+					 s->names[i]);
+			cfg_errs_add(e, "%s \"%s\" is invalid (want %s)", s->key, buf, want);
+		}
 		return;
 	}
 	}
@@ -767,7 +778,7 @@ const char *cfg_tls_mode_name(enum cfg_tls_mode m)
 
 const char *cfg_enforcer_name(enum cfg_enforcer e)
 {
-	return (unsigned)e < 3 ? enforcer_names[e] : "?";
+	return (unsigned)e < 4 ? enforcer_names[e] : "?";
 }
 
 const char *cfg_ai_mode_name(enum cfg_ai_mode m)

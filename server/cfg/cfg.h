@@ -17,7 +17,8 @@ enum cfg_tls_mode {
 enum cfg_enforcer {
 	CFG_ENFORCER_AUTO,
 	CFG_ENFORCER_EBPF,
-	CFG_ENFORCER_USERSPACE
+	CFG_ENFORCER_USERSPACE,
+	CFG_ENFORCER_PINNED /* use the guard `trstctl guard attach` pinned; load nothing */
 };
 enum cfg_ai_mode {
 	CFG_AI_OFF,

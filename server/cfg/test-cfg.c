@@ -165,7 +165,7 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=10" },
 	  "TRSTCTL_SERVER_SHUTDOWN_GRACE \"10\" is invalid: want a duration" },
 	{ { DSN, "TRSTCTL_AIRGAP_ENFORCER=kernel" },
-	  "air_gap.enforcer \"kernel\" is invalid (want \"auto\", \"ebpf\", or \"userspace\")" },
+	  "air_gap.enforcer \"kernel\" is invalid (want \"auto\", \"ebpf\", \"userspace\", or \"pinned\")" },
 	{ { DSN, "TRSTCTL_AIRGAP_TRIPWIRE_ADDR=10.0.0.1:443" },
 	  "air_gap.tripwire_addr \"10.0.0.1:443\" must be a public IP address and port" },
 	{ { DSN, "TRSTCTL_AIRGAP_BPF_PIN_PATH=relative/pin" },
@@ -268,6 +268,20 @@ static void test_env_parsing(void **state)
 	assert_int_equal(c->server.workers, 3);
 	assert_int_equal(c->n_unknown_env, 1);
 	assert_string_equal(c->unknown_env[0], "TRSTCTL_AIRGAP_ENABLE");
+	cfg_free(c);
+}
+
+/* enforcer pinned (the guard `trstctl guard attach` left) is a valid name like the others. */
+static void test_enforcer_pinned(void **state)
+{
+	char *env[] = { DSN, "TRSTCTL_AIRGAP_ENABLED=true", "TRSTCTL_AIRGAP_ENFORCER=Pinned",
+			NULL };
+	struct cfg *c = NULL;
+
+	(void)state;
+	assert_null(load(env, &c));
+	assert_int_equal(c->air_gap.enforcer, CFG_ENFORCER_PINNED);
+	assert_string_equal(cfg_enforcer_name(c->air_gap.enforcer), "pinned");
 	cfg_free(c);
 }
 
@@ -579,6 +593,7 @@ int main(void)
 		cmocka_unit_test(test_all_errors_reported_together),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_env_parsing),
+		cmocka_unit_test(test_enforcer_pinned),
 		cmocka_unit_test(test_booleans),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_file_precedence),

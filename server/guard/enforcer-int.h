@@ -46,3 +46,16 @@ int guard_cgroup_join(const char *path);
  * another process is in it (then the caller stays), or -errno.
  */
 int guard_cgroup_leave(const char *path);
+
+/*
+ * The rule maps of a guard pinned by another process (enforcer.c): opens the pins
+ * rules4_a, rules4_b, rules6_a, rules6_b and rules_active under pin_path (read-write
+ * permission on them is enough on Linux 6.5+) and reads which set is active. Install
+ * replaces the whole rule set as guard_enforcer_update does (the inactive set is cleared
+ * first, since its content is unknown here). Returns 0 or -errno.
+ */
+struct guard_prefix;
+struct guard_rules;
+int guard_rules_open_pinned(const char *pin_path, struct guard_rules **ret_r);
+int guard_rules_install(struct guard_rules *r, const struct guard_prefix *prefixes, size_t n);
+void guard_rules_free(struct guard_rules *r);

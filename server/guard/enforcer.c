@@ -57,14 +57,22 @@ struct rule_ent {
 struct rule_set {
 	struct rule_ent *ents;
 	size_t n;
-	bool dirty; /* an install failed half-way: content unknown, clear before reuse */
+	bool dirty; /* content unknown (a failed install, or pins of another process): clear */
+};
+
+/* The rule maps (fds borrowed) and what this process knows of their two sets. */
+struct guard_rules {
+	int fd4[2], fd6[2]; /* rules4_a/b, rules6_a/b */
+	int active_fd;      /* rules_active */
+	struct rule_set sets[2];
+	uint32_t active; /* slot the programs read */
+	bool installed;
+	bool own_fds;    /* opened from pins: guard_rules_free closes them */
 };
 
 struct guard_enforcer {
 	struct guard_bpf *skel;
-	struct rule_set sets[2];
-	uint32_t active; /* slot the programs read */
-	bool installed;
+	struct guard_rules rules;
 	struct bpf_link *links[HOOK_COUNT];
 	int cgroup_fd;
 	uint64_t cgroup_id;
@@ -377,7 +385,7 @@ static size_t rules_stale(const struct rule_set *old, const struct rule_ent *new
 }
 
 /* Fill the inactive rule set from the prefix list, then make it the active one. */
-static int rules_install(struct guard_enforcer *e, const struct guard_prefix *prefixes, size_t n)
+static int rules_install(struct guard_rules *e, const struct guard_prefix *prefixes, size_t n)
 {
 	struct rule_ent *ents = NULL, *stale = NULL;
 	struct rule_set *set;
@@ -409,8 +417,8 @@ static int rules_install(struct guard_enforcer *e, const struct guard_prefix *pr
 	/* Nothing reads the inactive set: write it in any order. */
 	slot = e->installed ? 1 - e->active : 0;
 	set = &e->sets[slot];
-	fd4 = bpf_map__fd(slot ? e->skel->maps.rules4_b : e->skel->maps.rules4_a);
-	fd6 = bpf_map__fd(slot ? e->skel->maps.rules6_b : e->skel->maps.rules6_a);
+	fd4 = e->fd4[slot];
+	fd6 = e->fd6[slot];
 	if (set->dirty) {
 		ret = rules_clear(fd4);
 		if (ret == 0)
@@ -437,7 +445,7 @@ static int rules_install(struct guard_enforcer *e, const struct guard_prefix *pr
 	if (ret < 0)
 		goto out;
 	/* The switch: one array update, seen by the next program run on every CPU. */
-	if (bpf_map_update_elem(bpf_map__fd(e->skel->maps.rules_active), &zero, &slot, BPF_ANY) < 0) {
+	if (bpf_map_update_elem(e->active_fd, &zero, &slot, BPF_ANY) < 0) {
 		ret = -errno;
 		goto out;
 	}
@@ -459,7 +467,68 @@ int guard_enforcer_update(struct guard_enforcer *e, const struct guard_prefix *p
 {
 	if (!e)
 		return -EINVAL;
-	return rules_install(e, prefixes, n);
+	return rules_install(&e->rules, prefixes, n);
+}
+
+int guard_rules_open_pinned(const char *pin_path, struct guard_rules **ret_r)
+{
+	static const char *const names[5] = { "rules4_a", "rules4_b", "rules6_a", "rules6_b",
+					      "rules_active" };
+	struct guard_rules *r;
+	int fds[5], i, ret = 0;
+	uint32_t zero = 0;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (i = 0; i < 5; i++)
+		fds[i] = -1;
+	for (i = 0; i < 5 && ret == 0; i++) {
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", pin_path, names[i]);
+		fds[i] = bpf_obj_get(path);
+		if (fds[i] < 0)
+			ret = -errno;
+	}
+	r->fd4[0] = fds[0];
+	r->fd4[1] = fds[1];
+	r->fd6[0] = fds[2];
+	r->fd6[1] = fds[3];
+	r->active_fd = fds[4];
+	r->own_fds = true;
+	if (ret == 0 && bpf_map_lookup_elem(r->active_fd, &zero, &r->active) < 0)
+		ret = -errno;
+	if (ret < 0 || r->active > 1) {
+		guard_rules_free(r);
+		return ret < 0 ? ret : -EPROTO;
+	}
+	/* Another process filled them: both sets' content is unknown here. */
+	r->installed = true;
+	r->sets[0].dirty = r->sets[1].dirty = true;
+	*ret_r = r;
+	return 0;
+}
+
+int guard_rules_install(struct guard_rules *r, const struct guard_prefix *prefixes, size_t n)
+{
+	return r ? rules_install(r, prefixes, n) : -EINVAL;
+}
+
+void guard_rules_free(struct guard_rules *r)
+{
+	if (!r)
+		return;
+	if (r->own_fds) {
+		int fds[5] = { r->fd4[0], r->fd4[1], r->fd6[0], r->fd6[1], r->active_fd };
+
+		for (int i = 0; i < 5; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	}
+	free(r->sets[0].ents);
+	free(r->sets[1].ents);
+	free(r);
 }
 
 /* ---- counters --------------------------------------------------------------------- */
@@ -747,7 +816,12 @@ int guard_enforcer_start(const struct guard_enforcer_config *cfg, const struct g
 	if (ret < 0)
 		goto fail;
 	/* Rules first: a program attached with an empty set would deny everything. */
-	ret = rules_install(e, prefixes, n);
+	e->rules.fd4[0] = bpf_map__fd(e->skel->maps.rules4_a);
+	e->rules.fd4[1] = bpf_map__fd(e->skel->maps.rules4_b);
+	e->rules.fd6[0] = bpf_map__fd(e->skel->maps.rules6_a);
+	e->rules.fd6[1] = bpf_map__fd(e->skel->maps.rules6_b);
+	e->rules.active_fd = bpf_map__fd(e->skel->maps.rules_active);
+	ret = rules_install(&e->rules, prefixes, n);
 	if (ret < 0) {
 		errf(cfg, ret, "loading the allow list: %s", strerror(-ret));
 		goto fail;
@@ -831,8 +905,8 @@ static void enforcer_free(struct guard_enforcer *e, bool orderly)
 		rmdir(e->pin_path); /* fails, harmlessly, when someone else pinned there */
 	}
 	guard_bpf__destroy(e->skel);
-	free(e->sets[0].ents);
-	free(e->sets[1].ents);
+	free(e->rules.sets[0].ents);
+	free(e->rules.sets[1].ents);
 	if (e->cgroup_fd >= 0)
 		close(e->cgroup_fd);
 	if (e->created && orderly)
@@ -913,4 +987,59 @@ int guard_enforcer_tripwire(struct guard_enforcer *e)
 	if (ret < 0)
 		return ret;
 	return after.tripwire > before.tripwire ? 0 : -EPROTO;
+}
+
+/* ---- hand-over to a capability-less server (trstctl guard attach) ------------------ */
+
+static int pin_owned(const char *dir, const char *name, int fd, unsigned int owner,
+		     unsigned int group)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (fd >= 0) {
+		if (unlink(path) < 0 && errno != ENOENT)
+			return -errno;
+		if (bpf_obj_pin(fd, path) < 0)
+			return -errno;
+	}
+	if (chown(path, owner, group) < 0 || chmod(path, 0600) < 0)
+		return -errno;
+	return 0;
+}
+
+int guard_enforcer_handover(struct guard_enforcer *e, unsigned int owner, unsigned int group)
+{
+	const struct {
+		const char *name;
+		struct bpf_map *map;
+	} maps[] = {
+		{ "rules4_a", e ? e->skel->maps.rules4_a : NULL },
+		{ "rules4_b", e ? e->skel->maps.rules4_b : NULL },
+		{ "rules6_a", e ? e->skel->maps.rules6_a : NULL },
+		{ "rules6_b", e ? e->skel->maps.rules6_b : NULL },
+		{ "rules_active", e ? e->skel->maps.rules_active : NULL },
+	};
+	size_t i;
+	int ret;
+
+	if (!e || !e->pinned)
+		return -EINVAL;
+	for (i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+		ret = pin_owned(e->pin_path, maps[i].name, bpf_map__fd(maps[i].map), owner, group);
+		if (ret < 0)
+			return ret;
+	}
+	ret = pin_owned(e->pin_path, "trips", -1, owner, group); /* pinned by start */
+	if (ret < 0)
+		return ret;
+	/* The folder stays its creator's (root): others may enter and read, not unlink. */
+	return chmod(e->pin_path, 0755) < 0 ? -errno : 0;
+}
+
+struct guard_enforcer *guard_enforcer_release(struct guard_enforcer *e)
+{
+	if (e)
+		enforcer_free(e, false);
+	return NULL;
 }

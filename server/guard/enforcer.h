@@ -136,3 +136,51 @@ int guard_enforcer_info(struct guard_enforcer *e, struct guard_enforcer_info *re
  * Accepts NULL; returns NULL.
  */
 struct guard_enforcer *guard_enforcer_stop(struct guard_enforcer *e);
+
+/*
+ * ---- The pod layout (trstctl guard attach, TRSTCTL_AIRGAP_ENFORCER=pinned) ----------
+ *
+ * guard_enforcer_handover() pins the rule maps next to `trips` (rules4_a, rules4_b,
+ * rules6_a, rules6_b, rules_active; a pin of an earlier attach is replaced), gives `trips`
+ * and those pins to owner:group with mode 0600, and makes the pin folder 0755 (root's):
+ * the owner may read the counters and update the rules but cannot remove a link pin,
+ * which stays root's with mode 0600 (removing the last reference would detach). Requires
+ * a pinned enforcer: -EINVAL otherwise.
+ */
+int guard_enforcer_handover(struct guard_enforcer *e, unsigned int owner, unsigned int group);
+
+/*
+ * Frees e without unpinning or detaching anything: the pinned guard stays armed after the
+ * process exits (the end of `trstctl guard attach`). Accepts NULL; returns NULL.
+ */
+struct guard_enforcer *guard_enforcer_release(struct guard_enforcer *e);
+
+/*
+ * A guard pinned by another process, used without any capability (enforcer-pinned.c):
+ * opens <pin_path>/trips with BPF_OBJ_GET (read permission on the pin is enough on Linux
+ * 6.5 and later), reads its counters, checks that every pin is still there and proves
+ * the guard with the tripwire from the calling process (which must sit in the guarded
+ * cgroup). Loads and attaches nothing.
+ */
+struct guard_pinned;
+
+#define GUARD_PINNED_LINKS 5 /* link_connect4 ... link_sock_create */
+
+/* Returns 0, or -errno with a one-line reason in err ("no pinned guard at ..."). */
+int guard_pinned_open(const char *pin_path, const char *tripwire_addr, uint16_t tripwire_port,
+		      struct guard_pinned **ret_p, char *err, size_t errlen);
+int guard_pinned_counters(struct guard_pinned *p, struct guard_counters *ret_counters);
+/* 0 when `trips` and every link pin are present, else -ENOENT with the missing pin in why. */
+int guard_pinned_check(struct guard_pinned *p, char *why, size_t len);
+/*
+ * UDP connect() to the tripwire address from the calling process: 0 when refused with
+ * EPERM and the pinned tripwire counter moved; -EPROTO when not refused; else -errno.
+ */
+int guard_pinned_tripwire(struct guard_pinned *p);
+/*
+ * Replaces the pinned rule set with prefixes[0..n) (as guard_enforcer_update does), through
+ * the rule map pins (opened on first use; read-write permission is enough on 6.5+).
+ * Not thread-safe against itself (one refresher). Returns 0 or -errno.
+ */
+int guard_pinned_update(struct guard_pinned *p, const struct guard_prefix *prefixes, size_t n);
+struct guard_pinned *guard_pinned_close(struct guard_pinned *p);

@@ -57,7 +57,9 @@ struct guard_run {
 	enum guard_run_mode mode;
 	struct guard_policy *policy;
 	struct guard_enforcer *enf;
+	struct guard_pinned *pinned; /* enforcer pinned: the guard `guard attach` left */
 	atomic_bool armed;
+	atomic_bool pins_ok;         /* pinned: every pin was there at the last check */
 	char pin_path[4096];
 	char cgroup_path[4096];
 
@@ -318,7 +320,7 @@ static int push_rules(struct guard_run *g)
 
 	if (ret < 0)
 		return ret;
-	ret = guard_enforcer_update(g->enf, p, n);
+	ret = g->pinned ? guard_pinned_update(g->pinned, p, n) : guard_enforcer_update(g->enf, p, n);
 	free(p);
 	return ret;
 }
@@ -501,14 +503,23 @@ static int tripwire_split(const char *s, char *host, size_t len, uint16_t *ret_p
 	return ret;
 }
 
-static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_t errlen)
+/*
+ * Loads and attaches the kernel guard. attach_cgroup NULL: serve (the process's own
+ * cgroup, proven with the tripwire here). Else `trstctl guard attach`: that cgroup, the
+ * pin folder required (a bpffs), and the tripwire left to the caller.
+ */
+static int start_ebpf(struct guard_run *g, const struct cfg *c, const char *attach_cgroup,
+		      char *err, size_t errlen)
 {
 	const struct cfg_air_gap *ag = &c->air_gap;
 	struct guard_enforcer_config ec = {
 		/* The built-in default pins when a bpffs is there and runs unpinned when not;
 		 * any other folder must be a bpffs. */
-		.pin_path = ag->bpf_pin_path && strcmp(ag->bpf_pin_path, GUARD_ENFORCER_PIN_DEFAULT)
+		.pin_path = attach_cgroup ? (ag->bpf_pin_path ? ag->bpf_pin_path
+							       : GUARD_ENFORCER_PIN_DEFAULT) :
+			    ag->bpf_pin_path && strcmp(ag->bpf_pin_path, GUARD_ENFORCER_PIN_DEFAULT)
 				    ? ag->bpf_pin_path : NULL,
+		.cgroup_path = attach_cgroup,
 		.cgroup_name = ag->cgroup,
 		.on_denial = run_on_denial,
 		.on_denial_arg = g,
@@ -547,6 +558,8 @@ static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_
 		log_warn("egress guard not pinned (no bpffs at the pin path): it ends with this "
 			 "process, so the supervisor must end the whole cgroup with it",
 			 "pin_path", "%s", ag->bpf_pin_path ? ag->bpf_pin_path : "");
+	if (attach_cgroup)
+		return 0;
 	ret = guard_enforcer_tripwire(g->enf);
 	if (ret < 0) {
 		snprintf(err, errlen, "the tripwire (%s) was not refused by the kernel guard: %s",
@@ -555,6 +568,82 @@ static int start_ebpf(struct guard_run *g, const struct cfg *c, char *err, size_
 		return ret;
 	}
 	atomic_store(&g->armed, true);
+	return 0;
+}
+
+/* The process's cgroup as /proc/self/cgroup names it ("0::" line), for the status. */
+static void self_cgroup_path(char *buf, size_t len)
+{
+	char line[4096];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	snprintf(buf, len, "?");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "0::", 3) == 0) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(buf, len, "%s", line + 3);
+			break;
+		}
+	fclose(f);
+}
+
+/*
+ * enforcer pinned: the guard `trstctl guard attach` loaded, attached and pinned. Opens the
+ * pinned counters (no capability on Linux 6.5+), proves the guard with the tripwire from
+ * this process (which must sit in the guarded cgroup), and drops whatever capabilities
+ * the process still has. Loads, attaches and detaches nothing; starts no thread.
+ */
+static int start_pinned(struct guard_run *g, const struct cfg *c, bool keep_net_bind,
+			char *err, size_t errlen)
+{
+	const struct cfg_air_gap *ag = &c->air_gap;
+	const char *pin = ag->bpf_pin_path ? ag->bpf_pin_path : GUARD_ENFORCER_PIN_DEFAULT;
+	char tw[64] = "";
+	uint16_t port = 0;
+	int ret;
+
+	ret = tripwire_split(ag->tripwire_addr, tw, sizeof(tw), &port);
+	if (ret < 0) {
+		snprintf(err, errlen, "air_gap.tripwire_addr is not addr:port: %s", ag->tripwire_addr);
+		return -EINVAL;
+	}
+	ret = guard_pinned_open(pin, *tw ? tw : NULL, port, &g->pinned, err, errlen);
+	if (ret < 0)
+		return ret;
+	snprintf(g->pin_path, sizeof(g->pin_path), "%s", pin);
+	self_cgroup_path(g->cgroup_path, sizeof(g->cgroup_path));
+	g->mode = GUARD_RUN_EBPF;
+	atomic_store(&g->pins_ok, true);
+	ret = guard_pinned_tripwire(g->pinned);
+	if (ret < 0) {
+		snprintf(err, errlen,
+			 "the tripwire (%s) was not refused by the pinned guard %s: %s (is this "
+			 "process in the cgroup `trstctl guard attach` guarded?)",
+			 ag->tripwire_addr ? ag->tripwire_addr : GUARD_ENFORCER_TRIPWIRE_DEFAULT,
+			 pin, ret == -EPROTO ? "guard not armed here" : strerror(-ret));
+		return ret;
+	}
+	atomic_store(&g->armed, true);
+	ret = guard_caps_drop(keep_net_bind ? 1ULL << CAP_NET_BIND_SERVICE_ : 0);
+	if (ret < 0) {
+		snprintf(err, errlen, "dropping capabilities: %s", strerror(-ret));
+		return ret;
+	}
+	/* The names: resolved now (attach loaded the same ones a moment ago), then refreshed. */
+	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	if (g->n_hosts || g->n_names) {
+		ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
+		if (ret < 0) {
+			snprintf(err, errlen, "starting the resolver thread: %s", strerror(-ret));
+			return ret;
+		}
+		g->resolver_started = true;
+	}
+	log_info("egress guard armed", "enforcer", "%s", "pinned", "tripwire", "%s", "refused",
+		 "pin_path", "%s", pin, "cgroup", "%s", g->cgroup_path, "capabilities", "%s",
+		 keep_net_bind ? "cap_net_bind_service" : "none");
 	return 0;
 }
 
@@ -608,18 +697,17 @@ static int names_init(struct guard_run *g, const struct cfg *c, char *err, size_
 	return 0;
 }
 
-int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
-		    char *err, size_t errlen)
+/*
+ * What serve and `guard attach` share: the policy, and with air-gap on the allow list, the
+ * allow_hosts slots and the endpoint names (resolved now). Returns 0 and *ret_g, or
+ * -errno with the reason in err (nothing kept).
+ */
+static int run_prepare(const struct cfg *c, struct guard_run **ret_g, char *err, size_t errlen)
 {
-	const struct cfg_air_gap *ag;
+	const struct cfg_air_gap *ag = &c->air_gap;
 	struct guard_run *g;
-	uint64_t keep;
 	int ret;
 
-	if (!c || !ret_g || !err || !errlen)
-		return -EINVAL;
-	*err = '\0';
-	ag = &c->air_gap;
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
@@ -639,22 +727,46 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 		snprintf(err, errlen, "building the egress policy: %s", strerror(-ret));
 		goto fail;
 	}
+	if (ag->enabled) {
+		ret = guard_policy_prefixes(g->policy, &g->base, &g->n_base);
+		if (ret == 0)
+			ret = hosts_init(g);
+		if (ret < 0) {
+			snprintf(err, errlen, "building the allow list: %s", strerror(-ret));
+			goto fail;
+		}
+		ret = names_init(g, c, err, errlen);
+		if (ret < 0)
+			goto fail;
+	}
+	*ret_g = g;
+	return 0;
+fail:
+	guard_run_stop(g);
+	return ret;
+}
+
+int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
+		    char *err, size_t errlen)
+{
+	const struct cfg_air_gap *ag;
+	struct guard_run *g;
+	uint64_t keep;
+	int ret;
+
+	if (!c || !ret_g || !err || !errlen)
+		return -EINVAL;
+	*err = '\0';
+	ag = &c->air_gap;
+	ret = run_prepare(c, &g, err, errlen);
+	if (ret < 0)
+		return ret;
 	if (!ag->enabled) {
 		g->mode = GUARD_RUN_OFF;
 		log_info("egress guard off", "air_gap.enabled", "%s", "false");
 		*ret_g = g;
 		return 0;
 	}
-	ret = guard_policy_prefixes(g->policy, &g->base, &g->n_base);
-	if (ret == 0)
-		ret = hosts_init(g);
-	if (ret < 0) {
-		snprintf(err, errlen, "building the allow list: %s", strerror(-ret));
-		goto fail;
-	}
-	ret = names_init(g, c, err, errlen);
-	if (ret < 0)
-		goto fail;
 	if (ag->enforcer == CFG_ENFORCER_USERSPACE) {
 		g->mode = GUARD_RUN_USERSPACE;
 		log_warn("EGRESS GUARD: userspace enforcement only (air_gap.enforcer=userspace): "
@@ -663,7 +775,14 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 		*ret_g = g;
 		return 0;
 	}
-	ret = start_ebpf(g, c, err, errlen);
+	if (ag->enforcer == CFG_ENFORCER_PINNED) {
+		ret = start_pinned(g, c, keep_net_bind, err, errlen);
+		if (ret < 0)
+			goto fail;
+		*ret_g = g;
+		return 0;
+	}
+	ret = start_ebpf(g, c, NULL, err, errlen);
 	if (ret < 0 && g->mode != GUARD_RUN_EBPF && ag->enforcer == CFG_ENFORCER_AUTO &&
 	    (ret == -EPERM || ret == -EOPNOTSUPP)) {
 		g->mode = GUARD_RUN_USERSPACE;
@@ -744,6 +863,7 @@ struct guard_run *guard_run_stop(struct guard_run *g)
 	if (g->resolver_started)
 		pthread_join(g->resolver, NULL);
 	g->enf = guard_enforcer_stop(g->enf);
+	g->pinned = guard_pinned_close(g->pinned); /* never unpins: the pins are not ours */
 	for (h = 0; h < g->n_hosts; h++) {
 		struct host_slot *s = &g->hosts[h];
 
@@ -769,6 +889,70 @@ struct guard_run *guard_run_stop(struct guard_run *g)
 	return NULL;
 }
 
+/*
+ * `trstctl guard attach`: load, fill (endpoint and allow_hosts names resolved now), attach
+ * to cgroup_path, pin under air_gap.bpf_pin_path, hand the counters and rule maps to
+ * owner:group, run the tripwire from inside the cgroup when a child can join it, and
+ * leave everything pinned and attached.
+ */
+int guard_run_attach(const struct cfg *c, const char *cgroup_path, unsigned int owner,
+		     unsigned int group, char *err, size_t errlen)
+{
+	struct guard_run *g = NULL;
+	int ret;
+
+	if (!c || !cgroup_path || !err || !errlen)
+		return -EINVAL;
+	*err = '\0';
+	if (!c->air_gap.enabled) {
+		snprintf(err, errlen, "air-gap is off (TRSTCTL_AIRGAP_ENABLED=false): nothing to attach");
+		return -EINVAL;
+	}
+	ret = run_prepare(c, &g, err, errlen);
+	if (ret < 0)
+		return ret;
+	ret = start_ebpf(g, c, cgroup_path, err, errlen);
+	if (ret < 0) {
+		if (!*err)
+			snprintf(err, errlen, "%s", strerror(-ret));
+		goto out;
+	}
+	if (!g->pin_path[0]) {
+		ret = -EINVAL;
+		snprintf(err, errlen, "the guard was not pinned: nothing would outlive this command");
+		goto out;
+	}
+	/* allow_hosts names into the rule set before anyone relies on it */
+	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	ret = guard_enforcer_handover(g->enf, owner, group);
+	if (ret < 0) {
+		snprintf(err, errlen, "handing the pins of %s to %u:%u: %s", g->pin_path, owner,
+			 group, strerror(-ret));
+		goto out;
+	}
+	ret = guard_enforcer_tripwire(g->enf);
+	if (ret == -EPROTO) {
+		snprintf(err, errlen, "the tripwire was not refused in cgroup %s: guard not armed",
+			 g->cgroup_path);
+		goto out;
+	}
+	if (ret < 0)
+		log_warn("tripwire not run from inside the cgroup (the server proves the guard "
+			 "at start-up)", "cgroup", "%s", g->cgroup_path, "error", "%s",
+			 strerror(-ret));
+	else
+		log_info("egress guard tripwire refused", "cgroup", "%s", g->cgroup_path);
+	log_info("egress guard attached and pinned", "cgroup", "%s", g->cgroup_path, "pin_path",
+		 "%s", g->pin_path, "owner", "%u", owner, "rules", "%zu",
+		 g->n_base + g->n_resolved);
+	ret = 0;
+out:
+	/* Never an orderly stop: what got attached and pinned stays (fail closed). */
+	g->enf = guard_enforcer_release(g->enf);
+	guard_run_stop(g);
+	return ret;
+}
+
 /* ---- queries ---------------------------------------------------------------------- */
 
 struct guard_policy *guard_run_policy(struct guard_run *g)
@@ -783,7 +967,22 @@ const struct cfg_air_gap *guard_run_air_gap(struct guard_run *g)
 
 bool guard_run_ready(struct guard_run *g)
 {
-	return g && (g->mode != GUARD_RUN_EBPF || atomic_load(&g->armed));
+	char why[512];
+	bool ok;
+
+	if (!g)
+		return false;
+	if (!g->pinned)
+		return g->mode != GUARD_RUN_EBPF || atomic_load(&g->armed);
+	/* Pinned: every pin must still be there (a removed link pin means no guard). */
+	ok = guard_pinned_check(g->pinned, why, sizeof(why)) == 0;
+	if (atomic_exchange(&g->pins_ok, ok) != ok) {
+		if (ok)
+			log_info("egress guard pins back", "pin_path", "%s", g->pin_path);
+		else
+			log_error("EGRESS GUARD PIN MISSING: not ready", "reason", "%s", why);
+	}
+	return ok && atomic_load(&g->armed);
 }
 
 int guard_run_status(struct guard_run *g, struct guard_run_status *ret_status)
@@ -798,7 +997,8 @@ int guard_run_status(struct guard_run *g, struct guard_run_status *ret_status)
 	s.mode = g->mode;
 	s.userspace_trips = guard_policy_userspace_trips(g->policy);
 	if (g->mode == GUARD_RUN_EBPF) {
-		ret = guard_enforcer_counters(g->enf, &k);
+		ret = g->pinned ? guard_pinned_counters(g->pinned, &k)
+				: guard_enforcer_counters(g->enf, &k);
 		if (ret < 0)
 			return ret;
 		s.armed = atomic_load(&g->armed);
@@ -831,6 +1031,27 @@ int guard_run_tripwire(struct guard_run *g, char *detail, size_t len)
 		snprintf(detail, len, "no kernel guard (enforcer %s): nothing to trip",
 			 guard_run_mode_name(g->mode));
 		return -EOPNOTSUPP;
+	}
+	if (g->pinned) {
+		char why[256] = "";
+
+		ret = guard_pinned_check(g->pinned, why, sizeof(why));
+		if (ret == 0)
+			ret = guard_pinned_tripwire(g->pinned);
+		if (ret < 0) {
+			atomic_store(&g->armed, false);
+			snprintf(detail, len, "tripwire NOT refused: %s",
+				 *why ? why : ret == -EPROTO ? "the pinned guard let it through" :
+							       strerror(-ret));
+			log_error("egress guard tripwire failed", "error", "%s", detail);
+			return ret;
+		}
+		atomic_store(&g->armed, true);
+		guard_pinned_counters(g->pinned, &k);
+		snprintf(detail, len,
+			 "refused with EPERM by the pinned kernel guard %s (tripwire hits %llu)",
+			 g->pin_path, (unsigned long long)k.tripwire);
+		return 0;
 	}
 	ret = guard_enforcer_confirm(g->enf);
 	if (ret == 0)

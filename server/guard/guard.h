@@ -123,8 +123,11 @@ void guard_http_response_free(struct guard_http_response *r);
  *
  * guard_run_start() puts the air_gap block of the configuration into force, per
  * air_gap.enforcer: "ebpf" loads the kernel guard (enforcer.h) and fails when it cannot
- * load, attach, be confirmed or pass the tripwire; "auto" does the same but, when the
- * kernel refuses BPF here (-EPERM, -EOPNOTSUPP), falls back to the in-process policy with
+ * load, attach, be confirmed or pass the tripwire; "pinned" loads nothing and uses the
+ * guard `trstctl guard attach` pinned at air_gap.bpf_pin_path (counters and rule maps
+ * through the pins, no capability; start fails without the pins or when the tripwire is
+ * not refused; not ready while a pin is missing; no watchdog thread; every capability
+ * dropped); "auto" does what ebpf does but, when the kernel refuses BPF here (-EPERM, -EOPNOTSUPP), falls back to the in-process policy with
  * a loud warning; "userspace" runs the in-process policy only. air_gap.enabled false: the
  * enforcer is "off" and nothing is loaded. With the kernel guard it then drops every
  * capability but CAP_NET_ADMIN (the watchdog's BPF_PROG_QUERY) and, on request,
@@ -193,6 +196,21 @@ typedef void (*guard_denial_hook_fn)(const struct guard_run_denial *d, void *arg
  */
 int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
 		    char *err, size_t errlen);
+/*
+ * `trstctl guard attach` (the pod's init container): with air-gap on, loads the kernel
+ * guard with the rules serve would load (endpoint and allow_hosts names resolved now),
+ * attaches it to the cgroup directory cgroup_path, pins links and maps under
+ * air_gap.bpf_pin_path (which must be on a bpffs), gives `trips` and the rule map pins to
+ * owner:group (mode 0600; link pins stay root's), runs the tripwire from a child that
+ * joins the cgroup when that is possible (else the pinned server proves it), and returns
+ * with everything left attached and pinned. Returns 0, or -errno with a reason in err.
+ */
+int guard_run_attach(const struct cfg *c, const char *cgroup_path, unsigned int owner,
+		     unsigned int group, char *err, size_t errlen);
+
+/* `trstctl guard attach ...` (argv[0] "guard", argv[1] "attach"): exit status 0, 1 or 2. */
+int guard_attach_cli(int argc, char **argv, const struct cfg *c);
+
 /*
  * Orderly shutdown: stops the threads, detaches and unpins, and removes the child cgroup
  * that start created for the process (guard_enforcer_stop). Accepts NULL; returns NULL.

@@ -8,7 +8,11 @@
       TRSTCTL_TELEMETRY_ENABLED to the documented values;
     - the Service's scrape annotation names the metrics port, and the NetworkPolicy admits
       that port from the monitoring namespace;
-    - the guard pins its maps per pod on the node's bpffs (the pod uid in the pin path);
+    - the guard pins its maps per pod on the node's bpffs (the pod uid in the pin path):
+      the init container guard-attach holds BPF, NET_ADMIN, PERFMON, CHOWN and runs
+      `trstctl guard attach`; the trstctl container runs as 65532 with drop ALL and nothing
+      added, enforcer pinned on its own pin folder, ready by /readyz; guard.attach=server
+      keeps the older layout;
     - the rendered environment passes `trstctl --check-config` (with pg.internal and
       nats.internal resolving to private addresses in a private /etc/hosts) and prints the
       air_gap lines;
@@ -22,6 +26,7 @@ mount namespace).
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -76,15 +81,88 @@ def metrics_checks(c, docs, namespace='monitoring'):
     c.check(ok, 'the NetworkPolicy admits the scraped port from namespace %s' % namespace, ingress)
 
 
+def env_of(ctr, field_values):
+    """The literal and fieldRef env entries of one container, $(VAR) expanded."""
+    env = {}
+    for e in ctr.get('env', []):
+        if 'value' in e:
+            env[e['name']] = re.sub(r'\$\(([A-Za-z_0-9]+)\)',
+                                    lambda m: env.get(m.group(1), m.group(0)), str(e['value']))
+        elif 'fieldRef' in e.get('valueFrom', {}):
+            env[e['name']] = field_values.get(e['valueFrom']['fieldRef']['fieldPath'], '')
+    return env
+
+
 def pin_checks(c, docs):
-    env = chart.container_env(docs, {'metadata.uid': 'pod-uid-1'})
-    c.check(env.get('TRSTCTL_AIRGAP_BPF_PIN_PATH') == '/sys/fs/bpf/trstctl/pod-uid-1',
-            'the guard pins its maps per pod (/sys/fs/bpf/trstctl/<pod uid>)',
-            env.get('TRSTCTL_AIRGAP_BPF_PIN_PATH'))
+    """attach: init (the default): the init container holds the BPF rights and pins per pod;
+    the trstctl container runs as 65532, drops every capability, adds none, runs enforcer
+    pinned on its own pin folder only, and is ready only by /readyz."""
     pod = chart.find(docs, 'Deployment')['spec']['template']['spec']
-    vols = [v for v in pod['volumes'] if 'hostPath' in v]
-    c.check(any(v['hostPath']['path'] == '/sys/fs/bpf' for v in vols),
+    inits = pod.get('initContainers', [])
+    c.check([i['name'] for i in inits] == ['guard-attach'],
+            'air gap on: an init container guard-attach', [i['name'] for i in inits])
+    if not inits:
+        return
+    init = inits[0]
+    ienv = env_of(init, {'metadata.uid': 'pod-uid-1'})
+    c.check(ienv.get('TRSTCTL_AIRGAP_BPF_PIN_PATH') == '/sys/fs/bpf/trstctl/pod-uid-1',
+            'the init container pins per pod (/sys/fs/bpf/trstctl/<pod uid>)',
+            ienv.get('TRSTCTL_AIRGAP_BPF_PIN_PATH'))
+    cmd = init.get('command', [])
+    c.check(cmd[1:3] == ['guard', 'attach'] and '--pod-uid' in cmd and
+            cmd[cmd.index('--owner') + 1].split(':')[0] == '65532',
+            'the init container runs trstctl guard attach --pod-uid ... --owner 65532', cmd)
+    isc = init['securityContext']
+    c.check(isc['capabilities']['drop'] == ['ALL'] and
+            sorted(isc['capabilities']['add']) == ['BPF', 'CHOWN', 'NET_ADMIN', 'PERFMON'] and
+            isc.get('allowPrivilegeEscalation') is False,
+            'the init container drops ALL and adds only BPF, NET_ADMIN, PERFMON, CHOWN', isc)
+    mounts = {m['name']: m for m in init['volumeMounts']}
+    c.check(mounts.get('cgroup', {}).get('readOnly') is True,
+            "the init container sees the node's cgroup2 hierarchy read-only", mounts)
+    vols = {v['name']: v for v in pod['volumes'] if 'hostPath' in v}
+    c.check(vols.get('bpffs', {}).get('hostPath', {}).get('path') == '/sys/fs/bpf',
             "the pin folder is the node's bpffs (hostPath /sys/fs/bpf)", vols)
+
+    ctr = [x for x in pod['containers'] if x['name'] == 'trstctl'][0]
+    env = chart.container_env(docs, {'metadata.uid': 'pod-uid-1'})
+    c.check(env.get('TRSTCTL_AIRGAP_ENFORCER') == 'pinned',
+            'the trstctl container runs enforcer pinned', env.get('TRSTCTL_AIRGAP_ENFORCER'))
+    sc = ctr['securityContext']
+    uid = sc.get('runAsUser', pod.get('securityContext', {}).get('runAsUser'))
+    c.check(uid == 65532 and sc.get('runAsNonRoot') is True and
+            sc['capabilities'].get('drop') == ['ALL'] and not sc['capabilities'].get('add'),
+            'the trstctl container runs as 65532, drops ALL, adds nothing', sc)
+    bm = [m for m in ctr['volumeMounts'] if m['name'] == 'bpffs']
+    c.check(len(bm) == 1 and bm[0].get('subPathExpr') == 'trstctl/$(POD_UID)' and
+            bm[0]['mountPath'] == env.get('TRSTCTL_AIRGAP_BPF_PIN_PATH'),
+            'the trstctl container mounts only its own pin folder, where its pin path is', bm)
+    rp = ctr.get('readinessProbe', {}).get('httpGet', {})
+    c.check(rp.get('path') == '/readyz' and rp.get('port') == 'metrics',
+            'readiness is /readyz (503 while a pin is missing)', ctr.get('readinessProbe'))
+
+
+def server_attach_checks(c):
+    """guard.attach=server keeps the older layout: no init container, root with the list."""
+    rc, out, err = chart.template(values=[AIRGAP],
+                                  sets=chart.DOCUMENTED_SETS + ['guard.attach=server'])
+    if not c.check(rc == 0, 'helm template renders with guard.attach=server', err[-400:]):
+        return
+    docs = chart.documents(out)
+    pod = chart.find(docs, 'Deployment')['spec']['template']['spec']
+    ctr = [x for x in pod['containers'] if x['name'] == 'trstctl'][0]
+    c.check(not pod.get('initContainers') and
+            ctr['securityContext']['capabilities'].get('add') == ['BPF', 'NET_ADMIN', 'PERFMON'],
+            'guard.attach=server: no init container, the server holds BPF, NET_ADMIN, PERFMON',
+            ctr['securityContext'])
+    env = chart.container_env(docs, {'metadata.uid': 'pod-uid-1'})
+    c.check(env.get('TRSTCTL_AIRGAP_ENFORCER') == 'ebpf' and
+            env.get('TRSTCTL_AIRGAP_BPF_PIN_PATH') == '/sys/fs/bpf/trstctl/pod-uid-1',
+            'guard.attach=server: enforcer ebpf, pinned per pod', env)
+    rc, _, err = chart.template(values=[AIRGAP],
+                                sets=chart.DOCUMENTED_SETS + ['guard.attach=sidecar'])
+    c.check(rc != 0 and 'guard.attach must be init or server' in err,
+            'render fails for guard.attach=sidecar', err[-300:])
 
 
 def run_with_hosts(hosts, argv, env):
@@ -157,6 +235,7 @@ def main():
         c.check(data.get(k) == v, 'ConfigMap %s=%s' % (k, v), data.get(k))
     metrics_checks(c, docs)
     pin_checks(c, docs)
+    server_attach_checks(c)
     image = chart.find(docs, 'Deployment')['spec']['template']['spec']['containers'][0]['image']
     c.check(image == 'registry.airgap.local/trstctl:0.1.0', 'the image is the one set', image)
 
