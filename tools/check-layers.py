@@ -4,7 +4,7 @@
 - no include cycle between the modules of server/ (a module is a folder with its own
   headers; an include of another folder's header is an edge of the graph);
 - a <module>-internal.h is included only inside its own folder;
-- no source file under server/ is over 1,000 lines.
+- no source file under server/ is over ~1,000 lines (1,050).
 
 usage: check-layers.py SOURCE_ROOT
 Prints what it found; exits 1 on a violation.
@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-MAX_LINES = 1000
+MAX_LINES = 1050  # "~1,000" (STYLE.md): a few lines over is not yet a second concern
 
 
 def main():

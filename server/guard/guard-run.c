@@ -26,67 +26,15 @@
 #include "cfg.h"
 #include "enforcer.h"
 #include "guard-internal.h"
+#include "guard-run-internal.h"
 #include "guard.h"
 #include "log.h"
 
 #define CAP_NET_BIND_SERVICE_ 10
 #define CAP_NET_ADMIN_ 12
-#define RESOLVED_PER_HOST 64
 
 static const char *const hook_names[GUARD_RUN_HOOKS] = {
 	"connect4", "connect6", "sendmsg4", "sendmsg6", "sock_create",
-};
-
-/* One allowed address of an allow_hosts name. */
-struct resolved {
-	size_t host;          /* index into hosts */
-	struct net_addr addr;
-	time_t last_seen;     /* CLOCK_MONOTONIC seconds of the last answer holding it */
-};
-
-/* One allow_hosts name and its lookup; busy while getaddrinfo_a owns cb. */
-struct host_slot {
-	const char *name;
-	struct gaicb cb;
-	struct addrinfo hints;
-	bool busy;
-};
-
-struct guard_run {
-	const struct cfg_air_gap *ag;
-	enum guard_run_mode mode;
-	struct guard_policy *policy;
-	struct guard_enforcer *enf;
-	struct guard_pinned *pinned; /* enforcer pinned: the guard `guard attach` left */
-	atomic_bool armed;
-	atomic_bool pins_ok;         /* pinned: every pin was there at the last check */
-	char pin_path[4096];
-	char cgroup_path[4096];
-
-	/* resolver (resolver thread only, after start; n_resolved read under lock) */
-	struct guard_prefix *base; /* guard_policy_prefixes() */
-	size_t n_base;
-	struct host_slot *hosts;
-	size_t n_hosts;
-	struct resolved *resolved;
-	size_t n_resolved;
-	/* endpoint names (guard-names.c) and, per name, the last set the policy allowed */
-	struct guard_names *names;
-	struct guard_name *allowed; /* copies; n_addrs 0 until a good answer */
-	size_t n_names;
-	bool refresh; /* guard_run_refresh asked for a round now (under lock) */
-
-	pthread_t resolver, watchdog;
-	bool resolver_started, watchdog_started;
-	pthread_mutex_t lock; /* stopping, the denial list, the hook, n_resolved */
-	pthread_cond_t cond;
-	bool stopping;
-
-	struct guard_run_denial *denials; /* circular, GUARD_RUN_DENIALS entries */
-	size_t head, count;
-	uint64_t seq;
-	guard_denial_hook_fn hook;
-	void *hook_arg;
 };
 
 const char *guard_run_mode_name(enum guard_run_mode m)
@@ -97,14 +45,6 @@ const char *guard_run_mode_name(enum guard_run_mode m)
 const char *guard_run_hook_name(int i)
 {
 	return i >= 0 && i < GUARD_RUN_HOOKS ? hook_names[i] : "?";
-}
-
-static time_t mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
 }
 
 /* ---- denials ---------------------------------------------------------------------- */
@@ -199,270 +139,6 @@ void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *a
 	pthread_mutex_unlock(&g->lock);
 }
 
-/* ---- allow_hosts resolver --------------------------------------------------------- */
-
-/* Whether an answer may enter the kernel allow map (DNS rebinding is refused). */
-static bool answer_acceptable(const struct guard_run *g, const struct net_addr *a)
-{
-	enum net_addr_class c = net_addr_classify(a);
-
-	if (c == NET_ADDR_METADATA)
-		return false;
-	return c == NET_ADDR_PUBLIC || g->ag->allow_private;
-}
-
-/* Merge one successful answer of host h; returns true when the allowed set changed. */
-static bool merge_answer(struct guard_run *g, size_t h, const struct addrinfo *res, time_t now)
-{
-	bool changed = false;
-	size_t i, kept = 0;
-
-	for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		struct net_addr a;
-		char buf[64];
-		uint16_t port;
-
-		if (net_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, &port) < 0)
-			continue;
-		if (!answer_acceptable(g, &a)) {
-			log_warn("allow_hosts answer ignored (not a public address)", "host", "%s",
-				 g->hosts[h].name, "address", "%s",
-				 net_addr_format(&a, buf, sizeof(buf)), "class", "%s",
-				 net_addr_class_name(net_addr_classify(&a)));
-			continue;
-		}
-		for (i = 0; i < g->n_resolved; i++)
-			if (g->resolved[i].host == h && g->resolved[i].addr.family == a.family &&
-			    !memcmp(g->resolved[i].addr.addr, a.addr, 16))
-				break;
-		if (i < g->n_resolved) {
-			g->resolved[i].last_seen = now;
-			continue;
-		}
-		for (i = 0, kept = 0; i < g->n_resolved; i++)
-			kept += g->resolved[i].host == h;
-		if (kept >= RESOLVED_PER_HOST)
-			continue;
-		struct resolved *n = realloc(g->resolved, (g->n_resolved + 1) * sizeof(*n));
-
-		if (!n)
-			break;
-		g->resolved = n;
-		g->resolved[g->n_resolved++] = (struct resolved){ h, a, now };
-		log_info("allow_hosts address allowed", "host", "%s", g->hosts[h].name, "address",
-			 "%s", net_addr_format(&a, buf, sizeof(buf)));
-		changed = true;
-	}
-	/* Addresses this host no longer answers with leave after the grace period. */
-	for (i = 0; i < g->n_resolved;) {
-		struct resolved *r = &g->resolved[i];
-		char buf[64];
-
-		if (r->host == h && now - r->last_seen > GUARD_RUN_GRACE_S) {
-			log_info("allow_hosts address expired", "host", "%s", g->hosts[h].name,
-				 "address", "%s", net_addr_format(&r->addr, buf, sizeof(buf)));
-			*r = g->resolved[--g->n_resolved];
-			changed = true;
-			continue;
-		}
-		i++;
-	}
-	return changed;
-}
-
-static struct guard_prefix host_prefix(const struct net_addr *a, uint16_t port)
-{
-	struct guard_prefix e = { .family = a->family, .port = port };
-
-	memcpy(e.addr, a->addr, 16);
-	e.prefix_len = e.family == AF_INET ? 32 : 128;
-	return e;
-}
-
-/*
- * The rule set: policy prefixes, allow_hosts answers, and the allowed addresses of the
- * endpoint names. An endpoint address keeps the port of the policy entry that allows it
- * (any port only when the policy allows any port there), so it never widens the policy.
- */
-static int build_rules(struct guard_run *g, struct guard_prefix **ret_p, size_t *ret_n)
-{
-	size_t n = g->n_base + g->n_resolved, i, k;
-	struct guard_prefix *p;
-
-	for (i = 0; i < g->n_names; i++)
-		n += g->allowed[i].n_addrs;
-	p = calloc(n ? n : 1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	memcpy(p, g->base, g->n_base * sizeof(*p));
-	k = g->n_base;
-	for (i = 0; i < g->n_resolved; i++)
-		p[k++] = host_prefix(&g->resolved[i].addr, 0);
-	for (i = 0; i < g->n_names; i++) {
-		const struct guard_name *nm = &g->allowed[i];
-
-		for (size_t j = 0; j < nm->n_addrs; j++)
-			p[k++] = host_prefix(&nm->addrs[j],
-					     guard_policy_allows_addr(g->policy, &nm->addrs[j], 0) ?
-						     0 : nm->port);
-	}
-	*ret_p = p;
-	*ret_n = k;
-	return 0;
-}
-
-/* Loads policy prefixes + resolved addresses into the kernel. */
-static int push_rules(struct guard_run *g)
-{
-	struct guard_prefix *p;
-	size_t n;
-	int ret = build_rules(g, &p, &n);
-
-	if (ret < 0)
-		return ret;
-	ret = g->pinned ? guard_pinned_update(g->pinned, p, n) : guard_enforcer_update(g->enf, p, n);
-	free(p);
-	return ret;
-}
-
-/*
- * Looks the endpoint names up again; a name whose answer the policy allows gets exactly
- * that answer; a refused answer is logged and the last allowed set stays (the kernel keeps
- * denying the refused address); a failed lookup keeps the last set. Returns true when a
- * set changed. Only the resolver thread (or start, before it exists) calls this.
- */
-static bool names_round(struct guard_run *g, bool first)
-{
-	const struct guard_name *v;
-	bool changed = false;
-
-	if (!g->n_names || guard_names_resolve(g->names, false, GUARD_RUN_LOOKUP_MS) < 0)
-		return false;
-	guard_names_get(g->names, &v);
-	for (size_t i = 0; i < g->n_names; i++) {
-		struct guard_name *a = &g->allowed[i];
-		char why[512], buf[64];
-
-		if (v[i].listed)
-			continue; /* an allow_hosts name: the allow_hosts resolver's business */
-		if (guard_name_judge(&v[i], g->policy, why, sizeof(why)) < 0) {
-			if (!first)
-				log_error("endpoint name refused; keeping its last allowed addresses",
-					  "error", "%s", why);
-			continue;
-		}
-		if (a->n_addrs == v[i].n_addrs &&
-		    !memcmp(a->addrs, v[i].addrs, v[i].n_addrs * sizeof(v[i].addrs[0])))
-			continue;
-		*a = v[i];
-		changed = true;
-		for (size_t j = 0; j < a->n_addrs; j++)
-			log_info("endpoint name resolved", "key", "%s", a->key, "host", "%s",
-				 a->host, "address", "%s",
-				 net_addr_format(&a->addrs[j], buf, sizeof(buf)));
-	}
-	return changed;
-}
-
-/* One round: start lookups for idle names, wait up to timeout_ms, merge what came back. */
-static void resolve_round(struct guard_run *g, int timeout_ms)
-{
-	struct gaicb *list[g->n_hosts ? g->n_hosts : 1];
-	time_t now;
-	bool changed = false;
-	size_t h, m = 0;
-	int ret;
-
-	for (h = 0; h < g->n_hosts; h++) {
-		struct host_slot *s = &g->hosts[h];
-
-		if (s->busy)
-			continue; /* still running from an earlier round */
-		memset(&s->cb, 0, sizeof(s->cb));
-		s->hints = (struct addrinfo){ .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-		s->cb.ar_name = s->name;
-		s->cb.ar_request = &s->hints;
-		s->busy = true;
-		list[m++] = &s->cb;
-	}
-	if (m && (ret = getaddrinfo_a(GAI_NOWAIT, list, (int)m, NULL)) != 0)
-		log_warn("allow_hosts lookups not started", "error", "%s", gai_strerror(ret));
-
-	{
-		struct gaicb *wait[g->n_hosts ? g->n_hosts : 1];
-
-		for (h = 0; h < g->n_hosts; h++)
-			wait[h] = g->hosts[h].busy ? &g->hosts[h].cb : NULL;
-		guard_lookup_wait(wait, g->n_hosts, timeout_ms);
-	}
-
-	now = mono_s();
-	pthread_mutex_lock(&g->lock);
-	for (h = 0; h < g->n_hosts; h++) {
-		struct host_slot *s = &g->hosts[h];
-
-		if (!s->busy)
-			continue;
-		ret = gai_error(&s->cb);
-		if (ret == EAI_INPROGRESS) {
-			log_warn("allow_hosts lookup timed out; keeping the last good addresses",
-				 "host", "%s", s->name, "timeout_ms", "%d", timeout_ms);
-			continue;
-		}
-		s->busy = false;
-		if (ret == 0 && s->cb.ar_result)
-			changed |= merge_answer(g, h, s->cb.ar_result, now);
-		else
-			log_warn("allow_hosts lookup failed; keeping the last good addresses",
-				 "host", "%s", s->name, "error", "%s",
-				 ret == 0 ? "no address" : gai_strerror(ret));
-		if (s->cb.ar_result)
-			freeaddrinfo(s->cb.ar_result);
-		s->cb.ar_result = NULL;
-	}
-	pthread_mutex_unlock(&g->lock);
-	changed |= names_round(g, false);
-	if (changed) {
-		ret = push_rules(g);
-		if (ret < 0)
-			log_error("cannot load the allow_hosts addresses into the kernel guard",
-				  "error", "%s", strerror(-ret));
-	}
-}
-
-/* Waits ms, or until stop (or, with refresh, a guard_run_refresh); true when stopping. */
-static bool wait_or_stop(struct guard_run *g, long ms, bool refresh)
-{
-	struct timespec ts;
-	bool stop;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	pthread_mutex_lock(&g->lock);
-	while (!g->stopping && !(refresh && g->refresh) &&
-	       pthread_cond_timedwait(&g->cond, &g->lock, &ts) == 0)
-		;
-	stop = g->stopping;
-	if (refresh)
-		g->refresh = false;
-	pthread_mutex_unlock(&g->lock);
-	return stop;
-}
-
-static void *resolver_main(void *arg)
-{
-	struct guard_run *g = arg;
-
-	while (!wait_or_stop(g, GUARD_RUN_REFRESH_S * 1000L, true))
-		resolve_round(g, GUARD_RUN_LOOKUP_MS);
-	return NULL;
-}
-
 /* ---- watchdog --------------------------------------------------------------------- */
 
 static void *watchdog_main(void *arg)
@@ -470,7 +146,7 @@ static void *watchdog_main(void *arg)
 	struct guard_run *g = arg;
 	int ret;
 
-	while (!wait_or_stop(g, GUARD_RUN_WATCHDOG_MS, false)) {
+	while (!guard_run_wait_or_stop(g, GUARD_RUN_WATCHDOG_MS, false)) {
 		ret = guard_enforcer_confirm(g->enf);
 		if (ret == 0)
 			continue;
@@ -538,7 +214,7 @@ static int start_ebpf(struct guard_run *g, const struct cfg *c, const char *atta
 		return -EINVAL;
 	}
 	ec.tripwire_addr = *tw ? tw : NULL;
-	ret = build_rules(g, &rules, &n_rules);
+	ret = guard_run_build_rules(g, &rules, &n_rules);
 	if (ret < 0)
 		return ret;
 	ret = guard_enforcer_start(&ec, rules, n_rules, &g->enf);
@@ -632,9 +308,9 @@ static int start_pinned(struct guard_run *g, const struct cfg *c, bool keep_net_
 		return ret;
 	}
 	/* The names: resolved now (attach loaded the same ones a moment ago), then refreshed. */
-	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	guard_run_resolve_round(g, GUARD_RUN_LOOKUP_MS);
 	if (g->n_hosts || g->n_names) {
-		ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
+		ret = -pthread_create(&g->resolver, NULL, guard_run_resolver_main, g);
 		if (ret < 0) {
 			snprintf(err, errlen, "starting the resolver thread: %s", strerror(-ret));
 			return ret;
@@ -689,7 +365,7 @@ static int names_init(struct guard_run *g, const struct cfg *c, char *err, size_
 		return -ENOMEM;
 	for (size_t i = 0; i < g->n_names; i++)
 		g->allowed[i] = (struct guard_name){ .key = v[i].key, .port = v[i].port };
-	names_round(g, true);
+	guard_run_names_round(g, true);
 	for (size_t i = 0; i < g->n_names; i++) {
 		if (guard_name_judge(&v[i], g->policy, err, errlen) < 0)
 			return -EPERM;
@@ -810,12 +486,12 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 		goto fail;
 	}
 	/* The first lookups before serving, so that allowed names work from the start. */
-	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	guard_run_resolve_round(g, GUARD_RUN_LOOKUP_MS);
 	ret = -pthread_create(&g->watchdog, NULL, watchdog_main, g);
 	if (ret == 0) {
 		g->watchdog_started = true;
 		if (g->n_hosts || g->n_names) {
-			ret = -pthread_create(&g->resolver, NULL, resolver_main, g);
+			ret = -pthread_create(&g->resolver, NULL, guard_run_resolver_main, g);
 			g->resolver_started = ret == 0;
 		}
 	}
@@ -923,7 +599,7 @@ int guard_run_attach(const struct cfg *c, const char *cgroup_path, unsigned int 
 		goto out;
 	}
 	/* allow_hosts names into the rule set before anyone relies on it */
-	resolve_round(g, GUARD_RUN_LOOKUP_MS);
+	guard_run_resolve_round(g, GUARD_RUN_LOOKUP_MS);
 	ret = guard_enforcer_handover(g->enf, owner, group);
 	if (ret < 0) {
 		snprintf(err, errlen, "handing the pins of %s to %u:%u: %s", g->pin_path, owner,
