@@ -6,12 +6,14 @@
  * cgroup.type; the root of a cgroup namespace, such as a container's, does), and moves the
  * process into a child cgroup when it would otherwise guard the whole host.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -247,4 +249,31 @@ int guard_cgroup_resolve(const char *path, const char *name, struct guard_cgroup
 	cg.id = st.st_ino;
 	*ret_cg = cg;
 	return 0;
+}
+
+int guard_tripwire_connect(int family, const uint8_t *addr, uint16_t port)
+{
+	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	socklen_t len;
+	int fd, ret;
+
+	if (family == AF_INET) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, addr, 4);
+		len = sizeof(*sin);
+	} else {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		len = sizeof(*sin6);
+	}
+	fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = connect(fd, (struct sockaddr *)&ss, len) == 0 ? -EPROTO : -errno;
+	close(fd);
+	return ret;
 }

@@ -59,3 +59,10 @@ struct guard_rules;
 int guard_rules_open_pinned(const char *pin_path, struct guard_rules **ret_r);
 int guard_rules_install(struct guard_rules *r, const struct guard_prefix *prefixes, size_t n);
 void guard_rules_free(struct guard_rules *r);
+
+/*
+ * The tripwire's probe: a UDP connect() to the reserved address (family AF_INET with 4
+ * bytes of addr, else AF_INET6 with 16), which sends nothing. -EPERM when the guard refused
+ * it, -EPROTO when it went through, else -errno.
+ */
+int guard_tripwire_connect(int family, const uint8_t *addr, uint16_t port);

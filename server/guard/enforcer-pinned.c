@@ -144,34 +144,15 @@ int guard_pinned_check(struct guard_pinned *p, char *why, size_t len)
 
 int guard_pinned_tripwire(struct guard_pinned *p)
 {
-	struct sockaddr_storage ss = { 0 };
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
 	struct guard_counters before, after;
-	socklen_t slen;
-	int fd, ret;
+	int ret;
 
 	if (!p)
 		return -EINVAL;
 	ret = guard_pinned_counters(p, &before);
 	if (ret < 0)
 		return ret;
-	if (p->family == AF_INET) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(p->port);
-		memcpy(&sin->sin_addr, p->addr, 4);
-		slen = sizeof(*sin);
-	} else {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(p->port);
-		memcpy(&sin6->sin6_addr, p->addr, 16);
-		slen = sizeof(*sin6);
-	}
-	fd = socket(p->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ret = connect(fd, (struct sockaddr *)&ss, slen) == 0 ? -EPROTO : -errno;
-	close(fd);
+	ret = guard_tripwire_connect(p->family, p->addr, p->port);
 	if (ret != -EPERM)
 		return ret;
 	ret = guard_pinned_counters(p, &after);

@@ -599,28 +599,8 @@ struct guard_enforcer *guard_enforcer_stop(struct guard_enforcer *e)
 /* 0 when the connect was refused with EPERM, -EPROTO when it succeeded, else -errno. */
 static int tripwire_try(const struct guard_enforcer *e)
 {
-	struct sockaddr_storage ss = { 0 };
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-	socklen_t len;
-	int fd, ret;
+	int ret = guard_tripwire_connect(e->tripwire_family, e->tripwire_addr, e->tripwire_port);
 
-	if (e->tripwire_family == AF_INET) {
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons(e->tripwire_port);
-		memcpy(&sin->sin_addr, e->tripwire_addr, 4);
-		len = sizeof(*sin);
-	} else {
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(e->tripwire_port);
-		memcpy(&sin6->sin6_addr, e->tripwire_addr, 16);
-		len = sizeof(*sin6);
-	}
-	fd = socket(e->tripwire_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	ret = connect(fd, (struct sockaddr *)&ss, len) == 0 ? -EPROTO : -errno;
-	close(fd);
 	return ret == -EPERM ? 0 : ret;
 }
 
