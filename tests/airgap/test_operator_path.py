@@ -319,21 +319,56 @@ def serve_phase(rootfs, rendered):
         with open(os.path.join(kekdir, 'kek.bin'), 'wb') as f:
             f.write(os.urandom(32))
         os.chmod(os.path.join(kekdir, 'kek.bin'), 0o440)
+        os.chown(os.path.join(kekdir, 'kek.bin'), 0, 65532)  # the pod's fsGroup
         env = server_env(docs)
-        # A pod has a cgroup of its own; a process in the host's root cgroup moves itself
-        # into this child first (docs/airgap.md), one per run.
-        cg = 'trstctl-e2e-%d' % os.getpid()
-        env['TRSTCTL_AIRGAP_CGROUP'] = cg
-        c.check(env['TRSTCTL_AIRGAP_BPF_PIN_PATH'] == '/sys/fs/bpf/trstctl/' + POD_UID,
-                'the rendered pin path is per pod', env['TRSTCTL_AIRGAP_BPF_PIN_PATH'])
+        # The pod's cgroup (the kubelet's pod<UID> under the cgroup2 root); the init
+        # container finds it by the pod's uid, as in the rendered command.
+        cg = 'pod' + POD_UID
+        c.must(cgroot is not None, 'a cgroup2 mount')
+        os.makedirs(os.path.join(cgroot, cg), exist_ok=True)
+        # The init container: `trstctl guard attach` with the BPF rights, the node's bpffs
+        # and cgroupfs, then it exits; the pins go to 65532.
+        init = chart.container(docs, 'guard-attach')
+        ienv = {'PATH': '/usr/local/bin:/usr/bin:/bin'}
+        ienv.update(chart.container_env(docs, {'metadata.uid': POD_UID}, 'guard-attach'))
+        host_cg = os.path.join(rootfs, 'host', 'cgroup')
+        os.makedirs(host_cg, exist_ok=True)
+        c.must(subprocess.run(['mount', '--bind', cgroot, host_cg]).returncode == 0,
+               'the node cgroupfs for the init container')
+        mounts.append(host_cg)
+        argv = [a.replace('$(POD_UID)', POD_UID) for a in init['command']]
+        rc, out = run([CHROOT, rootfs] + argv, env=ienv, timeout=60)
+        c.must(rc == 0, 'the init container (%s) attaches and pins the guard'
+               % ' '.join(argv[1:3]), out[-800:])
+        pins = os.path.join(rootfs, 'sys/fs/bpf/trstctl', POD_UID)
+        c.check(os.stat(os.path.join(pins, 'trips')).st_uid == 65532,
+                'the per-pod pins are on the node\'s bpffs, the counters owned by 65532',
+                pins)
+        # The trstctl container sees its own pin folder (subPathExpr) at the rendered path.
+        pin_path = env['TRSTCTL_AIRGAP_BPF_PIN_PATH']
+        target = os.path.join(rootfs, pin_path.lstrip('/'))
+        os.makedirs(target, exist_ok=True)
+        c.must(subprocess.run(['mount', '--bind', pins, target]).returncode == 0,
+               'the pin folder mounted for the trstctl container')
+        mounts.append(target)
+        c.check(env.get('TRSTCTL_AIRGAP_ENFORCER') == 'pinned',
+                'the trstctl container runs the pinned guard', env.get('TRSTCTL_AIRGAP_ENFORCER'))
         rc, out = run([CHROOT, rootfs, '/usr/local/bin/trstctl', '--check-config'], env=env)
         c.check(rc == 0 and re.search(r'^air_gap\.enabled: true$', out, re.M) and
-                re.search(r'^air_gap\.enforcer: ebpf$', out, re.M),
+                re.search(r'^air_gap\.enforcer: pinned$', out, re.M),
                 "the image's trstctl --check-config passes the rendered environment "
                 '(air_gap lines)', 'exit %s\n%s' % (rc, out[:1500]))
         log = open(os.path.join(tmp, 'server.log'), 'w+')
-        srv = subprocess.Popen([CHROOT, rootfs, '/usr/local/bin/trstctl', 'serve'], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
+        procs_file = os.path.join(cgroot, cg, 'cgroup.procs')
+
+        def into_pod():  # the trstctl container's processes live in the pod's cgroup
+            with open(procs_file, 'w') as f:
+                f.write(str(os.getpid()))
+
+        # 65532 with no capability: chroot's --userspec drops root before the exec
+        srv = subprocess.Popen([CHROOT, '--userspec=65532:65532', rootfs,
+                                '/usr/local/bin/trstctl', 'serve'], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, preexec_fn=into_pod)
         procs.append(srv)
         healthy, out = False, ''
         deadline = time.monotonic() + 60
@@ -352,9 +387,11 @@ def serve_phase(rootfs, rendered):
         rc, out = run([CHROOT, rootfs, '/usr/local/bin/trstctl', 'guard', 'status',
                        '--json'], env=env, timeout=30)
         st = json.loads(out) if rc == 0 else {}
+        # the API names the kernel guard "ebpf" (API.md), whoever loaded it
         c.check(st.get('enforcer') == 'ebpf' and st.get('armed') is True and
                 st.get('trips') == 0 and st.get('tripwire_hits', 0) >= 1,
-                'guard status: ebpf, armed, 0 trips, tripwire hit', out[-600:])
+                'guard status: ebpf (pinned by the init container), armed, 0 trips, '
+                'tripwire hit', out[-600:])
         pin = os.path.join(rootfs, 'sys/fs/bpf/trstctl', POD_UID, 'trips')
         rc, out = run(['bpftool', '-j', 'map', 'dump', 'pinned', pin])
         v = json.loads(out)[0]['formatted']['value'] if rc == 0 else {}

@@ -59,13 +59,19 @@ def find(docs, kind):
     return found[0]
 
 
-def container_env(docs, field_values=None):
-    """The environment of the trstctl container, as Kubernetes would build it: the
-    ConfigMap (envFrom), then env entries (value, secretKeyRef on a rendered Secret,
+def container(docs, name='trstctl'):
+    """A container (or init container) of the Deployment's pod, by name."""
+    pod = find(docs, 'Deployment')['spec']['template']['spec']
+    return [c for c in pod['containers'] + pod.get('initContainers', [])
+            if c['name'] == name][0]
+
+
+def container_env(docs, field_values=None, name='trstctl'):
+    """The environment of a container (default the trstctl one), as Kubernetes would build
+    it: the ConfigMap (envFrom), then env entries (value, secretKeyRef on a rendered Secret,
     fieldRef from field_values), with $(VAR) references expanded."""
     field_values = field_values or {}
-    pod = find(docs, 'Deployment')['spec']['template']['spec']
-    ctr = [c for c in pod['containers'] if c['name'] == 'trstctl'][0]
+    ctr = container(docs, name)
     secrets = {d['metadata']['name']: d for d in docs if d.get('kind') == 'Secret'}
     maps = {d['metadata']['name']: d for d in docs if d.get('kind') == 'ConfigMap'}
     env = {}
