@@ -152,8 +152,16 @@ if [ -n "${1:-}" ] && [ -d "$1" ]; then
 	dirs+=("$build_case")
 	pgport=$(svc_free_port) || fail "svc_free_port"
 	svc_pg_start "$build_case" "$pgport" || fail "svc_pg_start $build_case $pgport"
-	[ "$TRSTCTL_POSTGRES_DSN" = "host=$build_case/pgsock port=$pgport dbname=trstctl user=postgres" ] ||
-		fail "unexpected DSN: $TRSTCTL_POSTGRES_DSN"
+	# in the build tree, or (a checkout under a folder the postgres user cannot traverse,
+	# such as a clone under /root) in the /tmp fallback folder of case 2
+	case $TRSTCTL_POSTGRES_DSN in
+	"host=$build_case/pgsock port=$pgport dbname=trstctl user=postgres") ;;
+	"host=/tmp/trstctl-svc."*" port=$pgport dbname=trstctl user=postgres")
+		[ "$(id -u)" -eq 0 ] && [ -L "$build_case/pg" ] ||
+			fail "a /tmp fallback without the $build_case/pg link: $TRSTCTL_POSTGRES_DSN" ;;
+	*) fail "unexpected DSN: $TRSTCTL_POSTGRES_DSN" ;;
+	esac
+	[ "$(psql "$TRSTCTL_POSTGRES_DSN" -XAtc 'SELECT 3')" = 3 ] || fail "cannot query $build_case"
 	[ "$(psql "host=127.0.0.1 port=$pgport dbname=trstctl user=postgres" -XAtc 'SELECT 2')" = 2 ] ||
 		fail "PostgreSQL does not answer on 127.0.0.1:$pgport"
 	svc_pg_destroy "$build_case" || fail "svc_pg_destroy $build_case"
