@@ -22,6 +22,7 @@
 #include "ebpf/guard.h"
 #include "enforcer.h"
 #include "enforcer-int.h"
+#include "enforcer-rules.h"
 
 static const char *const link_pins[GUARD_PINNED_LINKS] = {
 	"link_connect4", "link_connect6", "link_sendmsg4", "link_sendmsg6", "link_sock_create",
@@ -100,26 +101,9 @@ fail:
 
 int guard_pinned_counters(struct guard_pinned *p, struct guard_counters *ret_counters)
 {
-	struct guard_trips t;
-	uint32_t zero = 0;
-
 	if (!p || !ret_counters)
 		return -EINVAL;
-	if (bpf_map_lookup_elem(p->trips_fd, &zero, &t) < 0)
-		return -errno;
-	*ret_counters = (struct guard_counters){
-		.total = t.total,
-		.connect4 = t.connect4,
-		.connect6 = t.connect6,
-		.sendmsg4 = t.sendmsg4,
-		.sendmsg6 = t.sendmsg6,
-		.sock_create = t.sock_create,
-		.v4mapped = t.v4mapped,
-		.nat64 = t.nat64,
-		.tripwire = t.tripwire,
-		.events_dropped = t.events_dropped,
-	};
-	return 0;
+	return guard_trips_read(p->trips_fd, ret_counters);
 }
 
 int guard_pinned_check(struct guard_pinned *p, char *why, size_t len)

@@ -3,7 +3,8 @@
  * programs): prefixes normalised into LPM entries, the two rule sets of each family written
  * in turn and switched with one write of rules_active (the programs never see a half-written
  * set), stale entries removed after the switch. Works on map fds, so a capability-less server
- * can update the maps that `trstctl guard attach` pinned (guard_rules_open_pinned).
+ * can update the maps that `trstctl guard attach` pinned (guard_rules_open_pinned); and
+ * the one read of the trips map, for a loaded guard and a pinned one alike.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -328,3 +329,25 @@ void guard_rules_free(struct guard_rules *r)
 	free(r);
 }
 
+
+int guard_trips_read(int fd, struct guard_counters *ret_counters)
+{
+	struct guard_trips t;
+	uint32_t zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &t) < 0)
+		return -errno;
+	*ret_counters = (struct guard_counters){
+		.total = t.total,
+		.connect4 = t.connect4,
+		.connect6 = t.connect6,
+		.sendmsg4 = t.sendmsg4,
+		.sendmsg6 = t.sendmsg6,
+		.sock_create = t.sock_create,
+		.v4mapped = t.v4mapped,
+		.nat64 = t.nat64,
+		.tripwire = t.tripwire,
+		.events_dropped = t.events_dropped,
+	};
+	return 0;
+}

@@ -33,5 +33,8 @@ struct guard_rules {
 	bool own_fds;    /* opened from pins: guard_rules_free closes them */
 };
 
+/* Reads the trips map (its fd: loaded here or opened from a pin) into ret_counters. */
+int guard_trips_read(int fd, struct guard_counters *ret_counters);
+
 /* The IPv4-mapped IPv6 prefix (::ffff:0:0/96): judged as IPv4. */
 static const uint8_t guard_v4mapped_pfx[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };

@@ -206,26 +206,9 @@ int guard_enforcer_update(struct guard_enforcer *e, const struct guard_prefix *p
 
 int guard_enforcer_counters(struct guard_enforcer *e, struct guard_counters *ret_counters)
 {
-	struct guard_trips t;
-	uint32_t zero = 0;
-
 	if (!e || !ret_counters)
 		return -EINVAL;
-	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.trips), &zero, &t) < 0)
-		return -errno;
-	*ret_counters = (struct guard_counters){
-		.total = t.total,
-		.connect4 = t.connect4,
-		.connect6 = t.connect6,
-		.sendmsg4 = t.sendmsg4,
-		.sendmsg6 = t.sendmsg6,
-		.sock_create = t.sock_create,
-		.v4mapped = t.v4mapped,
-		.nat64 = t.nat64,
-		.tripwire = t.tripwire,
-		.events_dropped = t.events_dropped,
-	};
-	return 0;
+	return guard_trips_read(bpf_map__fd(e->skel->maps.trips), ret_counters);
 }
 
 /* ---- pinning and attachment ------------------------------------------------------- */

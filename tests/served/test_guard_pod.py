@@ -21,7 +21,6 @@ and logs the missing pin. Exit 77 (with the reason) when it cannot run here.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -29,10 +28,10 @@ import sys
 import tempfile
 import time
 import uuid
-import urllib.request
 
 import harness
 from harness import expect
+from test_guard import cgroup2_mount, http_get, metrics_port, parse_metrics
 
 NS_MARK = 'TRSTCTL_GUARD_POD_TEST_IN_NS'
 UID = 65532
@@ -56,40 +55,10 @@ def reexec_in_namespaces():
     sys.exit(r.returncode)
 
 
-def cgroup2_mount():
-    with open('/proc/self/mountinfo') as f:
-        for line in f:
-            left, _, right = line.partition(' - ')
-            if right.startswith('cgroup2 '):
-                return left.split()[4]
-    return None
-
-
-def http_get(port, path):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open('http://127.0.0.1:%d%s' % (port, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
 def metrics(port):
     code, text = http_get(port, '/metrics')
     expect(code == 200, '/metrics %d' % code)
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith('#'):
-            name, value = line.rsplit(' ', 1)
-            out[name] = int(value)
-    return out
-
-
-def metrics_port(srv):
-    for line in srv.log().splitlines():
-        if '"metrics serving"' in line:
-            return int(json.loads(line)['port'])
-    raise AssertionError('no "metrics serving" log line')
+    return parse_metrics(text)
 
 
 PROBE = r'''
