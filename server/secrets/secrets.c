@@ -450,8 +450,8 @@ static int pack(void *ud, uint8_t **ret, size_t *ret_len)
  */
 static int op_key(struct op *op, const struct secrets_ctx *ctx)
 {
-	char buf[SECRETS_NAME_MAX + 256];
-	int n;
+	char *buf = NULL;
+	int n, r;
 
 	if (ctx->key) {
 		op->key = ctx->key;
@@ -462,10 +462,14 @@ static int op_key(struct op *op, const struct secrets_ctx *ctx)
 					   .method = op_names[op->kind].method,
 					   .request_id = ctx->request_id };
 	op->key = &op->own_key;
-	n = snprintf(buf, sizeof(buf), "%d|%s|%s|%" PRId64 "|%" PRId64 "|%zu", op->kind, op->name,
+	n = asprintf(&buf, "%d|%s|%s|%" PRId64 "|%" PRId64 "|%s", op->kind, op->name,
 		     op->hmac_hex, op->expected, op->version,
-		     op->labels_json ? strlen(op->labels_json) : 0);
-	return change_fingerprint(op->s->kek, buf, (size_t)n, &op->own_key);
+		     op->labels_json ? op->labels_json : "");
+	if (n < 0)
+		return -ENOMEM;
+	r = change_fingerprint(op->s->kek, buf, (size_t)n, &op->own_key);
+	free(buf);
+	return r;
 }
 
 /* Runs op through the change room; moves the metadata to ret_meta on success. */
