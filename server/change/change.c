@@ -129,7 +129,12 @@ static void key_params(const struct change_key *k, struct db_param p[4])
 	p[3] = DB_TEXT(k->request_id);
 }
 
-int change_lookup(struct db_conn *c, const struct change_key *k, uint8_t **ret_reply,
+/*
+ * The reply stored under k: 1 with *ret_reply (malloc'd) and *ret_len when k was seen with
+ * the same fingerprint, 0 when k is new (or not idempotent), -EINVAL with a message in err
+ * when k was used for a different request.
+ */
+static int lookup(struct db_conn *c, const struct change_key *k, uint8_t **ret_reply,
 		  size_t *ret_len, char *err, size_t errlen)
 {
 	struct db_param p[4];
@@ -324,7 +329,7 @@ static int look(struct change *ch)
 
 	if (r < 0)
 		return r;
-	r = change_lookup(c, ch->key, &ch->replayed, &ch->replayed_len, ch->err,
+	r = lookup(c, ch->key, &ch->replayed, &ch->replayed_len, ch->err,
 			  sizeof(ch->err));
 	db_release(ch->db, c);
 	return r;

@@ -66,14 +66,6 @@ int change_fingerprint(const struct kek *kek, const void *bytes, size_t len,
 int change_key_check(const struct change_key *k, char *err, size_t errlen);
 
 /*
- * Looks up the reply stored under k. 1 with *ret_reply (malloc'd, caller frees) and
- * *ret_len when k was seen with the same fingerprint; 0 when k is new (or not
- * idempotent); -EINVAL with a message in err when k was used for a different request.
- */
-int change_lookup(struct db_conn *c, const struct change_key *k, uint8_t **ret_reply,
-		  size_t *ret_len, char *err, size_t errlen);
-
-/*
  * Stores reply under k inside the change (nothing when k is not idempotent). -EEXIST when
  * a call with the same key committed first (the caller looks again: change_run does).
  */
