@@ -259,7 +259,8 @@ struct ProtobufCMessage;
 /*
  * Fills k for a mutating call: tenant (borrowed), the call's principal and full method,
  * request_id (borrowed), and the fingerprint of req's serialized bytes (keyed by kek when
- * not NULL: requests that carry secret values). 0, -ENOMEM, -EIO.
+ * not NULL: requests that carry secret values; none without a request_id, which stores
+ * nothing). 0, -ENOMEM, -EIO.
  */
 int change_key_from_call(struct change_key *k, struct rpc_call *call,
 			 const struct ProtobufCMessage *req, const char *tenant,
