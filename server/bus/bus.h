@@ -5,7 +5,7 @@
  * group-commit writer inserts every event of the batch into the outbox table in the same
  * transaction, so an event is committed with its change or not at all. The relay thread
  * publishes unsent rows to stream TRSTCTL_EVENTS, subject `events.<type>`, Nats-Msg-Id =
- * event id (JetStream de-duplicates a re-publish), and marks them sent once acknowledged.
+ * event id (JetStream de-duplicates a re-publish), and deletes them once acknowledged.
  */
 #include <stdint.h>
 

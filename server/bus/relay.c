@@ -5,12 +5,15 @@
  *   SELECT id, type, payload FROM outbox WHERE sent_at IS NULL
  *     ORDER BY created_at, id LIMIT n FOR UPDATE SKIP LOCKED
  *   js_PublishAsync each to events.<type> with Nats-Msg-Id = id, wait for the acks
- *   UPDATE outbox SET sent_at = now() WHERE id = ANY(acked ids); COMMIT
+ *   DELETE FROM outbox WHERE id = ANY(acked ids); COMMIT
  *
+ * A published row is deleted, not kept: the stream is the record of what was sent, and the
+ * outbox holds only what is still to send (a row marked sent and kept would grow the table
+ * by one row per change, forever, and cost an UPDATE's new row version per event).
  * SKIP LOCKED lets several servers' relays share the table without publishing a row
- * twice; a crash (or a lost commit) between the ack and the UPDATE republishes the rows,
+ * twice; a crash (or a lost commit) between the ack and the DELETE republishes the rows,
  * and JetStream's duplicate window (24 h, keyed by Nats-Msg-Id) drops the copies, so
- * subscribers see each event once. Only acknowledged rows are marked; the rest are
+ * subscribers see each event once. Only acknowledged rows are deleted; the rest are
  * retried, which can reorder an event behind later ones after a failure.
  *
  * NATS being down is normal: the first connect is retried here with backoff (100 ms
@@ -278,7 +281,7 @@ static void publish_rows(struct bus *b, const struct db_rows *rows, struct batch
 	if (s != NATS_OK) {
 		natsMsgList pending = { 0 };
 
-		/* Unacked messages come back to us and are dropped: their rows stay unsent. */
+		/* Unacked messages come back to us and are dropped: their rows stay in the outbox. */
 		if (js_PublishAsyncGetPendingList(&pending, r->js) == NATS_OK)
 			natsMsgList_Destroy(&pending);
 	}
@@ -292,9 +295,9 @@ static void publish_rows(struct bus *b, const struct db_rows *rows, struct batch
 
 static const char select_sql[] = "SELECT id, type, payload FROM outbox WHERE sent_at IS NULL "
 				 "ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED";
-static const char mark_sql[] = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])";
+static const char done_sql[] = "DELETE FROM outbox WHERE id = ANY($1::uuid[])";
 
-/* One pass (db_transaction callback): returns how many rows were published and marked. */
+/* One pass (db_transaction callback): returns how many rows were published and deleted. */
 static int relay_pass(struct db_conn *conn, void *ud)
 {
 	struct bus *b = ud;
@@ -338,7 +341,7 @@ static int relay_pass(struct db_conn *conn, void *ud)
 	}
 	*p++ = '}';
 	*p = '\0';
-	r = db_exec(conn, mark_sql, (const struct db_param[]){ DB_TEXT(ids) }, 1, NULL);
+	r = db_exec(conn, done_sql, (const struct db_param[]){ DB_TEXT(ids) }, 1, NULL);
 	if (r >= 0) {
 		r = (int)bt.n_acked;
 		atomic_fetch_add(&b->published, bt.n_acked);

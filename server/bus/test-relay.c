@@ -3,7 +3,9 @@
  * (TRSTCTL_POSTGRES_DSN) and a real nats-server with JetStream (TRSTCTL_NATS_URL), both
  * started by test-relay.sh, which also gives BUS_TEST_SVC to stop and start nats-server.
  * It reads the stream back with nats.c to check subjects, message ids and envelopes, and
- * compares them with the outbox rows: every committed event arrives exactly once.
+ * compares them with every row ever written to the outbox (test_outbox_log, filled by a
+ * trigger, since the relay deletes what it sent): every committed event arrives exactly
+ * once, and the outbox empties.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -108,11 +110,12 @@ static int wait_stream(uint64_t want, int timeout_ms)
 	return stream_msgs() == want ? 0 : -1;
 }
 
+/* Waits until every outbox row was published and deleted. */
 static int wait_outbox_sent(int timeout_ms)
 {
 	int64_t end = now_ms() + timeout_ms;
 
-	while (sql_long("SELECT count(*) FROM outbox WHERE sent_at IS NULL") != 0)
+	while (sql_long("SELECT count(*) FROM outbox") != 0)
 		if (now_ms() >= end)
 			return -1;
 		else
@@ -120,10 +123,11 @@ static int wait_outbox_sent(int timeout_ms)
 	return 0;
 }
 
-/* Empties the outbox and deletes the stream (with its de-duplication state). */
+/* Empties the outbox and its log and deletes the stream (with its de-duplication state). */
 static void reset(void)
 {
 	sql("DELETE FROM outbox", NULL);
+	sql("DELETE FROM test_outbox_log", NULL);
 	js_DeleteStream(js, STREAM, NULL, NULL);
 }
 
@@ -197,8 +201,8 @@ static int check_stream(uint64_t want)
 
 	CHECK(n == want, "stream holds %llu messages, want %llu", (unsigned long long)n,
 	      (unsigned long long)want);
-	CHECK(sql("SELECT id::text FROM outbox ORDER BY id", &rows) >= 0, "outbox query");
-	CHECK(rows->n_rows == want, "outbox holds %zu rows, want %llu", rows->n_rows,
+	CHECK(sql("SELECT id::text FROM test_outbox_log ORDER BY id", &rows) >= 0, "outbox query");
+	CHECK(rows->n_rows == want, "outbox got %zu rows, want %llu", rows->n_rows,
 	      (unsigned long long)want);
 	got = calloc(want ? want : 1, sizeof(*got));
 	for (uint64_t seq = 1; seq <= want; seq++) {
@@ -255,7 +259,7 @@ out:
 	return rc;
 }
 
-/* One event arrives with the right subject, id and envelope; the row is marked sent. */
+/* One event arrives with the right subject, id and envelope; the row is deleted. */
 static int test_publish(void)
 {
 	struct bus *b;
@@ -276,7 +280,7 @@ static int test_publish(void)
 	fprintf(stderr, "  first event on the stream after %lld ms (stream created meanwhile)\n",
 		(long long)(now_ms() - t0 - 300));
 	CHECK(check_stream(1) == 0, "stream content");
-	CHECK(wait_outbox_sent(3000) == 0, "row marked sent");
+	CHECK(wait_outbox_sent(3000) == 0, "row deleted once sent");
 
 	CHECK(js_GetMsg(&msg, js, STREAM, 1, NULL, NULL) == NATS_OK, "get message");
 	env = json_loadb(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), 0, NULL);
@@ -411,7 +415,7 @@ static int test_nats_down(void)
 	CHECK(wait_stream(1 + (uint64_t)n, 20000) == 0, "after the outage: %llu",
 	      (unsigned long long)stream_msgs());
 	CHECK(check_stream(1 + (uint64_t)n) == 0, "stream content");
-	CHECK(wait_outbox_sent(5000) == 0, "all rows marked sent");
+	CHECK(wait_outbox_sent(5000) == 0, "all rows sent and deleted");
 	CHECK(bus_stats(b, &depth, &age, &published) == 0 && depth == 0 && age == 0, "drained");
 	bus_close(b);
 
@@ -429,8 +433,8 @@ static int test_nats_down(void)
 	return 0;
 }
 
-/* Rows published but not marked (a crash before the UPDATE) are re-sent; JetStream drops
- * the copies, so the stream count stays exact. */
+/* Rows published but not deleted (a crash before the DELETE committed) are re-sent;
+ * JetStream drops the copies, so the stream count stays exact. */
 static int test_republish_dedup(void)
 {
 	struct bus *b;
@@ -442,11 +446,12 @@ static int test_republish_dedup(void)
 	CHECK(write_events(n / 10, 10, "identity.deployed") == 0, "write");
 	bus_kick(b);
 	CHECK(wait_stream((uint64_t)n, 10000) == 0, "published");
-	CHECK(wait_outbox_sent(5000) == 0, "marked");
+	CHECK(wait_outbox_sent(5000) == 0, "deleted");
 
-	CHECK(sql("UPDATE outbox SET sent_at = NULL", NULL) >= 0, "clear sent_at");
+	CHECK(sql("INSERT INTO outbox SELECT * FROM test_outbox_log", NULL) >= 0, "rows back");
+	CHECK(sql_long("SELECT count(*) FROM outbox") == n, "%d rows back", n);
 	bus_kick(b);
-	CHECK(wait_outbox_sent(10000) == 0, "re-published and marked again");
+	CHECK(wait_outbox_sent(10000) == 0, "re-published and deleted again");
 	CHECK(bus_stats(b, NULL, NULL, &published) == 0, "stats");
 	CHECK(published == 2 * (uint64_t)n, "relay handed over %llu",
 	      (unsigned long long)published);
@@ -529,7 +534,7 @@ static int test_stream_recreated(void)
 	bus_kick(b);
 	CHECK(wait_stream(3, 10000) == 0, "stream made again with the new events: %llu",
 	      (unsigned long long)stream_msgs());
-	CHECK(wait_outbox_sent(5000) == 0, "all marked");
+	CHECK(wait_outbox_sent(5000) == 0, "all sent and deleted");
 	bus_close(b);
 	return 0;
 }
@@ -591,6 +596,19 @@ int main(void)
 	r = db_open(&cfg, &db);
 	if (r == 0)
 		r = db_migrate(db, NULL);
+	/* every row ever inserted into the outbox, kept after the relay deletes it */
+	if (r == 0)
+		r = sql("CREATE TABLE IF NOT EXISTS test_outbox_log (LIKE outbox INCLUDING ALL)",
+			NULL);
+	if (r == 0)
+		r = sql("CREATE OR REPLACE FUNCTION test_outbox_log() RETURNS trigger "
+			"LANGUAGE plpgsql AS $$ BEGIN INSERT INTO test_outbox_log SELECT NEW.* "
+			"ON CONFLICT DO NOTHING; RETURN NEW; END $$",
+			NULL);
+	if (r == 0)
+		r = sql("CREATE OR REPLACE TRIGGER test_outbox_log AFTER INSERT ON outbox "
+			"FOR EACH ROW EXECUTE FUNCTION test_outbox_log()",
+			NULL);
 	if (r < 0) {
 		fprintf(stderr, "database: %s\n", strerror(-r));
 		return 1;
