@@ -134,7 +134,9 @@ static bool needs_bind_service(const struct cfg *c)
 static int start_http(const struct cfg *c, struct guard_run *guard, struct app *app,
 		      struct http_server **ret_h)
 {
-	struct http_server_config hc = { .addr = c->metrics.addr };
+	struct http_server_config hc = { .addr = c->metrics.addr,
+					 .read_timeout_ms = c->metrics.read_timeout_ms,
+					 .max_connections = c->metrics.max_connections };
 	struct http_server *h = NULL;
 	int port = 0, r;
 
@@ -171,6 +173,8 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 							     default_pool_threads(),
 		.pool_queue = c->server.pool_queue,
 		.max_streams = c->server.max_streams,
+		.max_streams_per_peer = c->server.max_streams_per_connection,
+		.max_unauthenticated_streams = c->server.max_unauthenticated_streams,
 		.max_request_bytes = (size_t)c->server.max_request_bytes,
 		.grace_ms = (int)c->server.shutdown_grace_ms,
 	};

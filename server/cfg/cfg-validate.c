@@ -85,6 +85,11 @@ static void validate_server(const struct cfg *c, struct cfg_errs *e)
 				e,
 				"server.tls.client_ca_file needs TLS; server.tls.mode is disabled");
 	}
+	if (s->max_streams >= 2 && s->max_unauthenticated_streams >= s->max_streams)
+		cfg_errs_add(e,
+			     "server.max_unauthenticated_streams (%d) must be less than "
+			     "server.max_streams (%d), so that calls with a token keep a share",
+			     s->max_unauthenticated_streams, s->max_streams);
 	check_hostport("metrics.addr", c->metrics.addr, e);
 }
 

@@ -99,8 +99,13 @@ static const struct cfg_setting cfg_settings[] = {
 	    4096),
 	INT("TRSTCTL_SERVER_POOL_QUEUE", "server.pool_queue", server.pool_queue, "1024", 1,
 	    1000000),
-	INT("TRSTCTL_SERVER_MAX_STREAMS", "server.max_streams", server.max_streams, "256", 1,
+	INT("TRSTCTL_SERVER_MAX_STREAMS", "server.max_streams", server.max_streams, "256", 2,
 	    65536),
+	INT("TRSTCTL_SERVER_MAX_STREAMS_PER_CONNECTION", "server.max_streams_per_connection",
+	    server.max_streams_per_connection, "16", 1, 65536),
+	{ "TRSTCTL_SERVER_MAX_UNAUTHENTICATED_STREAMS", "server.max_unauthenticated_streams",
+	  T_INT, F(server.max_unauthenticated_streams), 0, NULL, "<server.max_streams>/2", NULL, 1,
+	  65535, R_NONE },
 	I64("TRSTCTL_SERVER_MAX_REQUEST_BYTES", "server.max_request_bytes",
 	    server.max_request_bytes, "4194304", 1024, 1073741824),
 	DUR("TRSTCTL_SERVER_SHUTDOWN_GRACE", "server.shutdown_grace", server.shutdown_grace_ms,
@@ -125,6 +130,10 @@ static const struct cfg_setting cfg_settings[] = {
 	  F(auth.bootstrap_token_file), 0, NULL, "<state_dir>/bootstrap-token", NULL, 0, 0,
 	  R_NONE },
 	STR("TRSTCTL_METRICS_ADDR", "metrics.addr", metrics.addr, "127.0.0.1:9464"),
+	DUR("TRSTCTL_METRICS_READ_TIMEOUT", "metrics.read_timeout", metrics.read_timeout_ms,
+	    "5s", 1, 3600000),
+	INT("TRSTCTL_METRICS_MAX_CONNECTIONS", "metrics.max_connections", metrics.max_connections,
+	    "256", 4, 65536),
 	ENUM("TRSTCTL_CA_KEY_TYPE", "ca.key_type", ca.key_type, "ecdsa-p256", ca_key_names),
 	STR("TRSTCTL_CA_SUBJECT_CN", "ca.subject_cn", ca.subject_cn, "trstctl Issuing CA"),
 	DUR("TRSTCTL_CA_VALIDITY", "ca.validity", ca.validity_ms, "87600h", 86400000,
@@ -669,6 +678,11 @@ static void note_unknown_env(struct cfg *c, char *const *envp, struct cfg_errs *
 static void derive(struct cfg *c, struct cfg_errs *e)
 {
 	const char *dir = c->state_dir ? c->state_dir : ".";
+	struct cfg_server *s = &c->server;
+
+	/* unset (or 0): half of the streams, and never a second error for a bad max_streams */
+	if (!s->max_unauthenticated_streams)
+		s->max_unauthenticated_streams = s->max_streams >= 2 ? s->max_streams / 2 : 1;
 
 	if (!c->secrets.kek_file && asprintf(&c->secrets.kek_file, "%s/secrets/kek.bin", dir) < 0) {
 		c->secrets.kek_file = NULL;

@@ -36,7 +36,10 @@ struct cfg_server {
 	int workers;		    /* TRSTCTL_SERVER_WORKERS, 0 = online cores, 0..256 */
 	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = max(64, 8 x cores) */
 	int pool_queue;		    /* TRSTCTL_SERVER_POOL_QUEUE, default 1024, >= 1 */
-	int max_streams;	    /* TRSTCTL_SERVER_MAX_STREAMS, default 256, >= 1 */
+	int max_streams;	    /* TRSTCTL_SERVER_MAX_STREAMS, default 256, 2..65536 */
+	int max_streams_per_connection; /* TRSTCTL_SERVER_MAX_STREAMS_PER_CONNECTION, 16 */
+	int max_unauthenticated_streams; /* TRSTCTL_SERVER_MAX_UNAUTHENTICATED_STREAMS,
+					  * default max_streams / 2, < max_streams */
 	int64_t max_request_bytes;  /* TRSTCTL_SERVER_MAX_REQUEST_BYTES, default 4194304 */
 	int64_t shutdown_grace_ms;  /* TRSTCTL_SERVER_SHUTDOWN_GRACE duration, default 10s */
 };
@@ -87,6 +90,8 @@ struct cfg_auth {
 
 struct cfg_metrics {
 	char *addr; /* TRSTCTL_METRICS_ADDR host:port, default 127.0.0.1:9464 */
+	int64_t read_timeout_ms; /* TRSTCTL_METRICS_READ_TIMEOUT duration, default 5s */
+	int max_connections;	 /* TRSTCTL_METRICS_MAX_CONNECTIONS, default 256, 4..65536 */
 };
 
 struct cfg_air_gap {

@@ -158,6 +158,18 @@ static const struct rule_case rule_cases[] = {
 	  "log.level \"trace\" is invalid (want debug, info, warn, or error)" },
 	{ { DSN, "TRSTCTL_LOG_FORMAT=xml" }, "log.format \"xml\" is invalid (want json or text)" },
 	{ { DSN, "TRSTCTL_SERVER_WORKERS=257" }, "server.workers must be between 0 and 256" },
+	/* streams: the unauthenticated share stays below the total */
+	{ { DSN, "TRSTCTL_SERVER_MAX_STREAMS=64" }, NULL },
+	{ { DSN, "TRSTCTL_SERVER_MAX_STREAMS=64", "TRSTCTL_SERVER_MAX_UNAUTHENTICATED_STREAMS=64" },
+	  "server.max_unauthenticated_streams (64) must be less than server.max_streams (64), so "
+	  "that calls with a token keep a share" },
+	{ { DSN, "TRSTCTL_SERVER_MAX_STREAMS=1" }, "server.max_streams must be between 2 and 65536" },
+	{ { DSN, "TRSTCTL_SERVER_MAX_STREAMS_PER_CONNECTION=0" },
+	  "server.max_streams_per_connection must be between 1 and 65536" },
+	{ { DSN, "TRSTCTL_METRICS_READ_TIMEOUT=0" }, "metrics.read_timeout must be positive" },
+	{ { DSN, "TRSTCTL_METRICS_READ_TIMEOUT=2h" }, "metrics.read_timeout must be at most 1h" },
+	{ { DSN, "TRSTCTL_METRICS_MAX_CONNECTIONS=3" },
+	  "metrics.max_connections must be between 4 and 65536" },
 	{ { DSN, "TRSTCTL_SERVER_WORKERS=many" },
 	  "TRSTCTL_SERVER_WORKERS \"many\" is invalid: want an integer" },
 	{ { DSN, "TRSTCTL_AIRGAP_ENABLED=yes" },
@@ -216,11 +228,15 @@ static void test_defaults(void **state)
 	assert_int_equal(c->server.workers, 0);
 	assert_int_equal(c->server.pool_queue, 1024);
 	assert_int_equal(c->server.max_streams, 256);
+	assert_int_equal(c->server.max_streams_per_connection, 16);
+	assert_int_equal(c->server.max_unauthenticated_streams, 128); /* half of max_streams */
 	assert_int_equal(c->server.max_request_bytes, 4194304);
 	assert_int_equal(c->server.shutdown_grace_ms, 10000);
 	assert_string_equal(c->log.level, "info");
 	assert_string_equal(c->log.format, "json");
 	assert_string_equal(c->metrics.addr, "127.0.0.1:9464");
+	assert_int_equal(c->metrics.read_timeout_ms, 5000);
+	assert_int_equal(c->metrics.max_connections, 256);
 	assert_string_equal(c->secrets.kek_file, "data/secrets/kek.bin");
 	assert_false(c->air_gap.enabled);
 	assert_true(c->air_gap.allow_private);
@@ -234,6 +250,31 @@ static void test_defaults(void **state)
 	assert_null(c->nats.url);
 	assert_int_equal(c->n_unknown_env, 0);
 	cfg_free(c);
+}
+
+/* The unauthenticated share follows max_streams unless set; a bad max_streams is one error. */
+static void test_stream_shares(void **state)
+{
+	char *derived[] = { DSN, "TRSTCTL_SERVER_MAX_STREAMS=9", NULL };
+	char *zero[] = { DSN, "TRSTCTL_SERVER_MAX_UNAUTHENTICATED_STREAMS=0", NULL };
+	char *set[] = { DSN, "TRSTCTL_SERVER_MAX_UNAUTHENTICATED_STREAMS=3", NULL };
+	char *one[] = { DSN, "TRSTCTL_SERVER_MAX_STREAMS=1", NULL };
+	struct cfg *c = NULL;
+	char *err;
+
+	(void)state;
+	assert_null(load(derived, &c));
+	assert_int_equal(c->server.max_unauthenticated_streams, 4);
+	c = cfg_free(c);
+	assert_null(load(zero, &c)); /* 0 is the default */
+	assert_int_equal(c->server.max_unauthenticated_streams, 128);
+	c = cfg_free(c);
+	assert_null(load(set, &c));
+	assert_int_equal(c->server.max_unauthenticated_streams, 3);
+	c = cfg_free(c);
+	err = load(one, NULL);
+	assert_string_equal(err, "server.max_streams must be between 2 and 65536");
+	free(err);
 }
 
 static void test_env_parsing(void **state)
@@ -592,6 +633,7 @@ int main(void)
 		cmocka_unit_test(test_rules),
 		cmocka_unit_test(test_all_errors_reported_together),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_stream_shares),
 		cmocka_unit_test(test_env_parsing),
 		cmocka_unit_test(test_enforcer_pinned),
 		cmocka_unit_test(test_booleans),

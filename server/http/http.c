@@ -4,6 +4,19 @@
  * open_memstream by calling the registered writers in order; a failing writer turns the
  * scrape into a 500. Only GET and HEAD are served; everything else is 405, unknown paths
  * 404. The listener binds only the configured address (loopback by default).
+ *
+ * Probes must answer while someone holds connections open without finishing a request
+ * (half-open: nothing or part of a request line sent). libmicrohttpd closes a connection
+ * idle for the read timeout (MHD_OPTION_CONNECTION_TIMEOUT), and stops accepting at its
+ * connection limit, so newcomers would wait for the oldest to time out. To keep a place
+ * free, every open connection that has no request in the application's hands is listed in
+ * the order it became idle (accepted, or its last reply completed), and when a newcomer
+ * takes the last place the one idle longest is shut down (libmicrohttpd then closes it as
+ * the peer's hang-up). A probe's connection is the newest, and it is busy as soon as its
+ * request line and headers are in, so half-open connections cannot lock it out. A per-IP
+ * limit (MHD_OPTION_PER_IP_CONNECTION_LIMIT) would not do: on the default loopback
+ * address every client shares one IP. The list is touched only by the listener's thread
+ * (libmicrohttpd runs every callback there), so it needs no lock.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,6 +35,11 @@
 
 #define HTTP_MAX_CALLBACKS 32
 
+enum {
+	DEFAULT_READ_TIMEOUT_MS = 5000,
+	DEFAULT_MAX_CONNECTIONS = 256,
+};
+
 struct metrics_cb {
 	http_metrics_fn fn;
 	void *arg;
@@ -33,8 +51,20 @@ struct ready_cb {
 	void *arg;
 };
 
+/* One open connection (the socket context of libmicrohttpd's connection). */
+struct conn {
+	struct conn *prev, *next; /* in the idle list while idle, else both NULL */
+	int fd;			  /* owned by libmicrohttpd */
+	bool idle;		  /* listed: no request in the application's hands */
+};
+
 struct http_server {
 	struct sockaddr_storage sa;
+	unsigned int timeout_s;	 /* MHD_OPTION_CONNECTION_TIMEOUT */
+	unsigned int max_conns;	 /* MHD_OPTION_CONNECTION_LIMIT, >= 2 */
+	unsigned int n_conns;	 /* open connections (listener thread only) */
+	struct conn *idle_head;	 /* idle longest: the first to go */
+	struct conn *idle_tail;
 	bool ipv6;
 	bool any; /* wildcard address: dual stack */
 	struct MHD_Daemon *daemon;
@@ -81,6 +111,93 @@ const char *http_metrics_escape(const char *value, char *buf, size_t len)
 	}
 	buf[o] = '\0';
 	return buf;
+}
+
+/* ---- connections ------------------------------------------------------------------ */
+
+static void idle_remove(struct http_server *s, struct conn *c)
+{
+	if (!c->idle)
+		return;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->idle_head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	else
+		s->idle_tail = c->prev;
+	c->prev = c->next = NULL;
+	c->idle = false;
+}
+
+static void idle_append(struct http_server *s, struct conn *c)
+{
+	c->prev = s->idle_tail;
+	c->next = NULL;
+	if (s->idle_tail)
+		s->idle_tail->next = c;
+	else
+		s->idle_head = c;
+	s->idle_tail = c;
+	c->idle = true;
+}
+
+static struct conn *conn_of(struct MHD_Connection *mc)
+{
+	const union MHD_ConnectionInfo *i =
+		MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return i ? i->socket_context : NULL;
+}
+
+/* A connection opened or closed. Opening the last place evicts the one idle longest. */
+static void on_connection(void *cls, struct MHD_Connection *mc, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	const union MHD_ConnectionInfo *i;
+	struct conn *c = *socket_context, *old;
+
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (c) {
+			idle_remove(s, c);
+			free(c);
+			*socket_context = NULL;
+		}
+		s->n_conns--;
+		return;
+	}
+	s->n_conns++;
+	i = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+	c = calloc(1, sizeof(*c));
+	if (c) {
+		c->fd = i ? i->connect_fd : -1;
+		idle_append(s, c);
+		*socket_context = c;
+	}
+	if (s->n_conns < s->max_conns)
+		return;
+	old = s->idle_head;
+	if (old && old != c && old->fd >= 0) {
+		idle_remove(s, old);
+		shutdown(old->fd, SHUT_RDWR);
+	}
+}
+
+/* A request's reply is done (or it failed): its connection is idle again, the newest. */
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct conn *c = conn_of(mc);
+
+	(void)con_cls;
+	(void)toe;
+	if (c) {
+		idle_remove(s, c);
+		idle_append(s, c);
+	}
 }
 
 /* ---- requests --------------------------------------------------------------------- */
@@ -159,10 +276,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				  void **con_cls)
 {
 	struct http_server *s = cls;
+	struct conn *c = conn_of(conn);
 
 	(void)version;
 	(void)upload_data;
 	(void)con_cls;
+	if (c)
+		idle_remove(s, c); /* a whole request line and headers: busy until answered */
 	if (*upload_data_size) {
 		*upload_data_size = 0; /* bodies are ignored */
 		return MHD_YES;
@@ -218,6 +338,14 @@ static int parse_addr(struct http_server *s, const char *addr)
 	return 0;
 }
 
+/* libmicrohttpd counts whole seconds: ms rounded up, at least 1 (0 would mean never). */
+static unsigned int timeout_seconds(int64_t ms)
+{
+	int64_t sec = ms / 1000 + (ms % 1000 != 0);
+
+	return sec < 1 ? 1 : sec > UINT32_MAX ? UINT32_MAX : (unsigned int)sec;
+}
+
 int http_server_new(const struct http_server_config *config, struct http_server **ret_server)
 {
 	struct http_server *s;
@@ -225,9 +353,16 @@ int http_server_new(const struct http_server_config *config, struct http_server 
 
 	if (!config || !ret_server)
 		return -EINVAL;
+	if (config->read_timeout_ms < 0 || config->max_connections < 0 ||
+	    config->max_connections == 1)
+		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->timeout_s = timeout_seconds(config->read_timeout_ms ? config->read_timeout_ms :
+								 DEFAULT_READ_TIMEOUT_MS);
+	s->max_conns = config->max_connections ? (unsigned int)config->max_connections :
+						 DEFAULT_MAX_CONNECTIONS;
 	ret = parse_addr(s, config->addr);
 	if (ret < 0) {
 		free(s);
@@ -278,8 +413,10 @@ int http_server_start(struct http_server *s, int *ret_port)
 	errno = 0;
 	s->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, s,
 				     MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&s->sa,
-				     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-				     MHD_OPTION_CONNECTION_LIMIT, (unsigned int)64,
+				     MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s,
+				     MHD_OPTION_CONNECTION_LIMIT, s->max_conns,
+				     MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+				     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 				     MHD_OPTION_END);
 	if (!s->daemon)
 		return errno ? -errno : -EADDRINUSE;

@@ -16,6 +16,12 @@ struct http_metrics; /* the /metrics body being written */
 struct http_server_config {
 	const char *addr; /* "host:port" (cfg metrics.addr); ":port" = every address; port 0 =
 			   * the kernel picks (see http_server_start) */
+	int64_t read_timeout_ms; /* a connection that sends nothing for this long (before, in
+				  * or after a request) is closed; rounded up to whole seconds;
+				  * 0 = 5 s */
+	int max_connections;	 /* open connections at most, >= 2; 0 = 256. When a newcomer
+				  * takes the last one, the connection idle longest (no request
+				  * being answered: half-open or kept alive) is closed */
 };
 
 /*
@@ -27,7 +33,8 @@ typedef int (*http_metrics_fn)(struct http_metrics *m, void *arg);
 /* A readiness check: true when the module is ready to serve. */
 typedef bool (*http_ready_fn)(void *arg);
 
-/* Creates a listener (not yet bound). Returns 0, -EINVAL (bad addr) or -ENOMEM. */
+/* Creates a listener (not yet bound). Returns 0, -EINVAL (bad addr, a limit out of range)
+ * or -ENOMEM. */
 int http_server_new(const struct http_server_config *config, struct http_server **ret_server);
 /* Registers a metrics writer (called in registration order). Before start only. */
 int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *arg);

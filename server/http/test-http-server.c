@@ -1,9 +1,18 @@
 /*
  * test-http-server: the operations listener on a kernel-chosen loopback port, fetched with
  * libcurl: /metrics writers in order and their failure (500), /healthz, /readyz with the
- * server flag and a failing check, 404, 405, the label escaping, a bad address.
+ * server flag and a failing check, 404, 405, the label escaping, a bad address. Then the
+ * connection rules, with raw sockets: a connection that sends nothing or half a request
+ * line is closed after the read timeout, and half-open connections beyond the limit do not
+ * keep a probe out (the one idle longest is closed for it).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,6 +137,108 @@ static void test_server(void **state)
 	assert_null(s);
 }
 
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A loopback TCP connection to port that has sent partial (may be ""). */
+static int half_open(int port, const char *partial)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	assert_true(fd >= 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	if (*partial)
+		assert_int_equal(send(fd, partial, strlen(partial), 0), (ssize_t)strlen(partial));
+	return fd;
+}
+
+/* Waits up to timeout_s for the server to close fd; true when it did (EOF or reset). */
+static bool closed_within(int fd, double timeout_s)
+{
+	double until = now_s() + timeout_s;
+	char buf[256];
+
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int left = (int)((until - now_s()) * 1000);
+		ssize_t n;
+
+		if (left < 0 || poll(&p, 1, left) <= 0)
+			return false;
+		n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		/* a reply (an error page for half a request) is not a close: read on */
+	}
+}
+
+static void test_read_timeout(void **state)
+{
+	struct http_server_config cfg = { .addr = "127.0.0.1:0", .read_timeout_ms = 1000 };
+	struct http_server *s = NULL;
+	int port = 0, quiet, partial;
+	struct body b;
+	double t0, took;
+
+	(void)state;
+	assert_int_equal(http_server_new(&cfg, &s), 0);
+	assert_int_equal(http_server_start(s, &port), 0);
+	t0 = now_s();
+	quiet = half_open(port, "");
+	partial = half_open(port, "GET /heal");
+	/* a whole request is still answered at once */
+	assert_int_equal(fetch(port, "GET", "/healthz", &b), 200);
+	assert_true(closed_within(quiet, 10));
+	assert_true(closed_within(partial, 10));
+	took = now_s() - t0;
+	print_message("half-open connections closed after %.2f s (read timeout 1 s)\n", took);
+	assert_true(took >= 0.9);
+	assert_true(took < 5); /* generous: the timeout is checked on the listener's next turn */
+	close(quiet);
+	close(partial);
+	s = http_server_free(s);
+}
+
+static void test_half_open_flood(void **state)
+{
+	enum { LIMIT = 8, FLOOD = 40 };
+	/* a read timeout far beyond curl's 5 s: only eviction can let the probe in */
+	struct http_server_config cfg = { .addr = "127.0.0.1:0",
+					  .read_timeout_ms = 60000,
+					  .max_connections = LIMIT };
+	struct http_server *s = NULL;
+	int port = 0, fds[FLOOD], closed = 0;
+	struct body b;
+	double t0;
+
+	(void)state;
+	assert_int_equal(http_server_new(&cfg, &s), 0);
+	assert_int_equal(http_server_start(s, &port), 0);
+	for (int i = 0; i < FLOOD; i++)
+		fds[i] = half_open(port, "GET /metrics HTTP/1.1\r\nHost: x");
+	t0 = now_s();
+	assert_int_equal(fetch(port, "GET", "/healthz", &b), 200);
+	assert_string_equal(b.buf, "ok\n");
+	assert_int_equal(fetch(port, "GET", "/metrics", &b), 200);
+	print_message("%d half-open connections over a limit of %d: /healthz and /metrics "
+		      "answered in %.3f s\n", FLOOD, LIMIT, now_s() - t0);
+	/* everything but the last LIMIT - 1 half-open ones was closed to make room */
+	for (int i = 0; i < FLOOD; i++)
+		closed += closed_within(fds[i], i < FLOOD - LIMIT ? 5 : 0.01);
+	print_message("%d of %d half-open connections closed by the server\n", closed, FLOOD);
+	assert_true(closed >= FLOOD - LIMIT);
+	for (int i = 0; i < FLOOD; i++)
+		close(fds[i]);
+	s = http_server_free(s);
+}
+
 static void test_bad_addr(void **state)
 {
 	struct http_server *s = NULL;
@@ -139,6 +250,13 @@ static void test_bad_addr(void **state)
 
 		assert_true(http_server_new(&cfg, &s) < 0);
 	}
+	{
+		struct http_server_config one = { .addr = "127.0.0.1:0", .max_connections = 1 };
+		struct http_server_config neg = { .addr = "127.0.0.1:0", .read_timeout_ms = -1 };
+
+		assert_int_equal(http_server_new(&one, &s), -EINVAL);
+		assert_int_equal(http_server_new(&neg, &s), -EINVAL);
+	}
 	assert_null(http_server_free(NULL));
 }
 
@@ -147,6 +265,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_server),
 		cmocka_unit_test(test_bad_addr),
+		cmocka_unit_test(test_read_timeout),
+		cmocka_unit_test(test_half_open_flood),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);

@@ -42,6 +42,30 @@ struct rpc_health_entry {
 	bool serving;    /* SERVING or NOT_SERVING */
 };
 
+/* One client connection (by its peer string) that holds admitted streams (streams.c). */
+struct rpc_stream_peer {
+	struct rpc_stream_peer *next; /* hash chain */
+	int streams;                  /* admitted streams of this peer, >= 1 while listed */
+	char name[];                  /* "ipv4:127.0.0.1:5555" */
+};
+
+/*
+ * Admission of server-streaming calls (streams.c): each holds a thread, so they are
+ * counted server-wide, per connection, and apart for those without a checked token.
+ * All counts under lock; live <= max_total, live_unauthenticated <= max_unauthenticated,
+ * every listed peer's streams <= max_per_peer, and the peers' streams sum to live.
+ */
+struct rpc_streams {
+	int max_total;               /* streams at once, >= 1 */
+	int max_per_peer;            /* on one connection, >= 1 */
+	int max_unauthenticated;     /* without a checked token, 1..max_total */
+	pthread_mutex_t lock;
+	int live;                    /* admitted streams */
+	int live_unauthenticated;    /* of which admitted without a checked token */
+	struct rpc_stream_peer **buckets; /* peers with live streams, by hash of the name */
+	size_t n_buckets;            /* a power of two */
+};
+
 /* The bounded pool that runs blocking unary handlers. */
 struct rpc_pool {
 	pthread_t *threads;
@@ -69,6 +93,7 @@ struct rpc_server {
 	atomic_bool shutting_down;     /* no more requests are posted; streams stop */
 	atomic_long live_calls;        /* accepted calls not yet freed */
 	atomic_int live_streams;       /* streaming handler threads */
+	struct rpc_streams streams;    /* admission of streaming calls */
 	pthread_mutex_t lock;          /* guards health, version and the waits below */
 	pthread_cond_t cond;           /* broadcast on news, shutdown and live_calls == 0 */
 	unsigned long version;         /* bumped by rpc_server_notify_streams and health changes */
@@ -106,6 +131,8 @@ struct rpc_call {
 	pthread_mutex_t mu;            /* stream handler threads wait for their sends here */
 	pthread_cond_t cv;
 	bool send_done, send_ok;
+	struct rpc_stream_peer *stream_peer; /* an admitted stream's connection, else NULL */
+	bool stream_authenticated;     /* admitted in the authenticated share */
 };
 
 /* server.c */
@@ -116,8 +143,29 @@ int rpc_server_add_method(struct rpc_server *server, const char *service, const 
 			  const ProtobufCMessageDescriptor *output,
 			  const struct rpc_method_handler *handler, void *user);
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
+/* The authorizer's verdict on c (0 without an authorizer or for an open method). */
+int rpc_call_authorize(struct rpc_call *c);
 
-/* pool.c */
+/*
+ * streams.c: admission and life of server-streaming calls. init takes the limits
+ * (max_total >= 1; the others 0 = max_total; max_unauthenticated <= max_total); admit
+ * counts one stream of a connection or refuses (-EMFILE the connection's limit, -EDQUOT
+ * the unauthenticated share, -ENFILE the server's, -ENOMEM) and refusal words that for
+ * the caller; release gives back what admit counted. rpc_stream_start takes a decoded
+ * stream call on its CQ thread; rpc_stream_run_pooled authorizes one on the pool.
+ */
+int rpc_streams_init(struct rpc_streams *st, int max_total, int max_per_peer,
+		     int max_unauthenticated);
+void rpc_streams_fini(struct rpc_streams *st);
+int rpc_streams_admit(struct rpc_streams *st, const char *peer, bool authenticated,
+		      struct rpc_stream_peer **ret_peer);
+void rpc_streams_release(struct rpc_streams *st, struct rpc_stream_peer *peer,
+			 bool authenticated);
+void rpc_streams_refusal(const struct rpc_streams *st, int r, char *buf, size_t len);
+void rpc_stream_start(struct rpc_call *c);
+void rpc_stream_run_pooled(struct rpc_call *c);
+
+/* pool.c: runs rpc_run_unary, or rpc_stream_run_pooled for a stream to authorize */
 int rpc_pool_start(struct rpc_pool *pool, int threads, int cap);
 int rpc_pool_submit(struct rpc_pool *pool, struct rpc_call *call);
 void rpc_pool_stop(struct rpc_pool *pool);

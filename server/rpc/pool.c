@@ -1,5 +1,6 @@
 /*
- * The bounded pool that runs blocking unary handlers off the completion-queue threads.
+ * The bounded pool that runs blocking unary handlers off the completion-queue threads, and
+ * the authorization of streams that would block there (streams.c).
  * A full queue is refused at once (the caller answers RESOURCE_EXHAUSTED) rather than
  * queueing without limit; the threads finish what is queued before they stop.
  */
@@ -27,7 +28,10 @@ static void *pool_main(void *arg)
 		p->head = (p->head + 1) % p->cap;
 		p->len--;
 		pthread_mutex_unlock(&p->lock);
-		rpc_run_unary(c);
+		if (c->method->kind == RPC_SERVER_STREAMING)
+			rpc_stream_run_pooled(c); /* authorized here, then on a thread of its own */
+		else
+			rpc_run_unary(c);
 	}
 }
 

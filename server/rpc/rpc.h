@@ -57,7 +57,12 @@ struct rpc_server_config {
 	int workers;                 /* completion-queue threads, >= 1 */
 	int pool_threads;            /* threads that run blocking handlers, >= 1 */
 	int pool_queue;              /* queued calls beyond which RESOURCE_EXHAUSTED, >= 1 */
-	int max_streams;             /* concurrent streaming calls, >= 1 */
+	int max_streams;             /* concurrent server-streaming calls, server-wide, >= 1 */
+	int max_streams_per_peer;    /* of them on one client connection; 0 = max_streams */
+	int max_unauthenticated_streams; /* of them without a checked token (no authorizer, or
+				      * a method that needs none: Health/Watch), at most
+				      * max_streams; the rest is kept for authenticated
+				      * calls. 0 = max_streams (none kept) */
 	size_t max_request_bytes;    /* larger requests get RESOURCE_EXHAUSTED */
 	int grace_ms;                /* drain time for in-flight calls at shutdown */
 	const char *tls_cert_out;    /* RPC_TLS_INTERNAL: write the generated certificate here
@@ -107,7 +112,8 @@ struct rpc_method_handler {
 
 /*
  * Creates a server (not yet listening). descset/descset_len is the serialized
- * FileDescriptorSet (borrowed, must outlive the server). Returns -errno.
+ * FileDescriptorSet (borrowed, must outlive the server). Returns -errno (-EINVAL for a
+ * config out of its ranges).
  */
 int rpc_server_new(const struct rpc_server_config *config, const uint8_t *descset,
 		   size_t descset_len, struct rpc_server **ret_server);

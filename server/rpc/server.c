@@ -371,7 +371,7 @@ void rpc_call_finish(struct rpc_call *c, int r, const ProtobufCMessage *resp)
 }
 
 /* Runs the authorizer, when there is one and the method is not open. */
-static int authorize(struct rpc_call *c)
+int rpc_call_authorize(struct rpc_call *c)
 {
 	struct rpc_server *s = c->server;
 
@@ -403,116 +403,6 @@ int rpc_call_item_visible(struct rpc_call *c, const char *prefix, const char *na
 	strcpy(res, prefix);
 	strcat(res, name);
 	return s->item_auth(c, res, s->item_auth_user);
-}
-
-static void *stream_thread(void *arg)
-{
-	struct rpc_call *c = arg;
-	struct rpc_server *s = c->server;
-	int r;
-
-	r = authorize(c);
-	if (r >= 0)
-		r = c->method->handler.stream(c, c->req, c->method->user);
-	if (r >= 0 && c->code == RPC_OK && rpc_call_cancelled(c))
-		r = -ECANCELED;
-	rpc_call_finish(c, r, NULL);
-	atomic_fetch_sub(&s->live_streams, 1);
-	return NULL;
-}
-
-static void start_stream(struct rpc_call *c)
-{
-	struct rpc_server *s = c->server;
-	pthread_attr_t attr;
-	pthread_t t;
-	int r;
-
-	if (atomic_fetch_add(&s->live_streams, 1) >= s->config.max_streams) {
-		atomic_fetch_sub(&s->live_streams, 1);
-		send_final(c, RPC_RESOURCE_EXHAUSTED, "too many concurrent streams", NULL);
-		return;
-	}
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
-	r = pthread_create(&t, &attr, stream_thread, c);
-	pthread_attr_destroy(&attr);
-	if (r != 0) {
-		atomic_fetch_sub(&s->live_streams, 1);
-		send_final(c, RPC_RESOURCE_EXHAUSTED, "cannot start a stream", NULL);
-	}
-}
-
-static void send_done_cb(struct rpc_tag *tag, bool ok)
-{
-	struct rpc_call *c = tag->call;
-
-	pthread_mutex_lock(&c->mu);
-	c->send_done = true;
-	c->send_ok = ok;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
-}
-
-int rpc_call_send(struct rpc_call *c, const ProtobufCMessage *msg)
-{
-	grpc_op ops[2];
-	size_t n = 0;
-	bool ok;
-
-	if (rpc_call_cancelled(c))
-		return -ECANCELED;
-	memset(ops, 0, sizeof(ops));
-	if (!c->sent_initial_md) {
-		ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-		c->sent_initial_md = true;
-	}
-	if (c->send)
-		grpc_byte_buffer_destroy(c->send);
-	c->send = rpc_pack(msg);
-	ops[n].op = GRPC_OP_SEND_MESSAGE;
-	ops[n++].data.send_message.send_message = c->send;
-	c->send_done = false;
-	c->batch_tag.cb = send_done_cb;
-	if (grpc_call_start_batch(c->core, ops, n, &c->batch_tag, NULL) != GRPC_CALL_OK)
-		return -ECANCELED;
-	pthread_mutex_lock(&c->mu);
-	while (!c->send_done)
-		pthread_cond_wait(&c->cv, &c->mu);
-	ok = c->send_ok;
-	pthread_mutex_unlock(&c->mu);
-	return ok ? 0 : -ECANCELED;
-}
-
-bool rpc_call_wait(struct rpc_call *c, int timeout_ms)
-{
-	struct rpc_server *s = c->server;
-	struct timespec until;
-	unsigned long v;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	pthread_mutex_lock(&s->lock);
-	v = s->version;
-	while (!rpc_call_cancelled(c) && !atomic_load(&s->shutting_down) && v == s->version)
-		if (pthread_cond_timedwait(&s->cond, &s->lock, &until) == ETIMEDOUT)
-			break;
-	pthread_mutex_unlock(&s->lock);
-	return rpc_call_cancelled(c) || atomic_load(&s->shutting_down);
-}
-
-void rpc_server_notify_streams(struct rpc_server *s)
-{
-	pthread_mutex_lock(&s->lock);
-	s->version++;
-	pthread_cond_broadcast(&s->cond);
-	pthread_mutex_unlock(&s->lock);
 }
 
 /* Bidi: every received message is answered with one message; a half-close ends it OK. */
@@ -591,7 +481,7 @@ static bool try_inline(struct rpc_call *c)
 	if (rpc_call_cancelled(c))
 		return false; /* the pool answers it as usual */
 	c->is_inline = true;
-	r = authorize(c);
+	r = rpc_call_authorize(c);
 	if (r >= 0)
 		r = c->method->handler.unary(c, c->req, &resp, c->method->user);
 	c->is_inline = false;
@@ -635,7 +525,7 @@ static void dispatch(struct rpc_call *c)
 		return;
 	}
 	if (m->kind == RPC_SERVER_STREAMING && h->stream) {
-		start_stream(c);
+		rpc_stream_start(c);
 		return;
 	}
 	if ((m->kind != RPC_UNARY || !h->unary) && (!c->server->auth || m->open)) {
@@ -663,7 +553,7 @@ void rpc_run_unary(struct rpc_call *c)
 			   "call ended before it was handled", NULL);
 		return;
 	}
-	r = authorize(c);
+	r = rpc_call_authorize(c);
 	if (r >= 0 && !c->method->handler.unary)
 		r = rpc_call_error(c, RPC_UNIMPLEMENTED, "method %s is not implemented yet",
 				   c->method->path);
@@ -734,13 +624,17 @@ int rpc_server_new(const struct rpc_server_config *config, const uint8_t *descse
 	int r;
 
 	if (!config || !config->addr || config->workers < 1 || config->pool_threads < 1 ||
-	    config->pool_queue < 1 || config->max_streams < 1 || config->max_request_bytes < 1 ||
+	    config->pool_queue < 1 || config->max_request_bytes < 1 ||
 	    config->max_request_bytes > INT32_MAX)
 		return -EINVAL;
 	s = xcalloc(1, sizeof(*s));
 	s->config = *config;
-	r = rpc_descset_load(descset, descset_len, &s->descset);
+	r = rpc_streams_init(&s->streams, config->max_streams, config->max_streams_per_peer,
+			     config->max_unauthenticated_streams);
+	if (r >= 0)
+		r = rpc_descset_load(descset, descset_len, &s->descset);
 	if (r < 0) {
+		rpc_streams_fini(&s->streams);
 		free(s);
 		return r;
 	}
@@ -977,6 +871,7 @@ struct rpc_server *rpc_server_free(struct rpc_server *s)
 	free(s->services);
 	s->health = rpc_health_free(s->health, s->n_health);
 	rpc_descset_free(s->descset);
+	rpc_streams_fini(&s->streams);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cond);
 	free(s);
