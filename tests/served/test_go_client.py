@@ -96,12 +96,7 @@ def main():
         with harness.Server(args.trstctl,
                             env={'TRSTCTL_SERVER_TLS_MODE': 'internal'}) as server:
             checks.server = server
-            token_file = os.path.join(tmp, 'token')
-            with open(token_file, 'w') as f:
-                f.write(server.bootstrap_token() + '\n')
-            pinned = os.path.join(tmp, 'server-cert.pem')
-            with open(pinned, 'wb') as f:
-                f.write(server.internal_cert_pem())
+            token_file, pinned = server.client_files(tmp)
             print('server up at %s (internal TLS)' % server.addr, flush=True)
             base = [exe[0], '-addr', server.addr, '-ca', pinned]
 

@@ -105,9 +105,7 @@ def main():
         checks.run('connect() refuses what it must, before any call', refusals)
 
         def full(server, name, transport):
-            token_file = os.path.join(tmp, name + '-token')
-            with open(token_file, 'w') as f:
-                f.write(server.bootstrap_token() + '\n')
+            token_file, _ = server.client_files(os.path.join(tmp, name))
             result = os.path.join(tmp, name + '.json')
             argv = [py, CHECK, 'full', '--addr', server.addr, '--token-file', token_file,
                     '--name', name, '--out', result] + transport
@@ -146,9 +144,7 @@ def main():
         with harness.Server(args.trstctl,
                             env={'TRSTCTL_SERVER_TLS_MODE': 'internal'}) as server:
             checks.server = server
-            pinned = os.path.join(tmp, 'server-cert.pem')
-            with open(pinned, 'wb') as f:
-                f.write(server.internal_cert_pem())
+            _, pinned = server.client_files(os.path.join(tmp, 'tls-server'))
             print('server up at %s (internal TLS)' % server.addr, flush=True)
             token_file = []
 
