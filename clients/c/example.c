@@ -63,12 +63,23 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "a:c:t:n:p")) != -1) {
 		switch (opt) {
-		case 'a': cfg.addr = optarg; break;
-		case 'c': cfg.ca_file = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'n': name = optarg; break;
-		case 'p': cfg.transport = TRSTCTL_PLAINTEXT; break;
-		default: usage();
+		case 'a':
+			cfg.addr = optarg;
+			break;
+		case 'c':
+			cfg.ca_file = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'p':
+			cfg.transport = TRSTCTL_PLAINTEXT;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (!cfg.addr || !token_file || optind != argc ||
@@ -92,7 +103,8 @@ int main(int argc, char **argv)
 	Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 	Grpc__Health__V1__HealthCheckResponse *hresp = NULL;
 	r = trstctl_health_check(c, &hreq, NULL, &hresp, &st);
-	if (r == 0 && hresp->status != GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+	if (r == 0 &&
+	    hresp->status != GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
 		r = -EPROTO;
 	report("Health/Check", r, &st, "SERVING");
 	if (hresp)
