@@ -207,6 +207,21 @@ class Server:
                 return f.read()
         return fetch_cert('127.0.0.1', self.port)
 
+    def client_files(self, folder):
+        """What a client is given: the bootstrap token in folder/token (one line) and, in
+        the internal TLS mode, the server's certificate in folder/server-cert.pem to
+        trust. Returns the two paths (the second None when TLS is disabled)."""
+        os.makedirs(folder, exist_ok=True)
+        token = os.path.join(folder, 'token')
+        with open(token, 'w') as f:
+            f.write(self.bootstrap_token() + '\n')
+        if self.env.get('TRSTCTL_SERVER_TLS_MODE') == 'disabled':
+            return token, None
+        cert = os.path.join(folder, 'server-cert.pem')
+        with open(cert, 'wb') as f:
+            f.write(self.internal_cert_pem())
+        return token, cert
+
 
 def serving_port(line):
     """The port of a log line that says the server is serving, else None."""
