@@ -454,17 +454,26 @@ int app_metrics_register(struct app *a, struct http_server *h)
 
 int app_migrate_cli(int argc, char **argv, const struct cfg *c)
 {
-	const struct db_config dc = { .dsn = c->postgres.dsn, .max_conns = 1,
-				      .connect_timeout_ms = 5000 };
+	static const char usage[] =
+		"usage: trstctl migrate [--status]\n"
+		"  Applies the database migrations (--status: lists them, applied or not). Operator\n"
+		"  command: it works on the database itself (TRSTCTL_POSTGRES_DSN); serve migrates\n"
+		"  at start-up too.\n";
+	struct db_config dc = { .max_conns = 1, .connect_timeout_ms = 5000 };
 	bool status = argc > 1 && strcmp(argv[1], "--status") == 0;
 	struct db *db = NULL;
 	char *text = NULL, *msg = NULL;
 	int applied = 0, r;
 
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(usage, stdout);
+		return 0;
+	}
 	if (argc > 2 || (argc == 2 && !status)) {
-		fprintf(stderr, "usage: trstctl migrate [--status]\n");
+		fputs(usage, stderr);
 		return 2;
 	}
+	dc.dsn = c->postgres.dsn;
 	r = db_open(&dc, &db);
 	if (r < 0) {
 		fprintf(stderr, "trstctl: migrate: cannot open the database: %s\n", strerror(-r));

@@ -52,13 +52,27 @@ static void write_string(FILE *f, const char *s, size_t n)
 		unsigned char ch = (unsigned char)s[i];
 
 		switch (ch) {
-		case '"': fputs("\\\"", f); break;
-		case '\\': fputs("\\\\", f); break;
-		case '\b': fputs("\\b", f); break;
-		case '\f': fputs("\\f", f); break;
-		case '\n': fputs("\\n", f); break;
-		case '\r': fputs("\\r", f); break;
-		case '\t': fputs("\\t", f); break;
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\b':
+			fputs("\\b", f);
+			break;
+		case '\f':
+			fputs("\\f", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
 		default:
 			if (ch < 0x20 || ch == 0x7f)
 				fprintf(f, "\\u%04x", ch);
@@ -99,8 +113,8 @@ static void write_base64(FILE *f, const ProtobufCBinaryData *b)
 
 	fputc('"', f);
 	for (i = 0; i + 2 < b->len; i += 3) {
-		uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 |
-			     b->data[i + 2];
+		uint32_t v =
+			(uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 | b->data[i + 2];
 
 		fputc(tab[v >> 18], f);
 		fputc(tab[(v >> 12) & 63], f);
@@ -234,8 +248,7 @@ static void write_value(struct out *o, const ProtobufCFieldDescriptor *f, const 
 	}
 }
 
-/* Size of one element of a repeated field of this type in protobuf-c's arrays. */
-static size_t element_size(ProtobufCType t)
+size_t trstctl_value_size(ProtobufCType t)
 {
 	switch (t) {
 	case PROTOBUF_C_TYPE_INT64:
@@ -316,7 +329,7 @@ static void write_repeated(struct out *o, const ProtobufCMessageDescriptor *d,
 	size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
 	const char *items = *(char *const *)((const char *)m + f->offset);
 	bool map = trstctl_field_is_map(d, f);
-	size_t sz = element_size(f->type);
+	size_t sz = trstctl_value_size(f->type);
 
 	fputc(map ? '{' : '[', o->f);
 	if (n == 0) {

@@ -143,7 +143,7 @@ static void test_base64(void **state)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-		{ "", "\"\"" },	       { "f", "\"Zg==\"" },	  { "fo", "\"Zm8=\"" },
+		{ "", "\"\"" },	       { "f", "\"Zg==\"" },	   { "fo", "\"Zm8=\"" },
 		{ "foo", "\"Zm9v\"" }, { "foob", "\"Zm9vYg==\"" }, { "fooba", "\"Zm9vYmE=\"" },
 	};
 
@@ -192,8 +192,12 @@ static void test_floats(void **state)
 		double v;
 		const char *out;
 	} cases[] = {
-		{ 0.1, "0.1" },	    { -2.5, "-2.5" },		 { 1e21, "1e+21" },
-		{ NAN, "\"NaN\"" }, { INFINITY, "\"Infinity\"" }, { -INFINITY, "\"-Infinity\"" },
+		{ 0.1, "0.1" },
+		{ -2.5, "-2.5" },
+		{ 1e21, "1e+21" },
+		{ NAN, "\"NaN\"" },
+		{ INFINITY, "\"Infinity\"" },
+		{ -INFINITY, "\"-Infinity\"" },
 		{ 1.0 / 3, "0.3333333333333333" },
 	};
 
@@ -239,14 +243,14 @@ static void test_is_map(void **state)
 	const ProtobufCMessageDescriptor *c = &trstctl__v1__create_secret_request__descriptor;
 
 	(void)state;
-	assert_true(trstctl_field_is_map(g, protobuf_c_message_descriptor_get_field_by_name(
-						    g, "trips_by_hook")));
-	assert_false(trstctl_field_is_map(g, protobuf_c_message_descriptor_get_field_by_name(
-						     g, "allow_hosts")));
-	assert_false(trstctl_field_is_map(l, protobuf_c_message_descriptor_get_field_by_name(
-						     l, "owners")));
-	assert_true(trstctl_field_is_map(c, protobuf_c_message_descriptor_get_field_by_name(
-						    c, "labels")));
+	assert_true(trstctl_field_is_map(
+		g, protobuf_c_message_descriptor_get_field_by_name(g, "trips_by_hook")));
+	assert_false(trstctl_field_is_map(
+		g, protobuf_c_message_descriptor_get_field_by_name(g, "allow_hosts")));
+	assert_false(trstctl_field_is_map(
+		l, protobuf_c_message_descriptor_get_field_by_name(l, "owners")));
+	assert_true(trstctl_field_is_map(
+		c, protobuf_c_message_descriptor_get_field_by_name(c, "labels")));
 }
 
 static void test_errors(void **state)

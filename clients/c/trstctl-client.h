@@ -165,6 +165,9 @@ enum {
  */
 int trstctl_json_write(FILE *f, const ProtobufCMessage *msg, unsigned flags);
 
+/* The size of one value of type t in protobuf-c's arrays (an element of a repeated field). */
+size_t trstctl_value_size(ProtobufCType t);
+
 /* True when field f of a message of type parent is a map (a repeated <Field>Entry). */
 bool trstctl_field_is_map(const ProtobufCMessageDescriptor *parent,
 			  const ProtobufCFieldDescriptor *f);

@@ -42,7 +42,6 @@
 struct db;
 struct db_tx;
 struct kek;
-struct cfg;
 struct rpc_server;
 struct audit;
 
@@ -209,8 +208,3 @@ void audit_hex(const uint8_t *p, size_t n, char *ret);
 /* gRPC: registers trstctl.v1.Audit (ListEvents, WatchEvents, VerifyChain). a is borrowed. */
 int audit_rpc_register(struct rpc_server *s, struct audit *a);
 
-/*
- * `trstctl audit list|watch|verify ...`: argv[0] is "audit". Connects to PostgreSQL with
- * the DSN of c. Returns the process exit status: 0 ok, 1 broken chain or failure, 2 usage.
- */
-int audit_cli(int argc, char **argv, const struct cfg *c);

@@ -641,12 +641,19 @@ static const char *env_get(char *const *envp, const char *name)
 	return NULL;
 }
 
+/* The client sub-commands' own variables (docs/cli.md): not settings, not unknown either. */
+static const char *const client_env[] = { "TRSTCTL_ADDR", "TRSTCTL_CA_FILE",
+					  "TRSTCTL_TOKEN_FILE" };
+
 static bool env_known(const char *entry)
 {
 	size_t n = strcspn(entry, "=");
 
 	if (strlen(CONFIG_FILE_ENV) == n && strncmp(entry, CONFIG_FILE_ENV, n) == 0)
 		return true;
+	for (size_t i = 0; i < sizeof(client_env) / sizeof(client_env[0]); i++)
+		if (strlen(client_env[i]) == n && strncmp(entry, client_env[i], n) == 0)
+			return true;
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		if (strlen(cfg_settings[i].env) == n && strncmp(entry, cfg_settings[i].env, n) == 0)
 			return true;

@@ -1,10 +1,12 @@
 /*
- * cli.c: the connection of the client sub-commands. It turns the configuration the server
- * runs with into a libtrstctl client config (the server address as a client reaches it,
- * the transport and files of server.tls_mode, the bootstrap token), applies the command
- * line over it, and formats times for printing. It assumes the configuration is the
- * server's own (same environment, same state folder), which is what lets every client
- * sub-command run on the server's host with no flag at all.
+ * cli.c: the connection of the client sub-commands. A client needs an address, a way to
+ * verify the server (a CA file) and a token (a token file): each comes from its flag, else
+ * from TRSTCTL_ADDR, TRSTCTL_CA_FILE or TRSTCTL_TOKEN_FILE, else from the server's own
+ * variables when the command runs beside the server (its address made loopback, the
+ * certificate the internal TLS mode writes to the state folder, the bootstrap token
+ * file), else a default. Nothing here reads the configuration file or the database
+ * settings: a client runs with no TRSTCTL_POSTGRES_DSN. docs/cli.md "Connection" is the
+ * user's view of the same order.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,26 +17,43 @@
 
 #include <openssl/crypto.h>
 
-#include "cfg.h"
 #include "net.h"
-#include "cli.h"
-#include "trstctl-client.h"
+#include "cli-internal.h"
 
-#define TOKEN_MAX 512
+#define DEFAULT_ADDR "127.0.0.1:8443"
+#define DEFAULT_STATE_DIR "data" /* TRSTCTL_STATE_DIR's default (docs/configuration.md) */
 
-/* The server address as a client reaches it: a wildcard host becomes loopback. */
-static int client_addr(const char *server_addr, char *buf, size_t len)
+const char *const cli_conn_flags[] = {
+	"--addr",	"--ca-file", "--tls-ca",    "--server-name",  "--cert", "--key",
+	"--token-file", "--token",   "--plaintext", "--insecure-tls", NULL,
+};
+
+bool cli_conn_flag_takes_value(const char *name)
+{
+	return strcmp(name, "--plaintext") && strcmp(name, "--insecure-tls");
+}
+
+const char *cli_env(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; envp && *envp; envp++)
+		if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
+			return (*envp)[n + 1] ? *envp + n + 1 : NULL;
+	return NULL;
+}
+
+/* The server address as a client beside it reaches it: a wildcard host becomes loopback. */
+static int loopback_addr(const char *server_addr, char *buf, size_t len)
 {
 	char *host = NULL;
 	int port, r;
 
-	if (!server_addr)
-		return -EINVAL;
 	r = net_split_hostport(server_addr, &host, &port);
 	if (r < 0)
 		return r;
 	if (port == 0)
-		r = -EINVAL; /* a kernel-chosen port cannot be found from here: use --addr */
+		r = -EINVAL; /* a kernel-chosen port cannot be found from here */
 	else if (!*host || !strcmp(host, "0.0.0.0"))
 		snprintf(buf, len, "127.0.0.1:%d", port);
 	else if (!strcmp(host, "::"))
@@ -59,86 +78,34 @@ int cli_read_token(const char *path, char *buf, size_t len)
 	return buf[0] ? 0 : -EINVAL;
 }
 
-/* Transport and files from the configuration; pinned names the internal certificate. */
-static void cfg_transport(const struct cfg *c, struct trstctl_client_config *cc, char *pinned,
-			  size_t len)
+int cli_conn_flag(struct cli_conn_opts *o, const char *name, const char *value)
 {
-	switch (c->server.tls_mode) {
-	case CFG_TLS_DISABLED:
-		cc->transport = TRSTCTL_PLAINTEXT;
-		break;
-	case CFG_TLS_INTERNAL:
-		snprintf(pinned, len, "%s/server-cert.pem", c->state_dir ? c->state_dir : ".");
-		if (access(pinned, R_OK) == 0) {
-			cc->transport = TRSTCTL_TLS;
-			cc->ca_file = pinned;
-			cc->target_name = "localhost";
-		} else {
-			cc->transport = TRSTCTL_TLS_NO_VERIFY;
-		}
-		break;
-	case CFG_TLS_FILE:
-		cc->transport = TRSTCTL_TLS;
-		cc->ca_file = c->server.tls_client_ca_file;
-		if (c->server.tls_client_ca_file) {
-			cc->cert_file = c->server.tls_cert_file;
-			cc->key_file = c->server.tls_key_file;
-		}
-		break;
-	}
-}
-
-static void flag_transport(const struct cli_client_opts *o, struct trstctl_client_config *cc)
-{
-	switch (o->transport) {
-	case CLI_TRANSPORT_CONFIG:
-		break;
-	case CLI_TRANSPORT_PLAINTEXT:
-		cc->transport = TRSTCTL_PLAINTEXT;
-		cc->ca_file = cc->cert_file = cc->key_file = NULL;
-		break;
-	case CLI_TRANSPORT_TLS:
-		cc->transport = TRSTCTL_TLS;
-		cc->ca_file = o->tls_ca;
-		break;
-	case CLI_TRANSPORT_INSECURE:
-		cc->transport = TRSTCTL_TLS_NO_VERIFY;
-		cc->ca_file = NULL;
-		break;
-	}
-	if (o->cert)
-		cc->cert_file = o->cert;
-	if (o->key)
-		cc->key_file = o->key;
-}
-
-int cli_client_flag(struct cli_client_opts *o, const char *name, const char *value)
-{
-	if (!strncmp(name, "--", 2))
-		name += 2;
-	if (!strcmp(name, "plaintext")) {
+	if (!strcmp(name, "--plaintext")) {
 		o->transport = CLI_TRANSPORT_PLAINTEXT;
 		return 1;
 	}
-	if (!strcmp(name, "insecure-tls")) {
+	if (!strcmp(name, "--insecure-tls")) {
 		o->transport = CLI_TRANSPORT_INSECURE;
 		return 1;
 	}
-	if (strcmp(name, "addr") && strcmp(name, "tls-ca") && strcmp(name, "cert") &&
-	    strcmp(name, "key") && strcmp(name, "token") && strcmp(name, "token-file"))
+	if (strcmp(name, "--addr") && strcmp(name, "--ca-file") && strcmp(name, "--tls-ca") &&
+	    strcmp(name, "--server-name") && strcmp(name, "--cert") && strcmp(name, "--key") &&
+	    strcmp(name, "--token") && strcmp(name, "--token-file"))
 		return 0;
 	if (!value)
 		return -EINVAL;
-	if (!strcmp(name, "addr")) {
+	if (!strcmp(name, "--addr")) {
 		o->addr = value;
-	} else if (!strcmp(name, "tls-ca")) {
-		o->transport = CLI_TRANSPORT_TLS;
-		o->tls_ca = value;
-	} else if (!strcmp(name, "cert")) {
+	} else if (!strcmp(name, "--ca-file") || !strcmp(name, "--tls-ca")) {
+		o->transport = CLI_TRANSPORT_DEFAULT; /* TLS verified with this file */
+		o->ca_file = value;
+	} else if (!strcmp(name, "--server-name")) {
+		o->server_name = value;
+	} else if (!strcmp(name, "--cert")) {
 		o->cert = value;
-	} else if (!strcmp(name, "key")) {
+	} else if (!strcmp(name, "--key")) {
 		o->key = value;
-	} else if (!strcmp(name, "token")) {
+	} else if (!strcmp(name, "--token")) {
 		o->token = value;
 	} else {
 		o->token_file = value;
@@ -146,50 +113,122 @@ int cli_client_flag(struct cli_client_opts *o, const char *name, const char *val
 	return 2;
 }
 
-int cli_client_open(const struct cfg *c, const struct cli_client_opts *o,
-		    struct trstctl_client **ret_client, char *err, size_t errlen)
+/* The state folder of a server beside us, with its default. */
+static const char *state_dir(char *const *envp)
 {
-	struct trstctl_client_config cc = { .deadline_ms =
-						    o->deadline_ms ? o->deadline_ms : 10000 };
-	char addr[512], pinned[4096], token[TOKEN_MAX];
-	int r;
+	const char *d = cli_env(envp, "TRSTCTL_STATE_DIR");
 
-	if (o->addr)
-		snprintf(addr, sizeof(addr), "%s", o->addr);
-	else if (client_addr(c->server.addr, addr, sizeof(addr)) < 0) {
-		snprintf(err, errlen, "cannot call server address \"%s\"; use --addr HOST:PORT",
-			 c->server.addr ? c->server.addr : "");
-		return -EDESTADDRREQ;
-	}
-	cc.addr = addr;
-	cfg_transport(c, &cc, pinned, sizeof(pinned));
-	flag_transport(o, &cc);
-	token[0] = '\0';
-	if (o->token) {
-		cc.token = o->token;
-	} else if (o->token_file) {
-		r = cli_read_token(o->token_file, token, sizeof(token));
-		if (r < 0) {
-			snprintf(err, errlen, "cannot read a token from %s: %s", o->token_file,
-				 r == -EINVAL ? "empty" : strerror(-r));
-			OPENSSL_cleanse(token, sizeof(token));
-			return r;
-		}
-		cc.token = token;
-	} else if (c->auth.bootstrap_token_file &&
-		   cli_read_token(c->auth.bootstrap_token_file, token, sizeof(token)) == 0) {
-		cc.token = token;
-	}
-	r = trstctl_client_new(&cc, ret_client);
-	OPENSSL_cleanse(token, sizeof(token)); /* the client keeps its own copy */
-	if (r < 0)
-		snprintf(err, errlen, "cannot create the client of %s: %s", addr, strerror(-r));
-	return r;
+	return d ? d : DEFAULT_STATE_DIR;
 }
 
-int cli_client_exit_status(int r)
+/* How to verify the server when no flag and no TRSTCTL_CA_FILE says: the server's way. */
+static void server_transport(char *const *envp, struct trstctl_client_config *cc, char *pinned,
+			     size_t len)
 {
-	return r == -EDESTADDRREQ ? 2 : 1;
+	const char *mode = cli_env(envp, "TRSTCTL_SERVER_TLS_MODE");
+
+	if (mode && !strcmp(mode, "disabled")) {
+		cc->transport = TRSTCTL_PLAINTEXT;
+	} else if (mode && !strcmp(mode, "file")) {
+		/* the client CA also verifies the server; its own pair serves for mTLS */
+		cc->ca_file = cli_env(envp, "TRSTCTL_SERVER_TLS_CLIENT_CA_FILE");
+		if (cc->ca_file) {
+			cc->cert_file = cli_env(envp, "TRSTCTL_SERVER_TLS_CERT_FILE");
+			cc->key_file = cli_env(envp, "TRSTCTL_SERVER_TLS_KEY_FILE");
+		}
+	} else {
+		snprintf(pinned, len, "%s/server-cert.pem", state_dir(envp));
+		if (access(pinned, R_OK) == 0)
+			cc->ca_file = pinned; /* the internal mode's certificate: pinned */
+	}
+}
+
+/* The token: flag, file flag, TRSTCTL_TOKEN_FILE, else the bootstrap token if readable. */
+static int load_token(const struct cli_conn_opts *o, char *const *envp, char *token, size_t len,
+		      char *err, size_t errlen)
+{
+	const char *file = o->token_file ? o->token_file : cli_env(envp, "TRSTCTL_TOKEN_FILE");
+	char boot[4096];
+	int r;
+
+	if (o->token) {
+		snprintf(token, len, "%s", o->token);
+		return 0;
+	}
+	if (file) {
+		r = cli_read_token(file, token, len);
+		if (r < 0)
+			snprintf(err, errlen, "cannot read a token from %s: %s", file,
+				 r == -EINVAL ? "it is empty" : strerror(-r));
+		return r;
+	}
+	if (cli_env(envp, "TRSTCTL_BOOTSTRAP_TOKEN_FILE"))
+		snprintf(boot, sizeof(boot), "%s", cli_env(envp, "TRSTCTL_BOOTSTRAP_TOKEN_FILE"));
+	else
+		snprintf(boot, sizeof(boot), "%s/bootstrap-token", state_dir(envp));
+	if (cli_read_token(boot, token, len) < 0)
+		token[0] = '\0'; /* none: only health and reflection will answer */
+	return 0;
+}
+
+int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cli_conn *ret,
+		     char *err, size_t errlen)
+{
+	struct trstctl_client_config *cc = &ret->config;
+	const char *addr = o->addr ? o->addr : cli_env(envp, "TRSTCTL_ADDR");
+	const char *ca_file = o->ca_file ? o->ca_file : cli_env(envp, "TRSTCTL_CA_FILE");
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	cc->deadline_ms = o->deadline_ms ? o->deadline_ms : 30000;
+	if (!addr && cli_env(envp, "TRSTCTL_SERVER_ADDR") &&
+	    loopback_addr(cli_env(envp, "TRSTCTL_SERVER_ADDR"), ret->addr, sizeof(ret->addr)) == 0)
+		addr = ret->addr;
+	cc->addr = addr ? addr : DEFAULT_ADDR;
+	cc->transport = TRSTCTL_TLS;
+	if (o->transport == CLI_TRANSPORT_PLAINTEXT)
+		cc->transport = TRSTCTL_PLAINTEXT;
+	else if (o->transport == CLI_TRANSPORT_INSECURE)
+		cc->transport = TRSTCTL_TLS_NO_VERIFY;
+	else if (ca_file)
+		cc->ca_file = ca_file;
+	else
+		server_transport(envp, cc, ret->pinned, sizeof(ret->pinned));
+	if (cc->transport != TRSTCTL_TLS)
+		cc->ca_file = NULL;
+	if (cc->transport == TRSTCTL_PLAINTEXT)
+		cc->cert_file = cc->key_file = NULL;
+	if (o->cert || o->key) {
+		cc->cert_file = o->cert;
+		cc->key_file = o->key;
+	}
+	cc->target_name = o->server_name;
+	r = load_token(o, envp, ret->token, sizeof(ret->token), err, errlen);
+	if (r < 0) {
+		OPENSSL_cleanse(ret->token, sizeof(ret->token));
+		return r;
+	}
+	cc->token = ret->token[0] ? ret->token : NULL;
+	return 0;
+}
+
+int cli_conn_open(const struct cli_conn_opts *o, char *const *envp,
+		  struct trstctl_client **ret_client, char *err, size_t errlen)
+{
+	struct cli_conn conn;
+	int r = cli_conn_resolve(o, envp, &conn, err, errlen);
+
+	if (r < 0)
+		return r;
+	r = trstctl_client_new(&conn.config, ret_client);
+	OPENSSL_cleanse(conn.token, sizeof(conn.token)); /* the client keeps its own copy */
+	if (r < 0)
+		snprintf(err, errlen, "cannot set up the client of %s: %s%s", conn.config.addr,
+			 strerror(-r),
+			 (conn.config.cert_file != NULL) != (conn.config.key_file != NULL) ?
+				 " (--cert and --key go together)" :
+				 "");
+	return r;
 }
 
 char *cli_fmt_time(int64_t seconds, char *buf, size_t len)

@@ -1,7 +1,7 @@
 #pragma once
 /*
  * Shared by the files of the policy service (authz.c, store.c, policy_rpc.c,
- * policy_cli.c); not part of the module's interface.
+ * token_admin.c); not part of the module's interface.
  */
 #include <pthread.h>
 #include <stdatomic.h>

@@ -20,7 +20,6 @@
 struct db;
 struct kek;
 struct bus;
-struct cfg;
 struct rpc_server;
 struct secrets;
 
@@ -151,9 +150,3 @@ void secrets_value_clear(struct secrets_value *v);
 /* gRPC: registers trstctl.v1.Secrets. s is borrowed and must outlive the server. */
 int secrets_rpc_register(struct rpc_server *srv, struct secrets *s);
 
-/*
- * `trstctl secret create|get|rotate|list|versions|delete|recover|destroy ...` over gRPC
- * (argv[0] is "secret"). Values come from --value-file or stdin, never from argv; a value is
- * printed only with --show-value. Returns the exit status: 0 ok, 1 failure, 2 usage.
- */
-int secrets_cli(int argc, char **argv, const struct cfg *c);

@@ -388,8 +388,9 @@ def serve_phase(rootfs, rendered):
                        '--json'], env=env, timeout=30)
         st = json.loads(out) if rc == 0 else {}
         # the API names the kernel guard "ebpf" (API.md), whoever loaded it
+        # proto3 JSON (`-o json`): lowerCamelCase names, 64-bit counters as strings
         c.check(st.get('enforcer') == 'ebpf' and st.get('armed') is True and
-                st.get('trips') == 0 and st.get('tripwire_hits', 0) >= 1,
+                st.get('trips') == '0' and int(st.get('tripwireHits', '0')) >= 1,
                 'guard status: ebpf (pinned by the init container), armed, 0 trips, '
                 'tripwire hit', out[-600:])
         pin = os.path.join(rootfs, 'sys/fs/bpf/trstctl', POD_UID, 'trips')
