@@ -319,6 +319,21 @@ static int find_operator(int argc, char **argv)
 	return -1;
 }
 
+/* A client sub-command, with the configuration read as a client reads it (no rule). */
+static int client(int argc, char **argv)
+{
+	struct cfg *c = NULL;
+	int r;
+
+	if (cfg_load_client(environ, &c) < 0) {
+		fprintf(stderr, "trstctl: out of memory\n");
+		return 1;
+	}
+	r = cli_main(argc - 1, argv + 1, c);
+	cfg_free(c);
+	return r;
+}
+
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++)
@@ -349,7 +364,7 @@ int main(int argc, char **argv)
 	if (op >= 0)
 		cmd = CMD_SUB;
 	else if (cli_handles(argc, argv))
-		return cli_main(argc - 1, argv + 1, environ); /* a client: no configuration */
+		return client(argc, argv);
 	for (int i = 1; cmd != CMD_SUB && i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("trstctl %s\n", TRSTCTL_VERSION);

@@ -183,6 +183,9 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_AI_MODEL_PROVIDER", "ai.model.provider", ai_model.provider, NULL),
 	BOOL("TRSTCTL_AI_MODEL_ALLOW_EGRESS", "ai.model.allow_egress", ai_model.allow_egress,
 	     "false"),
+	STR("TRSTCTL_ADDR", "client.addr", client.addr, NULL),
+	STR("TRSTCTL_CA_FILE", "client.ca_file", client.ca_file, NULL),
+	STR("TRSTCTL_TOKEN_FILE", "client.token_file", client.token_file, NULL),
 };
 
 #define N_SETTINGS (sizeof(cfg_settings) / sizeof(cfg_settings[0]))
@@ -641,19 +644,12 @@ static const char *env_get(char *const *envp, const char *name)
 	return NULL;
 }
 
-/* The client sub-commands' own variables (docs/cli.md): not settings, not unknown either. */
-static const char *const client_env[] = { "TRSTCTL_ADDR", "TRSTCTL_CA_FILE",
-					  "TRSTCTL_TOKEN_FILE" };
-
 static bool env_known(const char *entry)
 {
 	size_t n = strcspn(entry, "=");
 
 	if (strlen(CONFIG_FILE_ENV) == n && strncmp(entry, CONFIG_FILE_ENV, n) == 0)
 		return true;
-	for (size_t i = 0; i < sizeof(client_env) / sizeof(client_env[0]); i++)
-		if (strlen(client_env[i]) == n && strncmp(entry, client_env[i], n) == 0)
-			return true;
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		if (strlen(cfg_settings[i].env) == n && strncmp(entry, cfg_settings[i].env, n) == 0)
 			return true;
@@ -707,10 +703,9 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	}
 }
 
-int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
-		     char **ret_errors)
+/* Defaults < file < environment, and the ranges, into a new *ret (problems into e). */
+static int read_all(char *const *envp, struct cfg **ret, struct cfg_errs *e)
 {
-	struct cfg_errs e = { 0 };
 	struct cfg *c = calloc(1, sizeof(*c));
 	const char *file;
 
@@ -718,24 +713,24 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 		return -ENOMEM;
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		if (cfg_settings[i].def)
-			set_text(c, &cfg_settings[i], cfg_settings[i].def, cfg_settings[i].key, &e);
+			set_text(c, &cfg_settings[i], cfg_settings[i].def, cfg_settings[i].key, e);
 
 	file = env_get(envp, CONFIG_FILE_ENV);
 	if (file && *file) {
 		c->config_file = strdup(file);
 		if (!c->config_file)
-			e.oom = 1;
-		load_file(c, file, &e);
+			e->oom = 1;
+		load_file(c, file, e);
 	}
 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const char *v = env_get(envp, cfg_settings[i].env);
 
 		if (v && *v)
-			set_text(c, &cfg_settings[i], v, cfg_settings[i].env, &e);
+			set_text(c, &cfg_settings[i], v, cfg_settings[i].env, e);
 	}
-	note_unknown_env(c, envp, &e);
-	derive(c, &e);
+	note_unknown_env(c, envp, e);
+	derive(c, e);
 
 	/* range checks apply to the merged value, whatever its source */
 	for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -748,16 +743,28 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 				       *(const int64_t *)field(c, s->off);
 		if (x < s->min || x > s->max) {
 			if (s->type == T_DUR && x < s->min)
-				cfg_errs_add(&e, "%s must be positive", s->key);
+				cfg_errs_add(e, "%s must be positive", s->key);
 			else if (s->type == T_DUR)
-				cfg_errs_add(&e, "%s must be at most 1h", s->key);
+				cfg_errs_add(e, "%s must be at most 1h", s->key);
 			else if (s->max == INT32_MAX || s->max == INT64_MAX)
-				cfg_errs_add(&e, "%s must be at least %" PRId64, s->key, s->min);
+				cfg_errs_add(e, "%s must be at least %" PRId64, s->key, s->min);
 			else
-				cfg_errs_add(&e, "%s must be between %" PRId64 " and %" PRId64,
+				cfg_errs_add(e, "%s must be between %" PRId64 " and %" PRId64,
 					     s->key, s->min, s->max);
 		}
 	}
+	*ret = c;
+	return 0;
+}
+
+int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
+		     char **ret_errors)
+{
+	struct cfg_errs e = { 0 };
+	struct cfg *c = NULL;
+
+	if (read_all(envp, &c, &e) < 0)
+		return -ENOMEM;
 	/* a value that did not parse kept its default, so the rules can still run */
 	if (!e.oom)
 		cfg_validate(c, &e);
@@ -790,6 +797,22 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
 {
 	return cfg_load_checked(envp, NULL, NULL, ret_cfg, ret_errors);
+}
+
+int cfg_load_client(char *const *envp, struct cfg **ret_cfg)
+{
+	struct cfg_errs e = { 0 };
+	struct cfg *c = NULL;
+
+	if (read_all(envp, &c, &e) < 0)
+		return -ENOMEM;
+	free(e.buf); /* the server's problems are not the client's */
+	if (e.oom) {
+		cfg_free(c);
+		return -ENOMEM;
+	}
+	*ret_cfg = c;
+	return 0;
 }
 
 const char *cfg_tls_mode_name(enum cfg_tls_mode m)

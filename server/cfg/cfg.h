@@ -136,6 +136,13 @@ struct cfg_ai_model {
 	bool allow_egress;     /* TRSTCTL_AI_MODEL_ALLOW_EGRESS (cloud only, required there) */
 };
 
+/* What the client sub-commands call (docs/cli.md); the server ignores these. */
+struct cfg_client {
+	char *addr;	  /* TRSTCTL_ADDR host:port of the server to call */
+	char *ca_file;	  /* TRSTCTL_CA_FILE: the CA bundle that verifies the server */
+	char *token_file; /* TRSTCTL_TOKEN_FILE: the API token (first line) */
+};
+
 struct cfg {
 	struct cfg_server server;
 	struct cfg_log log;
@@ -150,6 +157,7 @@ struct cfg {
 	struct cfg_telemetry telemetry;
 	struct cfg_otlp otlp;
 	struct cfg_ai_model ai_model;
+	struct cfg_client client;
 	char *config_file;  /* TRSTCTL_CONFIG_FILE as given, or NULL */
 	char **unknown_env; /* names (never values) of TRSTCTL_* variables not recognised */
 	size_t n_unknown_env;
@@ -174,6 +182,14 @@ typedef int (*cfg_check_fn)(const struct cfg *c, void *arg, char **ret_errors);
 int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
 		     char **ret_errors);
 struct cfg *cfg_free(struct cfg *c);
+/*
+ * The configuration as a client sub-command sees it: read like cfg_load (defaults < file <
+ * environment), but no rule is checked and a value that does not parse keeps its default,
+ * because the server's settings are only a client's fallbacks (its address, TLS mode,
+ * state folder), never its errors; no TRSTCTL_POSTGRES_DSN is needed. Returns 0 and
+ * *ret_cfg, or -ENOMEM.
+ */
+int cfg_load_client(char *const *envp, struct cfg **ret_cfg);
 
 /*
  * Writes the effective configuration as "key: value" lines in the documented fixed order

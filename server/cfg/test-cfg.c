@@ -288,7 +288,7 @@ static void test_env_parsing(void **state)
 			"TRSTCTL_STATE_DIR=/var/lib/trstctl",
 			"TRSTCTL_AIRGAP_ENFORCER= EBPF ",
 			"TRSTCTL_AIRGAP_ENABLE=true", /* a typo: reported, not fatal */
-			"TRSTCTL_ADDR=h:1", /* the client commands' own: not reported */
+			"TRSTCTL_ADDR=h:1", /* a client setting, known */
 			"TRSTCTL_SERVER_WORKERS=3",
 			"TRSTCTL_SERVER_WORKERS=9", /* the first occurrence wins */
 			NULL };

@@ -87,22 +87,41 @@ static int table_crl(struct cli_call *k, const ProtobufCMessage *reply)
 
 static const struct cli_arg id_arg[] = { { "ID", "id", NULL, 0, "the id" }, { NULL } };
 
+static const struct cli_arg owner_create_args[] = {
+	{ "--kind", "kind", "KIND", 0, "user, team, workload, service or vendor" },
+	{ "--name", "name", "NAME", 0, "the owner's name" },
+	{ "--email", "email", "EMAIL", 0, "a contact address (optional)" },
+	{ NULL },
+};
+
+static const struct cli_arg owner_list_args[] = {
+	{ "--kind", "kind", "KIND", 0, "only owners of this kind" },
+	{ NULL },
+};
+
 static const struct cli_arg identity_create_args[] = {
+	{ "--kind", "kind", "KIND", 0, "x509_certificate, ..." },
+	{ "--name", "name", "NAME", 0, "the identity's name (the certificate's CN)" },
 	{ "--owner", "owner_id", "OWNER_ID", 0, "the owner (CA.CreateOwner's id)" },
 	{ "--dns", "dns_names", "NAME,...", 0, "DNS names (a list, or give it again)" },
 	{ "--ip", "ip_addresses", "ADDR,...", 0, "IP addresses (a list, or give it again)" },
 	{ "--ttl", "ttl_seconds", "SECONDS", 0,
 	  "certificates' lifetime: seconds or a duration (15m, 24h)" },
+	{ "--key-type", "key_type", "TYPE", 0,
+	  "ecdsa-p256 (default), ecdsa-p384, ed25519, rsa-2048, rsa-3072, rsa-4096" },
 	{ NULL },
 };
 
 static const struct cli_arg identity_list_args[] = {
 	{ "--owner", "owner_id", "OWNER_ID", 0, "only this owner's identities" },
+	{ "--state", "state", "STATE", 0, "only identities in this state" },
 	{ NULL },
 };
 
 static const struct cli_arg transition_args[] = {
 	{ "ID", "id", NULL, 0, "the identity" },
+	{ "--to", "to", "STATE", 0, "issued, deployed, renewing, revoked or retired" },
+	{ "--reason", "reason", "REASON", 0, "free text; for revoked an RFC 5280 reason name" },
 	CERT_OUT,
 	KEY_OUT,
 	{ NULL },
@@ -143,7 +162,8 @@ const struct cli_cmd cli_ca_cmds[] = {
 	{ .noun = "owner",
 	  .verb = "create",
 	  .method = "/trstctl.v1.CA/CreateOwner",
-	  .summary = "create an owner: --kind user|team|workload|service|vendor --name NAME" },
+	  .summary = "create an owner: --kind user|team|workload|service|vendor --name NAME",
+	  .args = owner_create_args },
 	{ .noun = "owner",
 	  .verb = "get",
 	  .method = "/trstctl.v1.CA/GetOwner",
@@ -153,6 +173,7 @@ const struct cli_cmd cli_ca_cmds[] = {
 	  .verb = "list",
 	  .method = "/trstctl.v1.CA/ListOwners",
 	  .summary = "list owners",
+	  .args = owner_list_args,
 	  .columns = owner_cols },
 	{ .noun = "identity",
 	  .verb = "create",

@@ -39,7 +39,7 @@ static const char conn_help[] =
 	"  --plaintext          no TLS (a server with TLS disabled, on loopback)\n"
 	"  --insecure-tls       TLS without verifying the server (development only)\n"
 	"  --token TOKEN        discouraged: other users can read a command line\n"
-	"No database setting is read: the command calls the server.\n";
+	"No database setting is needed: the command calls the server.\n";
 
 /* What an automatic flag's value is, from its field's type. */
 static const char *type_hint(const ProtobufCMessageDescriptor *d, const ProtobufCFieldDescriptor *f)
@@ -146,8 +146,7 @@ void cli_help_cmd(FILE *f, const struct cli_cmd *c)
 	}
 	if (list || stream)
 		option_line(f, "--limit", "N",
-			    list ? "at most N items, following the pages "
-				   "(0: all); --page-token: one page only" :
+			    list ? "at most N items (0: all); every page is followed" :
 				   "stop after N messages");
 	option_line(f, "-o, --output", "FORMAT",
 		    "table (default) or json: the reply as proto3 JSON");

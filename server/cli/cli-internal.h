@@ -12,6 +12,8 @@
 
 #include "trstctl-client.h"
 
+struct cfg;
+
 /* Exit statuses of the client sub-commands (docs/cli.md "Exit status"). */
 enum {
 	CLI_EXIT_OK = 0,
@@ -66,20 +68,19 @@ struct cli_conn {
  * What cli_conn_open would open, in *ret (the caller wipes ret->token). Returns 0, or
  * -errno with the reason in err (an explicit token file that cannot be read).
  */
-int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cli_conn *ret,
+int cli_conn_resolve(const struct cli_conn_opts *o, const struct cfg *c, struct cli_conn *ret,
 		     char *err, size_t errlen);
 
 /*
- * Opens a libtrstctl client as o and the environment envp ("K=V" strings) say, each
- * setting on its own: the flag, else TRSTCTL_ADDR / TRSTCTL_CA_FILE / TRSTCTL_TOKEN_FILE,
- * else what the server's own variables say on the server's host (TRSTCTL_SERVER_ADDR with
- * a wildcard host made loopback, TRSTCTL_SERVER_TLS_MODE, the certificate the internal TLS
- * mode writes to TRSTCTL_STATE_DIR, the bootstrap token file), else 127.0.0.1:8443, TLS
- * verified against the system roots, no token. Never reads the database settings. The
- * buffer that held the token is wiped. Returns 0 and *ret_client, or -errno with the
- * reason in err.
+ * Opens a libtrstctl client as o and the configuration c (from cfg_load_client) say, each
+ * setting on its own: the flag, else client.addr / client.ca_file / client.token_file,
+ * else what the server's own settings say on the server's host (server.addr with a
+ * wildcard host made loopback, server.tls.mode, the certificate the internal TLS mode
+ * writes to state_dir, auth.bootstrap_token_file), else 127.0.0.1:8443, TLS verified
+ * against the system roots, no token. The buffer that held the token is wiped. Returns 0
+ * and *ret_client, or -errno with the reason in err.
  */
-int cli_conn_open(const struct cli_conn_opts *o, char *const *envp,
+int cli_conn_open(const struct cli_conn_opts *o, const struct cfg *c,
 		  struct trstctl_client **ret_client, char *err, size_t errlen);
 
 /*
@@ -88,9 +89,6 @@ int cli_conn_open(const struct cli_conn_opts *o, char *const *envp,
  * is empty.
  */
 int cli_read_token(const char *path, char *buf, size_t len);
-
-/* The value of name in envp ("K=V" strings), NULL when unset or empty. */
-const char *cli_env(char *const *envp, const char *name);
 
 /* Commands ------------------------------------------------------------------------------- */
 
@@ -161,7 +159,7 @@ struct cli_call {
 	int64_t limit;		   /* --limit: items of a list or stream; <= 0: all, -1: unset */
 	bool one_page;		   /* --page-token given: one page, not all */
 	struct cli_conn_opts conn; /* connection flags */
-	char *const *envp;	   /* the environment */
+	const struct cfg *cfg;	   /* the configuration (cfg_load_client) */
 	struct trstctl_client *client; /* open while the call runs */
 };
 

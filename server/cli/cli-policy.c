@@ -83,12 +83,14 @@ static const struct cli_arg eval_args[] = {
 	{ "ACTION", "action", NULL, 0, "<Service>.<Method>, e.g. Secrets.GetSecret" },
 	{ "RESOURCE", "resource", NULL, 0, "e.g. secret/offline/db/password" },
 	{ "--principal", "principal", "TOKEN_ID", 0, "whose rights (default: the caller's)" },
+	{ "--to-state", "to_state", "STATE", 0, "for CA.TransitionIdentity: the state asked for" },
 	{ NULL },
 };
 
 static const struct cli_arg token_create_args[] = {
 	{ "--policy", "policies", "NAME", 0, "a policy to bind (give it again for more)" },
 	{ "--ttl", "ttl_seconds", "DURATION", 0, "lifetime: seconds or a duration (15m, 24h)" },
+	{ "--name", "name", "NAME", 0, "a name to tell it by in token list" },
 	{ NULL },
 };
 

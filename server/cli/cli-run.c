@@ -503,7 +503,7 @@ static int run(struct cli_call *k)
 
 	if (k->cmd->prepare && (status = k->cmd->prepare(k)) != 0)
 		return status;
-	r = cli_conn_open(&k->conn, k->envp, &k->client, err, sizeof(err));
+	r = cli_conn_open(&k->conn, k->cfg, &k->client, err, sizeof(err));
 	if (r < 0) {
 		cli_errorf(k, "%s", err);
 		return CLI_EXIT_FAIL;
@@ -546,9 +546,9 @@ static int run(struct cli_call *k)
 	return status;
 }
 
-int cli_main(int argc, char **argv, char *const *envp)
+int cli_main(int argc, char **argv, const struct cfg *cfg)
 {
-	struct cli_call k = { .envp = envp, .limit = -1 };
+	struct cli_call k = { .cfg = cfg, .limit = -1 };
 	const struct cli_cmd *c;
 	int r;
 

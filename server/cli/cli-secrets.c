@@ -66,10 +66,23 @@ static const struct cli_arg get_args[] = {
 	NAME_ARG,
 	{ "--show-value", NULL, NULL, CLI_ARG_BOOL, "print the value itself (raw bytes)" },
 	{ "--value-out", NULL, "FILE", 0, "write the value to FILE (mode 0600)" },
+	{ "--version", "version", "N", 0, "that version (default: the current one)" },
 	{ NULL },
 };
 
-static const struct cli_arg rotate_args[] = { NAME_ARG, VALUE_FILE, { NULL } };
+static const struct cli_arg rotate_args[] = {
+	NAME_ARG,
+	VALUE_FILE,
+	{ "--expected-version", "expected_version", "N", 0,
+	  "refuse (FAILED_PRECONDITION) unless the current version is N" },
+	{ NULL },
+};
+
+static const struct cli_arg list_args[] = {
+	{ "--prefix", "prefix", "PREFIX", 0, "only names that start with PREFIX" },
+	{ "--show-deleted", "show_deleted", NULL, CLI_ARG_BOOL, "deleted secrets too" },
+	{ NULL },
+};
 
 static const struct cli_arg destroy_args[] = {
 	NAME_ARG,
@@ -103,6 +116,7 @@ const struct cli_cmd cli_secrets_cmds[] = {
 	  .verb = "list",
 	  .method = "/trstctl.v1.Secrets/ListSecrets",
 	  .summary = "list secrets (names and versions, never values)",
+	  .args = list_args,
 	  .columns = list_cols },
 	{ .noun = "secret",
 	  .verb = "versions",

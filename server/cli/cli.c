@@ -1,12 +1,13 @@
 /*
  * cli.c: the connection of the client sub-commands. A client needs an address, a way to
  * verify the server (a CA file) and a token (a token file): each comes from its flag, else
- * from TRSTCTL_ADDR, TRSTCTL_CA_FILE or TRSTCTL_TOKEN_FILE, else from the server's own
- * variables when the command runs beside the server (its address made loopback, the
- * certificate the internal TLS mode writes to the state folder, the bootstrap token
- * file), else a default. Nothing here reads the configuration file or the database
- * settings: a client runs with no TRSTCTL_POSTGRES_DSN. docs/cli.md "Connection" is the
- * user's view of the same order.
+ * from the client settings (client.addr, client.ca_file, client.token_file:
+ * TRSTCTL_ADDR, TRSTCTL_CA_FILE, TRSTCTL_TOKEN_FILE), else from the server's own settings
+ * when the command runs beside the server (its address made loopback, the certificate
+ * the internal TLS mode writes to the state folder, the bootstrap token file), else a
+ * default. The configuration comes from cfg_load_client, which checks no rule: a client
+ * runs with no TRSTCTL_POSTGRES_DSN. docs/cli.md "Connection" is the user's view of the
+ * same order.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,11 +18,11 @@
 
 #include <openssl/crypto.h>
 
+#include "cfg.h"
 #include "net.h"
 #include "cli-internal.h"
 
 #define DEFAULT_ADDR "127.0.0.1:8443"
-#define DEFAULT_STATE_DIR "data" /* TRSTCTL_STATE_DIR's default (docs/configuration.md) */
 
 const char *const cli_conn_flags[] = {
 	"--addr",	"--ca-file", "--tls-ca",    "--server-name",  "--cert", "--key",
@@ -31,16 +32,6 @@ const char *const cli_conn_flags[] = {
 bool cli_conn_flag_takes_value(const char *name)
 {
 	return strcmp(name, "--plaintext") && strcmp(name, "--insecure-tls");
-}
-
-const char *cli_env(char *const *envp, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (; envp && *envp; envp++)
-		if (!strncmp(*envp, name, n) && (*envp)[n] == '=')
-			return (*envp)[n + 1] ? *envp + n + 1 : NULL;
-	return NULL;
 }
 
 /* The server address as a client beside it reaches it: a wildcard host becomes loopback. */
@@ -113,42 +104,35 @@ int cli_conn_flag(struct cli_conn_opts *o, const char *name, const char *value)
 	return 2;
 }
 
-/* The state folder of a server beside us, with its default. */
-static const char *state_dir(char *const *envp)
-{
-	const char *d = cli_env(envp, "TRSTCTL_STATE_DIR");
-
-	return d ? d : DEFAULT_STATE_DIR;
-}
-
-/* How to verify the server when no flag and no TRSTCTL_CA_FILE says: the server's way. */
-static void server_transport(char *const *envp, struct trstctl_client_config *cc, char *pinned,
+/* How to verify the server when no flag and no client.ca_file says: the server's way. */
+static void server_transport(const struct cfg *c, struct trstctl_client_config *cc, char *pinned,
 			     size_t len)
 {
-	const char *mode = cli_env(envp, "TRSTCTL_SERVER_TLS_MODE");
-
-	if (mode && !strcmp(mode, "disabled")) {
+	switch (c->server.tls_mode) {
+	case CFG_TLS_DISABLED:
 		cc->transport = TRSTCTL_PLAINTEXT;
-	} else if (mode && !strcmp(mode, "file")) {
+		break;
+	case CFG_TLS_FILE:
 		/* the client CA also verifies the server; its own pair serves for mTLS */
-		cc->ca_file = cli_env(envp, "TRSTCTL_SERVER_TLS_CLIENT_CA_FILE");
+		cc->ca_file = c->server.tls_client_ca_file;
 		if (cc->ca_file) {
-			cc->cert_file = cli_env(envp, "TRSTCTL_SERVER_TLS_CERT_FILE");
-			cc->key_file = cli_env(envp, "TRSTCTL_SERVER_TLS_KEY_FILE");
+			cc->cert_file = c->server.tls_cert_file;
+			cc->key_file = c->server.tls_key_file;
 		}
-	} else {
-		snprintf(pinned, len, "%s/server-cert.pem", state_dir(envp));
+		break;
+	case CFG_TLS_INTERNAL:
+		snprintf(pinned, len, "%s/server-cert.pem", c->state_dir ? c->state_dir : ".");
 		if (access(pinned, R_OK) == 0)
 			cc->ca_file = pinned; /* the internal mode's certificate: pinned */
+		break;
 	}
 }
 
-/* The token: flag, file flag, TRSTCTL_TOKEN_FILE, else the bootstrap token if readable. */
-static int load_token(const struct cli_conn_opts *o, char *const *envp, char *token, size_t len,
+/* The token: flag, file flag, client.token_file, else the bootstrap token if readable. */
+static int load_token(const struct cli_conn_opts *o, const struct cfg *c, char *token, size_t len,
 		      char *err, size_t errlen)
 {
-	const char *file = o->token_file ? o->token_file : cli_env(envp, "TRSTCTL_TOKEN_FILE");
-	char boot[4096];
+	const char *file = o->token_file ? o->token_file : c->client.token_file;
 	int r;
 
 	if (o->token) {
@@ -162,27 +146,24 @@ static int load_token(const struct cli_conn_opts *o, char *const *envp, char *to
 				 r == -EINVAL ? "it is empty" : strerror(-r));
 		return r;
 	}
-	if (cli_env(envp, "TRSTCTL_BOOTSTRAP_TOKEN_FILE"))
-		snprintf(boot, sizeof(boot), "%s", cli_env(envp, "TRSTCTL_BOOTSTRAP_TOKEN_FILE"));
-	else
-		snprintf(boot, sizeof(boot), "%s/bootstrap-token", state_dir(envp));
-	if (cli_read_token(boot, token, len) < 0)
+	if (!c->auth.bootstrap_token_file ||
+	    cli_read_token(c->auth.bootstrap_token_file, token, len) < 0)
 		token[0] = '\0'; /* none: only health and reflection will answer */
 	return 0;
 }
 
-int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cli_conn *ret,
+int cli_conn_resolve(const struct cli_conn_opts *o, const struct cfg *c, struct cli_conn *ret,
 		     char *err, size_t errlen)
 {
 	struct trstctl_client_config *cc = &ret->config;
-	const char *addr = o->addr ? o->addr : cli_env(envp, "TRSTCTL_ADDR");
-	const char *ca_file = o->ca_file ? o->ca_file : cli_env(envp, "TRSTCTL_CA_FILE");
+	const char *addr = o->addr ? o->addr : c->client.addr;
+	const char *ca_file = o->ca_file ? o->ca_file : c->client.ca_file;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	cc->deadline_ms = o->deadline_ms ? o->deadline_ms : 30000;
-	if (!addr && cli_env(envp, "TRSTCTL_SERVER_ADDR") &&
-	    loopback_addr(cli_env(envp, "TRSTCTL_SERVER_ADDR"), ret->addr, sizeof(ret->addr)) == 0)
+	if (!addr && c->server.addr &&
+	    loopback_addr(c->server.addr, ret->addr, sizeof(ret->addr)) == 0)
 		addr = ret->addr;
 	cc->addr = addr ? addr : DEFAULT_ADDR;
 	cc->transport = TRSTCTL_TLS;
@@ -193,7 +174,7 @@ int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cl
 	else if (ca_file)
 		cc->ca_file = ca_file;
 	else
-		server_transport(envp, cc, ret->pinned, sizeof(ret->pinned));
+		server_transport(c, cc, ret->pinned, sizeof(ret->pinned));
 	if (cc->transport != TRSTCTL_TLS)
 		cc->ca_file = NULL;
 	if (cc->transport == TRSTCTL_PLAINTEXT)
@@ -203,7 +184,7 @@ int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cl
 		cc->key_file = o->key;
 	}
 	cc->target_name = o->server_name;
-	r = load_token(o, envp, ret->token, sizeof(ret->token), err, errlen);
+	r = load_token(o, c, ret->token, sizeof(ret->token), err, errlen);
 	if (r < 0) {
 		OPENSSL_cleanse(ret->token, sizeof(ret->token));
 		return r;
@@ -212,11 +193,11 @@ int cli_conn_resolve(const struct cli_conn_opts *o, char *const *envp, struct cl
 	return 0;
 }
 
-int cli_conn_open(const struct cli_conn_opts *o, char *const *envp,
+int cli_conn_open(const struct cli_conn_opts *o, const struct cfg *c,
 		  struct trstctl_client **ret_client, char *err, size_t errlen)
 {
 	struct cli_conn conn;
-	int r = cli_conn_resolve(o, envp, &conn, err, errlen);
+	int r = cli_conn_resolve(o, c, &conn, err, errlen);
 
 	if (r < 0)
 		return r;

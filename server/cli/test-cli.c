@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "cfg.h"
 #include "cli.h"
 #include "cli-internal.h"
 #include "trstctl-client-gen.h"
@@ -97,6 +98,29 @@ static void drop_dir(struct dir *d)
 	rmdir(d->path);
 }
 
+/* cli_conn_resolve with the configuration env makes (as a client reads it). */
+static int resolve(const struct cli_conn_opts *o, char **env, struct cli_conn *c, char *err,
+		   size_t len)
+{
+	struct cfg *cfg = NULL;
+	int r;
+
+	assert_int_equal(cfg_load_client(env, &cfg), 0);
+	r = cli_conn_resolve(o, cfg, c, err, len);
+	/* what c points at belongs to cfg: keep copies for the checks */
+	static char keep[6][512];
+	const char **f[] = { &c->config.addr,	  &c->config.ca_file, &c->config.cert_file,
+			     &c->config.key_file, &c->config.token,   &c->config.target_name };
+
+	for (size_t i = 0; i < 6; i++)
+		if (*f[i]) {
+			snprintf(keep[i], sizeof(keep[i]), "%s", *f[i]);
+			*f[i] = keep[i];
+		}
+	cfg_free(cfg);
+	return r;
+}
+
 static void test_resolve(void **state)
 {
 	struct dir d;
@@ -108,9 +132,8 @@ static void test_resolve(void **state)
 	{ /* nothing at all: the defaults, and no token */
 		char *env[] = { "TRSTCTL_STATE_DIR=/nonexistent", NULL };
 
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
-			0);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 0);
 		assert_string_equal(c.config.addr, "127.0.0.1:8443");
 		assert_int_equal(c.config.transport, TRSTCTL_TLS);
 		assert_null(c.config.ca_file);
@@ -119,9 +142,8 @@ static void test_resolve(void **state)
 	{ /* beside the server: its address made loopback, its certificate, its token */
 		char *env[] = { "TRSTCTL_SERVER_ADDR=:9443", d.env_state, NULL };
 
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
-			0);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 0);
 		assert_string_equal(c.config.addr, "127.0.0.1:9443");
 		assert_string_equal(c.config.ca_file, d.cert);
 		assert_string_equal(c.config.token, "trst_bootstrap");
@@ -134,9 +156,8 @@ static void test_resolve(void **state)
 				"TRSTCTL_SERVER_TLS_MODE=disabled",
 				NULL };
 
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
-			0);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 0);
 		assert_string_equal(c.config.addr, "h:1");
 		assert_int_equal(c.config.transport, TRSTCTL_TLS);
 		assert_string_equal(c.config.ca_file, "/ca.pem");
@@ -147,7 +168,7 @@ static void test_resolve(void **state)
 					   .transport = CLI_TRANSPORT_PLAINTEXT,
 					   .token = "trst_flag" };
 
-		assert_int_equal(cli_conn_resolve(&o, env, &c, err, sizeof(err)), 0);
+		assert_int_equal(resolve(&o, env, &c, err, sizeof(err)), 0);
 		assert_string_equal(c.config.addr, "h:2");
 		assert_int_equal(c.config.transport, TRSTCTL_PLAINTEXT);
 		assert_null(c.config.ca_file);
@@ -160,13 +181,11 @@ static void test_resolve(void **state)
 				 "TRSTCTL_SERVER_TLS_CERT_FILE=/s.pem",
 				 "TRSTCTL_SERVER_TLS_KEY_FILE=/s.key", NULL };
 
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, off, &c, err, sizeof(err)),
-			0);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, off, &c, err, sizeof(err)),
+				 0);
 		assert_int_equal(c.config.transport, TRSTCTL_PLAINTEXT);
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, file, &c, err, sizeof(err)),
-			0);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, file, &c, err, sizeof(err)),
+				 0);
 		assert_string_equal(c.config.ca_file, "/cca.pem");
 		assert_string_equal(c.config.cert_file, "/s.pem");
 		assert_string_equal(c.config.key_file, "/s.key");
@@ -174,9 +193,8 @@ static void test_resolve(void **state)
 	{ /* an explicit token file must be readable; the bootstrap one need not be */
 		char *env[] = { "TRSTCTL_TOKEN_FILE=/nonexistent/token", NULL };
 
-		assert_int_equal(
-			cli_conn_resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
-			-ENOENT);
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 -ENOENT);
 		assert_non_null(strstr(err, "/nonexistent/token"));
 	}
 	drop_dir(&d);
@@ -372,12 +390,17 @@ static int run(const char *line)
 	char *argv[16], buf[512], *save = NULL;
 	int argc = 0;
 	char *env[] = { "TRSTCTL_STATE_DIR=/nonexistent", NULL };
+	struct cfg *c = NULL;
+	int r;
 
 	snprintf(buf, sizeof(buf), "%s", line);
 	for (char *t = strtok_r(buf, " ", &save); t && argc < 15; t = strtok_r(NULL, " ", &save))
 		argv[argc++] = t;
 	argv[argc] = NULL;
-	return cli_main(argc, argv, env);
+	assert_int_equal(cfg_load_client(env, &c), 0);
+	r = cli_main(argc, argv, c);
+	cfg_free(c);
+	return r;
 }
 
 static void test_runs(void **state)

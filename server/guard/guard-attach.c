@@ -30,7 +30,7 @@ static void attach_usage(FILE *f)
 		   "  cgroup2 mount), pins it under TRSTCTL_AIRGAP_BPF_PIN_PATH, gives the counters\n"
 		   "  and rule maps to UID (mode 0600) and exits, leaving it armed.\n"
 		   "  Operator command (root with CAP_BPF and CAP_NET_ADMIN): it reads the server's\n"
-		   "  configuration (TRSTCTL_AIRGAP_*), which must be complete, as for serve.\n");
+		   "  configuration (the air_gap settings), which must be complete, as for serve.\n");
 }
 
 /* Depth-first search for the pod cgroup directory below dir (at most depth levels). */
