@@ -17,9 +17,10 @@ variable at all:
   stop at --limit; `audit watch` in a pipe; `audit verify` names a record changed behind
   the server's back (psql) and exits 3;
 - the operator commands' --help needs no configuration and says they need the database;
-  `trstctl completion bash` is valid bash and completes.
+  `trstctl completion bash` is valid bash and completes; docs/cli.md names every command
+  `trstctl --help` lists.
 
-  test_cli.py --trstctl PATH
+  test_cli.py --trstctl PATH [--source-root DIR]
 """
 
 import argparse
@@ -68,6 +69,8 @@ class Cli:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--trstctl', required=True)
+    ap.add_argument('--source-root', default=os.path.dirname(os.path.dirname(
+        os.path.dirname(os.path.abspath(__file__)))))
     args = ap.parse_args()
     exe = os.path.abspath(args.trstctl)
     checks = harness.Checks('cli')
@@ -271,6 +274,19 @@ def main():
                      'x', path] + words, capture_output=True, text=True)
                 expect(want in r.stdout.split(), '%s: %r' % (words, r.stdout))
 
+        def docs_name_every_command():
+            out = cli.ok('--help', conn=False)
+            cmds = re.findall(r'^  ([a-z]+ [a-z-]+) {2,}', out.split('client commands')[1],
+                              re.M)
+            expect(len(cmds) >= 35, 'only %d commands in --help' % len(cmds))
+            with open(os.path.join(args.source_root, 'docs', 'cli.md')) as f:
+                doc = f.read()
+            missing = [c for c in cmds + ['migrate', 'kek rotate', 'ca import', 'ca csr',
+                                          'ca import-signed', 'token create-root',
+                                          'guard attach']
+                       if '`' + c not in doc and '`trstctl ' + c not in doc]
+            expect(not missing, 'docs/cli.md does not name: %s' % ', '.join(missing))
+
         checks.run('guard status with only an address, a CA file and a token file',
                    guard_status_three_flags)
         checks.run('--help needs no configuration; operator commands say what they need',
@@ -281,6 +297,7 @@ def main():
         checks.run('token create prints only the token; lists page and stop', tokens_and_lists)
         checks.run('audit: list, watch in a pipe, verify; a changed record exits 3', audit)
         checks.run('completion bash', completion)
+        checks.run('docs/cli.md names every command', docs_name_every_command)
         return checks.finish()
 
 
