@@ -306,17 +306,20 @@ def main():
             import test_python_client
             if not args.wheel or not os.path.isfile(args.wheel):
                 skipped.append('python: the wheel was not built')
+                print('  ' + skipped[-1] + ': that client is skipped')
                 return
-            venv, py = test_python_client.make_venv(os.path.join(tmp, 'py'), args.wheel)
+            _, py = test_python_client.make_venv(os.path.join(tmp, 'py'), args.wheel)
             drivers['python'] = [py, os.path.join(HERE, 'conformance_python.py')]
 
         def go_build():
             import test_go_client
             if not args.go or not os.access(args.go, os.X_OK):
                 skipped.append('go: go is not installed')
+                print('  ' + skipped[-1] + ': that client is skipped')
                 return
             if not os.path.isdir(os.path.join(args.gocode, 'src', 'google.golang.org/grpc')):
                 skipped.append('go: Debian\'s Go gRPC sources are missing')
+                print('  ' + skipped[-1] + ': that client is skipped')
                 return
             drivers['go'] = [test_go_client.build_offline(
                 args, os.path.join(HERE, 'conformance-go'), os.path.join(tmp, 'go'),
