@@ -320,11 +320,13 @@ static int find_operator(int argc, char **argv)
 }
 
 /* A client sub-command, with the configuration read as a client reads it (no rule). */
-static int client(int argc, char **argv)
+static int client(int argc, char **argv, const sigset_t *sigs)
 {
 	struct cfg *c = NULL;
 	int r;
 
+	/* Ctrl-C ends a client (audit watch): no server thread takes signals here */
+	pthread_sigmask(SIG_UNBLOCK, sigs, NULL);
 	if (cfg_load_client(environ, &c) < 0) {
 		fprintf(stderr, "trstctl: out of memory\n");
 		return 1;
@@ -364,7 +366,7 @@ int main(int argc, char **argv)
 	if (op >= 0)
 		cmd = CMD_SUB;
 	else if (cli_handles(argc, argv))
-		return client(argc, argv);
+		return client(argc, argv, &sigs);
 	for (int i = 1; cmd != CMD_SUB && i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("trstctl %s\n", TRSTCTL_VERSION);

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,7 +196,7 @@ static int set_output(struct cli_call *k, const char *v)
 
 /* One flag of the command: its own, automatic, or common. Returns 0 or an exit status. */
 static int take_flag(struct cli_call *k, char *name, const char *inline_val, int argc, char **argv,
-		     int *i, unsigned *given)
+		     int *i, uint64_t *given)
 {
 	const struct cli_cmd *c = k->cmd;
 	const ProtobufCFieldDescriptor *f = NULL;
@@ -241,7 +242,7 @@ static int take_flag(struct cli_call *k, char *name, const char *inline_val, int
 	if (!takes && !v)
 		v = "true";
 	if (a && idx >= 0)
-		*given |= 1u << idx;
+		*given |= UINT64_C(1) << idx;
 	if (a && !f) {
 		k->opts[idx] = takes ? v : "";
 		return 0;
@@ -278,7 +279,7 @@ static const struct cli_arg *positional(const struct cli_cmd *c, int nth, int *r
 }
 
 /* Checks what must be given and reads what defaults to stdin. Returns 0 or an exit status. */
-static int finish_args(struct cli_call *k, unsigned given)
+static int finish_args(struct cli_call *k, uint64_t given)
 {
 	const struct cli_cmd *c = k->cmd;
 
@@ -286,7 +287,7 @@ static int finish_args(struct cli_call *k, unsigned given)
 		const struct cli_arg *a = &c->args[n];
 		bool pos = a->name[0] != '-';
 
-		if (given & (1u << n))
+		if (given & (UINT64_C(1) << n))
 			continue;
 		if ((pos && !(a->flags & CLI_ARG_OPTIONAL)) || (a->flags & CLI_ARG_REQUIRED))
 			return usage_error(k, pos ? "%s is required" : "%s is required", a->name);
@@ -309,7 +310,7 @@ static int finish_args(struct cli_call *k, unsigned given)
 /* Fills k from argv (argv[0] the noun, argv[1] the verb). Returns 0 or an exit status. */
 static int parse_args(struct cli_call *k, int argc, char **argv)
 {
-	unsigned given = 0;
+	uint64_t given = 0;
 	int npos = 0, r;
 	bool dashdash = false;
 
@@ -331,7 +332,7 @@ static int parse_args(struct cli_call *k, int argc, char **argv)
 
 			if (!a)
 				return usage_error(k, "unexpected argument \"%s\"", arg);
-			given |= 1u << idx;
+			given |= UINT64_C(1) << idx;
 			if (!a->field) {
 				k->opts[idx] = arg;
 				continue;

@@ -369,8 +369,13 @@ static void test_every_method(void **state)
 		for (const struct cli_cmd *c = cli_tables[t]; c->noun; c++) {
 			const struct trstctl_method *m = cli_method(c);
 
+			size_t nargs = 0;
+
 			commands++;
 			assert_non_null(m);
+			for (const struct cli_arg *a = c->args; a && a->name; a++)
+				nargs++;
+			assert_true(nargs < CLI_MAX_ARGS); /* one bit each in parse_args */
 			for (const struct cli_arg *a = c->args; a && a->name; a++)
 				if (a->field && !protobuf_c_message_descriptor_get_field_by_name(
 							m->input, a->field))

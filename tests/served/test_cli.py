@@ -14,8 +14,8 @@ variable at all:
   values from stdin and --value-file, byte for byte back with --show-value and
   --value-out (0600), never from argv;
 - `token create` prints only the token, which then works; lists follow their pages and
-  stop at --limit; `audit watch` in a pipe; `audit verify` names a record changed behind
-  the server's back (psql) and exits 3;
+  stop at --limit; `audit watch` in a pipe, and until Ctrl-C; `audit verify` names a
+  record changed behind the server's back (psql) and exits 3;
 - the operator commands' --help needs no configuration and says they need the database;
   `trstctl completion bash` is valid bash and completes; docs/cli.md names every command
   `trstctl --help` lists.
@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -226,6 +227,19 @@ def main():
             seqs = [int(line.split()[0]) for line in r.stdout.splitlines()]
             expect(r.returncode == 0 and seqs == [head - 1, head], 'watch: %s %s'
                    % (seqs, r.stderr))
+            # without --limit it watches until Ctrl-C (SIGINT), which ends it
+            w = subprocess.Popen([exe, 'audit', 'watch', '--after', str(head - 1)] + conn,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(PATH))
+            first = w.stdout.readline()
+            w.send_signal(signal.SIGINT)
+            try:
+                w.wait(10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+                raise AssertionError('audit watch did not end on SIGINT')
+            expect(first.startswith('%d ' % head), 'watch until SIGINT: %r' % first)
             out = cli.ok('audit', 'verify')
             expect(out.startswith('ok: '), 'verify: ' + out)
             rc, out, err = cli.run('audit', 'verify', '--from', '100000')
