@@ -150,8 +150,6 @@ void cli_help_cmd(FILE *f, const struct cli_cmd *c)
 				   "stop after N messages");
 	option_line(f, "-o, --output", "FORMAT",
 		    "table (default) or json: the reply as proto3 JSON");
-	if (c->more_help)
-		fputs(c->more_help, f);
 	fputs(conn_help, f);
 	fprintf(f,
 		"exit status: 0 ok; 1 the call failed (its gRPC status and message are "

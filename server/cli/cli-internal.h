@@ -134,7 +134,6 @@ struct cli_cmd {
 	int (*done)(struct cli_call *k, ProtobufCMessage *reply);
 	/* -o table: prints the reply (each message of a stream); returns an exit status. */
 	int (*table)(struct cli_call *k, const ProtobufCMessage *reply);
-	const char *more_help; /* printed after the options in --help, or NULL */
 };
 
 /* The command tables, each ending with a zeroed entry. */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -62,6 +63,12 @@ int cli_write_file(const struct cli_call *k, const char *path, const void *data,
 	if (fd < 0) {
 		cli_errorf(k, "cannot write %s: %s", path, strerror(errno));
 		return -errno;
+	}
+	/* a private file that existed keeps no wider mode (open applies mode only to a new one) */
+	if ((mode & 077) == 0 && fchmod(fd, mode) < 0) {
+		cli_errorf(k, "cannot write %s: %s", path, strerror(errno));
+		close(fd);
+		return -EPERM;
 	}
 	f = fdopen(fd, "w");
 	if (!f) {

@@ -178,6 +178,9 @@ def main():
             rc, out, err = cli.run('secret', 'get', 'cli/db/pw', '--version', '1',
                                    '--show-value', binary=True)
             expect(rc == 0 and out == value, 'version 1: %r' % out)
+            with open(cli.path('out'), 'w') as f:  # there already, readable by all
+                f.write('old')
+            os.chmod(cli.path('out'), 0o644)
             out = cli.ok('secret', 'get', 'cli/db/pw', '--value-out', cli.path('out'))
             with open(cli.path('out'), 'rb') as f:
                 expect(f.read() == value + b'2', 'value-out')
