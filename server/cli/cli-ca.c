@@ -26,23 +26,27 @@
 			"write a generated private key to FILE (mode 0600) instead of printing it" \
 	}
 
-/* Writes a certificate and its generated key to the files asked for; blanks the key. */
+/*
+ * Writes a certificate and its generated key to the files asked for; blanks the key. A
+ * reply without one (a transition that issued nothing, a CSR's certificate has no key)
+ * writes nothing and says so: the call itself succeeded.
+ */
 static int save_cert(struct cli_call *k, Trstctl__V1__Certificate *c)
 {
 	const char *co = cli_call_opt(k, "--cert-out"), *ko = cli_call_opt(k, "--key-out");
 
+	if (co && !c)
+		cli_errorf(k, "--cert-out %s: the reply holds no certificate; nothing written", co);
+	if (ko && (!c || !*c->private_key_pem))
+		cli_errorf(k,
+			   "--key-out %s: the reply holds no private key (the server makes one "
+			   "only when it issues without a CSR); nothing written",
+			   ko);
 	if (!c)
 		return 0;
 	if (co && cli_write_file(k, co, c->pem, strlen(c->pem), 0644) < 0)
 		return CLI_EXIT_FAIL;
-	if (ko && !*c->private_key_pem) {
-		cli_errorf(k,
-			   "--key-out %s: the reply has no private key (the server generates "
-			   "one only without a CSR)",
-			   ko);
-		return CLI_EXIT_FAIL;
-	}
-	if (ko) {
+	if (ko && *c->private_key_pem) {
 		if (cli_write_file(k, ko, c->private_key_pem, strlen(c->private_key_pem), 0600) < 0)
 			return CLI_EXIT_FAIL;
 		OPENSSL_cleanse(c->private_key_pem, strlen(c->private_key_pem));

@@ -130,7 +130,11 @@ struct cli_cmd {
 	const char *const *columns; /* a list reply in a table: the item fields shown */
 	/* Before the call: finish the request (from options); returns 0 or an exit status. */
 	int (*prepare)(struct cli_call *k);
-	/* After a reply, before it is printed: write files, blank what went to them. */
+	/*
+	 * After a reply, before it is printed: write files, blank what went to them. Returns
+	 * an exit status; the reply is printed whatever it is (a file that could not be
+	 * written must not lose a key made once), unless CLI_DONE_PRINTED.
+	 */
 	int (*done)(struct cli_call *k, ProtobufCMessage *reply);
 	/* -o table: prints the reply (each message of a stream); returns an exit status. */
 	int (*table)(struct cli_call *k, const ProtobufCMessage *reply);

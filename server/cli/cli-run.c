@@ -534,7 +534,7 @@ static int run(struct cli_call *k)
 		status = k->cmd->done(k, reply);
 	if (status == CLI_DONE_PRINTED)
 		status = 0;
-	else if (reply && status != CLI_EXIT_FAIL && status != CLI_EXIT_USAGE) {
+	else if (reply) { /* also when a file failed: the reply may hold a key made once */
 		int p = print_reply(k, reply, false);
 
 		status = p > status ? p : status;

@@ -161,6 +161,13 @@ def main():
             r = subprocess.run(['openssl', 'crl', '-inform', 'DER', '-in', cli.path('crl.der'),
                                 '-noout'], capture_output=True)
             expect(r.returncode == 0, 'the CRL in DER does not parse')
+            # a key file that cannot be written: exit 1, and the key is printed, not lost
+            i2 = cli.json('identity', 'create', '--kind', 'x509_certificate', '--name',
+                          'api2.cli.internal', '--owner', o['id'], '--dns', 'api2.cli.internal')
+            rc, out, err = cli.run('cert', 'issue', i2['id'], '--key-out',
+                                   '/nonexistent/key.pem')
+            expect(rc == 1 and 'cannot write /nonexistent/key.pem' in err and
+                   'PRIVATE KEY' in out, 'unwritable --key-out: %d %s' % (rc, err))
             rc, out, err = cli.run('identity', 'transition', i['id'], '--to', 'retired')
             expect(rc == 1 and 'FAILED_PRECONDITION: invalid transition' in err,
                    'retired from issued: %d %s' % (rc, err))
