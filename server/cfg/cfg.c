@@ -129,6 +129,14 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_BOOTSTRAP_TOKEN_FILE", "auth.bootstrap_token_file", T_STR,
 	  F(auth.bootstrap_token_file), 0, NULL, "<state_dir>/bootstrap-token", NULL, 0, 0,
 	  R_NONE },
+	DUR("TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL", "auth.unauthenticated_summary_interval",
+	    auth.unauth_summary_interval_ms, "1m", 1000, 86400000),
+	INT("TRSTCTL_AUTH_UNAUTHENTICATED_MAX_SOURCES", "auth.unauthenticated_max_sources",
+	    auth.unauth_max_sources, "1024", 1, 1000000),
+	DUR("TRSTCTL_AUDIT_CHECKPOINT_INTERVAL", "audit.checkpoint_interval",
+	    audit.checkpoint_interval_ms, "1m", 1000, 86400000),
+	{ "TRSTCTL_AUDIT_CHECKPOINT_FILE", "audit.checkpoint_file", T_STR,
+	  F(audit.checkpoint_file), 0, NULL, "<state_dir>/audit-checkpoints", NULL, 0, 0, R_NONE },
 	STR("TRSTCTL_METRICS_ADDR", "metrics.addr", metrics.addr, "127.0.0.1:9464"),
 	DUR("TRSTCTL_METRICS_READ_TIMEOUT", "metrics.read_timeout", metrics.read_timeout_ms,
 	    "5s", 1, 3600000),
@@ -691,6 +699,11 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	if (!c->auth.bootstrap_token_file &&
 	    asprintf(&c->auth.bootstrap_token_file, "%s/bootstrap-token", dir) < 0) {
 		c->auth.bootstrap_token_file = NULL;
+		e->oom = 1;
+	}
+	if (!c->audit.checkpoint_file &&
+	    asprintf(&c->audit.checkpoint_file, "%s/audit-checkpoints", dir) < 0) {
+		c->audit.checkpoint_file = NULL;
 		e->oom = 1;
 	}
 	if (!c->telemetry.instance_id_file &&

@@ -86,6 +86,13 @@ struct cfg_ca {
 
 struct cfg_auth {
 	char *bootstrap_token_file; /* TRSTCTL_BOOTSTRAP_TOKEN_FILE, <state_dir>/bootstrap-token */
+	int64_t unauth_summary_interval_ms; /* TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL, 1m */
+	int unauth_max_sources; /* TRSTCTL_AUTH_UNAUTHENTICATED_MAX_SOURCES, default 1024 */
+};
+
+struct cfg_audit {
+	int64_t checkpoint_interval_ms; /* TRSTCTL_AUDIT_CHECKPOINT_INTERVAL, default 1m */
+	char *checkpoint_file; /* TRSTCTL_AUDIT_CHECKPOINT_FILE, <state_dir>/audit-checkpoints */
 };
 
 struct cfg_metrics {
@@ -144,6 +151,7 @@ struct cfg {
 	struct cfg_nats nats;
 	struct cfg_secrets secrets;
 	struct cfg_auth auth;
+	struct cfg_audit audit;
 	struct cfg_metrics metrics;
 	struct cfg_ca ca;
 	struct cfg_air_gap air_gap;
