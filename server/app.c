@@ -256,7 +256,11 @@ static int issuance_check(struct rpc_call *call, const struct ca_issuance *what,
 static int open_services(struct app *a)
 {
 	const struct cfg *c = a->cfg;
-	const struct authz_config ac = { .bootstrap_token_file = c->auth.bootstrap_token_file };
+	const struct authz_config ac = {
+		.bootstrap_token_file = c->auth.bootstrap_token_file,
+		.unauth_interval_ms = c->auth.unauth_summary_interval_ms,
+		.unauth_max_sources = (size_t)c->auth.unauth_max_sources,
+	};
 	const struct secrets_config sc = { .max_value_bytes = c->secrets.max_value_bytes,
 					   .retain_versions = c->secrets.retain_versions };
 	struct ca_config cac;
@@ -445,6 +449,8 @@ int app_metrics_register(struct app *a, struct http_server *h)
 {
 	int r = http_server_add_metrics(h, spine_metrics, a);
 
+	if (r >= 0)
+		r = authz_metrics_register(a->authz, h);
 	if (r >= 0)
 		r = http_server_add_ready(h, "postgres", app_db_ready, a->db);
 	return r;

@@ -7,15 +7,17 @@
  * A call: the `authorization` metadata must be `Bearer trst_...`; its SHA-256 is looked up
  * in the token cache, else in PostgreSQL (an indexed lookup by hash, then the stored hash
  * is compared in constant time). A missing, malformed, unknown, expired or revoked token
- * gets UNAUTHENTICATED with one message that does not say which (the audit record does).
- * Then the principal's policies decide (action, resource) at the gate (policy.h); a denial
- * gets PERMISSION_DENIED naming the action and resource, never the policy contents. Every
- * denial is audited (auth.denied, policy.denied; outcome denied).
+ * gets UNAUTHENTICATED with one message that does not say which; such calls are counted by
+ * reason and summarized into one auth.denied record per source per interval (unauth.c),
+ * which says which. Then the principal's policies decide (action, resource) at the gate
+ * (policy.h); a denial gets PERMISSION_DENIED naming the action and resource, never the
+ * policy contents, and is audited on its own (policy.denied; outcome denied).
  *
  * Inline (methods with inline_try, on a completion-queue thread): an allowed call whose
- * token is cached and whose last_used_time is not due is decided there without blocking;
- * anything else (cache miss, a denial to audit, a touch to write) returns -EWOULDBLOCK and
- * the call is decided again, the usual way, on the pool.
+ * token is cached and whose last_used_time is not due is decided there without blocking,
+ * and so is an unauthenticated one (counting does not block); anything else (cache miss,
+ * a policy denial to audit, a touch to write) returns -EWOULDBLOCK and the call is decided
+ * again, the usual way, on the pool.
  *
  * The action of a method is `<service short name>.<method>` of the served descriptors, so
  * a method added later is a known action at once; its resource comes from this table, and
@@ -492,8 +494,8 @@ static const char *utf8_or_ascii(const char *s, char *buf, size_t len)
 }
 
 struct denial {
-	const char *type;     /* auth.denied, policy.denied */
-	const char *actor;    /* "<id> <name>", or the presented token's id, or "" */
+	const char *type;     /* policy.denied (auth.denied: summaries, unauth.c) */
+	const char *actor;    /* "<id> <name>" */
 	const char *action;   /* may be NULL */
 	const char *resource; /* may be "" */
 	const char *reason;   /* for the audit record only */
@@ -522,13 +524,19 @@ static void audit_denial(struct authz *a, struct rpc_call *call, const struct de
 	json_decref(o);
 }
 
-static int deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *action,
-				const char *resource, const char *presented_id, const char *why)
+/* Counted and summarized (unauth.c), not audited one by one: it never blocks. */
+static int deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *resource,
+				const char *presented_id, enum unauth_reason why)
 {
-	struct denial d = { "auth.denied", presented_id, action, resource, why };
-
-	audit_denial(a, call, &d);
+	authz_unauth_note(a, call, resource, presented_id, why);
 	return rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG);
+}
+
+int authz_deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *why)
+{
+	const char *who = rpc_call_principal(call);
+
+	return deny_unauthenticated(a, call, "", who ? who : "", unauth_reason_from(why));
 }
 
 static int deny_permission(struct authz *a, struct rpc_call *call, const char *actor,
@@ -558,13 +566,13 @@ int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, con
 
 /*
  * Authenticates call: on success the read lock is held and *ret is the caller's entry.
- * Otherwise it has answered (audited) and returns the rpc_call_error result. Inline (on a
- * completion-queue thread) everything that would block returns -EWOULDBLOCK instead,
- * having answered nothing: a token not in the cache (a store lookup) and every denial
- * (audit_write waits for the writer); the pool reruns the call and does it.
+ * Otherwise it has answered (counted, see unauth.c) and returns the rpc_call_error result.
+ * Inline (on a completion-queue thread) a token not in the cache returns -EWOULDBLOCK
+ * instead, having answered nothing (the store lookup blocks); the pool reruns the call.
+ * A missing or malformed header, and a cached token that expired, are answered inline.
  */
-static int authenticate(struct authz *a, struct rpc_call *call, const char *action,
-			const char *resource, struct tok_entry **ret)
+static int authenticate(struct authz *a, struct rpc_call *call, const char *resource,
+			struct tok_entry **ret)
 {
 	const char *hdr = rpc_call_metadata(call, "authorization"), *why = "unknown";
 	char id[POLICY_TOKEN_ID_LEN + 1] = "";
@@ -573,16 +581,15 @@ static int authenticate(struct authz *a, struct rpc_call *call, const char *acti
 	int r;
 
 	if (policy_token_parse_bearer(hdr, hash) < 0)
-		return in ? -EWOULDBLOCK :
-			    deny_unauthenticated(a, call, action, resource, "",
-						 hdr ? "malformed" : "missing");
+		return deny_unauthenticated(a, call, resource, "",
+					    hdr ? UNAUTH_MALFORMED : UNAUTH_MISSING);
 	policy_token_id(hash, id);
 	r = tok_acquire(a, hash, in, ret, &why);
 	OPENSSL_cleanse(hash, sizeof(hash));
+	if (r == -EACCES)
+		return deny_unauthenticated(a, call, resource, id, unauth_reason_from(why));
 	if (in && r < 0)
 		return -EWOULDBLOCK;
-	if (r == -EACCES)
-		return deny_unauthenticated(a, call, action, resource, id, why);
 	if (r < 0) {
 		log_error("cannot look up a token", "error", "%s", strerror(-r));
 		return rpc_call_error(call, RPC_UNAVAILABLE, "authorization store unavailable");
@@ -608,7 +615,7 @@ static int decide(struct authz *a, struct rpc_call *call, const struct policy_re
 	struct policy_decision dec = { 0 };
 	char actor[POLICY_TOKEN_ID_LEN + AUTHZ_NAME_MAX + 2];
 	struct tok_entry *e = NULL;
-	int r = authenticate(a, call, req->action, resource_for_errors, &e);
+	int r = authenticate(a, call, resource_for_errors, &e);
 
 	if (r < 0)
 		return r;
@@ -867,7 +874,12 @@ int authz_open(struct db *db, struct audit *audit, struct bus *bus, const struct
 	pthread_mutex_init(&a->reload_mu, NULL);
 	pthread_mutex_init(&a->poll_mu, NULL);
 	pthread_cond_init(&a->poll_cv, NULL);
+	pthread_mutex_init(&a->flush_mu, NULL);
+	pthread_cond_init(&a->flush_cv, NULL);
 	r = authz_methods_build(&a->methods, &a->actions, &a->n_methods);
+	if (r >= 0)
+		r = authz_unauth_start(a, cfg ? cfg->unauth_interval_ms : 0,
+				       cfg ? cfg->unauth_max_sources : 0);
 	if (r >= 0)
 		r = policy_set_new(a->actions, a->n_methods, &a->set);
 	if (r >= 0 && cfg && cfg->bootstrap_token_file) {
@@ -899,6 +911,7 @@ struct authz *authz_close(struct authz *a)
 		pthread_mutex_unlock(&a->poll_mu);
 		pthread_join(a->poller, NULL);
 	}
+	authz_unauth_stop(a); /* the last summaries: before the methods that name them */
 	tok_drop(a);
 	policy_set_free(a->set);
 	authz_methods_free(a->methods, a->actions, a->n_methods);
@@ -906,6 +919,8 @@ struct authz *authz_close(struct authz *a)
 	pthread_mutex_destroy(&a->reload_mu);
 	pthread_mutex_destroy(&a->poll_mu);
 	pthread_cond_destroy(&a->poll_cv);
+	pthread_mutex_destroy(&a->flush_mu);
+	pthread_cond_destroy(&a->flush_cv);
 	free(a->bootstrap_file);
 	free(a->rpc_handlers);
 	free(a);

@@ -5,10 +5,12 @@
  * method gated (no token: UNAUTHENTICATED; a token without policies: PERMISSION_DENIED;
  * admin: passes the gate), the policy store (versions, idempotency, strict parsing),
  * the token lifecycle (expiry, last use, escalation refused), Evaluate, revocation and a
- * policy change seen by the other server within a second, denials audited, and
+ * policy change seen by the other server within a second, denials audited (policy
+ * denials one by one, unauthenticated calls as one summary per source when flushed), and
  * `trstctl token create|list|revoke` on the database. The inline path (inline_try, on the
- * completion-queue thread): an allowed call with a cached token is decided there; a token
- * not cached, a denial (audited) and a due last_used_time go to the pool.
+ * completion-queue thread): an allowed call with a cached token, and a call without a
+ * token, are decided there; a token not cached, a policy denial (audited) and a due
+ * last_used_time go to the pool.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "audit.h"
 #include "authz-int.h"
@@ -67,7 +70,10 @@ static int open_db(struct db **ret)
 static void *open_authz(void *p)
 {
 	struct srv *s = p;
-	struct authz_config c = { .bootstrap_token_file = s->file, .poll_ms = 300 };
+	/* unauthenticated calls are summarized when the test flushes (flush_unauth) */
+	struct authz_config c = { .bootstrap_token_file = s->file,
+				  .poll_ms = 300,
+				  .unauth_interval_ms = -1 };
 	intptr_t r = authz_open(s->db, s->audit, s->bus, &c, &s->authz);
 
 	return (void *)r;
@@ -270,6 +276,30 @@ static int count_audit(const char *type)
 	return n;
 }
 
+/* Writes server srv's summaries of unauthenticated calls now; returns how many. */
+static int flush_unauth(int srv)
+{
+	int n = authz_unauth_flush(E.s[srv].authz);
+
+	assert_true(n >= 0);
+	return n;
+}
+
+/* The data of the newest record of type. */
+static json_t *last_data(const char *type)
+{
+	struct audit_query q = { .type_prefix = type, .page_size = 1000 };
+	struct audit_page *p = NULL;
+	json_t *o;
+
+	assert_int_equal(audit_list(E.s[0].audit, NULL, &q, &p), 0);
+	assert_true(p->n > 0);
+	o = json_loads(p->events[p->n - 1].data_json, 0, NULL);
+	audit_page_free(p);
+	assert_non_null(o);
+	return o;
+}
+
 static int raw_code(int srv, const struct trstctl_method *m, const char *token)
 {
 	struct trstctl_status st = { 0 };
@@ -325,7 +355,25 @@ static void test_unauthenticated(void **state)
 		assert_string_equal(st.message, AUTHZ_UNAUTH_MSG);
 	}
 	trstctl_status_clear(&st);
-	assert_int_equal(count_audit("auth.denied"), before + 3);
+	/* counted, not yet audited; then one summary of the three */
+	assert_int_equal(count_audit("auth.denied"), before);
+	assert_int_equal(flush_unauth(0), 1);
+	assert_int_equal(count_audit("auth.denied"), before + 1);
+	{
+		json_t *o = last_data("auth.denied"), *r = json_object_get(o, "reasons");
+
+		assert_int_equal(json_integer_value(json_object_get(o, "count")), 3);
+		assert_int_equal(json_integer_value(json_object_get(r, "missing")), 1);
+		assert_int_equal(json_integer_value(json_object_get(r, "malformed")) +
+					 json_integer_value(json_object_get(r, "unknown")),
+				 2);
+		assert_int_equal(json_integer_value(json_object_get(
+					 json_object_get(o, "methods"), "/trstctl.v1.Policy/GetPolicy")),
+				 3);
+		assert_string_equal(json_string_value(json_object_get(o, "source")), "127.0.0.1");
+		json_decref(o);
+	}
+	assert_int_equal(flush_unauth(0), 0); /* nothing new: nothing written */
 	/* health needs no token */
 	assert_int_equal(rpc_health_probe(E.s[0].t.addr, false, NULL, NULL, 3000), 0);
 }
@@ -513,7 +561,20 @@ static void test_revocation_other_server(void **state)
 	took = now_ms() - start;
 	printf("  revocation seen by the other server after %lld ms\n", (long long)took);
 	assert_true(took < 1000);
+	assert_true(flush_unauth(0) == 1 && flush_unauth(1) == 1); /* one source each */
 	assert_true(count_audit("auth.denied") >= denied_before + 2);
+	{
+		json_t *o = last_data("auth.denied"), *ids = json_object_get(o, "token_ids");
+		bool named = false;
+
+		/* server 1's summary: the revoked token among those its source presented */
+		assert_true(json_integer_value(json_object_get(
+				    json_object_get(o, "reasons"), "revoked")) >= 1);
+		for (size_t i = 0; i < json_array_size(ids); i++)
+			named = named || strcmp(json_string_value(json_array_get(ids, i)), id) == 0;
+		assert_true(named || json_integer_value(json_object_get(o, "other_token_ids")) > 0);
+		json_decref(o);
+	}
 	assert_true(count_audit("token.revoked") >= 1);
 	/* revoking again changes nothing and says so */
 	assert_int_equal(trstctl_policy_revoke_token(E.s[1].t.cl, &q, as(E.admin), &t, &st), 0);
@@ -689,10 +750,13 @@ static void test_inline(void **state)
 	assert_int_equal(inl_call(&t, tok, &in, who), 0);
 	assert_true(in);
 	assert_string_equal(who, id);
-	/* denials are audited, so never decided inline */
+	/* no token: answered at once (counted, summarized when flushed) */
 	denied = count_audit("auth.denied");
 	assert_int_equal(inl_call(&t, NULL, &in, who), 16);
+	assert_int_equal(count_audit("auth.denied"), denied);
+	assert_int_equal(flush_unauth(0), 1);
 	assert_int_equal(count_audit("auth.denied"), denied + 1);
+	/* policy denials are audited one by one, so never decided inline */
 	denied = count_audit("policy.denied");
 	assert_int_equal(inl_call(&t, none, &in, who), 7);
 	assert_int_equal(inl_call(&t, none, &in, who), 7); /* cached token, still denied */
