@@ -121,12 +121,12 @@ enum unauth_reason {
 	UNAUTH_REVOKED,
 	UNAUTH_N_REASONS
 };
-#define UNAUTH_SOURCE_MAX 64			  /* bytes of a source as kept */
-#define UNAUTH_METHODS 16			  /* distinct methods kept per source */
-#define UNAUTH_TOKENS 4				  /* distinct presented token ids kept per source */
-#define UNAUTH_SAMPLE_MAX 64			  /* bytes of caller text kept (before escaping) */
-#define UNAUTH_CLEAN_LEN(n) (6 * (n) + 4)	  /* room for n bytes cleaned (authz_text_clean) */
-#define UNAUTH_NO_METHOD UINT16_MAX		  /* a call whose method has no name */
+#define UNAUTH_SOURCE_MAX 64		  /* bytes of a source as kept */
+#define UNAUTH_METHODS 16		  /* distinct methods kept per source */
+#define UNAUTH_TOKENS 4			  /* distinct presented token ids kept per source */
+#define UNAUTH_SAMPLE_MAX 64		  /* bytes of caller text kept (before escaping) */
+#define UNAUTH_CLEAN_LEN(n) (6 * (n) + 4) /* room for n bytes cleaned (authz_text_clean) */
+#define UNAUTH_NO_METHOD UINT16_MAX	  /* a call whose method has no name */
 #define UNAUTH_DEFAULT_INTERVAL_MS (60 * 1000LL)
 #define UNAUTH_DEFAULT_MAX_SOURCES 1024
 
@@ -138,9 +138,9 @@ enum unauth_reason unauth_reason_from(const char *name);
 /* What one source did in one interval. */
 struct unauth_summary {
 	char source[UNAUTH_CLEAN_LEN(UNAUTH_SOURCE_MAX)]; /* address, cleaned; "other" */
-	bool other;		    /* calls of sources beyond the table's cap, folded together */
-	uint64_t count;		    /* calls; > 0 */
-	int64_t first_us, last_us;  /* first and last call, microseconds since the epoch */
+	bool other;		   /* calls of sources beyond the table's cap, folded together */
+	uint64_t count;		   /* calls; > 0 */
+	int64_t first_us, last_us; /* first and last call, microseconds since the epoch */
 	uint64_t reasons[UNAUTH_N_REASONS];
 	size_t n_methods;
 	struct {
@@ -157,11 +157,11 @@ struct unauth_summary {
 
 /* One unauthenticated call. Strings are borrowed. */
 struct unauth_call {
-	const char *peer;	   /* gRPC's peer, "ipv4:10.0.0.1:5555" */
-	uint16_t method;	   /* index of the method, or UNAUTH_NO_METHOD */
+	const char *peer; /* gRPC's peer, "ipv4:10.0.0.1:5555" */
+	uint16_t method;  /* index of the method, or UNAUTH_NO_METHOD */
 	enum unauth_reason reason;
-	const char *token_id;	   /* the presented token's id (hex), or NULL/"" */
-	const char *resource;	   /* the call's resource: caller text, NULL/"" */
+	const char *token_id; /* the presented token's id (hex), or NULL/"" */
+	const char *resource; /* the call's resource: caller text, NULL/"" */
 	int64_t now_us;
 };
 

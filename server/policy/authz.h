@@ -31,9 +31,9 @@ struct authz_config {
 					   * overwritten); NULL: no bootstrap */
 	int poll_ms;			  /* generation poll period, 0: 300; 10..10000 */
 	bool no_poller;			  /* tests: no thread, call authz_refresh yourself */
-	int64_t unauth_interval_ms; /* one auth.denied summary per source this often; 0: 60 s;
+	int64_t unauth_interval_ms;	  /* one auth.denied summary per source this often; 0: 60 s;
 				     * < 0: only at close (tests) */
-	size_t unauth_max_sources;  /* sources summarized apart; 0: 1024 (more: "other") */
+	size_t unauth_max_sources;	  /* sources summarized apart; 0: 1024 (more: "other") */
 };
 
 /* Outcome of the bootstrap in authz_open, for logs and tests. */

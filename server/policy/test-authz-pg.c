@@ -367,9 +367,10 @@ static void test_unauthenticated(void **state)
 		assert_int_equal(json_integer_value(json_object_get(r, "malformed")) +
 					 json_integer_value(json_object_get(r, "unknown")),
 				 2);
-		assert_int_equal(json_integer_value(json_object_get(
-					 json_object_get(o, "methods"), "/trstctl.v1.Policy/GetPolicy")),
-				 3);
+		assert_int_equal(
+			json_integer_value(json_object_get(json_object_get(o, "methods"),
+							   "/trstctl.v1.Policy/GetPolicy")),
+			3);
 		assert_string_equal(json_string_value(json_object_get(o, "source")), "127.0.0.1");
 		json_decref(o);
 	}
@@ -568,8 +569,8 @@ static void test_revocation_other_server(void **state)
 		bool named = false;
 
 		/* server 1's summary: the revoked token among those its source presented */
-		assert_true(json_integer_value(json_object_get(
-				    json_object_get(o, "reasons"), "revoked")) >= 1);
+		assert_true(json_integer_value(json_object_get(json_object_get(o, "reasons"),
+							       "revoked")) >= 1);
 		for (size_t i = 0; i < json_array_size(ids); i++)
 			named = named || strcmp(json_string_value(json_array_get(ids, i)), id) == 0;
 		assert_true(named || json_integer_value(json_object_get(o, "other_token_ids")) > 0);

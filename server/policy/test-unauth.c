@@ -68,12 +68,12 @@ static void test_text_clean(void **state)
 		{ "esc\x1b[31mred", 64, "esc\\x1B[31mred" },
 		{ "del\x7f", 64, "del\\x7F" },
 		{ "back\\slash", 64, "back\\\\slash" },
-		{ "caf\xc3\xa9", 64, "caf\xc3\xa9" },		/* é kept */
-		{ "bad\xc3\x28", 64, "bad\\xC3(" },		/* invalid UTF-8 */
+		{ "caf\xc3\xa9", 64, "caf\xc3\xa9" },		  /* é kept */
+		{ "bad\xc3\x28", 64, "bad\\xC3(" },		  /* invalid UTF-8 */
 		{ "over\xc0\xaflong", 64, "over\\xC0\\xAFlong" }, /* overlong '/' */
-		{ "c1\xc2\x85x", 64, "c1\\u{0085}x" },		/* NEL */
-		{ "rlo\xe2\x80\xaex", 64, "rlo\\u{202E}x" },	/* right-to-left override */
-		{ "zw\xe2\x80\x8bx", 64, "zw\\u{200B}x" },	/* zero-width space */
+		{ "c1\xc2\x85x", 64, "c1\\u{0085}x" },		  /* NEL */
+		{ "rlo\xe2\x80\xaex", 64, "rlo\\u{202E}x" },	  /* right-to-left override */
+		{ "zw\xe2\x80\x8bx", 64, "zw\\u{200B}x" },	  /* zero-width space */
 		{ "bom\xef\xbb\xbf", 64, "bom\\u{FEFF}" },
 		{ "abcdef", 3, "abc..." },
 		{ "abcdef", 6, "abcdef" },
@@ -139,15 +139,15 @@ static void test_one_source(void **state)
 	junk[3] = '\n';
 	assert_int_equal(unauth_table_new(8, &t), 0);
 	for (int i = 0; i < 1000; i++) {
-		struct unauth_call c = call(i % 2 ? "ipv4:127.0.0.1:1000" : "ipv4:127.0.0.1:2000",
-					    (uint16_t)(i % 3), i % 2 ? UNAUTH_MISSING : UNAUTH_MALFORMED,
-					    "", junk, 1000 + i);
+		struct unauth_call c = call(
+			i % 2 ? "ipv4:127.0.0.1:1000" : "ipv4:127.0.0.1:2000", (uint16_t)(i % 3),
+			i % 2 ? UNAUTH_MISSING : UNAUTH_MALFORMED, "", junk, 1000 + i);
 
 		unauth_note(t, &c);
 	}
 	{
-		struct unauth_call c = call("ipv4:127.0.0.1:3", 0, UNAUTH_REVOKED, "0123456789abcdef",
-					    "secret/x", 5);
+		struct unauth_call c = call("ipv4:127.0.0.1:3", 0, UNAUTH_REVOKED,
+					    "0123456789abcdef", "secret/x", 5);
 
 		unauth_note(t, &c);
 	}
@@ -295,8 +295,9 @@ static void test_json(void **state)
 	(void)state;
 	assert_int_equal(unauth_table_new(4, &t), 0);
 	for (int i = 0; i < 5; i++) {
-		struct unauth_call c = call("ipv4:192.0.2.1:7", i < 3 ? 0 : UNAUTH_NO_METHOD,
-					    UNAUTH_MALFORMED, "", "secret/\x01x", 1700000000000000LL);
+		struct unauth_call c =
+			call("ipv4:192.0.2.1:7", i < 3 ? 0 : UNAUTH_NO_METHOD, UNAUTH_MALFORMED, "",
+			     "secret/\x01x", 1700000000000000LL);
 
 		unauth_note(t, &c);
 	}
@@ -306,15 +307,12 @@ static void test_json(void **state)
 	assert_string_equal(json_string_value(json_object_get(o, "source")), "192.0.2.1");
 	assert_int_equal(json_integer_value(json_object_get(o, "count")), 5);
 	assert_int_equal(json_integer_value(json_object_get(o, "interval_seconds")), 60);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "reasons"),
-							    "malformed")),
-			 5);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "methods"),
-							    names[0])),
-			 3);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "methods"),
-							    "(none)")),
-			 2);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(o, "reasons"), "malformed")), 5);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(o, "methods"), names[0])), 3);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(o, "methods"), "(none)")), 2);
 	assert_string_equal(json_string_value(json_object_get(o, "first_time")),
 			    "2023-11-14T22:13:20.000000Z");
 	assert_string_equal(json_string_value(json_object_get(o, "sample_resource")),
@@ -332,7 +330,11 @@ static void test_json(void **state)
 /* The table against a plain list: every call of every source is counted once. */
 static void test_model(void **state)
 {
-	enum { SOURCES = 300, CALLS = 20000, CAP = 200 };
+	enum {
+		SOURCES = 300,
+		CALLS = 20000,
+		CAP = 200
+	};
 	static uint64_t want[SOURCES];
 	struct unauth_table *t = NULL;
 	struct unauth_summary *s = NULL;

@@ -23,13 +23,13 @@
 #include "net.h"
 
 struct unauth_table {
-	pthread_mutex_t mu;		/* guards everything below */
-	size_t max;			/* sources kept besides other */
-	struct hsearch_data index;	/* source -> position in entries (data is n + 1) */
-	bool indexed;			/* index was created */
+	pthread_mutex_t mu;		 /* guards everything below */
+	size_t max;			 /* sources kept besides other */
+	struct hsearch_data index;	 /* source -> position in entries (data is n + 1) */
+	bool indexed;			 /* index was created */
 	struct unauth_summary **entries; /* n of them, each its own allocation (keys stay put) */
 	size_t n, cap;
-	struct unauth_summary other;	/* count 0: unused */
+	struct unauth_summary other; /* count 0: unused */
 	uint64_t totals[UNAUTH_N_REASONS];
 	uint64_t folded;
 };
@@ -415,21 +415,22 @@ json_t *unauth_summary_json(const struct unauth_summary *s, const char *const *n
 	audit_format_time(s->last_us, last, sizeof(last));
 	for (int i = 0; reasons && i < UNAUTH_N_REASONS; i++)
 		if (s->reasons[i])
-			json_object_set_new(reasons, reason_names[i], json_integer((json_int_t)s->reasons[i]));
+			json_object_set_new(reasons, reason_names[i],
+					    json_integer((json_int_t)s->reasons[i]));
 	for (size_t i = 0; methods && i < s->n_methods; i++) {
-		const char *name = s->methods[i].idx < n_names ? names[s->methods[i].idx] : "(none)";
+		const char *name =
+			s->methods[i].idx < n_names ? names[s->methods[i].idx] : "(none)";
 
 		json_object_set_new(methods, name, json_integer((json_int_t)s->methods[i].count));
 	}
 	for (size_t i = 0; tokens && i < s->n_tokens; i++)
 		json_array_append_new(tokens, json_string(s->tokens[i]));
-	o = json_pack("{s:s, s:b, s:I, s:s, s:s, s:I, s:o, s:o, s:I, s:o, s:I, s:s, s:I}",
-		      "source", s->source, "other_sources", s->other, "count",
-		      (json_int_t)s->count, "first_time", first, "last_time", last,
-		      "interval_seconds", (json_int_t)(interval_ms / 1000), "reasons", reasons,
-		      "methods", methods, "other_methods", (json_int_t)s->other_methods,
-		      "token_ids", tokens, "other_token_ids", (json_int_t)s->other_tokens,
-		      "sample_resource", s->sample, "sample_resource_bytes",
-		      (json_int_t)s->sample_bytes);
+	o = json_pack("{s:s, s:b, s:I, s:s, s:s, s:I, s:o, s:o, s:I, s:o, s:I, s:s, s:I}", "source",
+		      s->source, "other_sources", s->other, "count", (json_int_t)s->count,
+		      "first_time", first, "last_time", last, "interval_seconds",
+		      (json_int_t)(interval_ms / 1000), "reasons", reasons, "methods", methods,
+		      "other_methods", (json_int_t)s->other_methods, "token_ids", tokens,
+		      "other_token_ids", (json_int_t)s->other_tokens, "sample_resource", s->sample,
+		      "sample_resource_bytes", (json_int_t)s->sample_bytes);
 	return o; /* json_pack's "o" took reasons, methods and tokens (also when it failed) */
 }
