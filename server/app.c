@@ -292,6 +292,9 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 {
 	struct app *a = calloc(1, sizeof(*a));
 	struct bus_config bc = { .nats_url = c->nats.url };
+	const struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
+					 .checkpoint_file = c->audit.checkpoint_file,
+					 .nats_url = c->nats.url };
 	bool generated = false;
 	char err[512];
 	int r;
@@ -329,7 +332,7 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		goto fail;
 	}
 	/* Hooks first: db drops attached items of a kind nobody registered. */
-	r = audit_open(a->db, a->kek, NULL, &a->audit);
+	r = audit_open(a->db, a->kek, &ac, &a->audit);
 	if (r < 0) {
 		log_error("cannot open the audit log", "error", "%s", strerror(-r));
 		goto fail;

@@ -223,7 +223,11 @@ int audit_cli(int argc, char **argv, const struct cfg *c)
 		fprintf(stderr, "trstctl audit: cannot connect to PostgreSQL: %s\n", strerror(-r));
 		return EXIT_BROKEN;
 	}
-	r = audit_open(db, NULL, NULL, &a);
+	/* verify compares the chain with the witnesses this host's server keeps */
+	r = audit_open(db, NULL,
+		       &(const struct audit_config){ .checkpoint_file = c->audit.checkpoint_file,
+						     .nats_url = c->nats.url },
+		       &a);
 	if (r >= 0) {
 		if (!strcmp(cmd, "list"))
 			r = cmd_list(a, &o);

@@ -2,8 +2,9 @@
  * Integration tests of audit/ against a real PostgreSQL (TRSTCTL_POSTGRES_DSN, started by
  * db/run-with-pg.sh): the chain under concurrent group-commit writers, tampering with every
  * column of a record, deleted records, tampered checkpoints, two pools (two servers) on one
- * chain, the live tail across the history/live switch, paging, the sealed key, and the
- * throughput of durable audited writes (printed, not asserted).
+ * chain, the tail cut from the tables and caught by the witness file, the live tail across
+ * the history/live switch, paging, the sealed key, and the throughput of durable audited
+ * writes (printed, not asserted).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -26,6 +30,7 @@
 #define EVERY 50
 #define TENANT_B "0b000000-0000-4000-8000-00000000000b"
 #define TENANT_C "0c000000-0000-4000-8000-00000000000c"
+#define TENANT_D "0d000000-0000-4000-8000-00000000000d"
 
 struct env {
 	struct db *db, *db2;
@@ -389,6 +394,92 @@ static void test_delete(void **state)
 	expect_bad(TENANT_C, 1, "deleted first record");
 }
 
+/* Deleting the newest records and checkpoints and moving the head back leaves a shorter
+ * chain that passes every check on the tables; the witness file remembers the head. */
+static void test_witness(void **state)
+{
+	char dir[] = "/tmp/trstctl-witness.XXXXXX", path[128], line[512];
+	struct audit_config ac = { .checkpoint_interval_ms = -1 };
+	struct audit_verify_result r;
+	struct audit *w = NULL;
+	struct stat st;
+	FILE *f;
+	int lines = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sub/checkpoints", dir);
+	ac.checkpoint_file = path;
+	assert_int_equal(audit_open(E.db, NULL, &ac, &w), 0); /* read-only: witnesses, verifies */
+	write_n(E.db, TENANT_D, "d.event", 20);
+	assert_true(audit_checkpoint_now(E.a) >= 1);
+	assert_true(audit_witness_now(w) >= 1);
+	assert_int_equal(audit_witness_now(w), 0); /* nothing newer: nothing written */
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		lines += strstr(line, TENANT_D) != NULL;
+	fclose(f);
+	assert_int_equal(lines, 1);
+
+	/* untouched: the witness matches */
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.witnessed, 20);
+	assert_non_null(strstr(r.detail, "witnessed checkpoint (sequence 20, local file) matches"));
+
+	/* the tail cut in the tables: the tables alone still verify, the witness does not */
+	exec("DELETE FROM audit_events WHERE tenant_id = '" TENANT_D "' AND sequence > 12");
+	exec("DELETE FROM audit_checkpoints WHERE tenant_id = '" TENANT_D "' AND sequence > 12");
+	exec("UPDATE audit_head SET sequence = 12, hash = (SELECT hash FROM audit_events WHERE "
+	     "tenant_id = '" TENANT_D "' AND sequence = 12) WHERE tenant_id = '" TENANT_D "'");
+	expect_ok(TENANT_D, 12);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 13);
+	assert_non_null(strstr(r.detail, "records missing after sequence 12"));
+	assert_non_null(strstr(r.detail, "expects the head at sequence 20"));
+	printf("# truncated tail -> %s\n", r.detail);
+	/* a head the witness does not move back: a new, lower checkpoint is not witnessed */
+	assert_true(audit_checkpoint_now(E.a) >= 1);
+	assert_int_equal(audit_witness_now(w) >= 0, 1);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+
+	/* new records past the cut: the chain reaches 20 again, with other hashes */
+	write_n(E.db, TENANT_D, "d.again", 10);
+	expect_ok(TENANT_D, 22);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 20);
+	assert_non_null(strstr(r.detail, "chain was rewritten"));
+
+	/* a line that no audit key signed (another database's file) */
+	f = fopen(path, "a");
+	fprintf(f,
+		"{\"tenant_id\":\"%s\",\"sequence\":21,\"hash\":\"%064d\",\"key_version\":1,"
+		"\"signature\":\"%0128d\",\"time\":\"x\"}\n",
+		TENANT_D, 0, 0);
+	fprintf(f, "{\"tenant_id\":\"%s\",\"sequence\":99,\"cut", TENANT_D); /* crash mid-line */
+	fclose(f);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 21);
+	assert_non_null(strstr(r.detail, "not signed by an audit key of this database"));
+
+	/* no file (yet): nothing to compare, and detail says so */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.witnessed, 0);
+	assert_non_null(strstr(r.detail, "holds no witness"));
+	audit_close(w);
+	rmdir(dirname(path));
+	rmdir(dir);
+}
+
 static void test_two_servers(void **state)
 {
 	int64_t before = head_of(NULL);
@@ -589,6 +680,7 @@ int main(void)
 		cmocka_unit_test(test_tamper_each_column),
 		cmocka_unit_test(test_checkpoint_tamper),
 		cmocka_unit_test(test_delete),
+		cmocka_unit_test(test_witness),
 		cmocka_unit_test(test_two_servers),
 		cmocka_unit_test(test_watch_switch),
 		cmocka_unit_test(test_list_paging),
