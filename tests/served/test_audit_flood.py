@@ -13,13 +13,9 @@ the summary is written without a restart. The chain verifies at the end.
 usage: test_audit_flood.py --trstctl PATH [--source-root DIR]
 """
 
-import argparse
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -34,7 +30,7 @@ import audit_pb2  # noqa: E402
 import ca_pb2  # noqa: E402
 import policy_pb2  # noqa: E402
 import secrets_pb2  # noqa: E402
-from test_policy import start_pg, stop_pg  # noqa: E402
+from test_policy import PolicyTest, main  # noqa: E402
 
 CALLS = 2000
 UNAUTH = grpc.StatusCode.UNAUTHENTICATED
@@ -66,36 +62,10 @@ def unauth_metric(srv):
     return out
 
 
-class FloodTest:
-    def __init__(self, exe, root):
-        self.exe = exe
-        self.root = root
-        self.tmp = tempfile.mkdtemp(prefix='trstctl-flood-')
-        self.dsn = start_pg(root, os.path.join(self.tmp, 'pg'))
-        self.kek = os.path.join(self.tmp, 'kek', 'kek.bin')
-        self.servers = []
-
-    def server(self, interval):
-        env = {'TRSTCTL_POSTGRES_DSN': self.dsn,
-               'TRSTCTL_SECRETS_KEK_FILE': self.kek,
-               'TRSTCTL_KEK_GENERATE': 'true',
-               'TRSTCTL_SERVER_TLS_MODE': 'disabled',
-               'TRSTCTL_DEV_ALLOW_PLAINTEXT': 'true',
-               'TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL': interval}
-        s = harness.Server(self.exe, env, start_timeout=60).start()
-        self.servers.append(s)
-        return s
-
-    def close(self):
-        for s in self.servers:
-            s.stop()
-            shutil.rmtree(s.state_dir, ignore_errors=True)
-        stop_pg(self.root, os.path.join(self.tmp, 'pg'))
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
+class FloodTest(PolicyTest):
     def run(self):
         checks = harness.Checks('audit-flood')
-        a = self.server('24h')
+        a = self.server(TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL='24h')
         checks.server = a
         admin_token = a.bootstrap_token()
         st = {}
@@ -186,7 +156,7 @@ class FloodTest:
             code = a.stop()
             expect(code == 0, 'server exit %r' % code)
             expect('cannot audit' not in a.log(), 'shutdown log:\n%s' % a.log_tail())
-            b = self.server('1s')
+            b = self.server(TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL='1s')
             checks.server = b
             st['b'] = b
             new = events(b, '')[st['before_all']:]
@@ -260,18 +230,6 @@ class FloodTest:
             if not checks.run(name, fn) and name.startswith('2,000'):
                 break
         return checks.finish()
-
-
-def main(cls):
-    p = argparse.ArgumentParser()
-    p.add_argument('--trstctl', required=True)
-    p.add_argument('--source-root', default=harness.REPO)
-    args = p.parse_args()
-    t = cls(args.trstctl, args.source_root)
-    try:
-        return t.run()
-    finally:
-        t.close()
 
 
 if __name__ == '__main__':

@@ -14,13 +14,11 @@ JetStream still tells.
 usage: test_audit_truncate.py --trstctl PATH [--source-root DIR]
 """
 
-import argparse
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import harness
@@ -33,21 +31,17 @@ import grpc  # noqa: E402
 import audit_pb2  # noqa: E402
 import secrets_pb2  # noqa: E402
 from spine import psql  # noqa: E402
-from test_policy import start_pg, stop_pg  # noqa: E402
+from test_policy import PolicyTest, main  # noqa: E402
 
 CUT = 10  # records cut from the tail
 
 
-class TruncateTest:
+class TruncateTest(PolicyTest):
     def __init__(self, exe, root):
-        self.exe = exe
-        self.root = root
-        self.tmp = tempfile.mkdtemp(prefix='trstctl-truncate-')
-        self.dsn = start_pg(root, os.path.join(self.tmp, 'pg'))
+        super().__init__(exe, root)
         self.nats_url = self.start_nats()
         self.state = os.path.join(self.tmp, 'state')
         self.witness = os.path.join(self.state, 'audit-checkpoints')
-        self.servers = []
 
     def services(self, script):
         return subprocess.run(['bash', '-c', '. "%s/scripts/lib/services.sh" && %s'
@@ -64,27 +58,18 @@ class TruncateTest:
         return r.stdout.strip().splitlines()[-1]
 
     def env(self):
-        return {'TRSTCTL_POSTGRES_DSN': self.dsn,
-                'TRSTCTL_STATE_DIR': self.state,
-                'TRSTCTL_SECRETS_KEK_FILE': os.path.join(self.tmp, 'kek.bin'),
-                'TRSTCTL_KEK_GENERATE': 'true',
-                'TRSTCTL_SERVER_TLS_MODE': 'disabled',
-                'TRSTCTL_DEV_ALLOW_PLAINTEXT': 'true',
+        """What the servers add to PolicyTest's: one state folder (the witness file lives
+        on across restarts), NATS, a checkpoint every second."""
+        return {'TRSTCTL_STATE_DIR': self.state,
                 'TRSTCTL_NATS_URL': self.nats_url,
                 'TRSTCTL_AUDIT_CHECKPOINT_INTERVAL': '1s'}
 
     def server(self):
-        s = harness.Server(self.exe, self.env(), start_timeout=60).start()
-        self.servers.append(s)
-        return s
+        return super().server(**self.env())
 
     def close(self):
-        for s in self.servers:
-            s.stop()
-            shutil.rmtree(s.state_dir, ignore_errors=True)
         self.services('svc_nats_stop "$1"')
-        stop_pg(self.root, os.path.join(self.tmp, 'pg'))
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super().close()
 
     def witnessed(self):
         """The newest sequence in the local checkpoint file (0: none)."""
@@ -170,7 +155,7 @@ class TruncateTest:
         def cli_reports():
             env = {k: v for k, v in os.environ.items() if not k.startswith('TRSTCTL_')}
             env.update(self.env())
-            env['TRSTCTL_SERVER_ADDR'] = '127.0.0.1:0'  # plaintext is for loopback only
+            env.update({'TRSTCTL_POSTGRES_DSN': self.dsn, 'TRSTCTL_SECRETS_KEK_FILE': self.kek})
             out = subprocess.run([self.exe, 'audit', 'verify'], env=env, capture_output=True,
                                  text=True, timeout=60)
             expect(out.returncode == 1 and 'BROKEN at sequence %d' % (st['keep'] + 1)
@@ -200,17 +185,5 @@ class TruncateTest:
         return checks.finish()
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument('--trstctl', required=True)
-    p.add_argument('--source-root', default=harness.REPO)
-    args = p.parse_args()
-    t = TruncateTest(args.trstctl, args.source_root)
-    try:
-        return t.run()
-    finally:
-        t.close()
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(main(TruncateTest))
