@@ -133,7 +133,7 @@ static const struct cfg_setting cfg_settings[] = {
 	    "auth.unauthenticated_summary_interval", auth.unauth_summary_interval_ms, "1m", 1000,
 	    86400000),
 	INT("TRSTCTL_AUTH_UNAUTHENTICATED_MAX_SOURCES", "auth.unauthenticated_max_sources",
-	    auth.unauth_max_sources, "1024", 1, 1000000),
+	    auth.unauth_max_sources, "1024", 1, 100000),
 	DUR("TRSTCTL_AUDIT_CHECKPOINT_INTERVAL", "audit.checkpoint_interval",
 	    audit.checkpoint_interval_ms, "1m", 1000, 86400000),
 	{ "TRSTCTL_AUDIT_CHECKPOINT_FILE", "audit.checkpoint_file", T_STR, F(audit.checkpoint_file),
