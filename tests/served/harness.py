@@ -3,8 +3,9 @@
 A Server is configured only through the environment (TRSTCTL_*), started with
 TRSTCTL_SERVER_ADDR=127.0.0.1:0, and its port is read from the JSON log line that says
 "msg":"serving". Its stderr is collected on a thread so that a failing test can show it.
-Also here: TLS material made with the openssl command line, the server certificate of
-the internal TLS mode, grpcio channels for each mode, and a small check runner.
+Also here: TLS material made with the openssl command line, the CA bundle and the served
+certificate of the internal TLS mode, grpcio channels for each mode, and a small check
+runner.
 
 Tests that cannot run here (no trstctl binary, no grpcio, no openssl) exit 77.
 """
@@ -199,13 +200,10 @@ class Server:
                 raise ServerError('no bootstrap token in %s' % path)
             time.sleep(0.05)
 
-    def internal_cert_pem(self):
-        """The self-signed certificate of the internal TLS mode, as PEM bytes."""
-        path = os.path.join(self.env['TRSTCTL_STATE_DIR'], 'server-cert.pem')
-        if os.path.exists(path):
-            with open(path, 'rb') as f:
-                return f.read()
-        return fetch_cert('127.0.0.1', self.port)
+    def internal_ca_pem(self):
+        """The CA bundle of the internal TLS mode (PEM bytes), as the server wrote it to its
+        state folder at start-up: the roots its certificate verifies under."""
+        return read(os.path.join(self.env['TRSTCTL_STATE_DIR'], 'ca-bundle.pem'))
 
 
 def serving_port(line):
@@ -222,14 +220,14 @@ def serving_port(line):
     return int(m.group(1)) if m else None
 
 
-def fetch_cert(host, port, timeout=5.0):
-    """The server's leaf certificate as PEM bytes (TLS handshake without verification)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+def served_cert(host, port, ca_pem, server_hostname, timeout=5.0):
+    """The leaf certificate the server presents on a new connection, as PEM bytes, after
+    the handshake verified it with ca_pem for server_hostname (ssl.SSLCertVerificationError
+    otherwise)."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(['h2'])
     with socket.create_connection((host, port), timeout=timeout) as s:
-        with ctx.wrap_socket(s, server_hostname='localhost') as t:
+        with ctx.wrap_socket(s, server_hostname=server_hostname) as t:
             der = t.getpeercert(binary_form=True)
     return ssl.DER_cert_to_PEM_cert(der).encode()
 

@@ -41,7 +41,7 @@ def main():
             f.write(token + '\n')
         pinned = os.path.join(tmp, 'pinned.pem')
         with open(pinned, 'wb') as f:
-            f.write(server.internal_cert_pem())
+            f.write(server.internal_ca_pem())
         print('server up at %s (internal TLS)' % server.addr, flush=True)
         base = [args.go_check, '-addr', server.addr, '-ca', pinned, '-server-name', 'localhost']
         checks = harness.Checks('go-client', server)

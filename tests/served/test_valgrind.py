@@ -50,7 +50,7 @@ def main():
     checks = harness.Checks('valgrind')
     env = {'TRSTCTL_SERVER_TLS_MODE': 'internal', 'TRSTCTL_SERVER_SHUTDOWN_GRACE': '3s'}
     with harness.Server(args.trstctl, env=env, start_timeout=120, wrapper=wrapper) as srv:
-        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_cert_pem())
+        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_ca_pem())
         health = health_pb2_grpc.HealthStub(ch)
 
         def check_health():
