@@ -10,12 +10,14 @@
 #include "app-ready.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "authz.h"
@@ -46,6 +48,7 @@ struct app {
 	struct authz *authz;
 	struct secrets *secrets;
 	struct ca_service *ca;
+	struct ca_server_cert *server_cert; /* internal TLS mode: the served certificate */
 	struct guard_run *guard;
 	/* guard denials on their way to the audit log */
 	pthread_t denial_thread;
@@ -287,6 +290,65 @@ static int open_services(struct app *a)
 	return 0;
 }
 
+/* Writes the CA bundle for the clients on this host: a temporary file, then a rename. */
+static int write_bundle(const char *path, const char *pem)
+{
+	char tmp[4096];
+	size_t n = strlen(pem);
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, pem, n) != (ssize_t)n || fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		return -EIO;
+	}
+	close(fd);
+	return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+/*
+ * Internal TLS: the CA bundle in the state folder (what the client sub-commands verify the
+ * server with), then the server certificate from the CA for server.tls.sans.
+ */
+static int open_server_cert(struct app *a)
+{
+	const struct cfg *c = a->cfg;
+	const struct ca_server_cert_config scc = {
+		.names = (const char *const *)c->server.tls_sans,
+		.n_names = c->server.n_tls_sans,
+		.validity_seconds = c->server.tls_validity_ms / 1000,
+		.renew_before_seconds = c->server.tls_renew_before_ms / 1000,
+	};
+	char path[4096], err[CA_ERR_LEN] = "";
+	int r;
+
+	snprintf(path, sizeof(path), "%s/ca-bundle.pem", c->state_dir);
+	r = write_bundle(path, ca_service_bundle_pem(a->ca));
+	if (r < 0) {
+		log_error("cannot write the CA bundle", "path", "%s", path, "error", "%s",
+			  strerror(-r));
+		return r;
+	}
+	r = ca_server_cert_open(a->ca, &scc, &a->server_cert, err, sizeof(err));
+	if (r < 0)
+		log_error("cannot obtain the server certificate from the CA", "error", "%s",
+			  err[0] ? err : strerror(-r));
+	return r;
+}
+
+void app_tls_source(struct app *a, struct rpc_server_config *config)
+{
+	if (!a->server_cert)
+		return;
+	config->tls_source = ca_server_cert_fetch;
+	config->tls_source_ud = a->server_cert;
+}
+
 int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	     struct app **ret_app)
 {
@@ -343,6 +405,8 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		goto fail;
 	}
 	r = open_services(a);
+	if (r >= 0 && c->server.tls_mode == CFG_TLS_INTERNAL)
+		r = open_server_cert(a);
 	if (r < 0)
 		goto fail;
 	if (pthread_create(&a->denial_thread, NULL, denial_main, a) == 0)
@@ -389,6 +453,7 @@ struct app *app_close(struct app *a)
 	if (!a)
 		return NULL;
 	a->purger = change_purger_stop(a->purger);
+	a->server_cert = ca_server_cert_close(a->server_cert);
 	a->ca = ca_service_close(a->ca);
 	a->secrets = secrets_close(a->secrets);
 	a->authz = authz_close(a->authz);

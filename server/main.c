@@ -182,7 +182,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	struct http_server *h = NULL;
 	struct guard_run *guard = NULL;
 	struct app *app = NULL;
-	char cert_out[4096], gerr[512];
+	char gerr[512];
 	int port, sig, r;
 
 	log_config(c);
@@ -193,10 +193,6 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		log_error("cannot create the state folder", "path", "%s", c->state_dir, "error",
 			  "%s", strerror(-r));
 		return 1;
-	}
-	if (rc.tls_mode == RPC_TLS_INTERNAL) {
-		snprintf(cert_out, sizeof(cert_out), "%s/server-cert.pem", c->state_dir);
-		rc.tls_cert_out = cert_out;
 	}
 	if (rc.tls_mode == RPC_TLS_DISABLED)
 		log_warn("TLS IS DISABLED: gRPC traffic is plaintext (development only)", "addr",
@@ -222,6 +218,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		return r == -EINTR ? 0 : 1;
 	}
 
+	app_tls_source(app, &rc); /* internal TLS: the CA's server certificate */
 	rpc_init();
 	r = rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &s);
 	if (r >= 0)

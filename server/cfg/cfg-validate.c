@@ -11,10 +11,12 @@
 #include "cfg-internal.h"
 #include "net.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static bool host_is_loopback(const char *host)
 {
@@ -55,6 +57,49 @@ static void check_hostport(const char *key, const char *v, struct cfg_errs *e)
 	free(host);
 }
 
+/* One 17-byte key per address (family byte, then 4 or 16 bytes); false for no address. */
+static bool ip_key(const char *s, unsigned char key[17])
+{
+	memset(key, 0, 17);
+	if (inet_pton(AF_INET, s, key + 1) == 1)
+		key[0] = 4;
+	else if (inet_pton(AF_INET6, s, key + 1) == 1)
+		key[0] = 6;
+	return key[0] != 0;
+}
+
+/* The names of the internal certificate: DNS names or addresses, each once, at most 100. */
+static void validate_sans(const struct cfg_server *s, struct cfg_errs *e)
+{
+	unsigned char a[17], b[17];
+
+	if (s->tls_mode == CFG_TLS_INTERNAL && s->n_tls_sans == 0)
+		cfg_errs_add(e, "server.tls.sans must name at least one DNS name or IP address "
+				"when server.tls.mode is internal");
+	if (s->n_tls_sans > 100)
+		cfg_errs_add(e, "server.tls.sans has %zu entries; at most 100", s->n_tls_sans);
+	for (size_t i = 0; i < s->n_tls_sans; i++) {
+		const char *v = s->tls_sans[i];
+		bool ip = ip_key(v, a);
+
+		if (!ip && !net_dns_name_valid(v)) {
+			cfg_errs_add(e,
+				     "server.tls.sans entry \"%s\" must be a DNS name or an IP "
+				     "address",
+				     v);
+			continue;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (ip ? ip_key(s->tls_sans[j], b) && !memcmp(a, b, sizeof(a)) :
+				 !strcasecmp(v, s->tls_sans[j])) {
+				cfg_errs_add(e, "server.tls.sans entry \"%s\" is listed twice", v);
+				break;
+			}
+	}
+	if (s->tls_renew_before_ms >= s->tls_validity_ms)
+		cfg_errs_add(e, "server.tls.renew_before must be shorter than server.tls.validity");
+}
+
 static void validate_server(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_server *s = &c->server;
@@ -90,6 +135,7 @@ static void validate_server(const struct cfg *c, struct cfg_errs *e)
 			     "server.max_unauthenticated_streams (%d) must be less than "
 			     "server.max_streams (%d), so that calls with a token keep a share",
 			     s->max_unauthenticated_streams, s->max_streams);
+	validate_sans(s, e);
 	check_hostport("metrics.addr", c->metrics.addr, e);
 }
 

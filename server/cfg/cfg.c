@@ -4,11 +4,13 @@
  * redacted. Loading applies the defaults, then the JSON file named by TRSTCTL_CONFIG_FILE
  * (parsed strictly: unknown or duplicate keys are errors), then the environment; an empty
  * variable never overrides. --check-config prints the table in order, and the docs test
- * compares the table with docs/configuration.md. Nothing here reads getenv or logs.
+ * compares the table with docs/configuration.md. Nothing here reads getenv or logs; the one
+ * fact of the host it reads is its name (a default of server.tls.sans).
  */
 #include "cfg.h"
 #include "cfg-internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -16,6 +18,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "net.h"
 
 enum cfg_type {
 	T_STR,
@@ -92,6 +97,12 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_SERVER_TLS_KEY_FILE", "server.tls.key_file", server.tls_key_file, NULL),
 	STR("TRSTCTL_SERVER_TLS_CLIENT_CA_FILE", "server.tls.client_ca_file",
 	    server.tls_client_ca_file, NULL),
+	{ "TRSTCTL_SERVER_TLS_SANS", "server.tls.sans", T_LIST, F(server.tls_sans),
+	  F(server.n_tls_sans), NULL, "localhost,127.0.0.1,::1,<hostname>", NULL, 0, 0, R_NONE },
+	DUR("TRSTCTL_SERVER_TLS_VALIDITY", "server.tls.validity", server.tls_validity_ms, "2160h",
+	    1000, 3153600000000),
+	DUR("TRSTCTL_SERVER_TLS_RENEW_BEFORE", "server.tls.renew_before",
+	    server.tls_renew_before_ms, "720h", 1000, 3153600000000),
 	BOOL("TRSTCTL_DEV_ALLOW_PLAINTEXT", "server.dev_allow_plaintext",
 	     server.dev_allow_plaintext, "false"),
 	INT("TRSTCTL_SERVER_WORKERS", "server.workers", server.workers, "0", 0, 256),
@@ -349,6 +360,22 @@ int cfg_parse_duration(const char *s, int64_t *ret_ms)
 	}
 	*ret_ms = total;
 	return 0;
+}
+
+/* A duration in its largest exact unit ("90s" for 1m30s) into buf; returns buf. */
+static const char *format_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms == 0)
+		snprintf(buf, len, "0s");
+	else if (ms % 3600000 == 0)
+		snprintf(buf, len, "%" PRId64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, len, "%" PRId64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRId64 "ms", ms);
+	return buf;
 }
 
 /* Splits a comma-separated list: entries trimmed, empties dropped. */
@@ -684,6 +711,35 @@ static void note_unknown_env(struct cfg *c, char *const *envp, struct cfg_errs *
 	}
 }
 
+/*
+ * The default names of the internal TLS certificate: the loopback names, and this host's
+ * name when it is a DNS name (in a pod: the pod's name).
+ */
+static void default_sans(struct cfg *c, struct cfg_errs *e)
+{
+	static const char *const fixed[] = { "localhost", "127.0.0.1", "::1" };
+	char host[256] = "";
+	size_t n = 0;
+	char **l;
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '\0';
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	l = calloc(4, sizeof(*l));
+	if (!l) {
+		e->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < 3; i++)
+		if (!(l[n++] = strdup(fixed[i])))
+			e->oom = 1;
+	if (net_dns_name_valid(host) && strcmp(host, "localhost") && !(l[n++] = strdup(host)))
+		e->oom = 1;
+	c->server.tls_sans = l;
+	c->server.n_tls_sans = n;
+}
+
 static void derive(struct cfg *c, struct cfg_errs *e)
 {
 	const char *dir = c->state_dir ? c->state_dir : ".";
@@ -692,6 +748,9 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	/* unset (or 0): half of the streams, and never a second error for a bad max_streams */
 	if (!s->max_unauthenticated_streams)
 		s->max_unauthenticated_streams = s->max_streams >= 2 ? s->max_streams / 2 : 1;
+
+	if (!c->server.tls_sans)
+		default_sans(c, e);
 
 	if (!c->secrets.kek_file && asprintf(&c->secrets.kek_file, "%s/secrets/kek.bin", dir) < 0) {
 		c->secrets.kek_file = NULL;
@@ -747,6 +806,7 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 	/* range checks apply to the merged value, whatever its source */
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const struct cfg_setting *s = &cfg_settings[i];
+		char max[32];
 		int64_t x;
 
 		if (s->type != T_INT && s->type != T_I64 && s->type != T_DUR)
@@ -757,7 +817,8 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 			if (s->type == T_DUR && x < s->min)
 				cfg_errs_add(&e, "%s must be positive", s->key);
 			else if (s->type == T_DUR)
-				cfg_errs_add(&e, "%s must be at most 1h", s->key);
+				cfg_errs_add(&e, "%s must be at most %s", s->key,
+					     format_duration(s->max, max, sizeof(max)));
 			else if (s->max == INT32_MAX || s->max == INT64_MAX)
 				cfg_errs_add(&e, "%s must be at least %" PRId64, s->key, s->min);
 			else
@@ -819,20 +880,6 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t)
 	return (unsigned)t < 6 ? ca_key_names[t] : "?";
 }
 
-static void print_duration(FILE *f, int64_t ms)
-{
-	if (ms == 0)
-		fputs("0s", f);
-	else if (ms % 3600000 == 0)
-		fprintf(f, "%" PRId64 "h", ms / 3600000);
-	else if (ms % 60000 == 0)
-		fprintf(f, "%" PRId64 "m", ms / 60000);
-	else if (ms % 1000 == 0)
-		fprintf(f, "%" PRId64 "s", ms / 1000);
-	else
-		fprintf(f, "%" PRId64 "ms", ms);
-}
-
 static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *f)
 {
 	switch (s->type) {
@@ -861,9 +908,12 @@ static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *
 	case T_I64:
 		fprintf(f, "%" PRId64, *(const int64_t *)cfield(c, s->off));
 		return;
-	case T_DUR:
-		print_duration(f, *(const int64_t *)cfield(c, s->off));
+	case T_DUR: {
+		char buf[32];
+
+		fputs(format_duration(*(const int64_t *)cfield(c, s->off), buf, sizeof(buf)), f);
 		return;
+	}
 	case T_ENUM:
 		fputs(s->names[*(const int *)cfield(c, s->off)], f);
 		return;

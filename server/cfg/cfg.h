@@ -32,6 +32,13 @@ struct cfg_server {
 	char *tls_cert_file;	    /* TRSTCTL_SERVER_TLS_CERT_FILE (file mode: required) */
 	char *tls_key_file;	    /* TRSTCTL_SERVER_TLS_KEY_FILE (file mode: required) */
 	char *tls_client_ca_file;   /* TRSTCTL_SERVER_TLS_CLIENT_CA_FILE (optional; mTLS) */
+	char **tls_sans;	    /* TRSTCTL_SERVER_TLS_SANS: DNS names and IP addresses of the
+				     * internal certificate, each once; default localhost,
+				     * 127.0.0.1, ::1 and the host name */
+	size_t n_tls_sans;
+	int64_t tls_validity_ms;     /* TRSTCTL_SERVER_TLS_VALIDITY, default 2160h */
+	int64_t tls_renew_before_ms; /* TRSTCTL_SERVER_TLS_RENEW_BEFORE, default 720h, below
+				      * tls_validity_ms */
 	bool dev_allow_plaintext;   /* TRSTCTL_DEV_ALLOW_PLAINTEXT (disabled TLS needs it) */
 	int workers;		    /* TRSTCTL_SERVER_WORKERS, 0 = online cores, 0..256 */
 	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = max(64, 8 x cores) */

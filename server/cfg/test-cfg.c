@@ -182,6 +182,20 @@ static const struct rule_case rule_cases[] = {
 	  "air_gap.tripwire_addr \"10.0.0.1:443\" must be a public IP address and port" },
 	{ { DSN, "TRSTCTL_AIRGAP_BPF_PIN_PATH=relative/pin" },
 	  "air_gap.bpf_pin_path \"relative/pin\" must be an absolute path" },
+	/* the internal server certificate */
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=trstctl.ns.svc,*.ns.svc,10.1.2.3,fd00::1" }, NULL },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=a..b" },
+	  "server.tls.sans entry \"a..b\" must be a DNS name or an IP address" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=host.example,HOST.example" },
+	  "server.tls.sans entry \"HOST.example\" is listed twice" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=::1,0::1" },
+	  "server.tls.sans entry \"0::1\" is listed twice" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=1h", "TRSTCTL_SERVER_TLS_RENEW_BEFORE=1h" },
+	  "server.tls.renew_before must be shorter than server.tls.validity" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=20s", "TRSTCTL_SERVER_TLS_RENEW_BEFORE=15s" }, NULL },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=900000h" },
+	  "server.tls.validity must be at most 876000h" },
+	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=2h" }, "server.shutdown_grace must be at most 1h" },
 };
 
 static void test_rules(void **state)
@@ -232,6 +246,15 @@ static void test_defaults(void **state)
 	assert_int_equal(c->server.max_unauthenticated_streams, 128); /* half of max_streams */
 	assert_int_equal(c->server.max_request_bytes, 4194304);
 	assert_int_equal(c->server.shutdown_grace_ms, 10000);
+	/* the loopback names, then this host's name when it is a DNS name */
+	assert_true(c->server.n_tls_sans == 3 || c->server.n_tls_sans == 4);
+	assert_string_equal(c->server.tls_sans[0], "localhost");
+	assert_string_equal(c->server.tls_sans[1], "127.0.0.1");
+	assert_string_equal(c->server.tls_sans[2], "::1");
+	if (c->server.n_tls_sans == 4)
+		assert_true(net_dns_name_valid(c->server.tls_sans[3]));
+	assert_int_equal(c->server.tls_validity_ms, 2160LL * 3600 * 1000);
+	assert_int_equal(c->server.tls_renew_before_ms, 720LL * 3600 * 1000);
 	assert_string_equal(c->log.level, "info");
 	assert_string_equal(c->log.format, "json");
 	assert_string_equal(c->metrics.addr, "127.0.0.1:9464");

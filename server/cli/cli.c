@@ -4,12 +4,14 @@
  * the transport and files of server.tls_mode, the bootstrap token), applies the command
  * line over it, and formats times for printing. It assumes the configuration is the
  * server's own (same environment, same state folder), which is what lets every client
- * sub-command run on the server's host with no flag at all.
+ * sub-command run on the server's host with no flag at all: in the internal TLS mode it
+ * verifies the server with the CA bundle the server wrote to the state folder.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,20 +61,53 @@ int cli_read_token(const char *path, char *buf, size_t len)
 	return buf[0] ? 0 : -EINVAL;
 }
 
-/* Transport and files from the configuration; pinned names the internal certificate. */
-static void cfg_transport(const struct cfg *c, struct trstctl_client_config *cc, char *pinned,
-			  size_t len)
+/*
+ * The name to check in the internal certificate when calling addr: none when addr's host is
+ * one of server.tls.sans (the host itself is checked), else localhost when the certificate
+ * carries it, else its first DNS name (a pod calling itself on 127.0.0.1 under its Service
+ * names). Borrowed from c, or static.
+ */
+static const char *internal_target(const struct cfg *c, const char *addr)
+{
+	const char *first_dns = NULL, *found = NULL;
+	bool has_localhost = false;
+	char *host = NULL;
+	int port;
+
+	if (net_split_hostport(addr, &host, &port) < 0)
+		host = NULL;
+	for (size_t i = 0; i < c->server.n_tls_sans; i++) {
+		const char *n = c->server.tls_sans[i];
+		struct net_addr a;
+
+		if (host && !strcasecmp(n, host))
+			found = n;
+		if (!strcasecmp(n, "localhost"))
+			has_localhost = true;
+		else if (!first_dns && net_addr_parse(n, &a) < 0)
+			first_dns = n;
+	}
+	free(host);
+	if (found)
+		return NULL;
+	return has_localhost ? "localhost" : first_dns;
+}
+
+/* Transport and files from the configuration; bundle names the internal CA bundle. */
+static void cfg_transport(const struct cfg *c, const char *addr, struct trstctl_client_config *cc,
+			  char *bundle, size_t len)
 {
 	switch (c->server.tls_mode) {
 	case CFG_TLS_DISABLED:
 		cc->transport = TRSTCTL_PLAINTEXT;
 		break;
 	case CFG_TLS_INTERNAL:
-		snprintf(pinned, len, "%s/server-cert.pem", c->state_dir ? c->state_dir : ".");
-		if (access(pinned, R_OK) == 0) {
+		/* written by the server at start-up: the roots its certificate chains to */
+		snprintf(bundle, len, "%s/ca-bundle.pem", c->state_dir ? c->state_dir : ".");
+		if (access(bundle, R_OK) == 0) {
 			cc->transport = TRSTCTL_TLS;
-			cc->ca_file = pinned;
-			cc->target_name = "localhost";
+			cc->ca_file = bundle;
+			cc->target_name = internal_target(c, addr);
 		} else {
 			cc->transport = TRSTCTL_TLS_NO_VERIFY;
 		}
@@ -151,7 +186,7 @@ int cli_client_open(const struct cfg *c, const struct cli_client_opts *o,
 {
 	struct trstctl_client_config cc = { .deadline_ms =
 						    o->deadline_ms ? o->deadline_ms : 10000 };
-	char addr[512], pinned[4096], token[TOKEN_MAX];
+	char addr[512], bundle[4096], token[TOKEN_MAX];
 	int r;
 
 	if (o->addr)
@@ -162,7 +197,7 @@ int cli_client_open(const struct cfg *c, const struct cli_client_opts *o,
 		return -EDESTADDRREQ;
 	}
 	cc.addr = addr;
-	cfg_transport(c, &cc, pinned, sizeof(pinned));
+	cfg_transport(c, addr, &cc, bundle, sizeof(bundle));
 	flag_transport(o, &cc);
 	token[0] = '\0';
 	if (o->token) {

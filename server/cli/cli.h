@@ -68,8 +68,9 @@ int cli_client_flag(struct cli_client_opts *o, const char *name, const char *val
 
 /*
  * Opens a libtrstctl client of the server the configuration names, as o overrides it:
- * plaintext when TLS is disabled, the internal certificate pinned from the state folder
- * (unverified TLS when it is not there), or the operator's files (the client CA also
+ * plaintext when TLS is disabled, the internal certificate verified with the CA bundle the
+ * server wrote to the state folder (<state_dir>/ca-bundle.pem) under a name among
+ * server.tls.sans (unverified TLS when the file is not there), or the operator's files (the client CA also
  * verifies the server; the server's certificate and key are presented for mTLS). The
  * token: o->token, else o->token_file, else the bootstrap token file when readable, else
  * none; the buffer that held it is wiped. Returns 0 and *ret_client, -EDESTADDRREQ when

@@ -35,7 +35,7 @@ enum rpc_code {
 };
 
 enum rpc_tls_mode {
-	RPC_TLS_INTERNAL, /* self-signed server certificate generated at start-up */
+	RPC_TLS_INTERNAL, /* the certificate of tls_source (the CA's), reloaded when it changes */
 	RPC_TLS_FILE,     /* operator certificate and key, optional client CA (mTLS) */
 	RPC_TLS_DISABLED, /* plaintext; the caller has checked it is allowed */
 };
@@ -47,6 +47,17 @@ enum rpc_kind {
 	RPC_CLIENT_STREAMING,
 	RPC_BIDI,
 };
+
+/*
+ * The server certificate of RPC_TLS_INTERNAL, asked for when the server starts and before
+ * every new connection, on a gRPC thread: it must answer from memory. *generation is the
+ * generation of the pair the server holds (0 at first). When the source has another pair it
+ * sets *ret_chain_pem (the certificate then its issuers) and *ret_key_pem (wiped and freed
+ * by the caller), both malloc'd, updates *generation and returns 1; 0 when unchanged; -errno
+ * on failure (the server keeps serving the pair it has).
+ */
+typedef int (*rpc_tls_source_fn)(void *ud, uint64_t *generation, char **ret_chain_pem,
+				 char **ret_key_pem);
 
 struct rpc_server_config {
 	const char *addr;            /* host:port; ":8443" means every address */
@@ -65,8 +76,8 @@ struct rpc_server_config {
 				      * calls. 0 = max_streams (none kept) */
 	size_t max_request_bytes;    /* larger requests get RESOURCE_EXHAUSTED */
 	int grace_ms;                /* drain time for in-flight calls at shutdown */
-	const char *tls_cert_out;    /* RPC_TLS_INTERNAL: write the generated certificate here
-				      * (PEM) so that clients can pin it; NULL = don't */
+	rpc_tls_source_fn tls_source; /* RPC_TLS_INTERNAL: the server certificate (required) */
+	void *tls_source_ud;	      /* its argument, borrowed: outlives the server */
 };
 
 struct rpc_server;

@@ -758,7 +758,7 @@ int rpc_server_start(struct rpc_server *s, int *ret_port)
 	char *addr;
 	int port, r;
 
-	r = rpc_tls_credentials(&s->config, &creds);
+	r = rpc_tls_credentials(&s->config, &creds, &s->tls_reload);
 	if (r < 0)
 		return r;
 	addr = listen_addr(s->config.addr);
@@ -852,6 +852,7 @@ struct rpc_server *rpc_server_free(struct rpc_server *s)
 	rpc_server_shutdown(s);
 	if (s->core)
 		grpc_server_destroy(s->core);
+	s->tls_reload = rpc_tls_reload_free(s->tls_reload); /* no handshake starts any more */
 	for (int i = 0; i < s->n_workers; i++)
 		grpc_completion_queue_destroy(s->workers[i].cq);
 	if (s->shutdown_cq) {

@@ -247,7 +247,7 @@ class PyClient:
         import secrets_pb2_grpc
         self.ca_pb2, self.secrets_pb2 = ca_pb2, secrets_pb2
         self.audit_pb2, self.guard_pb2 = audit_pb2, guard_pb2
-        ch = harness.with_token(harness.channel(srv.addr, 'tls', srv.internal_cert_pem()),
+        ch = harness.with_token(harness.channel(srv.addr, 'tls', srv.internal_ca_pem()),
                                 token)
         self.grpc = grpc
         self.ca = ca_pb2_grpc.CAStub(ch)
@@ -333,7 +333,7 @@ class CClient:
 
     def __init__(self, srv, token, call):
         self.argv = [call, '--addr', srv.addr, '--tls-ca',
-                     os.path.join(srv.env['TRSTCTL_STATE_DIR'], 'server-cert.pem'),
+                     os.path.join(srv.env['TRSTCTL_STATE_DIR'], 'ca-bundle.pem'),
                      '--server-name', 'localhost', '--deadline-ms', '30000']
         self.env = dict(os.environ, TRSTCTL_TOKEN=token)
 

@@ -5,9 +5,10 @@ libtrstctl's generated stubs).
 
   test_served.py --mode plaintext|tls|mtls --trstctl PATH --call PATH
 
-plaintext: TLS disabled (dev override). tls: the internal self-signed certificate, pinned
-after fetching it. mtls: file mode with certificates made here by openssl and a client
-CA; a client without a certificate, or with one from another CA, is refused.
+plaintext: TLS disabled (dev override). tls: the internal certificate from the built-in
+CA, verified with the CA bundle the server wrote to its state folder. mtls: file mode with
+certificates made here by openssl and a client CA; a client without a certificate, or with
+one from another CA, is refused.
 
 Every check prints what it checks; all run even after a failure; exit 1 if any failed,
 77 if the test cannot run here.
@@ -290,7 +291,7 @@ class Suite:
                     grpc.StatusCode.UNAVAILABLE, 'plaintext client against TLS')
         self.c_expect('UNAVAILABLE', 'health', transport=['--plaintext'])
         if mode == 'tls':
-            # Not pinned: the self-signed certificate is not trusted by the system roots.
+            # Without the CA bundle: the built-in CA is not among the system roots.
             self.c_expect('UNAVAILABLE', 'health', transport=[])
             self.c_expect('OK', 'health', transport=['--insecure-tls'])
             return
@@ -310,7 +311,8 @@ class Suite:
                                  '--key', pki['client.key']])
 
     def internal_cert_names(self):
-        pem = self.server.internal_cert_pem()
+        pem = harness.served_cert('127.0.0.1', self.server.port, self.server.internal_ca_pem(),
+                                  'localhost')
         r = subprocess.run(['openssl', 'x509', '-noout', '-ext', 'subjectAltName'],
                            input=pem, capture_output=True)
         out = r.stdout.decode()
@@ -411,8 +413,8 @@ def main():
             if args.mode == 'plaintext':
                 creds, c_args = {'mode': 'plaintext'}, ['--plaintext']
             elif args.mode == 'tls':
-                pem = server.internal_cert_pem()
-                pinned = os.path.join(tmp, 'pinned.pem')
+                pem = server.internal_ca_pem()
+                pinned = os.path.join(tmp, 'ca-bundle.pem')
                 with open(pinned, 'wb') as f:
                     f.write(pem)
                 creds = {'mode': 'tls', 'root_pem': pem}

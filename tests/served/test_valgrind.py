@@ -55,7 +55,7 @@ def main():
            'TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL': '1s',
            'TRSTCTL_AUDIT_CHECKPOINT_INTERVAL': '1s'}
     with harness.Server(args.trstctl, env=env, start_timeout=120, wrapper=wrapper) as srv:
-        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_cert_pem())
+        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_ca_pem())
         health = health_pb2_grpc.HealthStub(ch)
 
         def check_health():
