@@ -217,6 +217,8 @@ const struct authz_method *authz_method_find(const struct authz *a, const char *
  * -ENAMETOOLONG.
  */
 int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, size_t len);
+/* The request field authz_resource reads for action ("the request" when none). */
+const char *authz_resource_field(const char *action);
 /* The caller's token: parses the call's authorization header and copies its id and
  * policies into call memory. Returns 0 or -EACCES (no valid token), db errors. */
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,

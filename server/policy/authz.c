@@ -230,6 +230,14 @@ int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, s
 	return -ENOENT;
 }
 
+const char *authz_resource_field(const char *action)
+{
+	for (size_t i = 0; i < sizeof(res_map) / sizeof(res_map[0]); i++)
+		if (strcmp(res_map[i].action, action) == 0)
+			return res_map[i].field ? res_map[i].field : "the request";
+	return "the request";
+}
+
 /* Token cache -------------------------------------------------------------------------- */
 
 static size_t bucket(const uint8_t hash[POLICY_HASH_LEN])
@@ -609,16 +617,29 @@ static void release(struct authz *a, struct tok_entry *e)
 		log_debug("cannot record a token's last use", "token_id", "%s", id);
 }
 
+/*
+ * too_long: the request field whose value does not fit a resource name (RES_MAX), or NULL.
+ * Such a call is answered INVALID_ARGUMENT once the caller is authenticated (a caller
+ * without a valid token still gets UNAUTHENTICATED), never PERMISSION_DENIED: the policy
+ * did not refuse it, the request is malformed.
+ */
 static int decide(struct authz *a, struct rpc_call *call, const struct policy_request *req,
-		  const char *resource_for_errors)
+		  const char *resource_for_errors, const char *too_long)
 {
 	struct policy_decision dec = { 0 };
 	char actor[POLICY_TOKEN_ID_LEN + AUTHZ_NAME_MAX + 2];
 	struct tok_entry *e = NULL;
-	int r = authenticate(a, call, resource_for_errors, &e);
+	int r = authenticate(a, call, too_long ? "" : resource_for_errors, &e);
 
 	if (r < 0)
 		return r;
+	if (too_long) {
+		release(a, e);
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+				      "%s is too long: with its prefix (such as secret/) it must stay "
+				      "under %d bytes",
+				      too_long, RES_MAX);
+	}
 	/* inline: writing last_used_time is a database write, left to the pool's rerun */
 	if (rpc_call_is_inline(call) && tok_touch_due(e)) {
 		pthread_rwlock_unlock(&a->tok_lock);
@@ -647,9 +668,14 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 	/* a method outside the five services (none today) has no action: policy_eval denies
 	 * it after authentication, as it denies a method without a resource mapping */
 	struct policy_request req = { .action = m ? m->action : "", .gate = true };
+	const char *too_long = NULL;
+	int rr = m ? authz_resource(m->action, msg, resource, RES_MAX) : -ENOENT;
 
-	if (m && authz_resource(m->action, msg, resource, RES_MAX) >= 0)
+	if (rr >= 0)
 		req.resource = resource;
+	else if (rr == -ENAMETOOLONG)
+		too_long = authz_resource_field(m->action);
+	resource[0] = rr >= 0 ? resource[0] : '\0';
 	/* Evaluate without a principal asks about the caller: token/<the caller's id>. */
 	if (m && strcmp(m->action, "Policy.Evaluate") == 0 && strcmp(resource, "token/") == 0) {
 		uint8_t hash[POLICY_HASH_LEN];
@@ -661,7 +687,7 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 			snprintf(resource, RES_MAX, "token/%s", id);
 		}
 	}
-	return decide(a, call, &req, resource);
+	return decide(a, call, &req, resource, too_long);
 }
 
 /*
@@ -701,7 +727,7 @@ int authz_check(struct authz *a, struct rpc_call *call, const struct policy_requ
 		return -EINVAL;
 	full = *req;
 	full.gate = false;
-	return decide(a, call, &full, req->resource);
+	return decide(a, call, &full, req->resource, NULL);
 }
 
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
