@@ -170,6 +170,9 @@ static const struct rule_case rule_cases[] = {
 	  "air_gap.tripwire_addr \"10.0.0.1:443\" must be a public IP address and port" },
 	{ { DSN, "TRSTCTL_AIRGAP_BPF_PIN_PATH=relative/pin" },
 	  "air_gap.bpf_pin_path \"relative/pin\" must be an absolute path" },
+	/* A quoted value keeps the error list on one line (found by fuzz-cfg). */
+	{ { DSN, "TRSTCTL_AIRGAP_ALLOW_HOSTS=res://A=\n\x1b[2J'" },
+	  "air_gap.allow_hosts entry \"res://A=??[2J'\" must be a host, not a URL" },
 };
 
 static void test_rules(void **state)
