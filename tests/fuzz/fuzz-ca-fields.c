@@ -23,6 +23,7 @@
 #include <strings.h>
 
 #include "ca.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -163,13 +164,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 	char *in;
 
-	if (size > 4096)
-		return 0;
-	in = malloc(size + 1);
+	in = fuzz_cstring(data, size, 4096);
 	if (!in)
 		return 0;
-	memcpy(in, data, size);
-	in[size] = '\0';
 	for (char *p = in; p && n < MAX_LINES;) {
 		char *nl = strchr(p, '\n');
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cfg.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -93,11 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	envp[n++] = file_env;
 
 	/* A copy with a NUL at the end, so that every piece is a C string. */
-	copy = malloc(size + 1);
+	copy = fuzz_cstring(data, size, size);
 	if (!copy)
 		return 0;
-	memcpy(copy, data, size);
-	copy[size] = '\0';
 	for (size_t at = file_len + 1; at < size && n <= MAX_ENV; at += strlen(copy + at) + 1)
 		if (strchr(copy + at, '='))
 			envp[n++] = copy + at;

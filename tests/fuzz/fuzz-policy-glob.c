@@ -18,8 +18,8 @@
 
 #include <jansson.h>
 
-#include "policy.h"
-#include "test-actions.h"
+#define FUZZ_POLICY_SET
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -128,15 +128,6 @@ static int ref_glob(const char *pat, const char *res)
 	return m[0][0];
 }
 
-static struct policy_set *fuzz_set(void)
-{
-	static struct policy_set *set;
-
-	if (!set && policy_set_new(test_actions, TEST_N_ACTIONS, &set) < 0)
-		abort();
-	return set;
-}
-
 /* The document {"rules": [allow Secrets.GetSecret on <pat>]}, or NULL (not UTF-8). */
 static char *doc_for(const char *pat, size_t len)
 {
@@ -163,13 +154,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool valid;
 	int r;
 
-	if (size > 2048)
-		return 0;
-	in = malloc(size + 1);
+	in = fuzz_cstring(data, size, 2048);
 	if (!in)
 		return 0;
-	memcpy(in, data, size);
-	in[size] = '\0';
 	nl = strchr(in, '\n');
 	if (nl)
 		*nl = '\0';
@@ -187,7 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(in);
 		return 0;
 	}
-	if (policy_set_put(fuzz_set(), "fz", ++version, doc) != 1)
+	if (policy_set_put(fuzz_policy_set(), "fz", ++version, doc) != 1)
 		abort();
 	res = nl ? nl + 1 : NULL;
 	for (int k = 0; res && k < MAX_RES; k++) {
@@ -199,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (next)
 			*next = '\0';
 		want = ref_glob(in, res);
-		if (policy_eval(fuzz_set(), names, 1, &q, &d) < 0)
+		if (policy_eval(fuzz_policy_set(), names, 1, &q, &d) < 0)
 			abort();
 		if (want >= 0 && d.allowed != (want == 1))
 			abort();

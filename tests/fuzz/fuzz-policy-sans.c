@@ -24,9 +24,9 @@
 
 #include <jansson.h>
 
+#define FUZZ_POLICY_SET
+#include "fuzz.h"
 #include "net.h"
-#include "policy.h"
-#include "test-actions.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -108,15 +108,6 @@ static bool ref_contains(const struct net_prefix *p, const char *ip)
 	return true;
 }
 
-static struct policy_set *fuzz_set(void)
-{
-	static struct policy_set *set;
-
-	if (!set && policy_set_new(test_actions, TEST_N_ACTIONS, &set) < 0)
-		abort();
-	return set;
-}
-
 /*
  * Puts policy name: one rule of effect on CA.IssueCertificate with conditions {key: [v]}
  * (after an allow of everything for a deny). Returns 1 when the parser took it, 0 when it
@@ -147,7 +138,7 @@ static int put(const char *name, const char *effect, const char *key, const char
 	free(text);
 	if (r < 0)
 		return 0;
-	if (policy_set_put(fuzz_set(), name, ++version, doc) != 1)
+	if (policy_set_put(fuzz_policy_set(), name, ++version, doc) != 1)
 		abort();
 	return 1;
 }
@@ -165,7 +156,7 @@ static bool allowed(const char *policy, const char *dns, const char *ip)
 	};
 	struct policy_decision dec;
 
-	if (policy_eval(fuzz_set(), names, 1, &q, &dec) < 0)
+	if (policy_eval(fuzz_policy_set(), names, 1, &q, &dec) < 0)
 		abort();
 	return dec.allowed;
 }
@@ -177,13 +168,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int dns_ok = -1, ip_ok = -1;
 	bool cidr_valid = false;
 
-	if (size > 2048)
-		return 0;
-	in = malloc(size + 1);
+	in = fuzz_cstring(data, size, 2048);
 	if (!in)
 		return 0;
-	memcpy(in, data, size);
-	in[size] = '\0';
 	pat = in;
 	cidr = strchr(pat, '\n');
 	if (cidr)

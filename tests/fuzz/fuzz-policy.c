@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy.h"
-#include "test-actions.h"
+#define FUZZ_POLICY_SET
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,15 +24,6 @@ static const char *const resources[] = {
 };
 static const char *const dns[] = { "web.internal", "a.b.example.com" };
 static const char *const ips[] = { "10.1.2.3", "fd00::7" };
-
-static struct policy_set *fuzz_set(void)
-{
-	static struct policy_set *set;
-
-	if (!set && policy_set_new(test_actions, TEST_N_ACTIONS, &set) < 0)
-		abort();
-	return set;
-}
 
 static void decide(const struct policy_set *set, const struct policy_doc *doc,
 		   const struct policy_request *q, struct policy_decision *d)
@@ -82,13 +73,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *json;
 	int r;
 
-	if (size > 16384)
-		return 0;
-	json = malloc(size + 1);
+	json = fuzz_cstring(data, size, 16384);
 	if (!json)
 		return 0;
-	memcpy(json, data, size);
-	json[size] = '\0';
 	r = policy_parse(json, test_actions, TEST_N_ACTIONS, &doc, err, sizeof(err));
 	free(json);
 	if (r < 0) {
@@ -99,8 +86,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	/* The set takes the document; it stays valid until the next put replaces it. */
-	if (policy_set_put(fuzz_set(), "fz", ++version, doc) != 1)
+	if (policy_set_put(fuzz_policy_set(), "fz", ++version, doc) != 1)
 		abort();
-	evaluate(fuzz_set(), doc);
+	evaluate(fuzz_policy_set(), doc);
 	return 0;
 }
