@@ -15,6 +15,7 @@ struct cfg_errs {
 	int oom;
 };
 
+/* Adds one error; control characters of quoted values become '?' (the list is one line). */
 void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Runs every validation rule over a fully merged configuration, adding to e. */

@@ -208,6 +208,12 @@ static const struct cfg_setting cfg_settings[] = {
 #define N_SETTINGS (sizeof(cfg_settings) / sizeof(cfg_settings[0]))
 #define CONFIG_FILE_ENV "TRSTCTL_CONFIG_FILE"
 
+/*
+ * Adds one error to the list. Errors quote configured values, and the list is printed as
+ * one line ("trstctl: configuration: ...") and logged: a control character in a value (a
+ * newline, an escape sequence) is shown as '?', so that no value can start a line or
+ * restyle a terminal.
+ */
 void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 {
 	va_list ap;
@@ -224,6 +230,9 @@ void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 		return;
 	}
 	mlen = (size_t)r;
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	nb = realloc(e->buf, e->len + mlen + 3);
 	if (!nb) {
 		free(msg);

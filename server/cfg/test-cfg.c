@@ -196,6 +196,9 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=900000h" },
 	  "server.tls.validity must be at most 876000h" },
 	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=2h" }, "server.shutdown_grace must be at most 1h" },
+	/* A quoted value keeps the error list on one line (found by fuzz-cfg). */
+	{ { DSN, "TRSTCTL_AIRGAP_ALLOW_HOSTS=res://A=\n\x1b[2J'" },
+	  "air_gap.allow_hosts entry \"res://A=??[2J'\" must be a host, not a URL" },
 };
 
 static void test_rules(void **state)
