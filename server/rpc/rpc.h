@@ -245,6 +245,10 @@ void rpc_server_notify_streams(struct rpc_server *server);
 
 /* The gRPC code for a -errno (or errno) value. */
 enum rpc_code rpc_errno_code(int err);
+/* What a client is told for a -errno (or errno) value without a module's message: the
+ * table's text where it has one (-ETIME: "the database did not answer in time; ..."),
+ * else strerror. Static storage. */
+const char *rpc_errno_message(int err);
 /* The name of a code, "INVALID_ARGUMENT". */
 const char *rpc_code_name(enum rpc_code code);
 /*

@@ -364,7 +364,7 @@ void rpc_call_finish(struct rpc_call *c, int r, const ProtobufCMessage *resp)
 		msg = c->message;
 	} else {
 		code = rpc_errno_code(r);
-		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), strerror(-r));
+		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), rpc_errno_message(r));
 		msg = buf;
 	}
 	send_final(c, code, msg, NULL);
