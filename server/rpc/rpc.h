@@ -108,7 +108,9 @@ struct rpc_method_handler {
 	rpc_unary_fn unary;  /* unary methods */
 	rpc_stream_fn stream; /* server-streaming methods */
 	rpc_bidi_fn bidi;    /* bidi methods */
-	bool inline_ok;      /* unary handler never blocks: run it on the CQ thread */
+	/* unary handler never blocks: run it on the CQ thread; under an authorizer, as
+	 * inline_try (the authorizer may send the call to the pool, the handler never does) */
+	bool inline_ok;
 	/*
 	 * Unary handler that can often answer without blocking (a cache hit): the authorizer
 	 * and the handler first run on the CQ thread with rpc_call_is_inline() true; either
