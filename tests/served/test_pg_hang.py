@@ -22,7 +22,6 @@ Exit 77 without grpcio or PostgreSQL.
 """
 
 import argparse
-import collections
 import os
 import shutil
 import signal
@@ -34,6 +33,7 @@ import time
 import harness
 from harness import expect
 import spine
+import test_crash
 import test_guard
 
 BOUND_S = 6.5     # the statement timeout (5 s) and a margin; far below the deadline
@@ -137,9 +137,9 @@ class Calls:
     def close(self):
         self.raw.close()
 
-    def create_secret(self, name, value, rid, timeout=DEADLINE_S):
+    def create_secret(self, name, value, timeout=DEADLINE_S, request_id=''):
         return self.secrets.CreateSecret(self.secrets_pb2.CreateSecretRequest(
-            name=name, value=value, request_id=rid), timeout=timeout)
+            name=name, value=value, request_id=request_id), timeout=timeout)
 
     def get_secret(self, name, timeout=10):
         return self.secrets.GetSecret(self.secrets_pb2.GetSecretRequest(name=name),
@@ -185,45 +185,19 @@ def expect_unavailable(name, result):
     expect(took <= BOUND_S, '%s took %.2f s (bound %.1f s)' % (name, took, BOUND_S))
 
 
-class Load:
-    """WRITERS threads of CreateSecret, each with its own request_id."""
+def load_start(calls):
+    """WRITERS threads of CreateSecret with request_ids (test_crash.Load)."""
+    load = test_crash.Load(calls, tag='hang', threads=WRITERS, timeout=DEADLINE_S,
+                           request_ids=True, pause=0.2)
+    for t in load.threads:
+        t.start()
+    return load
 
-    def __init__(self, calls):
-        self.calls = calls
-        self.lock = threading.Lock()
-        self.acked = {}            # name -> (value, reply bytes)
-        self.failed = {}           # name -> (value, request_id)
-        self.codes = collections.Counter()
-        self.slowest = 0.0
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(t,), daemon=True)
-                        for t in range(WRITERS)]
 
-    def run(self, t):
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            name, value = 'hang/load/t%d/%05d' % (t, n), b'load-%d-%d' % (t, n)
-            rid = 'hang-load-%d-%d' % (t, n)
-            code, r, took = timed(lambda: self.calls.create_secret(name, value, rid))
-            with self.lock:
-                self.codes[code.name] += 1
-                if code.name == 'OK':
-                    self.acked[name] = (value, r.SerializeToString())
-                else:
-                    self.failed[name] = (value, rid)
-                    self.slowest = max(self.slowest, took)
-            if code.name != 'OK':
-                time.sleep(0.2)
-
-    def start(self):
-        for t in self.threads:
-            t.start()
-
-    def finish(self):
-        self.stop.set()
-        for t in self.threads:
-            t.join(DEADLINE_S + 5)
+def load_finish(load):
+    load.stop.set()
+    for t in load.threads:
+        t.join(DEADLINE_S + 5)
 
 
 def psql_count(dsn, sql):
@@ -241,16 +215,17 @@ def run(exe, tmp, checks):
         dsn = srv.env['TRSTCTL_POSTGRES_DSN']
         calls = Calls(srv, srv.bootstrap_token())
         mport = test_guard.metrics_port(srv)
-        calls.create_secret('hang/before', b'v0', 'hang-before')
+        calls.create_secret('hang/before', b'v0', request_id='hang-before')
         idents = {tag: calls.identity(tag) for tag in ('during', 'after')}
         calls.status()  # the token is cached now: authentication needs no database
         expect(test_guard.http_get(mport, '/readyz')[0] == 200, 'not ready before the test')
         cluster = Cluster(srv.pg_dir)
-        load = Load(calls)
+        load = None
         state = {}
 
         def hung():
-            load.start()
+            nonlocal load
+            load = load_start(calls)
             time.sleep(0.5)
             n = cluster.stop()
             t0 = time.monotonic()
@@ -273,7 +248,8 @@ def run(exe, tmp, checks):
                 results[key] = timed(fn)
 
             writes = [threading.Thread(target=one, args=a) for a in (
-                ('create', lambda: calls.create_secret('hang/during', b'x1', 'hang-create')),
+                ('create', lambda: calls.create_secret('hang/during', b'x1',
+                                                       request_id='hang-create')),
                 ('issue', lambda: calls.issue(idents['during'], 'hang-issue')))]
             for w in writes:
                 w.start()
@@ -289,7 +265,7 @@ def run(exe, tmp, checks):
             expect_unavailable('IssueCertificate', results['issue'])
             # a second round once the silence is known: the same answer, and no slower
             expect_unavailable('CreateSecret again', timed(
-                lambda: calls.create_secret('hang/during', b'x1', 'hang-create')))
+                lambda: calls.create_secret('hang/during', b'x1', request_id='hang-create')))
             expect_unavailable('IssueCertificate again', timed(
                 lambda: calls.issue(idents['during'], 'hang-issue')))
             expect(srv.proc.poll() is None, 'the server exited')
@@ -299,8 +275,8 @@ def run(exe, tmp, checks):
             cluster.cont()
             t0 = time.monotonic()
             pending = {
-                'CreateSecret': lambda: calls.create_secret('hang/during', b'x1', 'hang-create',
-                                                            timeout=5),
+                'CreateSecret': lambda: calls.create_secret('hang/during', b'x1', timeout=5,
+                                                            request_id='hang-create'),
                 'IssueCertificate': lambda: calls.issue(idents['during'], 'hang-issue',
                                                         timeout=5),
                 'GetSecret': lambda: calls.get_secret('hang/before', timeout=5),
@@ -323,13 +299,14 @@ def run(exe, tmp, checks):
                     break
                 time.sleep(0.2)
             expect(code == 200, '/readyz %d %r after SIGCONT' % (code, body))
-            load.finish()
-            print('  load: %s; slowest failure %.2f s' % (dict(load.codes), load.slowest))
+            load_finish(load)
+            print('  load: %d OK, failed %s; slowest failure %.2f s' % (
+                len(load.acked), dict(load.errors), load.slowest))
             expect(load.failed, 'no write of the load failed: the stop did not land')
             expect(load.slowest <= BOUND_S, 'a write of the load failed only after %.2f s'
                    % load.slowest)
             # the same request_id again: the same reply, nothing runs twice
-            again = calls.create_secret('hang/during', b'x1', 'hang-create')
+            again = calls.create_secret('hang/during', b'x1', request_id='hang-create')
             expect(again.SerializeToString() == first['CreateSecret'].SerializeToString(),
                    'CreateSecret retried: another reply')
             cert = calls.issue(idents['during'], 'hang-issue')
@@ -339,16 +316,16 @@ def run(exe, tmp, checks):
             issued = calls.issue(idents['after'], 'hang-after')
             expect(issued.serial, 'a new issuance after SIGCONT')
             for name, (value, rid) in sorted(load.failed.items()):
-                r1 = calls.create_secret(name, value, rid)
-                r2 = calls.create_secret(name, value, rid)
+                r1 = calls.create_secret(name, value, request_id=rid)
+                r2 = calls.create_secret(name, value, request_id=rid)
                 expect(r1.SerializeToString() == r2.SerializeToString(),
                        '%s: two retries, two replies' % name)
-                load.acked[name] = (value, r1.SerializeToString())
+                load.acked.append((name, value))
             state['acked'] = dict(load.acked)
 
         def intact():
             acked = state['acked']
-            for name, (value, _) in acked.items():
+            for name, value in acked.items():
                 expect(calls.get_secret(name).value == value, '%s reads back differently'
                        % name)
             names = list(acked) + ['hang/during', 'hang/before']
@@ -383,7 +360,8 @@ def run(exe, tmp, checks):
         if ok and checks.run('SIGCONT: calls succeed by themselves, ready, retries replay',
                              resumed):
             checks.run('nothing lost, nothing written twice', intact)
-        load.finish()
+        if load:
+            load_finish(load)
         calls.close()
     finally:
         if cluster:
