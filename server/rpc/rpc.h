@@ -249,7 +249,7 @@ void rpc_server_notify_streams(struct rpc_server *server);
 enum rpc_code rpc_errno_code(int err);
 /* What a client is told for a -errno (or errno) value without a module's message: the
  * table's text where it has one (-ETIME: "the database did not answer in time; ..."),
- * else strerror. Static storage. */
+ * else strerror's (use it before this thread's next strerror). */
 const char *rpc_errno_message(int err);
 /* The name of a code, "INVALID_ARGUMENT". */
 const char *rpc_code_name(enum rpc_code code);
