@@ -13,7 +13,7 @@
  * out says nothing about PostgreSQL, only about the caller's patience: it does not start a
  * silence. Neither does anything in a pool without a statement timeout (the command-line
  * tools), which waits as long as it takes. The hot path (every statement) costs one
- * atomic load here.
+ * atomic load here. The start and the end of a silence are logged, once each.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,13 +23,20 @@
 #include <time.h>
 
 #include "db-internal.h"
+#include "log.h"
 
 #define PROBE_PAUSE_MS 1000
 
 void db_heard(struct db *db)
 {
-	if (atomic_load_explicit(&db->silent_since, memory_order_relaxed))
-		atomic_store(&db->silent_since, 0);
+	int64_t was;
+
+	if (!atomic_load_explicit(&db->silent_since, memory_order_relaxed))
+		return;
+	was = atomic_exchange(&db->silent_since, 0);
+	if (was)
+		log_info("PostgreSQL answers again", "silent_ms", "%lld",
+			 (long long)(db_now_ms() - was));
 }
 
 void db_silent(struct db *db, int64_t since)
@@ -42,6 +49,10 @@ void db_silent(struct db *db, int64_t since)
 	if (!atomic_compare_exchange_strong(&db->silent_since, &none, since > 0 ? since : 1))
 		return;
 	pthread_mutex_lock(&db->plock);
+	if (db->p_started) /* not while db_open tries its first connection */
+		log_warn("PostgreSQL does not answer: calls that need it fail at once until it "
+			 "does",
+			 "waited_ms", "%lld", (long long)(db_now_ms() - since));
 	pthread_cond_signal(&db->pwake);
 	pthread_mutex_unlock(&db->plock);
 }
@@ -117,7 +128,9 @@ int db_prober_start(struct db *db)
 	r = pthread_create(&db->p_thread, NULL, prober_main, db);
 	if (r)
 		return -r;
+	pthread_mutex_lock(&db->plock);
 	db->p_started = true;
+	pthread_mutex_unlock(&db->plock);
 	return 0;
 }
 
@@ -130,7 +143,9 @@ void db_prober_stop(struct db *db)
 	pthread_cond_broadcast(&db->pwake);
 	pthread_mutex_unlock(&db->plock);
 	pthread_join(db->p_thread, NULL); /* a probe in progress ends by the connect timeout */
+	pthread_mutex_lock(&db->plock);
 	db->p_started = false;
+	pthread_mutex_unlock(&db->plock);
 }
 
 void db_health(struct db *db, struct db_health *ret)

@@ -12,7 +12,8 @@ children). Then, with a client deadline of 30 s:
   - Guard.GetStatus and Health.Check answer within a second (they need no database);
   - /readyz answers 503 naming postgres with a reason within BOUND_S; /healthz stays 200.
 SIGCONT (always: finally). Then, with nothing restarted:
-  - the same calls succeed again by themselves within RECOVER_S, /readyz answers 200;
+  - the same calls succeed again by themselves within RECOVER_S, /readyz answers 200, and
+    the log said when PostgreSQL stopped answering and when it answered again;
   - every write that failed is retried with its request_id and succeeds; a second retry
     gets the same reply (IssueCertificate: the same certificate);
   - nothing is lost or written twice: every acknowledged secret reads back with its value,
@@ -299,6 +300,9 @@ def run(exe, tmp, checks):
                     break
                 time.sleep(0.2)
             expect(code == 200, '/readyz %d %r after SIGCONT' % (code, body))
+            log = srv.log()
+            expect('PostgreSQL does not answer' in log and 'PostgreSQL answers again' in log,
+                   'the log does not say when PostgreSQL stopped and started answering')
             load_finish(load)
             print('  load: %d OK, failed %s; slowest failure %.2f s' % (
                 len(load.acked), dict(load.errors), load.slowest))
