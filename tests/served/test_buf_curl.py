@@ -194,6 +194,7 @@ def main():
     ap.add_argument('--trstctl', required=True)
     args = ap.parse_args()
     harness.need_grpc()
+    buftool.find()  # skips or fails before anything is made
     tmp = tempfile.mkdtemp(prefix='trstctl-bufcurl-')
     t = Test(args.trstctl, tmp)
     checks = harness.Checks('buf curl')
