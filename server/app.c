@@ -185,8 +185,9 @@ static int open_db(struct app *a, const sigset_t *sigs)
 	const struct db_config dc = {
 		.dsn = a->cfg->postgres.dsn,
 		.max_conns = a->cfg->postgres.max_conns,
-		.connect_timeout_ms = 5000,
-		.statement_timeout_ms = 30000,
+		/* one bound for every wait on PostgreSQL, connecting included */
+		.connect_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
+		.statement_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
 	};
 	int delay_ms = 250, attempt = 0, r;
 
@@ -194,7 +195,8 @@ static int open_db(struct app *a, const sigset_t *sigs)
 		struct timespec ts;
 
 		r = db_open(&dc, &a->db);
-		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET))
+		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET &&
+			       r != -ETIME))
 			return r;
 		attempt++;
 		log_warn("PostgreSQL is not reachable yet; retrying", "attempt", "%d", attempt,

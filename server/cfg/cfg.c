@@ -127,6 +127,8 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_POSTGRES_DSN", "postgres.dsn", T_STR, F(postgres.dsn), 0, NULL, NULL, NULL, 0, 0,
 	  R_DSN },
 	INT("TRSTCTL_POSTGRES_MAX_CONNS", "postgres.max_conns", postgres.max_conns, "8", 1, 1024),
+	DUR("TRSTCTL_POSTGRES_STATEMENT_TIMEOUT", "postgres.statement_timeout",
+	    postgres.statement_timeout_ms, "5s", 100, 3600000),
 	DUR("TRSTCTL_IDEMPOTENCY_RETENTION", "postgres.idempotency_retention",
 	    postgres.idempotency_retention_ms, "24h", 60000, 31536000000),
 	{ "TRSTCTL_NATS_URL", "nats.url", T_STR, F(nats.url), 0, NULL, NULL, NULL, 0, 0, R_URL },

@@ -59,6 +59,9 @@ struct cfg_log {
 struct cfg_postgres {
 	char *dsn;     /* TRSTCTL_POSTGRES_DSN (required): URL or key=value; a secret */
 	int max_conns; /* TRSTCTL_POSTGRES_MAX_CONNS, default 8, 1..1024 */
+	/* TRSTCTL_POSTGRES_STATEMENT_TIMEOUT, default 5s, 100ms..1h: the longest a call waits
+	 * for PostgreSQL to answer (db_config.statement_timeout_ms) */
+	int64_t statement_timeout_ms;
 	int64_t idempotency_retention_ms; /* TRSTCTL_IDEMPOTENCY_RETENTION, default 24h */
 };
 

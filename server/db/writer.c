@@ -27,6 +27,13 @@
  * runs; taken but not yet run, the writer skips it; already run, it may still commit (the
  * caller got -ETIMEDOUT and retries with its request_id). While fn runs, the caller keeps
  * waiting (fn may touch ud); fn's statements are bounded by the statement timeout.
+ *
+ * PostgreSQL that stops answering fails the batch with -ETIME (db.c drops the connection;
+ * the backend, once it runs again, finds its client gone and rolls back). The one wait
+ * whose outcome is unknown is COMMIT's: it may have committed before PostgreSQL went
+ * silent. Such a batch is never reported as done and never run again (only -EAGAIN, an
+ * answer that says nothing committed, is retried): its callers get -ETIME, and a retry
+ * with the same request_id finds the stored reply if it did commit (the change room).
  */
 #include <errno.h>
 #include <stdatomic.h>

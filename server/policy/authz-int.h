@@ -21,6 +21,7 @@ struct db_rows;
 #define AUTHZ_TOK_BUCKETS 1024
 #define AUTHZ_TOK_MAX 8192		/* cached tokens beyond which the cache starts over */
 #define AUTHZ_TOUCH_US (60 * 1000000LL) /* last_used_time is written at most this often */
+#define AUTHZ_TOUCH_QUEUE 256 /* last_used_time writes waiting for the poller */
 #define AUTHZ_AUDIT_TIMEOUT_MS 10000
 #define AUTHZ_DB_TIMEOUT_MS 5000
 #define AUTHZ_MAX_POLICIES 64 /* policies one token may be bound to */
@@ -94,6 +95,11 @@ struct authz {
 	bool poller_running, stop;
 	int poll_ms;
 	bool poll_failing; /* the last poll failed: log the recovery once */
+	/* tokens whose last_used_time the poller writes at its next poll (poll_mu): a call
+	 * never waits for that write, so a slow database does not hold up calls it is not
+	 * needed for; a full queue drops a write (the token is touched again a minute later) */
+	char touch_ids[AUTHZ_TOUCH_QUEUE][POLICY_TOKEN_ID_LEN + 1];
+	size_t n_touch;
 
 	void *rpc_handlers; /* the Policy service's handler table (policy_rpc_register) */
 

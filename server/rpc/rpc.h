@@ -108,7 +108,9 @@ struct rpc_method_handler {
 	rpc_unary_fn unary;  /* unary methods */
 	rpc_stream_fn stream; /* server-streaming methods */
 	rpc_bidi_fn bidi;    /* bidi methods */
-	bool inline_ok;      /* unary handler never blocks: run it on the CQ thread */
+	/* unary handler never blocks: run it on the CQ thread; under an authorizer, as
+	 * inline_try (the authorizer may send the call to the pool, the handler never does) */
+	bool inline_ok;
 	/*
 	 * Unary handler that can often answer without blocking (a cache hit): the authorizer
 	 * and the handler first run on the CQ thread with rpc_call_is_inline() true; either
@@ -245,6 +247,10 @@ void rpc_server_notify_streams(struct rpc_server *server);
 
 /* The gRPC code for a -errno (or errno) value. */
 enum rpc_code rpc_errno_code(int err);
+/* What a client is told for a -errno (or errno) value without a module's message: the
+ * table's text where it has one (-ETIME: "the database did not answer in time; ..."),
+ * else strerror's (use it before this thread's next strerror). */
+const char *rpc_errno_message(int err);
 /* The name of a code, "INVALID_ARGUMENT". */
 const char *rpc_code_name(enum rpc_code code);
 /*

@@ -364,7 +364,7 @@ void rpc_call_finish(struct rpc_call *c, int r, const ProtobufCMessage *resp)
 		msg = c->message;
 	} else {
 		code = rpc_errno_code(r);
-		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), strerror(-r));
+		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), rpc_errno_message(r));
 		msg = buf;
 	}
 	send_final(c, code, msg, NULL);
@@ -537,7 +537,9 @@ static void dispatch(struct rpc_call *c)
 		rpc_run_unary(c);
 		return;
 	}
-	if (h->inline_try && h->unary && try_inline(c))
+	/* an inline_ok handler under an authorizer: the authorizer decides inline when it can
+	 * (a cached token), so that calls that never wait are not queued behind ones that do */
+	if ((h->inline_try || h->inline_ok) && h->unary && try_inline(c))
 		return;
 	if (rpc_pool_submit(&c->server->pool, c) < 0)
 		send_final(c, RPC_RESOURCE_EXHAUSTED, "server busy: the work queue is full", NULL);

@@ -4,7 +4,9 @@
  * the completion-queue thread (rpc_call_is_inline true, no pool run); a call where either
  * says -EWOULDBLOCK is run again from the start on the pool and gets the same answer, with
  * nothing left over from the first run (principal, status); an error set inline is final.
- * The fake GetSecret here answers value = "v:<name>" and version 7.
+ * The fake GetSecret here answers value = "v:<name>" and version 7. DeleteSecret stands for
+ * an inline_ok handler (one that never blocks, like Guard.GetStatus) under the same
+ * authorizer: it too is decided inline when the authorizer can, not queued on the pool.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,11 +29,20 @@ extern const size_t trstctl_descset_len;
 
 static atomic_int inline_runs, pool_runs, auth_inline, auth_pool;
 
+/* The request's "name" field (GetSecretRequest and DeleteSecretRequest both have one). */
+static const char *req_name(const ProtobufCMessage *msg)
+{
+	const ProtobufCFieldDescriptor *f =
+		protobuf_c_message_descriptor_get_field_by_name(msg->descriptor, "name");
+
+	return f ? *(char *const *)((const char *)msg + f->offset) : "";
+}
+
 /* Name prefixes: "hit" answers inline; "miss" blocks in the handler; "auth" blocks in the
  * authorizer; "deny" is denied inline; "err" fails inline with NOT_FOUND. */
 static int auth(struct rpc_call *call, const ProtobufCMessage *msg, void *user)
 {
-	const Trstctl__V1__GetSecretRequest *req = (const void *)msg;
+	const char *name = req_name(msg);
 
 	if (!rpc_call_is_inline(call)) {
 		atomic_fetch_add(&auth_pool, 1);
@@ -41,9 +52,9 @@ static int auth(struct rpc_call *call, const ProtobufCMessage *msg, void *user)
 	atomic_fetch_add(&auth_inline, 1);
 	/* what a first run sets must not survive into the rerun */
 	rpc_call_set_principal(call, "inline-principal");
-	if (strncmp(req->name, "auth", 4) == 0)
+	if (strncmp(name, "auth", 4) == 0)
 		return -EWOULDBLOCK;
-	if (strncmp(req->name, "deny", 4) == 0)
+	if (strncmp(name, "deny", 4) == 0)
 		return rpc_call_error(call, RPC_PERMISSION_DENIED, "denied inline");
 	return 0;
 }
@@ -76,6 +87,21 @@ static int get(struct rpc_call *call, const ProtobufCMessage *msg, ProtobufCMess
 	return 0;
 }
 
+/* An inline_ok handler: never blocks, answers SecretMeta {name, version 9}. */
+static int del(struct rpc_call *call, const ProtobufCMessage *msg, ProtobufCMessage **ret_resp,
+	       void *user)
+{
+	Trstctl__V1__SecretMeta *o =
+		(void *)rpc_call_new_message(call, &trstctl__v1__secret_meta__descriptor);
+
+	(void)user;
+	atomic_fetch_add(rpc_call_is_inline(call) ? &inline_runs : &pool_runs, 1);
+	o->name = rpc_call_strdup(call, req_name(msg));
+	o->version = 9;
+	*ret_resp = &o->base;
+	return 0;
+}
+
 struct fixture {
 	struct rpc_test_serve t;
 	struct rpc_method_handler h[16];
@@ -92,6 +118,8 @@ static int setup(void **state)
 	for (unsigned i = 0; i < d->n_methods; i++)
 		if (strcmp(d->methods[i].name, "GetSecret") == 0)
 			f.h[i] = (struct rpc_method_handler){ .unary = get, .inline_try = true };
+		else if (strcmp(d->methods[i].name, "DeleteSecret") == 0)
+			f.h[i] = (struct rpc_method_handler){ .unary = del, .inline_ok = true };
 	rpc_server_set_auth(f.t.srv, auth, NULL);
 	if (rpc_server_add_service(f.t.srv, d, f.h, NULL) < 0 ||
 	    rpc_test_serve_start(&f.t, 5000) < 0)
@@ -193,6 +221,51 @@ static void test_inline_errors_are_final(void **state)
 	assert_int_equal(atomic_load(&auth_pool), 0);
 }
 
+/* DeleteSecret(name) on the inline_ok handler: the status code and the reply's version. */
+static int call_ok(struct fixture *f, const char *name, int64_t *ret_version)
+{
+	Trstctl__V1__DeleteSecretRequest q = TRSTCTL__V1__DELETE_SECRET_REQUEST__INIT;
+	ProtobufCMessage *resp = NULL;
+	struct trstctl_status st = { 0 };
+	int code;
+
+	q.name = (char *)name;
+	trstctl_call_unary(f->t.cl, "/trstctl.v1.Secrets/DeleteSecret", &q.base,
+			   &trstctl__v1__secret_meta__descriptor, NULL, &resp, &st);
+	code = st.code;
+	*ret_version = resp ? ((const Trstctl__V1__SecretMeta *)resp)->version : 0;
+	if (resp)
+		protobuf_c_message_free_unpacked(resp, NULL);
+	trstctl_status_clear(&st);
+	return code;
+}
+
+static void test_inline_ok_under_authorizer(void **state)
+{
+	int64_t v = 0;
+
+	/* decided and answered on the completion-queue thread: the pool is never involved,
+	 * so a pool full of calls waiting for the database does not delay it */
+	reset();
+	assert_int_equal(call_ok(*state, "hit/ok", &v), RPC_OK);
+	assert_int_equal(v, 9);
+	assert_int_equal(atomic_load(&inline_runs), 1);
+	assert_int_equal(atomic_load(&pool_runs), 0);
+	assert_int_equal(atomic_load(&auth_inline), 1);
+	assert_int_equal(atomic_load(&auth_pool), 0);
+	/* an authorizer that would block sends it to the pool, where it runs once */
+	reset();
+	assert_int_equal(call_ok(*state, "auth/ok", &v), RPC_OK);
+	assert_int_equal(v, 9);
+	assert_int_equal(atomic_load(&inline_runs), 0);
+	assert_int_equal(atomic_load(&pool_runs), 1);
+	assert_int_equal(atomic_load(&auth_pool), 1);
+	/* a denial inline is final */
+	reset();
+	assert_int_equal(call_ok(*state, "deny/ok", &v), RPC_PERMISSION_DENIED);
+	assert_int_equal(atomic_load(&inline_runs) + atomic_load(&pool_runs), 0);
+}
+
 static void test_many(void **state)
 {
 	char name[32], val[64], want[64];
@@ -219,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_handler_would_block),
 		cmocka_unit_test(test_authorizer_would_block),
 		cmocka_unit_test(test_inline_errors_are_final),
+		cmocka_unit_test(test_inline_ok_under_authorizer),
 		cmocka_unit_test(test_many),
 	};
 
