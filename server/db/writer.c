@@ -3,7 +3,8 @@
  * mutation goes. db_write queues a change and sleeps on the change's own condition
  * variable; the writer takes everything queued (up to DB_BATCH_MAX), runs the changes in
  * one transaction, each under a savepoint, runs the pre-commit hooks with the surviving
- * changes' items, commits once and wakes every caller. While it commits, new changes
+ * changes' items, commits once, hands the committed changes' items to the post-commit hooks
+ * (observers: the audit log's export) and wakes every caller. While it commits, new changes
  * queue up, so batches grow with load and one fsync carries many changes.
  *
  * The batch runs in libpq pipeline mode so that savepoints cost no round trip: "BEGIN",
@@ -192,6 +193,16 @@ int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud)
 		return -EINVAL;
 	pthread_mutex_lock(&db->wlock);
 	db->hooks[kind] = (struct db_hook){ fn, ud };
+	pthread_mutex_unlock(&db->wlock);
+	return 0;
+}
+
+int db_set_postcommit(struct db *db, int kind, db_postcommit_fn fn, void *ud)
+{
+	if (!db || kind < 0 || kind >= DB_ITEM_KINDS)
+		return -EINVAL;
+	pthread_mutex_lock(&db->wlock);
+	db->posts[kind] = (struct db_post){ fn, fn ? ud : NULL };
 	pthread_mutex_unlock(&db->wlock);
 	return 0;
 }
@@ -410,6 +421,38 @@ static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **ba
 	return r;
 }
 
+/* Hands each post-commit hook the items of its kind of the changes that committed. */
+static void run_postcommit(struct db *db, struct db_change **batch, size_t n,
+			   struct hook_scratch *sc)
+{
+	struct db_post posts[DB_ITEM_KINDS];
+
+	pthread_mutex_lock(&db->wlock);
+	memcpy(posts, db->posts, sizeof(posts));
+	pthread_mutex_unlock(&db->wlock);
+	for (int kind = 0; kind < DB_ITEM_KINDS; kind++) {
+		size_t count = 0;
+
+		if (!posts[kind].fn)
+			continue;
+		for (size_t i = 0; i < n; i++) {
+			struct db_change *ch = batch[i];
+
+			if (!ch->ran || ch->fn_result < 0)
+				continue;
+			for (size_t j = 0; j < ch->n_items; j++) {
+				if (ch->items[j].kind != kind)
+					continue;
+				if (count == sc->cap && scratch_grow(sc) < 0)
+					return; /* out of memory: the observers miss this batch */
+				sc->items[count++] = ch->items[j].item;
+			}
+		}
+		if (count)
+			posts[kind].fn(sc->items, count, posts[kind].ud);
+	}
+}
+
 static void run_batch(struct db *db, struct db_change **batch, size_t n,
 		      struct hook_scratch *sc)
 {
@@ -434,6 +477,8 @@ static void run_batch(struct db *db, struct db_change **batch, size_t n,
 		}
 	}
 	db_release(db, c);
+	if (r >= 0)
+		run_postcommit(db, batch, n, sc);
 
 	/* attached items are released after the batch, committed or not */
 	for (size_t i = 0; i < n; i++) {
