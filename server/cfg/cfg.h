@@ -135,7 +135,10 @@ struct cfg_otlp {
 	char *token;	    /* TRSTCTL_OTLP_BEARER_TOKEN (secret) */
 	char *token_file;   /* TRSTCTL_OTLP_BEARER_TOKEN_FILE */
 	int64_t timeout_ms; /* TRSTCTL_OTLP_TIMEOUT, default 5s */
-	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024 */
+	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024, per signal, 0..1000000 */
+	int batch_size;	    /* TRSTCTL_OTLP_BATCH_SIZE, default 512, items per request */
+	int64_t batch_interval_ms; /* TRSTCTL_OTLP_BATCH_INTERVAL, default 5s, 1ms..1h */
+	int64_t retry_max_elapsed_ms; /* TRSTCTL_OTLP_RETRY_MAX_ELAPSED, default 1m, 0 = none */
 	char *service_name; /* TRSTCTL_OTLP_SERVICE_NAME, default trstctl */
 	char **headers;	    /* TRSTCTL_OTLP_HEADERS, "Name=value" entries (values secret) */
 	size_t n_headers;
