@@ -306,10 +306,9 @@ static void on_commit(const struct audit_event *ev, void *ud)
 static void test_commit_hook(void **state)
 {
 	struct change three = { TENANT_D, "hook.three", 3 };
-	struct audit_entry denied = { .tenant_id = TENANT_D,
-				      .type = "auth.denied",
-				      .actor = "tok_h",
-				      .outcome = "denied" };
+	struct audit_entry denied = {
+		.tenant_id = TENANT_D, .type = "auth.denied", .actor = "tok_h", .outcome = "denied"
+	};
 	struct audit_query q = { .type_prefix = "hook.", .page_size = 10 };
 	int64_t before = head_of(TENANT_D);
 	struct audit_page *pg = NULL;

@@ -87,7 +87,7 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_OTLP_TIMEOUT=0s" }, "otlp.timeout must be positive" },
 	{ { DSN, "TRSTCTL_OTLP_BATCH_SIZE=0" }, "otlp.batch_size must be between 1 and 100000" },
 	{ { DSN, "TRSTCTL_OTLP_ENABLED=true", "TRSTCTL_OTLP_ENDPOINT=https://c.example",
-	    "TRSTCTL_OTLP_SERVICE_NAME=tr\x01" "ctl" },
+	    "TRSTCTL_OTLP_SERVICE_NAME=tr\001ctl" },
 	  "otlp.service_name must be 1 to 255 printable ASCII characters" },
 	{ { DSN, "TRSTCTL_OTLP_BATCH_INTERVAL=0s" }, "otlp.batch_interval must be positive" },
 	{ { DSN, "TRSTCTL_OTLP_RETRY_MAX_ELAPSED=2h" },

@@ -296,8 +296,7 @@ static int do_hop(const struct guard_http_request *req, struct hop *h, const cha
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, ret_status);
 	curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
-	if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK ||
-	    retry_after < 0)
+	if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK || retry_after < 0)
 		retry_after = 0;
 	h->retry_after_s = retry_after > LONG_MAX ? LONG_MAX : (long)retry_after;
 	*ret_location = loc ? strdup(loc) : NULL;

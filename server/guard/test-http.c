@@ -283,8 +283,9 @@ static void test_configured_endpoint(void **state)
 		skip();
 	}
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-		loopback &= ai->ai_family == AF_INET &&
-			    ((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(0x7f000001);
+		loopback &=
+			ai->ai_family == AF_INET &&
+			((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(0x7f000001);
 	freeaddrinfo(res);
 	if (!loopback) {
 		guard_policy_free(p);
@@ -336,10 +337,8 @@ static void test_retry_after(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_allowed),
-		cmocka_unit_test(test_blocked),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_configured_endpoint),
+		cmocka_unit_test(test_allowed),	    cmocka_unit_test(test_blocked),
+		cmocka_unit_test(test_limits),	    cmocka_unit_test(test_configured_endpoint),
 		cmocka_unit_test(test_retry_after),
 	};
 	const char *py = getenv("PYTHON3") ? getenv("PYTHON3") : "/usr/bin/python3";

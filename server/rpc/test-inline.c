@@ -97,7 +97,8 @@ static void on_done(const struct rpc_call_done *d, void *user)
 		struct done_rec *r = &done_recs[n_done];
 
 		snprintf(r->method, sizeof(r->method), "%s", d->method);
-		snprintf(r->principal, sizeof(r->principal), "%s", d->principal ? d->principal : "-");
+		snprintf(r->principal, sizeof(r->principal), "%s",
+			 d->principal ? d->principal : "-");
 		r->code = d->code;
 		r->start_ns = d->start_unix_ns;
 		r->end_ns = d->end_unix_ns;
