@@ -214,6 +214,12 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
  */
 int cfg_parse_duration(const char *s, int64_t *ret_ms);
 
+/*
+ * A malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets and password=
+ * query values replaced by xxxxx, for messages and log lines (NULL when out of memory).
+ */
+char *cfg_url_redact(const char *url);
+
 /* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
 bool cfg_addr_is_loopback(const char *hostport);
 

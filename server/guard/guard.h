@@ -118,6 +118,11 @@ struct guard_http_response {
 	long retry_after_s; /* the last hop's Retry-After in seconds (either form), 0 = none */
 };
 
+/* Initialises libcurl (curl_global_init) once, before any thread. Returns 0 or -EIO. */
+int guard_http_init(void);
+/* Releases what guard_http_init took, after the last request. */
+void guard_http_fini(void);
+
 /*
  * Performs the request. Returns 0 and fills *ret_resp (free with guard_http_response_free);
  * -EPERM when the egress policy blocked a hop (message in err); -EIO, -ETIMEDOUT, -EFBIG,

@@ -5,8 +5,9 @@
  * client then resolves the name once itself, keeps only the addresses the policy allows,
  * and pins libcurl to them with CURLOPT_RESOLVE; an open-socket callback refuses any other
  * address, so a second resolution (DNS rebinding) cannot steer the connection elsewhere.
- * Proxies from the environment are ignored (a proxy would hide the destination). Assumes
- * curl_global_init() has run (libcurl does it lazily otherwise; call it before threads).
+ * Proxies from the environment are ignored (a proxy would hide the destination).
+ * guard_http_init() runs curl_global_init() before any thread (libcurl would otherwise do
+ * it lazily, on whichever thread asks first).
  */
 #include "guard.h"
 
@@ -382,6 +383,16 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 	free(h.body);
 	free(url);
 	return r;
+}
+
+int guard_http_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void guard_http_fini(void)
+{
+	curl_global_cleanup();
 }
 
 void guard_http_response_free(struct guard_http_response *r)

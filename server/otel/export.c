@@ -55,8 +55,9 @@ struct otel {
 	struct guard_policy *policy;
 	struct otel_resource res;
 	char *version;
-	char *url[OTEL_SIGNALS]; /* <endpoint>/v1/traces, <endpoint>/v1/logs */
-	char **headers;		 /* "Name: value", NULL-terminated; values secret */
+	char *url[OTEL_SIGNALS];   /* <endpoint>/v1/traces, <endpoint>/v1/logs */
+	char *shown[OTEL_SIGNALS]; /* the same for log lines: user information redacted */
+	char **headers;		   /* "Name: value", NULL-terminated; values secret */
 	size_t n_headers;
 	long timeout_ms;      /* per request */
 	size_t cap;	      /* items per queue at most */
@@ -218,7 +219,7 @@ static void mark_failing(struct otel *o, enum otel_signal s, const char *why)
 	if (o->failing[s])
 		return;
 	o->failing[s] = true;
-	log_warn("OTLP export failing", "signal", "%s", signal_names[s], "url", "%s", o->url[s],
+	log_warn("OTLP export failing", "signal", "%s", signal_names[s], "url", "%s", o->shown[s],
 		 "error", "%s", why);
 }
 
@@ -589,12 +590,17 @@ int otel_start(const struct cfg_otlp *c, struct guard_policy *p, const char *ver
 	elen = c->endpoint ? strlen(c->endpoint) : 0;
 	while (elen && c->endpoint[elen - 1] == '/')
 		elen--; /* "<base>/" + "/v1/traces" is one slash */
-	for (int s = 0; r >= 0 && s < OTEL_SIGNALS; s++)
+	for (int s = 0; r >= 0 && s < OTEL_SIGNALS; s++) {
 		if (asprintf(&o->url[s], "%.*s%s", (int)elen, c->endpoint ? c->endpoint : "",
 			     signal_paths[s]) < 0) {
 			o->url[s] = NULL;
 			r = -ENOMEM;
+			break;
 		}
+		o->shown[s] = cfg_url_redact(o->url[s]);
+		if (!o->shown[s])
+			r = -ENOMEM;
+	}
 	if (r < 0)
 		fail(err, errlen, r, "out of memory");
 	else
@@ -632,6 +638,7 @@ struct otel *otel_stop(struct otel *o)
 			free(n);
 		}
 		free(o->url[s]);
+		free(o->shown[s]);
 	}
 	for (size_t i = 0; i < o->n_headers; i++) {
 		explicit_bzero(o->headers[i], strlen(o->headers[i]));
