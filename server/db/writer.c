@@ -349,6 +349,35 @@ static int apply_refusals(struct hook_scratch *sc, size_t count, int kind)
 }
 
 /*
+ * Puts the items of kind of the surviving changes (ran, not failed or refused), in batch
+ * order, into sc: items, owners, results 0. Returns 0 and *ret_count, or -ENOMEM.
+ */
+static int gather(struct db_change **batch, size_t n, int kind, struct hook_scratch *sc,
+		  size_t *ret_count)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct db_change *ch = batch[i];
+
+		if (!ch->ran || ch->fn_result < 0)
+			continue;
+		for (size_t j = 0; j < ch->n_items; j++) {
+			if (ch->items[j].kind != kind)
+				continue;
+			if (count == sc->cap && scratch_grow(sc) < 0)
+				return -ENOMEM;
+			sc->items[count] = ch->items[j].item;
+			sc->owners[count] = ch;
+			sc->results[count] = 0;
+			count++;
+		}
+	}
+	*ret_count = count;
+	return 0;
+}
+
+/*
  * Calls each kind's hook, in ascending kind order, with the items of the surviving changes
  * in batch order; a change a hook refuses is not surviving for the later ones.
  */
@@ -366,22 +395,9 @@ static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch,
 
 		if (!hooks[kind].fn)
 			continue;
-		for (size_t i = 0; i < n; i++) {
-			struct db_change *ch = batch[i];
-
-			if (!ch->ran || ch->fn_result < 0)
-				continue;
-			for (size_t j = 0; j < ch->n_items; j++) {
-				if (ch->items[j].kind != kind)
-					continue;
-				if (count == sc->cap && scratch_grow(sc) < 0)
-					return -ENOMEM;
-				sc->items[count] = ch->items[j].item;
-				sc->owners[count] = ch;
-				sc->results[count] = 0;
-				count++;
-			}
-		}
+		r = gather(batch, n, kind, sc, &count);
+		if (r < 0)
+			return r;
 		if (!count)
 			continue;
 		r = hooks[kind].fn(c, sc->items, count, sc->results, hooks[kind].ud);
@@ -435,19 +451,8 @@ static void run_postcommit(struct db *db, struct db_change **batch, size_t n,
 
 		if (!posts[kind].fn)
 			continue;
-		for (size_t i = 0; i < n; i++) {
-			struct db_change *ch = batch[i];
-
-			if (!ch->ran || ch->fn_result < 0)
-				continue;
-			for (size_t j = 0; j < ch->n_items; j++) {
-				if (ch->items[j].kind != kind)
-					continue;
-				if (count == sc->cap && scratch_grow(sc) < 0)
-					return; /* out of memory: the observers miss this batch */
-				sc->items[count++] = ch->items[j].item;
-			}
-		}
+		if (gather(batch, n, kind, sc, &count) < 0)
+			return; /* out of memory: the observers miss this batch */
 		if (count)
 			posts[kind].fn(sc->items, count, posts[kind].ud);
 	}
