@@ -31,6 +31,7 @@
 #define TENANT_B "0b000000-0000-4000-8000-00000000000b"
 #define TENANT_C "0c000000-0000-4000-8000-00000000000c"
 #define TENANT_D "0d000000-0000-4000-8000-00000000000d"
+#define TENANT_E "0e000000-0000-4000-8000-00000000000e"
 
 struct env {
 	struct db *db, *db2;
@@ -305,12 +306,12 @@ static void on_commit(const struct audit_event *ev, void *ud)
  */
 static void test_commit_hook(void **state)
 {
-	struct change three = { TENANT_D, "hook.three", 3 };
+	struct change three = { TENANT_E, "hook.three", 3 };
 	struct audit_entry denied = {
-		.tenant_id = TENANT_D, .type = "auth.denied", .actor = "tok_h", .outcome = "denied"
+		.tenant_id = TENANT_E, .type = "auth.denied", .actor = "tok_h", .outcome = "denied"
 	};
 	struct audit_query q = { .type_prefix = "hook.", .page_size = 10 };
-	int64_t before = head_of(TENANT_D);
+	int64_t before = head_of(TENANT_E);
 	struct audit_page *pg = NULL;
 
 	(void)state;
@@ -319,14 +320,14 @@ static void test_commit_hook(void **state)
 	assert_int_equal(db_write(E.db, change_fn, &three, 10000), 0);
 	assert_int_equal(db_write(E.db, refuse_fn, NULL, 10000), -EPERM);
 	assert_int_equal(audit_write(E.db, &denied, 10000), 0);
-	write_n(E.db2, TENANT_D, "hook.other", 1); /* the other server's writer */
+	write_n(E.db2, TENANT_E, "hook.other", 1); /* the other server's writer */
 	assert_int_equal(n_seen, 4);
 	q.after_sequence = before;
-	assert_int_equal(audit_list(E.a, TENANT_D, &q, &pg), 0);
+	assert_int_equal(audit_list(E.a, TENANT_E, &q, &pg), 0);
 	assert_int_equal(pg->n, 4);
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(seen[i].sequence, before + 1 + i);
-		assert_string_equal(seen[i].tenant, TENANT_D);
+		assert_string_equal(seen[i].tenant, TENANT_E);
 		assert_string_equal(seen[i].type, "hook.three");
 		assert_string_equal(seen[i].id, pg->events[i].id);
 		assert_memory_equal(seen[i].hash, pg->events[i].hash, AUDIT_HASH_LEN);
@@ -335,7 +336,7 @@ static void test_commit_hook(void **state)
 	audit_page_free(pg);
 
 	assert_int_equal(audit_set_commit_hook(E.a, NULL, NULL), 0);
-	write_n(E.db, TENANT_D, "hook.after", 1);
+	write_n(E.db, TENANT_E, "hook.after", 1);
 	assert_int_equal(n_seen, 4);
 }
 
