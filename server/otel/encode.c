@@ -20,7 +20,7 @@
 #include "logs.pb-c.h"
 #include "logs_service.pb-c.h"
 #include "resource.pb-c.h"
-#include "rpc.h"
+#include "rpc.h" /* the code values only */
 #include "trace.pb-c.h"
 #include "trace_service.pb-c.h"
 
@@ -204,7 +204,7 @@ static void span_fill(OTLP_SPAN *sp, OTLP_STATUS *st, struct attrs *a, const str
 	if (server_error(in->code)) {
 		*st = (OTLP_STATUS)OT_INIT(TRACE__V1__STATUS);
 		st->code = OPENTELEMETRY__PROTO__TRACE__V1__STATUS__STATUS_CODE__STATUS_CODE_ERROR;
-		st->message = (char *)rpc_code_name((enum rpc_code)in->code);
+		st->message = (char *)in->code_name;
 		sp->status = st;
 	}
 }

@@ -413,6 +413,7 @@ void otel_rpc_done(const struct rpc_call_done *d, void *otel)
 	snprintf(sp->method, sizeof(sp->method), "%s", d->method);
 	snprintf(sp->principal, sizeof(sp->principal), "%s", d->principal ? d->principal : "");
 	sp->code = (int)d->code;
+	sp->code_name = rpc_code_name(d->code);
 	sp->start_ns = d->start_unix_ns;
 	sp->end_ns = d->end_unix_ns;
 	enqueue(o, OTEL_TRACES, &sp->node);

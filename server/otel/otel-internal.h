@@ -27,6 +27,7 @@ struct otel_span {
 	char method[OTEL_METHOD_MAX];	    /* "/trstctl.v1.CA/CreateOwner" */
 	char principal[OTEL_PRINCIPAL_MAX]; /* the token id, "" when unauthenticated */
 	int code;			    /* the gRPC status code */
+	const char *code_name;		    /* its name, static ("INTERNAL") */
 	int64_t start_ns, end_ns;	    /* UNIX epoch nanoseconds, start <= end */
 };
 

@@ -181,6 +181,7 @@ static struct otel_span *span(const char *method, const char *principal, int cod
 	snprintf(s->method, sizeof(s->method), "%s", method);
 	snprintf(s->principal, sizeof(s->principal), "%s", principal);
 	s->code = code;
+	s->code_name = rpc_code_name((enum rpc_code)code);
 	s->start_ns = t0;
 	s->end_ns = t0 + 1500;
 	return s;
