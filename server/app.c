@@ -30,8 +30,10 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
+#include "otel.h"
 #include "rpc.h"
 #include "secrets.h"
+#include "trstctl-config.h"
 
 enum {
 	DENIAL_QUEUE = 256,     /* guard denials waiting to be audited */
@@ -50,6 +52,7 @@ struct app {
 	struct ca_service *ca;
 	struct ca_server_cert *server_cert; /* internal TLS mode: the served certificate */
 	struct guard_run *guard;
+	struct otel *otel; /* the OTLP exporter (otlp.enabled), else NULL */
 	/* guard denials on their way to the audit log */
 	pthread_t denial_thread;
 	bool denial_thread_started;
@@ -359,6 +362,7 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	const struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
 					 .checkpoint_file = c->audit.checkpoint_file,
 					 .nats_url = c->nats.url };
+	char *shown = NULL;
 	bool generated = false;
 	char err[512];
 	int r;
@@ -369,6 +373,19 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	a->guard = guard;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
+
+	/* first: a token file that cannot be read stops start-up before anything is opened */
+	if (c->otlp.enabled && guard) {
+		r = otel_start(&c->otlp, guard_run_policy(guard), TRSTCTL_VERSION, &a->otel, err,
+			       sizeof(err));
+		if (r < 0) {
+			log_error("cannot start the OTLP exporter", "error", "%s", err);
+			goto fail;
+		}
+		shown = cfg_url_redact(c->otlp.endpoint);
+		log_info("OTLP export on", "endpoint", "%s", shown ? shown : "[redacted]");
+		free(shown);
+	}
 
 	r = kek_load(c->secrets.kek_file, c->secrets.kek_generate, &a->kek, &generated, err,
 		     sizeof(err));
@@ -401,6 +418,9 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		log_error("cannot open the audit log", "error", "%s", strerror(-r));
 		goto fail;
 	}
+	/* every record from here on, once committed, is exported */
+	if (a->otel)
+		audit_set_commit_hook(a->audit, otel_audit_committed, a->otel);
 	r = bus_open(a->db, &bc, &a->bus);
 	if (r < 0) {
 		log_error("cannot open the outbox", "error", "%s", strerror(-r));
@@ -436,6 +456,8 @@ int app_register(struct app *a, struct rpc_server *s)
 		r = ca_rpc_register(s, a->ca);
 	if (r >= 0)
 		r = authz_install(a->authz, s);
+	if (r >= 0 && a->otel)
+		rpc_server_set_done_hook(s, otel_rpc_done, a->otel);
 	return r;
 }
 
@@ -470,6 +492,8 @@ struct app *app_close(struct app *a)
 	}
 	a->bus = bus_close(a->bus);
 	a->audit = audit_close(a->audit);
+	/* after the hooks that feed it: the rpc server is gone, the audit log closed */
+	a->otel = otel_stop(a->otel);
 	a->db = db_close(a->db);
 	a->kek = kek_free(a->kek);
 	pthread_mutex_destroy(&a->lock);
@@ -523,6 +547,8 @@ int app_metrics_register(struct app *a, struct http_server *h)
 		r = authz_metrics_register(a->authz, h);
 	if (r >= 0)
 		r = http_server_add_ready(h, "postgres", app_db_ready, a->db);
+	if (r >= 0 && a->otel)
+		r = otel_metrics_register(a->otel, h);
 	return r;
 }
 

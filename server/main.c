@@ -204,6 +204,10 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	 * thread) and before any outbound connection. A failure is fatal; a guard pinned by
 	 * an earlier run then stays armed.
 	 */
+	if (guard_http_init() < 0) {
+		log_error("cannot initialise libcurl for the guarded HTTP client");
+		return 1;
+	}
 	r = guard_run_start(c, needs_bind_service(c), &guard, gerr, sizeof(gerr));
 	if (r < 0) {
 		log_error("cannot start the egress guard", "enforcer", "%s",
@@ -263,6 +267,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	rpc_fini();
 	app_close(app);
 	guard_run_stop(guard); /* orderly: detach and unpin */
+	guard_http_fini();
 	log_info("stopped");
 	return 0;
 }

@@ -176,6 +176,19 @@ struct audit_record *audit_record_free(struct audit_record *rec);
 int audit_write(struct db *db, const struct audit_entry *e, int timeout_ms);
 
 /*
+ * Observes the log: called for every record once its batch committed (never for one that
+ * did not), in the order of the batch, on the group-commit writer thread, which waits for
+ * it: copy what is needed and return. ev and its strings are borrowed for the call.
+ */
+typedef void (*audit_commit_fn)(const struct audit_event *ev, void *ud);
+
+/*
+ * Sets (fn NULL: clears) the commit hook of a server's audit log (opened with a kek; else
+ * -EINVAL). Set it before the first write; it stays until audit_close. Returns 0 or -EINVAL.
+ */
+int audit_set_commit_hook(struct audit *a, audit_commit_fn fn, void *ud);
+
+/*
  * One page of a tenant's records (NULL = default tenant) matching q, in sequence order.
  * -EINVAL "invalid page_token" style errors for a malformed token or a negative
  * after_sequence; set *ret_page (free with audit_page_free).

@@ -24,5 +24,3 @@ void cfg_validate(const struct cfg *c, struct cfg_errs *e);
 /* Returns a malloc'd copy of dsn with any password replaced by xxxxx (NULL on ENOMEM). */
 char *cfg_dsn_redact(const char *dsn);
 
-/* Returns a malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets redacted. */
-char *cfg_url_redact(const char *url);

@@ -138,7 +138,10 @@ struct cfg_otlp {
 	char *token;	    /* TRSTCTL_OTLP_BEARER_TOKEN (secret) */
 	char *token_file;   /* TRSTCTL_OTLP_BEARER_TOKEN_FILE */
 	int64_t timeout_ms; /* TRSTCTL_OTLP_TIMEOUT, default 5s */
-	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024 */
+	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024, per signal, 0..1000000 */
+	int batch_size;	    /* TRSTCTL_OTLP_BATCH_SIZE, default 512, items per request */
+	int64_t batch_interval_ms; /* TRSTCTL_OTLP_BATCH_INTERVAL, default 5s, 1ms..1h */
+	int64_t retry_max_elapsed_ms; /* TRSTCTL_OTLP_RETRY_MAX_ELAPSED, default 1m, 0 = none */
 	char *service_name; /* TRSTCTL_OTLP_SERVICE_NAME, default trstctl */
 	char **headers;	    /* TRSTCTL_OTLP_HEADERS, "Name=value" entries (values secret) */
 	size_t n_headers;
@@ -213,6 +216,12 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
  * "1h30m", "500ms"). Returns 0 and *ret_ms, or -EINVAL.
  */
 int cfg_parse_duration(const char *s, int64_t *ret_ms);
+
+/*
+ * A malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets and password=
+ * query values replaced by xxxxx, for messages and log lines (NULL when out of memory).
+ */
+char *cfg_url_redact(const char *url);
 
 /* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
 bool cfg_addr_is_loopback(const char *hostport);

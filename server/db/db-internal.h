@@ -66,6 +66,11 @@ struct db_hook {
 	void *ud;
 };
 
+struct db_post {
+	db_postcommit_fn fn;
+	void *ud;
+};
+
 struct db {
 	char *dsn;                 /* a secret: wiped at close, never logged */
 	int connect_timeout_ms;    /* > 0 */
@@ -95,6 +100,7 @@ struct db {
 	pthread_t w_threads[DB_WRITERS_MAX];
 	struct db_writer_stats stats;
 	struct db_hook hooks[DB_ITEM_KINDS];
+	struct db_post posts[DB_ITEM_KINDS];
 };
 
 /* One embedded migration (db-migrations.c is generated from migrations/). */

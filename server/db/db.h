@@ -181,6 +181,17 @@ int db_hook_verdicts(const struct db_rows *rows, int *results, size_t n, size_t 
 int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud);
 
 /*
+ * Runs after a batch committed, on the writer thread, with the attached items of kind of
+ * every change that committed, in batch order, as the pre-commit hooks left them (audit
+ * records numbered and chained). Never for a batch or a change that did not commit. The
+ * next batch waits for it: copy what is needed and return. The items are freed after it.
+ */
+typedef void (*db_postcommit_fn)(void *const *items, size_t n_items, void *ud);
+
+/* Registers (fn NULL: removes) the post-commit hook of kind. -EINVAL for a bad kind. */
+int db_set_postcommit(struct db *db, int kind, db_postcommit_fn fn, void *ud);
+
+/*
  * Submits a change to the group-commit writer and waits until its batch committed (or
  * failed). Returns fn's result when the batch committed (so >= 0 means durable), fn's
  * error when fn refused (nothing of it was written), or the batch error (-ECONNRESET,

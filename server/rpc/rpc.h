@@ -169,6 +169,31 @@ void rpc_server_set_item_auth(struct rpc_server *server, rpc_item_fn fn, void *u
  * without an item authorizer or for an open method. */
 int rpc_call_item_visible(struct rpc_call *call, const char *prefix, const char *name);
 
+/*
+ * A call that ended, as the completion hook sees it. Strings are borrowed for the duration
+ * of the hook.
+ */
+struct rpc_call_done {
+	const char *method;    /* the full method path, "/trstctl.v1.CA/CreateOwner" */
+	enum rpc_code code;    /* the final status sent */
+	int64_t start_unix_ns; /* when the call was accepted, CLOCK_REALTIME nanoseconds */
+	int64_t end_unix_ns;   /* when its final status was handed to the transport,
+				* >= start_unix_ns (measured on the monotonic clock) */
+	const char *principal; /* set by authentication (a token id), or NULL */
+};
+
+/*
+ * Observes calls (tracing): called once for every call of a registered method when its
+ * final status is sent, on the thread that sends it (a completion-queue, pool or stream
+ * thread), so it must not block: copy what it needs and return. Not called for a method
+ * the server does not know (answered UNIMPLEMENTED at once: its path is the client's
+ * text) nor for a bidi call that ends without a status (the client went away).
+ */
+typedef void (*rpc_done_fn)(const struct rpc_call_done *d, void *user);
+
+/* Sets the completion hook (before rpc_server_start). NULL: none. */
+void rpc_server_set_done_hook(struct rpc_server *server, rpc_done_fn fn, void *user);
+
 /* Registers grpc.health.v1.Health and grpc.reflection v1 and v1alpha. */
 int rpc_server_add_standard_services(struct rpc_server *server);
 

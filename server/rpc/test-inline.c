@@ -7,6 +7,7 @@
  * The fake GetSecret here answers value = "v:<name>" and version 7. DeleteSecret stands for
  * an inline_ok handler (one that never blocks, like Guard.GetStatus) under the same
  * authorizer: it too is decided inline when the authorizer can, not queued on the pool.
+ * The completion hook sees each call once, with its final code, principal and times.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,9 +16,11 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "rpc.h"
 #include "secrets.pb-c.h"
@@ -102,6 +105,34 @@ static int del(struct rpc_call *call, const ProtobufCMessage *msg, ProtobufCMess
 	return 0;
 }
 
+/* What the completion hook saw (copied: the strings are borrowed for the hook only). */
+struct done_rec {
+	char method[64];
+	char principal[32];
+	enum rpc_code code;
+	int64_t start_ns, end_ns;
+};
+static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct done_rec done_recs[8];
+static size_t n_done;
+
+static void on_done(const struct rpc_call_done *d, void *user)
+{
+	pthread_mutex_lock(&done_mu);
+	if (n_done < sizeof(done_recs) / sizeof(done_recs[0])) {
+		struct done_rec *r = &done_recs[n_done];
+
+		snprintf(r->method, sizeof(r->method), "%s", d->method);
+		snprintf(r->principal, sizeof(r->principal), "%s",
+			 d->principal ? d->principal : "-");
+		r->code = d->code;
+		r->start_ns = d->start_unix_ns;
+		r->end_ns = d->end_unix_ns;
+	}
+	n_done++;
+	pthread_mutex_unlock(&done_mu);
+}
+
 struct fixture {
 	struct rpc_test_serve t;
 	struct rpc_method_handler h[16];
@@ -121,6 +152,7 @@ static int setup(void **state)
 		else if (strcmp(d->methods[i].name, "DeleteSecret") == 0)
 			f.h[i] = (struct rpc_method_handler){ .unary = del, .inline_ok = true };
 	rpc_server_set_auth(f.t.srv, auth, NULL);
+	rpc_server_set_done_hook(f.t.srv, on_done, NULL);
 	if (rpc_server_add_service(f.t.srv, d, f.h, NULL) < 0 ||
 	    rpc_test_serve_start(&f.t, 5000) < 0)
 		return -1;
@@ -285,6 +317,48 @@ static void test_many(void **state)
 	assert_true(atomic_load(&inline_runs) >= 130);
 }
 
+/* The hook runs before the status leaves, so it has run when the client has its answer. */
+static void test_done_hook(void **state)
+{
+	struct fixture *f = *state;
+	ProtobufCMessage *resp = NULL;
+	struct trstctl_status st = { 0 };
+	Trstctl__V1__GetSecretRequest q = TRSTCTL__V1__GET_SECRET_REQUEST__INIT;
+	struct timespec now;
+	int64_t v = 0, now_ns;
+	char val[64];
+
+	pthread_mutex_lock(&done_mu);
+	n_done = 0;
+	pthread_mutex_unlock(&done_mu);
+	assert_int_equal(call(f, "hit/d", val, sizeof(val), &v), RPC_OK);
+	assert_int_equal(call(f, "miss/d", val, sizeof(val), &v), RPC_OK);
+	assert_int_equal(call(f, "err/d", val, sizeof(val), &v), RPC_NOT_FOUND);
+	/* a method the server does not know: answered, not reported */
+	q.name = "x";
+	trstctl_call_unary(f->t.cl, "/trstctl.v1.Secrets/NoSuchMethod", &q.base,
+			   &trstctl__v1__secret__descriptor, NULL, &resp, &st);
+	assert_int_equal(st.code, RPC_UNIMPLEMENTED);
+	trstctl_status_clear(&st);
+	clock_gettime(CLOCK_REALTIME, &now);
+	now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+
+	pthread_mutex_lock(&done_mu);
+	assert_int_equal(n_done, 3);
+	for (size_t i = 0; i < 3; i++) {
+		assert_string_equal(done_recs[i].method, "/trstctl.v1.Secrets/GetSecret");
+		assert_true(done_recs[i].start_ns > now_ns - 60000000000LL);
+		assert_true(done_recs[i].start_ns <= done_recs[i].end_ns);
+		assert_true(done_recs[i].end_ns <= now_ns + 1000000000LL);
+	}
+	assert_int_equal(done_recs[0].code, RPC_OK);
+	assert_string_equal(done_recs[0].principal, "inline-principal");
+	assert_int_equal(done_recs[1].code, RPC_OK);
+	assert_string_equal(done_recs[1].principal, "pool-principal");
+	assert_int_equal(done_recs[2].code, RPC_NOT_FOUND);
+	pthread_mutex_unlock(&done_mu);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +368,7 @@ int main(void)
 		cmocka_unit_test(test_inline_errors_are_final),
 		cmocka_unit_test(test_inline_ok_under_authorizer),
 		cmocka_unit_test(test_many),
+		cmocka_unit_test(test_done_hook),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
