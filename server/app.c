@@ -10,12 +10,14 @@
 #include "app-ready.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "authz.h"
@@ -28,8 +30,10 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
+#include "otel.h"
 #include "rpc.h"
 #include "secrets.h"
+#include "trstctl-config.h"
 
 enum {
 	DENIAL_QUEUE = 256,     /* guard denials waiting to be audited */
@@ -46,7 +50,9 @@ struct app {
 	struct authz *authz;
 	struct secrets *secrets;
 	struct ca_service *ca;
+	struct ca_server_cert *server_cert; /* internal TLS mode: the served certificate */
 	struct guard_run *guard;
+	struct otel *otel; /* the OTLP exporter (otlp.enabled), else NULL */
 	/* guard denials on their way to the audit log */
 	pthread_t denial_thread;
 	bool denial_thread_started;
@@ -182,8 +188,9 @@ static int open_db(struct app *a, const sigset_t *sigs)
 	const struct db_config dc = {
 		.dsn = a->cfg->postgres.dsn,
 		.max_conns = a->cfg->postgres.max_conns,
-		.connect_timeout_ms = 5000,
-		.statement_timeout_ms = 30000,
+		/* one bound for every wait on PostgreSQL, connecting included */
+		.connect_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
+		.statement_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
 	};
 	int delay_ms = 250, attempt = 0, r;
 
@@ -191,7 +198,8 @@ static int open_db(struct app *a, const sigset_t *sigs)
 		struct timespec ts;
 
 		r = db_open(&dc, &a->db);
-		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET))
+		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET &&
+			       r != -ETIME))
 			return r;
 		attempt++;
 		log_warn("PostgreSQL is not reachable yet; retrying", "attempt", "%d", attempt,
@@ -256,7 +264,11 @@ static int issuance_check(struct rpc_call *call, const struct ca_issuance *what,
 static int open_services(struct app *a)
 {
 	const struct cfg *c = a->cfg;
-	const struct authz_config ac = { .bootstrap_token_file = c->auth.bootstrap_token_file };
+	const struct authz_config ac = {
+		.bootstrap_token_file = c->auth.bootstrap_token_file,
+		.unauth_interval_ms = c->auth.unauth_summary_interval_ms,
+		.unauth_max_sources = (size_t)c->auth.unauth_max_sources,
+	};
 	const struct secrets_config sc = { .max_value_bytes = c->secrets.max_value_bytes,
 					   .retain_versions = c->secrets.retain_versions };
 	struct ca_config cac;
@@ -283,11 +295,74 @@ static int open_services(struct app *a)
 	return 0;
 }
 
+/* Writes the CA bundle for the clients on this host: a temporary file, then a rename. */
+static int write_bundle(const char *path, const char *pem)
+{
+	char tmp[4096];
+	size_t n = strlen(pem);
+	int fd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, pem, n) != (ssize_t)n || fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		return -EIO;
+	}
+	close(fd);
+	return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+/*
+ * Internal TLS: the CA bundle in the state folder (what the client sub-commands verify the
+ * server with), then the server certificate from the CA for server.tls.sans.
+ */
+static int open_server_cert(struct app *a)
+{
+	const struct cfg *c = a->cfg;
+	const struct ca_server_cert_config scc = {
+		.names = (const char *const *)c->server.tls_sans,
+		.n_names = c->server.n_tls_sans,
+		.validity_seconds = c->server.tls_validity_ms / 1000,
+		.renew_before_seconds = c->server.tls_renew_before_ms / 1000,
+	};
+	char path[4096], err[CA_ERR_LEN] = "";
+	int r;
+
+	snprintf(path, sizeof(path), "%s/ca-bundle.pem", c->state_dir);
+	r = write_bundle(path, ca_service_bundle_pem(a->ca));
+	if (r < 0) {
+		log_error("cannot write the CA bundle", "path", "%s", path, "error", "%s",
+			  strerror(-r));
+		return r;
+	}
+	r = ca_server_cert_open(a->ca, &scc, &a->server_cert, err, sizeof(err));
+	if (r < 0)
+		log_error("cannot obtain the server certificate from the CA", "error", "%s",
+			  err[0] ? err : strerror(-r));
+	return r;
+}
+
+void app_tls_source(struct app *a, struct rpc_server_config *config)
+{
+	if (!a->server_cert)
+		return;
+	config->tls_source = ca_server_cert_fetch;
+	config->tls_source_ud = a->server_cert;
+}
+
 int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	     struct app **ret_app)
 {
 	struct app *a = calloc(1, sizeof(*a));
 	struct bus_config bc = { .nats_url = c->nats.url };
+	const struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
+					 .checkpoint_file = c->audit.checkpoint_file,
+					 .nats_url = c->nats.url };
+	char *shown = NULL;
 	bool generated = false;
 	char err[512];
 	int r;
@@ -298,6 +373,19 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	a->guard = guard;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
+
+	/* first: a token file that cannot be read stops start-up before anything is opened */
+	if (c->otlp.enabled && guard) {
+		r = otel_start(&c->otlp, guard_run_policy(guard), TRSTCTL_VERSION, &a->otel, err,
+			       sizeof(err));
+		if (r < 0) {
+			log_error("cannot start the OTLP exporter", "error", "%s", err);
+			goto fail;
+		}
+		shown = cfg_url_redact(c->otlp.endpoint);
+		log_info("OTLP export on", "endpoint", "%s", shown ? shown : "[redacted]");
+		free(shown);
+	}
 
 	r = kek_load(c->secrets.kek_file, c->secrets.kek_generate, &a->kek, &generated, err,
 		     sizeof(err));
@@ -325,17 +413,22 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		goto fail;
 	}
 	/* Hooks first: db drops attached items of a kind nobody registered. */
-	r = audit_open(a->db, a->kek, NULL, &a->audit);
+	r = audit_open(a->db, a->kek, &ac, &a->audit);
 	if (r < 0) {
 		log_error("cannot open the audit log", "error", "%s", strerror(-r));
 		goto fail;
 	}
+	/* every record from here on, once committed, is exported */
+	if (a->otel)
+		audit_set_commit_hook(a->audit, otel_audit_committed, a->otel);
 	r = bus_open(a->db, &bc, &a->bus);
 	if (r < 0) {
 		log_error("cannot open the outbox", "error", "%s", strerror(-r));
 		goto fail;
 	}
 	r = open_services(a);
+	if (r >= 0 && c->server.tls_mode == CFG_TLS_INTERNAL)
+		r = open_server_cert(a);
 	if (r < 0)
 		goto fail;
 	if (pthread_create(&a->denial_thread, NULL, denial_main, a) == 0)
@@ -363,6 +456,8 @@ int app_register(struct app *a, struct rpc_server *s)
 		r = ca_rpc_register(s, a->ca);
 	if (r >= 0)
 		r = authz_install(a->authz, s);
+	if (r >= 0 && a->otel)
+		rpc_server_set_done_hook(s, otel_rpc_done, a->otel);
 	return r;
 }
 
@@ -382,6 +477,7 @@ struct app *app_close(struct app *a)
 	if (!a)
 		return NULL;
 	a->purger = change_purger_stop(a->purger);
+	a->server_cert = ca_server_cert_close(a->server_cert);
 	a->ca = ca_service_close(a->ca);
 	a->secrets = secrets_close(a->secrets);
 	a->authz = authz_close(a->authz);
@@ -396,6 +492,8 @@ struct app *app_close(struct app *a)
 	}
 	a->bus = bus_close(a->bus);
 	a->audit = audit_close(a->audit);
+	/* after the hooks that feed it: the rpc server is gone, the audit log closed */
+	a->otel = otel_stop(a->otel);
 	a->db = db_close(a->db);
 	a->kek = kek_free(a->kek);
 	pthread_mutex_destroy(&a->lock);
@@ -446,7 +544,11 @@ int app_metrics_register(struct app *a, struct http_server *h)
 	int r = http_server_add_metrics(h, spine_metrics, a);
 
 	if (r >= 0)
+		r = authz_metrics_register(a->authz, h);
+	if (r >= 0)
 		r = http_server_add_ready(h, "postgres", app_db_ready, a->db);
+	if (r >= 0 && a->otel)
+		r = otel_metrics_register(a->otel, h);
 	return r;
 }
 

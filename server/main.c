@@ -185,7 +185,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	struct http_server *h = NULL;
 	struct guard_run *guard = NULL;
 	struct app *app = NULL;
-	char cert_out[4096], gerr[512];
+	char gerr[512];
 	int port, sig, r;
 
 	log_config(c);
@@ -197,10 +197,6 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 			  "%s", strerror(-r));
 		return 1;
 	}
-	if (rc.tls_mode == RPC_TLS_INTERNAL) {
-		snprintf(cert_out, sizeof(cert_out), "%s/server-cert.pem", c->state_dir);
-		rc.tls_cert_out = cert_out;
-	}
 	if (rc.tls_mode == RPC_TLS_DISABLED)
 		log_warn("TLS IS DISABLED: gRPC traffic is plaintext (development only)", "addr",
 			 "%s", rc.addr);
@@ -211,6 +207,10 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	 * thread) and before any outbound connection. A failure is fatal; a guard pinned by
 	 * an earlier run then stays armed.
 	 */
+	if (guard_http_init() < 0) {
+		log_error("cannot initialise libcurl for the guarded HTTP client");
+		return 1;
+	}
 	r = guard_run_start(c, needs_bind_service(c), &guard, gerr, sizeof(gerr));
 	if (r < 0) {
 		log_error("cannot start the egress guard", "enforcer", "%s",
@@ -225,6 +225,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 		return r == -EINTR ? 0 : 1;
 	}
 
+	app_tls_source(app, &rc); /* internal TLS: the CA's server certificate */
 	rpc_init();
 	r = rpc_server_new(&rc, trstctl_descset, trstctl_descset_len, &s);
 	if (r >= 0)
@@ -269,6 +270,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	rpc_fini();
 	app_close(app);
 	guard_run_stop(guard); /* orderly: detach and unpin */
+	guard_http_fini();
 	log_info("stopped");
 	return 0;
 }

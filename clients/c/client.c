@@ -160,7 +160,7 @@ static void pem_free(char *p)
 	free(p);
 }
 
-/* TLS without any check of the server certificate (the internal self-signed mode). */
+/* TLS without any check of the server certificate (TRSTCTL_TLS_NO_VERIFY: a quick look). */
 static grpc_channel_credentials *creds_no_verify(const char *ca, const char *cert,
 						 const char *key)
 {

@@ -3,7 +3,7 @@
  * libtrstctl: a C client for the trstctl gRPC API on the gRPC C core.
  *
  * A client owns one channel (plaintext, TLS verified against a CA bundle, TLS without
- * verification for the server's internal self-signed mode, optionally mTLS) plus the
+ * verification for a quick look, optionally mTLS) plus the
  * settings added to every call (bearer token, default deadline). Calls are blocking and
  * a client may be used from several threads at once: each call has its own completion
  * queue.

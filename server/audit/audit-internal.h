@@ -27,16 +27,24 @@ struct audit_pub {
 
 struct audit {
 	struct db *db;
-	int64_t every;	     /* checkpoint every so many records */
-	int64_t interval_ms; /* timer period, 0 = no timer */
-	void *sign_key;	     /* EVP_PKEY *, NULL when read-only */
-	int sign_version;    /* version of sign_key in sealed_keys */
-	bool hooked;	     /* the pre-commit hook is registered */
-	void *rpc_handlers;  /* struct rpc_method_handler[] of audit_rpc_register, or NULL */
+	int64_t every;		   /* checkpoint every so many records */
+	int64_t interval_ms;	   /* timer period, 0 = no timer */
+	void *sign_key;		   /* EVP_PKEY *, NULL when read-only */
+	int sign_version;	   /* version of sign_key in sealed_keys */
+	bool hooked;		   /* the pre-commit hook is registered */
+	audit_commit_fn commit_fn; /* observer of committed records, or NULL */
+	void *commit_ud;
+	void *rpc_handlers; /* struct rpc_method_handler[] of audit_rpc_register, or NULL */
 
 	pthread_mutex_t key_mu; /* guards pubs (reloaded when an unknown version shows up) */
 	struct audit_pub *pubs;
 	size_t n_pubs;
+
+	char *witness_file;	      /* audit_config.checkpoint_file (owned), or NULL */
+	char *nats_url, *nats_stream; /* where verify reads the published witness, or NULL */
+	pthread_mutex_t witness_mu;   /* guards seen (the timer and shutdown witness) */
+	struct audit_seen *seen;      /* per tenant: what was witnessed last */
+	size_t n_seen;
 
 	pthread_mutex_t timer_mu; /* guards stop; timer_cv wakes the timer */
 	pthread_cond_t timer_cv;
@@ -74,3 +82,13 @@ int audit_key_verify(struct audit *a, struct db_conn *conn, int version, const c
 /* Inserts a checkpoint row (ON CONFLICT DO NOTHING) through conn. */
 int audit_checkpoint_insert(struct audit *a, struct db_conn *conn, const char *tenant,
 			    int64_t sequence, const uint8_t hash[AUDIT_HASH_LEN]);
+
+/* audit_read.c: marks res broken at seq with a message. */
+void audit_verify_bad(struct audit_verify_result *res, int64_t seq, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* audit_witness.c: compares the chain, verified up to its head (sequence head), with the
+ * witnesses; marks res broken and returns 0, or returns -errno when it could not check. */
+int audit_witness_check(struct audit *a, struct db_conn *conn, const char *tenant, int64_t head,
+			struct audit_verify_result *res);
+/* Frees what the witness keeps in a. */
+void audit_witness_free(struct audit *a);

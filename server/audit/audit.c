@@ -572,6 +572,27 @@ static int audit_precommit_closed(struct db_conn *conn, void *const *items, size
 	return -ESHUTDOWN;
 }
 
+/* After the commit: the numbered records go to the observer, in batch order. */
+static void audit_postcommit(void *const *items, size_t n_items, void *ud)
+{
+	struct audit *a = ud;
+
+	for (size_t i = 0; i < n_items; i++)
+		a->commit_fn(&((const struct audit_record *)items[i])->ev, a->commit_ud);
+}
+
+int audit_set_commit_hook(struct audit *a, audit_commit_fn fn, void *ud)
+{
+	if (!a || !a->hooked)
+		return -EINVAL;
+	if (!fn)
+		return db_set_postcommit(a->db, DB_ITEM_AUDIT, NULL, NULL);
+	a->commit_fn = fn;
+	a->commit_ud = ud;
+	/* published to the writer threads by the db's lock */
+	return db_set_postcommit(a->db, DB_ITEM_AUDIT, audit_postcommit, a);
+}
+
 /* Open, close, timer ---------------------------------------------------------------- */
 
 int audit_checkpoint_now(struct audit *a)
@@ -628,8 +649,9 @@ static void *timer_main(void *arg)
 			break;
 		pthread_mutex_unlock(&a->timer_mu);
 		/* A failure (database down) is retried at the next tick; the records themselves
-		 * are safe, only the signature over the head waits. */
+		 * are safe, only the signature over the head and its witnesses wait. */
 		audit_checkpoint_now(a);
+		audit_witness_now(a);
 		pthread_mutex_lock(&a->timer_mu);
 	}
 	pthread_mutex_unlock(&a->timer_mu);
@@ -656,7 +678,13 @@ int audit_open(struct db *db, const struct kek *kek, const struct audit_config *
 		a->interval_ms = 0;
 	pthread_mutex_init(&a->key_mu, NULL);
 	pthread_mutex_init(&a->timer_mu, NULL);
+	pthread_mutex_init(&a->witness_mu, NULL);
 	pthread_cond_init(&a->timer_cv, NULL);
+	r = -ENOMEM;
+	if ((cfg && cfg->checkpoint_file && !(a->witness_file = strdup(cfg->checkpoint_file))) ||
+	    (cfg && cfg->nats_url && *cfg->nats_url && !(a->nats_url = strdup(cfg->nats_url))) ||
+	    (cfg && cfg->nats_stream && !(a->nats_stream = strdup(cfg->nats_stream))))
+		goto fail;
 
 	r = audit_key_load(a, kek);
 	if (r < 0)
@@ -690,12 +718,19 @@ struct audit *audit_close(struct audit *a)
 		pthread_cond_broadcast(&a->timer_cv);
 		pthread_mutex_unlock(&a->timer_mu);
 		pthread_join(a->timer, NULL);
+		/* the server stops: sign and witness its last head (best effort) */
+		audit_checkpoint_now(a);
+		audit_witness_now(a);
 	}
-	if (a->hooked)
+	if (a->hooked) {
 		db_set_precommit(a->db, DB_ITEM_AUDIT, audit_precommit_closed, NULL);
+		db_set_postcommit(a->db, DB_ITEM_AUDIT, NULL, NULL);
+	}
 	audit_key_free(a);
+	audit_witness_free(a);
 	free(a->rpc_handlers);
 	pthread_cond_destroy(&a->timer_cv);
+	pthread_mutex_destroy(&a->witness_mu);
 	pthread_mutex_destroy(&a->timer_mu);
 	pthread_mutex_destroy(&a->key_mu);
 	free(a);

@@ -34,6 +34,17 @@
  *
  * A checkpoint is written for every record whose sequence is a multiple of
  * checkpoint_every, and every checkpoint_interval_ms for a head that moved since.
+ *
+ * Witnesses. A checkpoint in the table proves nothing about records deleted after it
+ * together with it (the newest records, their checkpoints and the head row are a
+ * consistent shorter chain). So every checkpoint_interval_ms (and when the server stops)
+ * the newest checkpoint of each tenant is also written where the database's users cannot
+ * reach: appended to a local file (checkpoint_file, one JSON line each, 0600, fsync'd) and
+ * published as event audit.checkpoint through the outbox (JetStream keeps it). Verifying to
+ * the head compares the chain with the newest witness found in the file and, when NATS
+ * answers within two seconds, in the stream: a witnessed sequence past the head is
+ * reported as truncation, one whose hash differs from its record as a rewrite, and one
+ * whose signature no audit key of the database verifies as foreign.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -71,6 +82,11 @@ struct audit_entry {
 struct audit_config {
 	int64_t checkpoint_every;	/* records between checkpoints, default (0) 1000 */
 	int64_t checkpoint_interval_ms; /* sign a moved head this often, default (0) 60000, <0 off */
+	const char *checkpoint_file;	/* the local witness (appended by a server, read by
+					 * verify); NULL: none */
+	const char *nats_url;		/* where the published checkpoints are read back by
+					 * verify; NULL: not read */
+	const char *nats_stream;	/* its stream; NULL: BUS_DEFAULT_STREAM */
 };
 
 /* A stored record. */
@@ -108,7 +124,8 @@ struct audit_verify_result {
 	int64_t first_bad_sequence;	   /* 0 when ok */
 	int64_t head_sequence;		   /* last record checked */
 	uint8_t head_hash[AUDIT_HASH_LEN]; /* its hash (zeros when none) */
-	char detail[256];		   /* what was wrong, or a summary */
+	int64_t witnessed;		   /* newest checkpoint found outside the table (0: none) */
+	char detail[512];		   /* what was wrong, or a summary */
 };
 
 /*
@@ -158,6 +175,19 @@ struct audit_record *audit_record_free(struct audit_record *rec);
 int audit_write(struct db *db, const struct audit_entry *e, int timeout_ms);
 
 /*
+ * Observes the log: called for every record once its batch committed (never for one that
+ * did not), in the order of the batch, on the group-commit writer thread, which waits for
+ * it: copy what is needed and return. ev and its strings are borrowed for the call.
+ */
+typedef void (*audit_commit_fn)(const struct audit_event *ev, void *ud);
+
+/*
+ * Sets (fn NULL: clears) the commit hook of a server's audit log (opened with a kek; else
+ * -EINVAL). Set it before the first write; it stays until audit_close. Returns 0 or -EINVAL.
+ */
+int audit_set_commit_hook(struct audit *a, audit_commit_fn fn, void *ud);
+
+/*
  * One page of a tenant's records (NULL = default tenant) matching q, in sequence order.
  * -EINVAL "invalid page_token" style errors for a malformed token or a negative
  * after_sequence; set *ret_page (free with audit_page_free).
@@ -182,9 +212,13 @@ int audit_watch(struct audit *a, const char *tenant_id, int64_t after_sequence,
 /*
  * Verifies a tenant's chain from..to (from <= 0: 1; to <= 0: the head): recomputes every
  * hash, checks the prev_hash links, that no sequence is missing, the head row, and every
- * checkpoint in range (signature and hash). Returns 0 with the verdict in *ret (ok false
- * and first_bad_sequence set on a broken chain), -EDOM when from is past the head (there is
- * nothing to verify; an empty chain verifies from 0 or 1), or -errno when it could not check.
+ * checkpoint in range (signature and hash); to the head, also the witnesses (above): the
+ * newest checkpoint of the local file and of the stream must be signed by this database's
+ * audit key and match its record, which must exist. Returns 0 with the verdict in *ret (ok
+ * false and first_bad_sequence set on a broken chain: the first missing record when the
+ * tail was cut), -EDOM when from is past the head (there is nothing to verify; an empty
+ * chain verifies from 0 or 1), or -errno when it could not check. A witness that cannot
+ * be read (no file yet, NATS down) is not compared, and detail says so.
  */
 int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t to,
 		 struct audit_verify_result *ret);
@@ -192,6 +226,10 @@ int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t t
 /* Writes a checkpoint for each tenant whose head moved since its last one (the timer's
  * work; exported for tests and shutdown). Returns how many were written, or -errno. */
 int audit_checkpoint_now(struct audit *a);
+/* Witnesses the newest checkpoint of each tenant not witnessed yet (the timer's work after
+ * audit_checkpoint_now): appends it to the checkpoint file and publishes it. Returns how
+ * many were witnessed, or -errno (what failed is tried again next time). */
+int audit_witness_now(struct audit *a);
 
 /* Pure helpers (exported for tests and the CLI) ---------------------------------------- */
 

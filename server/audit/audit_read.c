@@ -224,10 +224,7 @@ int audit_watch(struct audit *a, const char *tenant_id, int64_t after_sequence,
 
 #define VERIFY_PAGE 1000
 
-static void bad(struct audit_verify_result *res, int64_t seq, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bad(struct audit_verify_result *res, int64_t seq, const char *fmt, ...)
+void audit_verify_bad(struct audit_verify_result *res, int64_t seq, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -275,24 +272,26 @@ static int verify_checkpoints(struct verify_state *st, const struct audit_event 
 			break;
 		}
 		if (seq < lo || seq > hi || (size_t)(seq - lo) >= n) {
-			bad(st->res, seq, "checkpoint at sequence %" PRId64 " has no record", seq);
+			audit_verify_bad(st->res, seq,
+					 "checkpoint at sequence %" PRId64 " has no record", seq);
 			*ret_bad = true;
 			break;
 		}
 		if (rows->lengths[i * rows->n_cols + 1] != AUDIT_HASH_LEN ||
 		    memcmp(h, page[seq - lo].hash, AUDIT_HASH_LEN) != 0) {
-			bad(st->res, seq,
-			    "checkpoint at sequence %" PRId64 " does not match the record's hash",
-			    seq);
+			audit_verify_bad(st->res, seq,
+					 "checkpoint at sequence %" PRId64
+					 " does not match the record's hash",
+					 seq);
 			*ret_bad = true;
 			break;
 		}
 		r = audit_key_verify(st->a, st->conn, (int)ver, st->tenant, seq, (const uint8_t *)h,
 				     (const uint8_t *)sig, rows->lengths[i * rows->n_cols + 3]);
 		if (r == -EBADMSG || r == -ENOKEY) {
-			bad(st->res, seq, "checkpoint at sequence %" PRId64 " %s", seq,
-			    r == -ENOKEY ? "names an unknown audit key version" :
-					   "has a bad signature");
+			audit_verify_bad(st->res, seq, "checkpoint at sequence %" PRId64 " %s", seq,
+					 r == -ENOKEY ? "names an unknown audit key version" :
+							"has a bad signature");
 			*ret_bad = true;
 			r = 0;
 			break;
@@ -328,7 +327,7 @@ static int verify_page(struct verify_state *st, int64_t to, bool *ret_done)
 		return r;
 	*ret_done = true;
 	if (rows->n_rows == 0) {
-		bad(st->res, st->next, "record %" PRId64 " is missing", st->next);
+		audit_verify_bad(st->res, st->next, "record %" PRId64 " is missing", st->next);
 		goto out;
 	}
 	page = calloc(rows->n_rows, sizeof(*page));
@@ -344,7 +343,8 @@ static int verify_page(struct verify_state *st, int64_t to, bool *ret_done)
 		if (r == -EPROTO) {
 			const char *s = db_rows_get(rows, n, 0);
 
-			bad(st->res, st->next, "record %s cannot be read back", s ? s : "?");
+			audit_verify_bad(st->res, st->next, "record %s cannot be read back",
+					 s ? s : "?");
 			r = 0;
 			goto out;
 		}
@@ -352,14 +352,16 @@ static int verify_page(struct verify_state *st, int64_t to, bool *ret_done)
 			goto out;
 		if (ev->sequence != st->next) {
 			n++;
-			bad(st->res, st->next, "record %" PRId64 " is missing", st->next);
+			audit_verify_bad(st->res, st->next, "record %" PRId64 " is missing",
+					 st->next);
 			goto out;
 		}
 		if (memcmp(ev->prev_hash, st->prev, AUDIT_HASH_LEN) != 0) {
 			n++;
-			bad(st->res, ev->sequence,
-			    "record %" PRId64 ": prev_hash does not link to the record before",
-			    ev->sequence);
+			audit_verify_bad(st->res, ev->sequence,
+					 "record %" PRId64
+					 ": prev_hash does not link to the record before",
+					 ev->sequence);
 			goto out;
 		}
 		r = audit_hash(st->prev, ev, h);
@@ -369,9 +371,10 @@ static int verify_page(struct verify_state *st, int64_t to, bool *ret_done)
 		}
 		if (memcmp(h, ev->hash, AUDIT_HASH_LEN) != 0) {
 			n++;
-			bad(st->res, ev->sequence,
-			    "record %" PRId64 ": hash mismatch (the record was altered)",
-			    ev->sequence);
+			audit_verify_bad(st->res, ev->sequence,
+					 "record %" PRId64
+					 ": hash mismatch (the record was altered)",
+					 ev->sequence);
 			goto out;
 		}
 		memcpy(st->prev, h, AUDIT_HASH_LEN);
@@ -425,7 +428,7 @@ static int verify_start(struct verify_state *st, int64_t from, int64_t *ret_head
 	if (r < 0)
 		return r;
 	if (rows->n_rows != 1 || rows->lengths[0] != AUDIT_HASH_LEN)
-		bad(st->res, from - 1, "record %" PRId64 " is missing", from - 1);
+		audit_verify_bad(st->res, from - 1, "record %" PRId64 " is missing", from - 1);
 	else
 		memcpy(st->prev, db_rows_get(rows, 0, 0), AUDIT_HASH_LEN);
 	db_rows_free(rows);
@@ -464,9 +467,10 @@ int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t t
 	if (r < 0 || !res.ok)
 		goto out;
 	if (to_head && head > 0 && memcmp(head_hash, st.prev, AUDIT_HASH_LEN) != 0) {
-		bad(&res, head,
-		    "the chain head (sequence %" PRId64 ") does not match record %" PRId64, head,
-		    head);
+		audit_verify_bad(&res, head,
+				 "the chain head (sequence %" PRId64
+				 ") does not match record %" PRId64,
+				 head, head);
 		goto out;
 	}
 	if (to_head) {
@@ -483,15 +487,26 @@ int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t t
 		if (r >= 0 && db_rows_get(rows, 0, 0)) {
 			int64_t cp = strtoll(db_rows_get(rows, 0, 0), NULL, 10);
 
-			bad(&res, cp, "checkpoint at sequence %" PRId64 " is past the head", cp);
+			audit_verify_bad(&res, cp,
+					 "checkpoint at sequence %" PRId64 " is past the head", cp);
 		}
 		db_rows_free(rows);
 		if (r < 0 || !res.ok)
 			goto out;
+		/* Records cut from the tail with their checkpoints: the witnesses remember. */
+		r = audit_witness_check(a, st.conn, tenant, head, &res);
+		if (r < 0 || !res.ok)
+			goto out;
 	}
-	snprintf(res.detail, sizeof(res.detail),
-		 "%" PRId64 " records and %" PRId64 " checkpoints verified", res.checked,
-		 res.checkpoints);
+	{
+		char note[sizeof(res.detail)];
+
+		/* audit_witness_check left a note on what it compared in detail */
+		snprintf(note, sizeof(note), "%s", res.detail);
+		snprintf(res.detail, sizeof(res.detail),
+			 "%" PRId64 " records and %" PRId64 " checkpoints verified%s%.400s",
+			 res.checked, res.checkpoints, note[0] ? "; " : "", note);
+	}
 out:
 	db_release(a->db, st.conn);
 	if (r >= 0)

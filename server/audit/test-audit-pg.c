@@ -2,8 +2,9 @@
  * Integration tests of audit/ against a real PostgreSQL (TRSTCTL_POSTGRES_DSN, started by
  * db/run-with-pg.sh): the chain under concurrent group-commit writers, tampering with every
  * column of a record, deleted records, tampered checkpoints, two pools (two servers) on one
- * chain, the live tail across the history/live switch, paging, the sealed key, and the
- * throughput of durable audited writes (printed, not asserted).
+ * chain, the tail cut from the tables and caught by the witness file, the live tail across
+ * the history/live switch, paging, the sealed key, and the throughput of durable audited
+ * writes (printed, not asserted).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <libgen.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -26,6 +30,8 @@
 #define EVERY 50
 #define TENANT_B "0b000000-0000-4000-8000-00000000000b"
 #define TENANT_C "0c000000-0000-4000-8000-00000000000c"
+#define TENANT_D "0d000000-0000-4000-8000-00000000000d"
+#define TENANT_E "0e000000-0000-4000-8000-00000000000e"
 
 struct env {
 	struct db *db, *db2;
@@ -268,6 +274,72 @@ static void test_refused_and_invalid(void **state)
 	expect_ok(NULL, before + 2);
 }
 
+/* The commit hook: what it saw (copied: ev is borrowed for the call). */
+struct seen {
+	int64_t sequence;
+	char tenant[AUDIT_UUID_LEN + 1];
+	char id[AUDIT_UUID_LEN + 1];
+	char type[32];
+	uint8_t hash[AUDIT_HASH_LEN];
+};
+static struct seen seen[16];
+static int n_seen;
+
+static void on_commit(const struct audit_event *ev, void *ud)
+{
+	(void)ud;
+	if (n_seen < 16) {
+		struct seen *s = &seen[n_seen];
+
+		s->sequence = ev->sequence;
+		snprintf(s->tenant, sizeof(s->tenant), "%s", ev->tenant_id);
+		snprintf(s->id, sizeof(s->id), "%s", ev->id);
+		snprintf(s->type, sizeof(s->type), "%s", ev->type);
+		memcpy(s->hash, ev->hash, AUDIT_HASH_LEN);
+	}
+	n_seen++;
+}
+
+/*
+ * The commit hook sees every committed record once, numbered and chained as stored, in
+ * order; a refused change's record never. Only the server whose writer committed it sees it.
+ */
+static void test_commit_hook(void **state)
+{
+	struct change three = { TENANT_E, "hook.three", 3 };
+	struct audit_entry denied = {
+		.tenant_id = TENANT_E, .type = "auth.denied", .actor = "tok_h", .outcome = "denied"
+	};
+	struct audit_query q = { .type_prefix = "hook.", .page_size = 10 };
+	int64_t before = head_of(TENANT_E);
+	struct audit_page *pg = NULL;
+
+	(void)state;
+	assert_int_equal(audit_set_commit_hook(E.a, on_commit, NULL), 0);
+	n_seen = 0;
+	assert_int_equal(db_write(E.db, change_fn, &three, 10000), 0);
+	assert_int_equal(db_write(E.db, refuse_fn, NULL, 10000), -EPERM);
+	assert_int_equal(audit_write(E.db, &denied, 10000), 0);
+	write_n(E.db2, TENANT_E, "hook.other", 1); /* the other server's writer */
+	assert_int_equal(n_seen, 4);
+	q.after_sequence = before;
+	assert_int_equal(audit_list(E.a, TENANT_E, &q, &pg), 0);
+	assert_int_equal(pg->n, 4);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(seen[i].sequence, before + 1 + i);
+		assert_string_equal(seen[i].tenant, TENANT_E);
+		assert_string_equal(seen[i].type, "hook.three");
+		assert_string_equal(seen[i].id, pg->events[i].id);
+		assert_memory_equal(seen[i].hash, pg->events[i].hash, AUDIT_HASH_LEN);
+	}
+	assert_string_equal(seen[3].type, "auth.denied");
+	audit_page_free(pg);
+
+	assert_int_equal(audit_set_commit_hook(E.a, NULL, NULL), 0);
+	write_n(E.db, TENANT_E, "hook.after", 1);
+	assert_int_equal(n_seen, 4);
+}
+
 static const struct {
 	const char *column;
 	const char *set;
@@ -387,6 +459,92 @@ static void test_delete(void **state)
 	expect_bad(TENANT_C, 5, "deleted last record");
 	exec("DELETE FROM audit_events WHERE tenant_id = '" TENANT_C "' AND sequence = 1");
 	expect_bad(TENANT_C, 1, "deleted first record");
+}
+
+/* Deleting the newest records and checkpoints and moving the head back leaves a shorter
+ * chain that passes every check on the tables; the witness file remembers the head. */
+static void test_witness(void **state)
+{
+	char dir[] = "/tmp/trstctl-witness.XXXXXX", path[128], line[512];
+	struct audit_config ac = { .checkpoint_interval_ms = -1 };
+	struct audit_verify_result r;
+	struct audit *w = NULL;
+	struct stat st;
+	FILE *f;
+	int lines = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sub/checkpoints", dir);
+	ac.checkpoint_file = path;
+	assert_int_equal(audit_open(E.db, NULL, &ac, &w), 0); /* read-only: witnesses, verifies */
+	write_n(E.db, TENANT_D, "d.event", 20);
+	assert_true(audit_checkpoint_now(E.a) >= 1);
+	assert_true(audit_witness_now(w) >= 1);
+	assert_int_equal(audit_witness_now(w), 0); /* nothing newer: nothing written */
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		lines += strstr(line, TENANT_D) != NULL;
+	fclose(f);
+	assert_int_equal(lines, 1);
+
+	/* untouched: the witness matches */
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.witnessed, 20);
+	assert_non_null(strstr(r.detail, "witnessed checkpoint (sequence 20, local file) matches"));
+
+	/* the tail cut in the tables: the tables alone still verify, the witness does not */
+	exec("DELETE FROM audit_events WHERE tenant_id = '" TENANT_D "' AND sequence > 12");
+	exec("DELETE FROM audit_checkpoints WHERE tenant_id = '" TENANT_D "' AND sequence > 12");
+	exec("UPDATE audit_head SET sequence = 12, hash = (SELECT hash FROM audit_events WHERE "
+	     "tenant_id = '" TENANT_D "' AND sequence = 12) WHERE tenant_id = '" TENANT_D "'");
+	expect_ok(TENANT_D, 12);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 13);
+	assert_non_null(strstr(r.detail, "records missing after sequence 12"));
+	assert_non_null(strstr(r.detail, "expects the head at sequence 20"));
+	printf("# truncated tail -> %s\n", r.detail);
+	/* a head the witness does not move back: a new, lower checkpoint is not witnessed */
+	assert_true(audit_checkpoint_now(E.a) >= 1);
+	assert_int_equal(audit_witness_now(w) >= 0, 1);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+
+	/* new records past the cut: the chain reaches 20 again, with other hashes */
+	write_n(E.db, TENANT_D, "d.again", 10);
+	expect_ok(TENANT_D, 22);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 20);
+	assert_non_null(strstr(r.detail, "chain was rewritten"));
+
+	/* a line that no audit key signed (another database's file) */
+	f = fopen(path, "a");
+	fprintf(f,
+		"{\"tenant_id\":\"%s\",\"sequence\":21,\"hash\":\"%064d\",\"key_version\":1,"
+		"\"signature\":\"%0128d\",\"time\":\"x\"}\n",
+		TENANT_D, 0, 0);
+	fprintf(f, "{\"tenant_id\":\"%s\",\"sequence\":99,\"cut", TENANT_D); /* crash mid-line */
+	fclose(f);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_false(r.ok);
+	assert_int_equal(r.first_bad_sequence, 21);
+	assert_non_null(strstr(r.detail, "not signed by an audit key of this database"));
+
+	/* no file (yet): nothing to compare, and detail says so */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(audit_verify(w, TENANT_D, 0, 0, &r), 0);
+	assert_true(r.ok);
+	assert_int_equal(r.witnessed, 0);
+	assert_non_null(strstr(r.detail, "holds no witness"));
+	audit_close(w);
+	rmdir(dirname(path));
+	rmdir(dir);
 }
 
 static void test_two_servers(void **state)
@@ -586,9 +744,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_concurrent_chain),
 		cmocka_unit_test(test_refused_and_invalid),
+		cmocka_unit_test(test_commit_hook),
 		cmocka_unit_test(test_tamper_each_column),
 		cmocka_unit_test(test_checkpoint_tamper),
 		cmocka_unit_test(test_delete),
+		cmocka_unit_test(test_witness),
 		cmocka_unit_test(test_two_servers),
 		cmocka_unit_test(test_watch_switch),
 		cmocka_unit_test(test_list_paging),

@@ -71,6 +71,17 @@ void bus_kick(struct bus *b);
 struct bus *bus_close(struct bus *b);
 
 /*
+ * The envelope (JSON, as bus_event made it) of the newest event of type on stream (NULL:
+ * BUS_DEFAULT_STREAM): JetStream's last message on events.<type>, read over a connection
+ * of its own to nats_url that gives up after timeout_ms (no reconnect). For a copy of
+ * what was published that lives outside PostgreSQL (the audit checkpoints). Sets
+ * *ret_json (malloc'd). Returns 0, -ENOENT (no such event, or no stream), -EINVAL, or the
+ * connection's error (-ECONNREFUSED, -ETIMEDOUT, ...).
+ */
+int bus_last_event(const char *nats_url, const char *stream, const char *type, int timeout_ms,
+		   char **ret_json);
+
+/*
  * The outbox gauge: unsent rows, age of the oldest unsent row in ms (0 when none), and
  * events acknowledged by JetStream through this bus (re-publishes JetStream reported as
  * duplicates included). Any output may be NULL. Queries the database: -ECONNRESET etc.

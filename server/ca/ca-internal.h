@@ -19,6 +19,7 @@
 
 #define CA_KEY_NAME "issuing" /* sealed_keys name of the issuing CA (kind 'ca') */
 #define CA_CSR_KIND "ca-csr"  /* a key waiting for `ca import-signed` */
+#define CA_TLS_KIND "tls"     /* the server's own TLS certificates (ca_tls.c) */
 
 struct ca_service {
 	struct db *db;
@@ -241,13 +242,26 @@ int ca_store_cert_get(struct db_conn *c, const char *tenant, const char *serial,
 int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identity_id, int limit,
 		       const char *after, struct ca_cert **ret, size_t *ret_n);
 
-/* The issuing CA's newest sealed row: version, chain PEM and sealed key (-ENOENT). */
-int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,
-		     char **ret_chain_pem, uint8_t **ret_sealed, size_t *ret_sealed_len);
-/* Seals key_pem for (tenant, kind, version) and inserts it beside chain_pem
+/* The newest sealed_keys row of (tenant, kind, name): version, chain PEM (the public_key
+ * column) and sealed key (-ENOENT). */
+int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, const char *name,
+		     int *ret_version, char **ret_chain_pem, uint8_t **ret_sealed,
+		     size_t *ret_sealed_len);
+/* Seals key_pem for (tenant, kind, name, version): the row's additional data. */
+int ca_store_key_seal(const struct kek *kek, const char *tenant, const char *kind, const char *name,
+		      int version, const char *key_pem, uint8_t **ret_sealed, size_t *ret_len);
+/* Seals key_pem for (tenant, kind, name, version) and inserts it beside chain_pem
  * (ON CONFLICT DO NOTHING). */
 int ca_store_key_put(struct db_conn *c, const struct kek *kek, const char *tenant, const char *kind,
-		     int version, const char *chain_pem, const char *key_pem);
-/* Opens a sealed key of (tenant, kind, version); *ret is kek_open's plaintext. */
-int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kind, int version,
-		      const uint8_t *sealed, size_t len, uint8_t **ret, size_t *ret_n);
+		     const char *name, int version, const char *chain_pem, const char *key_pem);
+/* Opens a sealed key of (tenant, kind, name, version); *ret is kek_open's plaintext. */
+int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kind, const char *name,
+		      int version, const uint8_t *sealed, size_t len, uint8_t **ret, size_t *ret_n);
+/* Inserts version of the server certificate `name` (kind CA_TLS_KIND) inside a change:
+ * 1, or 0 when that version exists already (another server stored it first). */
+int ca_store_tls_insert(struct db_tx *tx, const char *tenant, const char *name, int version,
+			const char *chain_pem, const uint8_t *sealed, size_t sealed_len);
+/* Deletes the versions of `name` below version, and every server certificate of other
+ * names stored more than max_age_seconds ago (no server renewing it any more). */
+int ca_store_tls_prune(struct db_tx *tx, const char *tenant, const char *name, int version,
+		       int64_t max_age_seconds);

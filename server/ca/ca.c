@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "net.h"
+
 static const char *const state_names[CA_STATE_COUNT] = {
 	"requested", "issued", "deployed", "renewing", "revoked", "retired",
 };
@@ -250,29 +252,8 @@ int ca_validate_email(const char *email, char *err, size_t errlen)
 
 int ca_validate_dns_name(const char *name, char *err, size_t errlen)
 {
-	const char *p = name, *label;
-	size_t n = name ? strlen(name) : 0;
-	bool numeric = false;
-
-	if (n == 0 || n > 253)
-		goto bad;
-	if (!strncmp(p, "*.", 2))
-		p += 2;
-	do {
-		label = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		       (*p >= '0' && *p <= '9') || *p == '-')
-			p++;
-		if (p == label || p - label > 63 || *label == '-' || p[-1] == '-' ||
-		    (*p && *p != '.'))
-			goto bad;
-		numeric = strspn(label, "0123456789") == (size_t)(p - label);
-	} while (*p && *++p);
-	/* A trailing dot, or an all-numeric last label (an IP address belongs in ips). */
-	if (p[-1] == '.' || numeric)
-		goto bad;
-	return 0;
-bad:
+	if (net_dns_name_valid(name))
+		return 0;
 	return set_err(err, errlen, -EINVAL,
 		       "\"%.253s\" is not a valid DNS name (labels of 1..63 letters, digits or "
 		       "hyphens, not starting or ending with a hyphen, the last not all digits; "

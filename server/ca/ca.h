@@ -327,6 +327,42 @@ int ca_crl_refresh(struct ca_service *svc);
 /* Frees the result of a failed or finished operation's replay. */
 void ca_ctx_clear(struct ca_ctx *ctx);
 
+/* The server's own TLS certificate (internal TLS mode; ca_tls.c) --------------------- */
+
+/* What the server certificate carries and how long it lives. */
+struct ca_server_cert_config {
+	const char *const *names; /* DNS names and IP addresses (server.tls.sans), >= 1 */
+	size_t n_names;
+	int64_t validity_seconds;     /* lifetime of each certificate (server.tls.validity) */
+	int64_t renew_before_seconds; /* renewal this far ahead of notAfter, < validity */
+};
+
+struct ca_server_cert; /* the served certificate and its renewal timer */
+
+/*
+ * Opens the server certificate of svc's CA for cfg's names: the one stored for exactly these
+ * names when the current CA signed it and it stays valid beyond renew_before, else a new one
+ * (ECDSA P-256, notBefore a little in the past for clients with a late clock, never past the
+ * CA's notAfter), stored sealed by the KEK in sealed_keys (kind 'tls') with an audit record
+ * server_certificate.issued; servers sharing the database and the names share it. Starts
+ * the timer that does the same again renew_before ahead of notAfter and logs what it did.
+ * Returns 0, -EINVAL (a bad name, err says which), -EKEYEXPIRED (the CA expires before
+ * renew_before), db and kek errors (err says).
+ */
+int ca_server_cert_open(struct ca_service *svc, const struct ca_server_cert_config *cfg,
+			struct ca_server_cert **ret, char *err, size_t errlen);
+/* Stops the timer and frees (the key wiped). Accepts NULL, returns NULL. */
+struct ca_server_cert *ca_server_cert_close(struct ca_server_cert *sc);
+/*
+ * The served pair, for the TLS stack at every new connection (ud is the ca_server_cert;
+ * the shape of rpc's rpc_tls_source_fn). Never blocks on anything but a short lock. When
+ * the pair's generation differs from *generation: sets *ret_chain_pem (the certificate,
+ * then the CA bundle) and *ret_key_pem (PKCS#8; the caller wipes it with
+ * crypto_free_secret), both malloc'd, updates *generation and returns 1. 0 when unchanged;
+ * -ENOMEM.
+ */
+int ca_server_cert_fetch(void *ud, uint64_t *generation, char **ret_chain_pem, char **ret_key_pem);
+
 /* gRPC: registers trstctl.v1.CA. svc is borrowed and must outlive the server. */
 int ca_rpc_register(struct rpc_server *s, struct ca_service *svc);
 

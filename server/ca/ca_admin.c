@@ -154,7 +154,8 @@ static int install_tx(struct db_conn *c, void *ud)
 	r = db_exec(c, "SELECT pg_advisory_xact_lock($2::bigint), $1::uuid", p, 2, NULL);
 	if (r < 0)
 		return r;
-	r = ca_store_key_get(c, DB_DEFAULT_TENANT, kind, &version, &chain, &sealed, &sealed_len);
+	r = ca_store_key_get(c, DB_DEFAULT_TENANT, kind, CA_KEY_NAME, &version, &chain, &sealed,
+			     &sealed_len);
 	free(chain);
 	free(sealed);
 	if (r < 0 && r != -ENOENT)
@@ -170,7 +171,7 @@ static int install_tx(struct db_conn *c, void *ud)
 		r = crypto_ca_key_pem(in->ca, &key);
 		if (r < 0)
 			return r;
-		r = ca_store_key_put(c, in->kek, DB_DEFAULT_TENANT, kind, version + 1,
+		r = ca_store_key_put(c, in->kek, DB_DEFAULT_TENANT, kind, CA_KEY_NAME, version + 1,
 				     crypto_ca_bundle_pem(in->ca), key);
 		OPENSSL_cleanse(key, strlen(key));
 		free(key);
@@ -187,7 +188,7 @@ static int install_tx(struct db_conn *c, void *ud)
 				p, 1, NULL);
 		return r;
 	}
-	return ca_store_key_put(c, in->kek, DB_DEFAULT_TENANT, kind, version + 1, "",
+	return ca_store_key_put(c, in->kek, DB_DEFAULT_TENANT, kind, CA_KEY_NAME, version + 1, "",
 				in->csr_key_pem);
 }
 
@@ -203,12 +204,12 @@ static int parked_key(struct db *db, const struct kek *kek, char **ret)
 	r = db_acquire(db, 10000, &c);
 	if (r < 0)
 		return r;
-	r = ca_store_key_get(c, DB_DEFAULT_TENANT, CA_CSR_KIND, &version, &chain, &sealed,
-			     &sealed_len);
+	r = ca_store_key_get(c, DB_DEFAULT_TENANT, CA_CSR_KIND, CA_KEY_NAME, &version, &chain,
+			     &sealed, &sealed_len);
 	db_release(db, c);
 	if (r >= 0)
-		r = ca_store_key_open(kek, DB_DEFAULT_TENANT, CA_CSR_KIND, version, sealed,
-				      sealed_len, &pt, &n);
+		r = ca_store_key_open(kek, DB_DEFAULT_TENANT, CA_CSR_KIND, CA_KEY_NAME, version,
+				      sealed, sealed_len, &pt, &n);
 	if (r >= 0) {
 		*ret = malloc(n + 1);
 		if (*ret) {

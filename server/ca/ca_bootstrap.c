@@ -67,8 +67,8 @@ static int ca_load_tx(struct db_conn *c, void *ud)
 	free(l->sealed);
 	l->chain = NULL;
 	l->sealed = NULL;
-	r = ca_store_key_get(c, DB_DEFAULT_TENANT, "ca", &l->version, &l->chain, &l->sealed,
-			     &l->sealed_len);
+	r = ca_store_key_get(c, DB_DEFAULT_TENANT, "ca", CA_KEY_NAME, &l->version, &l->chain,
+			     &l->sealed, &l->sealed_len);
 	if (r != -ENOENT)
 		return r;
 	r = crypto_ca_create(svc->cfg.key_type, svc->cfg.subject_cn, svc->cfg.validity_days, &ca,
@@ -76,7 +76,7 @@ static int ca_load_tx(struct db_conn *c, void *ud)
 	if (r >= 0)
 		r = crypto_ca_key_pem(ca, &key);
 	if (r >= 0)
-		r = ca_store_key_put(c, svc->kek, DB_DEFAULT_TENANT, "ca", 1,
+		r = ca_store_key_put(c, svc->kek, DB_DEFAULT_TENANT, "ca", CA_KEY_NAME, 1,
 				     crypto_ca_bundle_pem(ca), key);
 	if (key) {
 		OPENSSL_cleanse(key, strlen(key));
@@ -85,8 +85,8 @@ static int ca_load_tx(struct db_conn *c, void *ud)
 	crypto_ca_free(ca);
 	if (r < 0)
 		return r;
-	return ca_store_key_get(c, DB_DEFAULT_TENANT, "ca", &l->version, &l->chain, &l->sealed,
-				&l->sealed_len);
+	return ca_store_key_get(c, DB_DEFAULT_TENANT, "ca", CA_KEY_NAME, &l->version, &l->chain,
+				&l->sealed, &l->sealed_len);
 }
 
 static int ca_load(struct ca_service *svc, char *err, size_t errlen)
@@ -99,8 +99,8 @@ static int ca_load(struct ca_service *svc, char *err, size_t errlen)
 
 	r = db_transaction(svc->db, false, ca_load_tx, &l);
 	if (r >= 0)
-		r = ca_store_key_open(svc->kek, DB_DEFAULT_TENANT, "ca", l.version, l.sealed,
-				      l.sealed_len, &pt, &n);
+		r = ca_store_key_open(svc->kek, DB_DEFAULT_TENANT, "ca", CA_KEY_NAME, l.version,
+				      l.sealed, l.sealed_len, &pt, &n);
 	if (r >= 0) {
 		key = malloc(n + 1);
 		if (key) {

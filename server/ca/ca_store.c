@@ -634,24 +634,26 @@ int ca_store_cert_list(struct db_conn *c, const char *tenant, const char *identi
 
 /* The issuing CA's key ------------------------------------------------------------------ */
 
-static void key_aad(char *buf, size_t len, const char *tenant, const char *kind, int version)
+static void key_aad(char *buf, size_t len, const char *tenant, const char *kind, const char *name,
+		    int version)
 {
-	snprintf(buf, len, "sealed_keys tenant_id=%s kind=%s name=" CA_KEY_NAME " version=%d",
-		 tenant, kind, version);
+	snprintf(buf, len, "sealed_keys tenant_id=%s kind=%s name=%s version=%d", tenant, kind,
+		 name, version);
 }
 
-int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, int *ret_version,
-		     char **ret_chain_pem, uint8_t **ret_sealed, size_t *ret_sealed_len)
+int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, const char *name,
+		     int *ret_version, char **ret_chain_pem, uint8_t **ret_sealed,
+		     size_t *ret_sealed_len)
 {
-	struct db_param p[2] = { DB_TEXT(tenant), DB_TEXT(kind) };
+	struct db_param p[3] = { DB_TEXT(tenant), DB_TEXT(kind), DB_TEXT(name) };
 	struct db_rows *rows = NULL;
 	size_t n;
 	int r;
 
 	r = db_exec(c,
 		    "SELECT version, public_key, sealed FROM sealed_keys WHERE tenant_id = $1 AND "
-		    "kind = $2 AND name = '" CA_KEY_NAME "' ORDER BY version DESC LIMIT 1",
-		    p, 2, &rows);
+		    "kind = $2 AND name = $3 ORDER BY version DESC LIMIT 1",
+		    p, 3, &rows);
 	if (r >= 0 && rows->n_rows == 0)
 		r = -ENOENT;
 	if (r >= 0) {
@@ -672,39 +674,90 @@ int ca_store_key_get(struct db_conn *c, const char *tenant, const char *kind, in
 	return r;
 }
 
-int ca_store_key_put(struct db_conn *c, const struct kek *kek, const char *tenant, const char *kind,
-		     int version, const char *chain_pem, const char *key_pem)
+int ca_store_key_seal(const struct kek *kek, const char *tenant, const char *kind, const char *name,
+		      int version, const char *key_pem, uint8_t **ret_sealed, size_t *ret_len)
 {
-	char aad[200], ver[16];
+	char aad[256];
+
+	key_aad(aad, sizeof(aad), tenant, kind, name, version);
+	return kek_seal(kek, (const uint8_t *)key_pem, strlen(key_pem), aad, ret_sealed, ret_len);
+}
+
+int ca_store_key_put(struct db_conn *c, const struct kek *kek, const char *tenant, const char *kind,
+		     const char *name, int version, const char *chain_pem, const char *key_pem)
+{
+	char ver[16];
 	uint8_t *sealed = NULL;
 	size_t sealed_len = 0;
 	int r;
 
-	key_aad(aad, sizeof(aad), tenant, kind, version);
-	r = kek_seal(kek, (const uint8_t *)key_pem, strlen(key_pem), aad, &sealed, &sealed_len);
+	r = ca_store_key_seal(kek, tenant, kind, name, version, key_pem, &sealed, &sealed_len);
 	if (r < 0)
 		return r;
 	snprintf(ver, sizeof(ver), "%d", version);
 	{
-		struct db_param p[5] = { DB_TEXT(tenant), DB_TEXT(kind), DB_TEXT(ver),
+		struct db_param p[6] = { DB_TEXT(tenant),
+					 DB_TEXT(kind),
+					 DB_TEXT(name),
+					 DB_TEXT(ver),
 					 DB_BYTES(chain_pem, strlen(chain_pem)),
 					 DB_BYTES(sealed, sealed_len) };
 
 		r = db_exec(c,
 			    "INSERT INTO sealed_keys (tenant_id, kind, name, version, public_key, "
-			    "sealed) VALUES ($1, $2, '" CA_KEY_NAME "', $3, $4, $5) "
-			    "ON CONFLICT DO NOTHING",
-			    p, 5, NULL);
+			    "sealed) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+			    p, 6, NULL);
 	}
 	free(sealed);
 	return r;
 }
 
-int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kind, int version,
-		      const uint8_t *sealed, size_t len, uint8_t **ret, size_t *ret_n)
+int ca_store_key_open(const struct kek *kek, const char *tenant, const char *kind, const char *name,
+		      int version, const uint8_t *sealed, size_t len, uint8_t **ret, size_t *ret_n)
 {
-	char aad[200];
+	char aad[256];
 
-	key_aad(aad, sizeof(aad), tenant, kind, version);
+	key_aad(aad, sizeof(aad), tenant, kind, name, version);
 	return kek_open(kek, sealed, len, aad, ret, ret_n);
+}
+
+int ca_store_tls_insert(struct db_tx *tx, const char *tenant, const char *name, int version,
+			const char *chain_pem, const uint8_t *sealed, size_t sealed_len)
+{
+	char ver[16];
+	struct db_rows *rows = NULL;
+	int r;
+
+	snprintf(ver, sizeof(ver), "%d", version);
+	{
+		const struct db_param p[5] = { DB_TEXT(tenant), DB_TEXT(name), DB_TEXT(ver),
+					       DB_BYTES(chain_pem, strlen(chain_pem)),
+					       DB_BYTES(sealed, sealed_len) };
+
+		r = db_tx_exec(
+			tx,
+			"INSERT INTO sealed_keys (tenant_id, kind, name, version, public_key, "
+			"sealed) VALUES ($1, '" CA_TLS_KIND "', $2, $3, $4, $5) "
+			"ON CONFLICT DO NOTHING RETURNING version",
+			p, 5, &rows);
+	}
+	if (r >= 0)
+		r = rows->n_rows == 1;
+	db_rows_free(rows);
+	return r;
+}
+
+int ca_store_tls_prune(struct db_tx *tx, const char *tenant, const char *name, int version,
+		       int64_t max_age_seconds)
+{
+	char ver[16], age[32];
+	const struct db_param p[4] = { DB_TEXT(tenant), DB_TEXT(name), DB_TEXT(ver), DB_TEXT(age) };
+
+	snprintf(ver, sizeof(ver), "%d", version);
+	snprintf(age, sizeof(age), "%lld", (long long)max_age_seconds);
+	return db_tx_exec(tx,
+			  "DELETE FROM sealed_keys WHERE tenant_id = $1 AND kind = '" CA_TLS_KIND
+			  "' AND ((name = $2 AND version < $3::int) OR (name <> $2 AND "
+			  "created_at < now() - make_interval(secs => $4::bigint)))",
+			  p, 4, NULL);
 }

@@ -11,10 +11,12 @@
 #include "cfg-internal.h"
 #include "net.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static bool host_is_loopback(const char *host)
 {
@@ -55,6 +57,49 @@ static void check_hostport(const char *key, const char *v, struct cfg_errs *e)
 	free(host);
 }
 
+/* One 17-byte key per address (family byte, then 4 or 16 bytes); false for no address. */
+static bool ip_key(const char *s, unsigned char key[17])
+{
+	memset(key, 0, 17);
+	if (inet_pton(AF_INET, s, key + 1) == 1)
+		key[0] = 4;
+	else if (inet_pton(AF_INET6, s, key + 1) == 1)
+		key[0] = 6;
+	return key[0] != 0;
+}
+
+/* The names of the internal certificate: DNS names or addresses, each once, at most 100. */
+static void validate_sans(const struct cfg_server *s, struct cfg_errs *e)
+{
+	unsigned char a[17], b[17];
+
+	if (s->tls_mode == CFG_TLS_INTERNAL && s->n_tls_sans == 0)
+		cfg_errs_add(e, "server.tls.sans must name at least one DNS name or IP address "
+				"when server.tls.mode is internal");
+	if (s->n_tls_sans > 100)
+		cfg_errs_add(e, "server.tls.sans has %zu entries; at most 100", s->n_tls_sans);
+	for (size_t i = 0; i < s->n_tls_sans; i++) {
+		const char *v = s->tls_sans[i];
+		bool ip = ip_key(v, a);
+
+		if (!ip && !net_dns_name_valid(v)) {
+			cfg_errs_add(e,
+				     "server.tls.sans entry \"%s\" must be a DNS name or an IP "
+				     "address",
+				     v);
+			continue;
+		}
+		for (size_t j = 0; j < i; j++)
+			if (ip ? ip_key(s->tls_sans[j], b) && !memcmp(a, b, sizeof(a)) :
+				 !strcasecmp(v, s->tls_sans[j])) {
+				cfg_errs_add(e, "server.tls.sans entry \"%s\" is listed twice", v);
+				break;
+			}
+	}
+	if (s->tls_renew_before_ms >= s->tls_validity_ms)
+		cfg_errs_add(e, "server.tls.renew_before must be shorter than server.tls.validity");
+}
+
 static void validate_server(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_server *s = &c->server;
@@ -90,6 +135,7 @@ static void validate_server(const struct cfg *c, struct cfg_errs *e)
 			     "server.max_unauthenticated_streams (%d) must be less than "
 			     "server.max_streams (%d), so that calls with a token keep a share",
 			     s->max_unauthenticated_streams, s->max_streams);
+	validate_sans(s, e);
 	check_hostport("metrics.addr", c->metrics.addr, e);
 }
 
@@ -239,6 +285,19 @@ static void validate_telemetry(const struct cfg *c, struct cfg_errs *e)
 		cfg_errs_add(e, "telemetry.instance_id_file is required when telemetry is enabled");
 }
 
+/* 1..max bytes, each a printable ASCII character (space included). */
+static bool printable_ascii(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
 static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_otlp *o = &c->otlp;
@@ -272,6 +331,8 @@ static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 	}
 	if (o->token && o->token_file)
 		cfg_errs_add(e, "otlp.token and otlp.token_file are mutually exclusive");
+	if (!o->service_name || !printable_ascii(o->service_name, 255))
+		cfg_errs_add(e, "otlp.service_name must be 1 to 255 printable ASCII characters");
 }
 
 static const char *const egress_msg = "ai.model.allow_egress is only valid when ai.model.mode is "

@@ -4,11 +4,13 @@
  * redacted. Loading applies the defaults, then the JSON file named by TRSTCTL_CONFIG_FILE
  * (parsed strictly: unknown or duplicate keys are errors), then the environment; an empty
  * variable never overrides. --check-config prints the table in order, and the docs test
- * compares the table with docs/configuration.md. Nothing here reads getenv or logs.
+ * compares the table with docs/configuration.md. Nothing here reads getenv or logs; the one
+ * fact of the host it reads is its name (a default of server.tls.sans).
  */
 #include "cfg.h"
 #include "cfg-internal.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -16,6 +18,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "net.h"
 
 enum cfg_type {
 	T_STR,
@@ -92,6 +97,12 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_SERVER_TLS_KEY_FILE", "server.tls.key_file", server.tls_key_file, NULL),
 	STR("TRSTCTL_SERVER_TLS_CLIENT_CA_FILE", "server.tls.client_ca_file",
 	    server.tls_client_ca_file, NULL),
+	{ "TRSTCTL_SERVER_TLS_SANS", "server.tls.sans", T_LIST, F(server.tls_sans),
+	  F(server.n_tls_sans), NULL, "localhost,127.0.0.1,::1,<hostname>", NULL, 0, 0, R_NONE },
+	DUR("TRSTCTL_SERVER_TLS_VALIDITY", "server.tls.validity", server.tls_validity_ms, "2160h",
+	    1000, 3153600000000),
+	DUR("TRSTCTL_SERVER_TLS_RENEW_BEFORE", "server.tls.renew_before",
+	    server.tls_renew_before_ms, "720h", 1000, 3153600000000),
 	BOOL("TRSTCTL_DEV_ALLOW_PLAINTEXT", "server.dev_allow_plaintext",
 	     server.dev_allow_plaintext, "false"),
 	INT("TRSTCTL_SERVER_WORKERS", "server.workers", server.workers, "0", 0, 256),
@@ -116,6 +127,8 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_POSTGRES_DSN", "postgres.dsn", T_STR, F(postgres.dsn), 0, NULL, NULL, NULL, 0, 0,
 	  R_DSN },
 	INT("TRSTCTL_POSTGRES_MAX_CONNS", "postgres.max_conns", postgres.max_conns, "8", 1, 1024),
+	DUR("TRSTCTL_POSTGRES_STATEMENT_TIMEOUT", "postgres.statement_timeout",
+	    postgres.statement_timeout_ms, "5s", 100, 3600000),
 	DUR("TRSTCTL_IDEMPOTENCY_RETENTION", "postgres.idempotency_retention",
 	    postgres.idempotency_retention_ms, "24h", 60000, 31536000000),
 	{ "TRSTCTL_NATS_URL", "nats.url", T_STR, F(nats.url), 0, NULL, NULL, NULL, 0, 0, R_URL },
@@ -129,6 +142,15 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_BOOTSTRAP_TOKEN_FILE", "auth.bootstrap_token_file", T_STR,
 	  F(auth.bootstrap_token_file), 0, NULL, "<state_dir>/bootstrap-token", NULL, 0, 0,
 	  R_NONE },
+	DUR("TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL",
+	    "auth.unauthenticated_summary_interval", auth.unauth_summary_interval_ms, "1m", 1000,
+	    86400000),
+	INT("TRSTCTL_AUTH_UNAUTHENTICATED_MAX_SOURCES", "auth.unauthenticated_max_sources",
+	    auth.unauth_max_sources, "1024", 1, 100000),
+	DUR("TRSTCTL_AUDIT_CHECKPOINT_INTERVAL", "audit.checkpoint_interval",
+	    audit.checkpoint_interval_ms, "1m", 1000, 86400000),
+	{ "TRSTCTL_AUDIT_CHECKPOINT_FILE", "audit.checkpoint_file", T_STR, F(audit.checkpoint_file),
+	  0, NULL, "<state_dir>/audit-checkpoints", NULL, 0, 0, R_NONE },
 	STR("TRSTCTL_METRICS_ADDR", "metrics.addr", metrics.addr, "127.0.0.1:9464"),
 	DUR("TRSTCTL_METRICS_READ_TIMEOUT", "metrics.read_timeout", metrics.read_timeout_ms,
 	    "5s", 1, 3600000),
@@ -172,6 +194,11 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_OTLP_BEARER_TOKEN_FILE", "otlp.token_file", otlp.token_file, NULL),
 	DUR("TRSTCTL_OTLP_TIMEOUT", "otlp.timeout", otlp.timeout_ms, "5s", 1, INT64_MAX),
 	INT("TRSTCTL_OTLP_QUEUE_SIZE", "otlp.queue_size", otlp.queue_size, "1024", 0, 1000000),
+	INT("TRSTCTL_OTLP_BATCH_SIZE", "otlp.batch_size", otlp.batch_size, "512", 1, 100000),
+	DUR("TRSTCTL_OTLP_BATCH_INTERVAL", "otlp.batch_interval", otlp.batch_interval_ms, "5s", 1,
+	    3600000),
+	DUR("TRSTCTL_OTLP_RETRY_MAX_ELAPSED", "otlp.retry_max_elapsed", otlp.retry_max_elapsed_ms,
+	    "1m", 0, 3600000),
 	STR("TRSTCTL_OTLP_SERVICE_NAME", "otlp.service_name", otlp.service_name, "trstctl"),
 	{ "TRSTCTL_OTLP_HEADERS", "otlp.headers", T_LIST, F(otlp.headers), F(otlp.n_headers), NULL,
 	  NULL, NULL, 0, 0, R_HEADERS },
@@ -191,6 +218,12 @@ static const struct cfg_setting cfg_settings[] = {
 #define N_SETTINGS (sizeof(cfg_settings) / sizeof(cfg_settings[0]))
 #define CONFIG_FILE_ENV "TRSTCTL_CONFIG_FILE"
 
+/*
+ * Adds one error to the list. Errors quote configured values, and the list is printed as
+ * one line ("trstctl: configuration: ...") and logged: a control character in a value (a
+ * newline, an escape sequence) is shown as '?', so that no value can start a line or
+ * restyle a terminal.
+ */
 void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 {
 	va_list ap;
@@ -207,6 +240,9 @@ void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 		return;
 	}
 	mlen = (size_t)r;
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	nb = realloc(e->buf, e->len + mlen + 3);
 	if (!nb) {
 		free(msg);
@@ -343,6 +379,22 @@ int cfg_parse_duration(const char *s, int64_t *ret_ms)
 	}
 	*ret_ms = total;
 	return 0;
+}
+
+/* A duration in its largest exact unit ("90s" for 1m30s) into buf; returns buf. */
+static const char *format_duration(int64_t ms, char *buf, size_t len)
+{
+	if (ms == 0)
+		snprintf(buf, len, "0s");
+	else if (ms % 3600000 == 0)
+		snprintf(buf, len, "%" PRId64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, len, "%" PRId64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
+	else
+		snprintf(buf, len, "%" PRId64 "ms", ms);
+	return buf;
 }
 
 /* Splits a comma-separated list: entries trimmed, empties dropped. */
@@ -678,6 +730,35 @@ static void note_unknown_env(struct cfg *c, char *const *envp, struct cfg_errs *
 	}
 }
 
+/*
+ * The default names of the internal TLS certificate: the loopback names, and this host's
+ * name when it is a DNS name (in a pod: the pod's name).
+ */
+static void default_sans(struct cfg *c, struct cfg_errs *e)
+{
+	static const char *const fixed[] = { "localhost", "127.0.0.1", "::1" };
+	char host[256] = "";
+	size_t n = 0;
+	char **l;
+
+	if (gethostname(host, sizeof(host) - 1) < 0)
+		host[0] = '\0';
+	for (char *p = host; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	l = calloc(4, sizeof(*l));
+	if (!l) {
+		e->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < 3; i++)
+		if (!(l[n++] = strdup(fixed[i])))
+			e->oom = 1;
+	if (net_dns_name_valid(host) && strcmp(host, "localhost") && !(l[n++] = strdup(host)))
+		e->oom = 1;
+	c->server.tls_sans = l;
+	c->server.n_tls_sans = n;
+}
+
 static void derive(struct cfg *c, struct cfg_errs *e)
 {
 	const char *dir = c->state_dir ? c->state_dir : ".";
@@ -687,6 +768,9 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	if (!s->max_unauthenticated_streams)
 		s->max_unauthenticated_streams = s->max_streams >= 2 ? s->max_streams / 2 : 1;
 
+	if (!c->server.tls_sans)
+		default_sans(c, e);
+
 	if (!c->secrets.kek_file && asprintf(&c->secrets.kek_file, "%s/secrets/kek.bin", dir) < 0) {
 		c->secrets.kek_file = NULL;
 		e->oom = 1;
@@ -694,6 +778,11 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	if (!c->auth.bootstrap_token_file &&
 	    asprintf(&c->auth.bootstrap_token_file, "%s/bootstrap-token", dir) < 0) {
 		c->auth.bootstrap_token_file = NULL;
+		e->oom = 1;
+	}
+	if (!c->audit.checkpoint_file &&
+	    asprintf(&c->audit.checkpoint_file, "%s/audit-checkpoints", dir) < 0) {
+		c->audit.checkpoint_file = NULL;
 		e->oom = 1;
 	}
 	if (!c->telemetry.instance_id_file &&
@@ -735,6 +824,7 @@ static int read_all(char *const *envp, struct cfg **ret, struct cfg_errs *e)
 	/* range checks apply to the merged value, whatever its source */
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const struct cfg_setting *s = &cfg_settings[i];
+		char max[32];
 		int64_t x;
 
 		if (s->type != T_INT && s->type != T_I64 && s->type != T_DUR)
@@ -745,7 +835,8 @@ static int read_all(char *const *envp, struct cfg **ret, struct cfg_errs *e)
 			if (s->type == T_DUR && x < s->min)
 				cfg_errs_add(e, "%s must be positive", s->key);
 			else if (s->type == T_DUR)
-				cfg_errs_add(e, "%s must be at most 1h", s->key);
+				cfg_errs_add(e, "%s must be at most %s", s->key,
+					     format_duration(s->max, max, sizeof(max)));
 			else if (s->max == INT32_MAX || s->max == INT64_MAX)
 				cfg_errs_add(e, "%s must be at least %" PRId64, s->key, s->min);
 			else
@@ -835,20 +926,6 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t)
 	return (unsigned)t < 6 ? ca_key_names[t] : "?";
 }
 
-static void print_duration(FILE *f, int64_t ms)
-{
-	if (ms == 0)
-		fputs("0s", f);
-	else if (ms % 3600000 == 0)
-		fprintf(f, "%" PRId64 "h", ms / 3600000);
-	else if (ms % 60000 == 0)
-		fprintf(f, "%" PRId64 "m", ms / 60000);
-	else if (ms % 1000 == 0)
-		fprintf(f, "%" PRId64 "s", ms / 1000);
-	else
-		fprintf(f, "%" PRId64 "ms", ms);
-}
-
 static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *f)
 {
 	switch (s->type) {
@@ -877,9 +954,12 @@ static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *
 	case T_I64:
 		fprintf(f, "%" PRId64, *(const int64_t *)cfield(c, s->off));
 		return;
-	case T_DUR:
-		print_duration(f, *(const int64_t *)cfield(c, s->off));
+	case T_DUR: {
+		char buf[32];
+
+		fputs(format_duration(*(const int64_t *)cfield(c, s->off), buf, sizeof(buf)), f);
 		return;
+	}
 	case T_ENUM:
 		fputs(s->names[*(const int *)cfield(c, s->off)], f);
 		return;

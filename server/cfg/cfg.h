@@ -32,6 +32,13 @@ struct cfg_server {
 	char *tls_cert_file;	    /* TRSTCTL_SERVER_TLS_CERT_FILE (file mode: required) */
 	char *tls_key_file;	    /* TRSTCTL_SERVER_TLS_KEY_FILE (file mode: required) */
 	char *tls_client_ca_file;   /* TRSTCTL_SERVER_TLS_CLIENT_CA_FILE (optional; mTLS) */
+	char **tls_sans;	    /* TRSTCTL_SERVER_TLS_SANS: DNS names and IP addresses of the
+				     * internal certificate, each once; default localhost,
+				     * 127.0.0.1, ::1 and the host name */
+	size_t n_tls_sans;
+	int64_t tls_validity_ms;     /* TRSTCTL_SERVER_TLS_VALIDITY, default 2160h */
+	int64_t tls_renew_before_ms; /* TRSTCTL_SERVER_TLS_RENEW_BEFORE, default 720h, below
+				      * tls_validity_ms */
 	bool dev_allow_plaintext;   /* TRSTCTL_DEV_ALLOW_PLAINTEXT (disabled TLS needs it) */
 	int workers;		    /* TRSTCTL_SERVER_WORKERS, 0 = online cores, 0..256 */
 	int pool_threads;	    /* TRSTCTL_SERVER_POOL_THREADS, 0 = max(64, 8 x cores) */
@@ -52,6 +59,9 @@ struct cfg_log {
 struct cfg_postgres {
 	char *dsn;     /* TRSTCTL_POSTGRES_DSN (required): URL or key=value; a secret */
 	int max_conns; /* TRSTCTL_POSTGRES_MAX_CONNS, default 8, 1..1024 */
+	/* TRSTCTL_POSTGRES_STATEMENT_TIMEOUT, default 5s, 100ms..1h: the longest a call waits
+	 * for PostgreSQL to answer (db_config.statement_timeout_ms) */
+	int64_t statement_timeout_ms;
 	int64_t idempotency_retention_ms; /* TRSTCTL_IDEMPOTENCY_RETENTION, default 24h */
 };
 
@@ -86,6 +96,13 @@ struct cfg_ca {
 
 struct cfg_auth {
 	char *bootstrap_token_file; /* TRSTCTL_BOOTSTRAP_TOKEN_FILE, <state_dir>/bootstrap-token */
+	int64_t unauth_summary_interval_ms; /* TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL, 1m */
+	int unauth_max_sources; /* TRSTCTL_AUTH_UNAUTHENTICATED_MAX_SOURCES, default 1024 */
+};
+
+struct cfg_audit {
+	int64_t checkpoint_interval_ms; /* TRSTCTL_AUDIT_CHECKPOINT_INTERVAL, default 1m */
+	char *checkpoint_file; /* TRSTCTL_AUDIT_CHECKPOINT_FILE, <state_dir>/audit-checkpoints */
 };
 
 struct cfg_metrics {
@@ -121,7 +138,10 @@ struct cfg_otlp {
 	char *token;	    /* TRSTCTL_OTLP_BEARER_TOKEN (secret) */
 	char *token_file;   /* TRSTCTL_OTLP_BEARER_TOKEN_FILE */
 	int64_t timeout_ms; /* TRSTCTL_OTLP_TIMEOUT, default 5s */
-	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024 */
+	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024, per signal, 0..1000000 */
+	int batch_size;	    /* TRSTCTL_OTLP_BATCH_SIZE, default 512, items per request */
+	int64_t batch_interval_ms; /* TRSTCTL_OTLP_BATCH_INTERVAL, default 5s, 1ms..1h */
+	int64_t retry_max_elapsed_ms; /* TRSTCTL_OTLP_RETRY_MAX_ELAPSED, default 1m, 0 = none */
 	char *service_name; /* TRSTCTL_OTLP_SERVICE_NAME, default trstctl */
 	char **headers;	    /* TRSTCTL_OTLP_HEADERS, "Name=value" entries (values secret) */
 	size_t n_headers;
@@ -151,6 +171,7 @@ struct cfg {
 	struct cfg_nats nats;
 	struct cfg_secrets secrets;
 	struct cfg_auth auth;
+	struct cfg_audit audit;
 	struct cfg_metrics metrics;
 	struct cfg_ca ca;
 	struct cfg_air_gap air_gap;
@@ -211,6 +232,12 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
  * "1h30m", "500ms"). Returns 0 and *ret_ms, or -EINVAL.
  */
 int cfg_parse_duration(const char *s, int64_t *ret_ms);
+
+/*
+ * A malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets and password=
+ * query values replaced by xxxxx, for messages and log lines (NULL when out of memory).
+ */
+char *cfg_url_redact(const char *url);
 
 /* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
 bool cfg_addr_is_loopback(const char *hostport);

@@ -85,6 +85,13 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_OTLP_HEADERS=novalue" },
 	  "otlp.headers entry \"novalue\" is invalid: want Name=value" },
 	{ { DSN, "TRSTCTL_OTLP_TIMEOUT=0s" }, "otlp.timeout must be positive" },
+	{ { DSN, "TRSTCTL_OTLP_BATCH_SIZE=0" }, "otlp.batch_size must be between 1 and 100000" },
+	{ { DSN, "TRSTCTL_OTLP_ENABLED=true", "TRSTCTL_OTLP_ENDPOINT=https://c.example",
+	    "TRSTCTL_OTLP_SERVICE_NAME=tr\001ctl" },
+	  "otlp.service_name must be 1 to 255 printable ASCII characters" },
+	{ { DSN, "TRSTCTL_OTLP_BATCH_INTERVAL=0s" }, "otlp.batch_interval must be positive" },
+	{ { DSN, "TRSTCTL_OTLP_RETRY_MAX_ELAPSED=2h" },
+	  "otlp.retry_max_elapsed must be at most 1h" },
 	{ { DSN, "TRSTCTL_AI_MODEL_ALLOW_EGRESS=true" },
 	  "ai.model.allow_egress is only valid when ai.model.mode is cloud" },
 	{ { DSN, "TRSTCTL_AI_MODEL_MODE=bogus" },
@@ -182,6 +189,23 @@ static const struct rule_case rule_cases[] = {
 	  "air_gap.tripwire_addr \"10.0.0.1:443\" must be a public IP address and port" },
 	{ { DSN, "TRSTCTL_AIRGAP_BPF_PIN_PATH=relative/pin" },
 	  "air_gap.bpf_pin_path \"relative/pin\" must be an absolute path" },
+	/* the internal server certificate */
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=trstctl.ns.svc,*.ns.svc,10.1.2.3,fd00::1" }, NULL },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=a..b" },
+	  "server.tls.sans entry \"a..b\" must be a DNS name or an IP address" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=host.example,HOST.example" },
+	  "server.tls.sans entry \"HOST.example\" is listed twice" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_SANS=::1,0::1" },
+	  "server.tls.sans entry \"0::1\" is listed twice" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=1h", "TRSTCTL_SERVER_TLS_RENEW_BEFORE=1h" },
+	  "server.tls.renew_before must be shorter than server.tls.validity" },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=20s", "TRSTCTL_SERVER_TLS_RENEW_BEFORE=15s" }, NULL },
+	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=900000h" },
+	  "server.tls.validity must be at most 876000h" },
+	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=2h" }, "server.shutdown_grace must be at most 1h" },
+	/* A quoted value keeps the error list on one line (found by fuzz-cfg). */
+	{ { DSN, "TRSTCTL_AIRGAP_ALLOW_HOSTS=res://A=\n\x1b[2J'" },
+	  "air_gap.allow_hosts entry \"res://A=??[2J'\" must be a host, not a URL" },
 };
 
 static void test_rules(void **state)
@@ -232,6 +256,15 @@ static void test_defaults(void **state)
 	assert_int_equal(c->server.max_unauthenticated_streams, 128); /* half of max_streams */
 	assert_int_equal(c->server.max_request_bytes, 4194304);
 	assert_int_equal(c->server.shutdown_grace_ms, 10000);
+	/* the loopback names, then this host's name when it is a DNS name */
+	assert_true(c->server.n_tls_sans == 3 || c->server.n_tls_sans == 4);
+	assert_string_equal(c->server.tls_sans[0], "localhost");
+	assert_string_equal(c->server.tls_sans[1], "127.0.0.1");
+	assert_string_equal(c->server.tls_sans[2], "::1");
+	if (c->server.n_tls_sans == 4)
+		assert_true(net_dns_name_valid(c->server.tls_sans[3]));
+	assert_int_equal(c->server.tls_validity_ms, 2160LL * 3600 * 1000);
+	assert_int_equal(c->server.tls_renew_before_ms, 720LL * 3600 * 1000);
 	assert_string_equal(c->log.level, "info");
 	assert_string_equal(c->log.format, "json");
 	assert_string_equal(c->metrics.addr, "127.0.0.1:9464");
@@ -246,6 +279,10 @@ static void test_defaults(void **state)
 	assert_string_equal(c->air_gap.tripwire_addr, "203.0.113.1:443");
 	assert_int_equal(c->telemetry.interval_ms, 24 * 3600 * 1000);
 	assert_int_equal(c->otlp.timeout_ms, 5000);
+	assert_int_equal(c->otlp.queue_size, 1024);
+	assert_int_equal(c->otlp.batch_size, 512);
+	assert_int_equal(c->otlp.batch_interval_ms, 5000);
+	assert_int_equal(c->otlp.retry_max_elapsed_ms, 60000);
 	assert_int_equal(c->ai_model.mode, CFG_AI_OFF);
 	assert_null(c->nats.url);
 	assert_int_equal(c->n_unknown_env, 0);

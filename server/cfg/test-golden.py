@@ -9,18 +9,21 @@ and compares stdout with <case>.stdout (exit 0 expected) or stderr with <case>.s
 (exit 1 expected). GOLDEN_UPDATE=1 rewrites the golden files from the actual output.
 
 With air-gap on, the command resolves endpoint names. So that no case can send a DNS
-query or read the machine's /etc/hosts, the whole test re-runs itself inside new network
-and mount namespaces (`unshare -n -m`, not even lo up) with a private /etc/hosts
+query or read the machine's /etc/hosts, the whole test re-runs itself inside new network,
+mount and UTS namespaces (`unshare -n -m -u`, not even lo up; the host name, a default of
+server.tls.sans, is trstctl-golden there) with a private /etc/hosts
 (localhost, plus <case>.hosts when it exists) and a private /etc/resolv.conf (nameserver
 127.0.0.1, unreachable there). Root only; exit 77 with the reason otherwise.
 """
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 NS_MARK = 'TRSTCTL_GOLDEN_IN_NS'
+HOSTNAME = 'trstctl-golden'
 BASE_HOSTS = '127.0.0.1 localhost\n::1 localhost\n'
 
 
@@ -33,7 +36,7 @@ def reexec_in_namespaces():
         sys.exit(77)
     env = dict(os.environ)
     env[NS_MARK] = '1'
-    r = subprocess.run(['unshare', '-n', '-m', '--propagation', 'private',
+    r = subprocess.run(['unshare', '-n', '-m', '-u', '--propagation', 'private',
                         sys.executable] + sys.argv, env=env)
     sys.exit(r.returncode)
 
@@ -63,6 +66,8 @@ def main():
         return 77
     if os.environ.get(NS_MARK) != '1':
         reexec_in_namespaces()
+    # the host name is a default of server.tls.sans: the same on every machine
+    socket.sethostname(HOSTNAME)
     tmp = tempfile.mkdtemp(prefix='trstctl-golden-')
     try:
         return run(folder, cmd, private_files(tmp))

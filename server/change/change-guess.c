@@ -7,10 +7,20 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "change.h"
+
+/*
+ * Set-associative: a key's hash picks a set of WAYS slots; a put fills an empty slot of the
+ * set or, when the set is full, the one after the set's last victim (round robin). With one
+ * slot per key (direct-mapped), a quarter-full cache already lost about one key in eight to
+ * a collision, and a lost guess costs two reads; with four ways the loss is negligible until
+ * the cache is nearly full.
+ */
+#define WAYS 4
 
 struct slot {
 	char *tenant, *key; /* NULL: empty */
@@ -20,8 +30,9 @@ struct slot {
 struct change_guess {
 	pthread_mutex_t lock;
 	struct change_guess_ops ops;
-	struct slot *slots;
-	size_t n; /* a power of two */
+	struct slot *slots;   /* n slots: n / WAYS sets of WAYS */
+	uint8_t *victim;      /* per set: the way a full set gives up next */
+	size_t n;	      /* a power of two, at least WAYS */
 };
 
 int change_guess_new(size_t slots, const struct change_guess_ops *ops,
@@ -38,7 +49,10 @@ int change_guess_new(size_t slots, const struct change_guess_ops *ops,
 	while (n < slots && n < ((size_t)1 << 20))
 		n <<= 1;
 	g->slots = calloc(n, sizeof(*g->slots));
-	if (!g->slots) {
+	g->victim = calloc(n / WAYS, 1);
+	if (!g->slots || !g->victim) {
+		free(g->slots);
+		free(g->victim);
 		free(g);
 		return -ENOMEM;
 	}
@@ -76,12 +90,14 @@ struct change_guess *change_guess_free(struct change_guess *g)
 	for (size_t i = 0; i < g->n; i++)
 		value_free(g, slot_take(&g->slots[i]));
 	free(g->slots);
+	free(g->victim);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 	return NULL;
 }
 
-static struct slot *slot_of(struct change_guess *g, const char *tenant, const char *key)
+/* The index of the set of (tenant, key). */
+static size_t set_of(const struct change_guess *g, const char *tenant, const char *key)
 {
 	size_t h = 14695981039346656037ULL; /* FNV-1a */
 
@@ -89,12 +105,35 @@ static struct slot *slot_of(struct change_guess *g, const char *tenant, const ch
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
 	for (const char *p = tenant; *p; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	return &g->slots[h & (g->n - 1)];
+	return h & (g->n / WAYS - 1);
 }
 
 static bool slot_is(const struct slot *s, const char *tenant, const char *key)
 {
 	return s->key && !strcmp(s->key, key) && !strcmp(s->tenant, tenant);
+}
+
+/* The slot holding (tenant, key) in its set, or NULL. */
+static struct slot *find(struct change_guess *g, size_t set, const char *tenant, const char *key)
+{
+	struct slot *s = &g->slots[set * WAYS];
+
+	for (int w = 0; w < WAYS; w++)
+		if (slot_is(&s[w], tenant, key))
+			return &s[w];
+	return NULL;
+}
+
+/* Where a put of a key not in the set goes: an empty slot, else the next victim. */
+static struct slot *place(struct change_guess *g, size_t set)
+{
+	struct slot *s = &g->slots[set * WAYS];
+
+	for (int w = 0; w < WAYS; w++)
+		if (!s[w].key)
+			return &s[w];
+	g->victim[set] = (uint8_t)((g->victim[set] + 1) % WAYS);
+	return &s[g->victim[set]];
 }
 
 int change_guess_get(struct change_guess *g, const char *tenant, const char *key, void *ret)
@@ -105,8 +144,8 @@ int change_guess_get(struct change_guess *g, const char *tenant, const char *key
 	if (!g || !tenant || !key)
 		return -ENOENT;
 	pthread_mutex_lock(&g->lock);
-	s = slot_of(g, tenant, key);
-	if (slot_is(s, tenant, key))
+	s = find(g, set_of(g, tenant, key), tenant, key);
+	if (s)
 		r = g->ops.copy(ret, s->value);
 	pthread_mutex_unlock(&g->lock);
 	return r;
@@ -118,6 +157,7 @@ void change_guess_put(struct change_guess *g, const char *tenant, const char *ke
 	char *t, *k;
 	void *copy, *old;
 	struct slot *s;
+	size_t set;
 
 	if (!g || !tenant || !key || !v)
 		return;
@@ -130,8 +170,11 @@ void change_guess_put(struct change_guess *g, const char *tenant, const char *ke
 		free(copy);
 		return;
 	}
+	set = set_of(g, tenant, key);
 	pthread_mutex_lock(&g->lock);
-	s = slot_of(g, tenant, key);
+	s = find(g, set, tenant, key);
+	if (!s)
+		s = place(g, set);
 	old = slot_take(s);
 	s->tenant = t;
 	s->key = k;
@@ -148,8 +191,8 @@ void change_guess_drop(struct change_guess *g, const char *tenant, const char *k
 	if (!g || !tenant || !key)
 		return;
 	pthread_mutex_lock(&g->lock);
-	s = slot_of(g, tenant, key);
-	if (slot_is(s, tenant, key))
+	s = find(g, set_of(g, tenant, key), tenant, key);
+	if (s)
 		old = slot_take(s);
 	pthread_mutex_unlock(&g->lock);
 	value_free(g, old);

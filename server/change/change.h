@@ -272,8 +272,9 @@ int change_key_from_call(struct change_key *k, struct rpc_call *call,
  * The copy of a row this server last wrote (a secret's metadata, an identity), so that the
  * next change of that row can start without reading it: a guess that the change's hook
  * verifies under the row lock (change_guess_run retries a refused guess from a fresh read).
- * Direct-mapped and bounded: a key has one slot (hash of tenant and key); a put replaces
- * whatever the slot held. A mutex guards it; values are copied in and out with ops.
+ * Bounded and 4-way set-associative: a key's hash (tenant and key) picks a set of four slots;
+ * a put into a full set replaces one of them in turn. A mutex guards it; values are copied
+ * in and out with ops.
  */
 struct change_guess_ops {
 	size_t size;				 /* bytes of one value (a struct) */

@@ -60,7 +60,7 @@ bool cli_conn_flag_takes_value(const char *name);
 struct cli_conn {
 	struct trstctl_client_config config;
 	char addr[512];	   /* the server's address made loopback, when that was taken */
-	char pinned[4096]; /* the internal TLS mode's certificate, when that was taken */
+	char bundle[4096]; /* the internal TLS mode's CA bundle, when that was taken */
 	char token[512];   /* the token (wipe it) */
 };
 
@@ -75,8 +75,8 @@ int cli_conn_resolve(const struct cli_conn_opts *o, const struct cfg *c, struct 
  * Opens a libtrstctl client as o and the configuration c (from cfg_load_client) say, each
  * setting on its own: the flag, else client.addr / client.ca_file / client.token_file,
  * else what the server's own settings say on the server's host (server.addr with a
- * wildcard host made loopback, server.tls.mode, the certificate the internal TLS mode
- * writes to state_dir, auth.bootstrap_token_file), else 127.0.0.1:8443, TLS verified
+ * wildcard host made loopback, server.tls.mode, the CA bundle the internal TLS mode
+ * writes to state_dir (checked under a name among server.tls.sans), auth.bootstrap_token_file), else 127.0.0.1:8443, TLS verified
  * against the system roots, no token. The buffer that held the token is wiped. Returns 0
  * and *ret_client, or -errno with the reason in err.
  */

@@ -3,7 +3,7 @@
  * verify the server (a CA file) and a token (a token file): each comes from its flag, else
  * from the client settings (client.addr, client.ca_file, client.token_file:
  * TRSTCTL_ADDR, TRSTCTL_CA_FILE, TRSTCTL_TOKEN_FILE), else from the server's own settings
- * when the command runs beside the server (its address made loopback, the certificate
+ * when the command runs beside the server (its address made loopback, the CA bundle
  * the internal TLS mode writes to the state folder, the bootstrap token file), else a
  * default. The configuration comes from cfg_load_client, which checks no rule: a client
  * runs with no TRSTCTL_POSTGRES_DSN. docs/cli.md "Connection" is the user's view of the
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,8 +105,44 @@ int cli_conn_flag(struct cli_conn_opts *o, const char *name, const char *value)
 	return 2;
 }
 
-/* How to verify the server when no flag and no client.ca_file says: the server's way. */
-static void server_transport(const struct cfg *c, struct trstctl_client_config *cc, char *pinned,
+/*
+ * The name to check in the internal certificate when calling addr: none when addr's host is
+ * one of server.tls.sans (the host itself is checked), else localhost when the certificate
+ * carries it, else its first DNS name (a pod calling itself on 127.0.0.1 under its Service
+ * names). Borrowed from c, or static.
+ */
+static const char *internal_target(const struct cfg *c, const char *addr)
+{
+	const char *first_dns = NULL, *found = NULL;
+	bool has_localhost = false;
+	char *host = NULL;
+	int port;
+
+	if (net_split_hostport(addr, &host, &port) < 0)
+		host = NULL;
+	for (size_t i = 0; i < c->server.n_tls_sans; i++) {
+		const char *n = c->server.tls_sans[i];
+		struct net_addr a;
+
+		if (host && !strcasecmp(n, host))
+			found = n;
+		if (!strcasecmp(n, "localhost"))
+			has_localhost = true;
+		else if (!first_dns && net_addr_parse(n, &a) < 0)
+			first_dns = n;
+	}
+	free(host);
+	if (found)
+		return NULL;
+	return has_localhost ? "localhost" : first_dns;
+}
+
+/*
+ * How to verify the server when no flag and no client.ca_file says: the server's way. In the
+ * internal TLS mode that is the CA bundle the server writes to the state folder at start-up
+ * (the roots its certificate chains to), under a name the certificate carries.
+ */
+static void server_transport(const struct cfg *c, struct trstctl_client_config *cc, char *bundle,
 			     size_t len)
 {
 	switch (c->server.tls_mode) {
@@ -121,9 +158,11 @@ static void server_transport(const struct cfg *c, struct trstctl_client_config *
 		}
 		break;
 	case CFG_TLS_INTERNAL:
-		snprintf(pinned, len, "%s/server-cert.pem", c->state_dir ? c->state_dir : ".");
-		if (access(pinned, R_OK) == 0)
-			cc->ca_file = pinned; /* the internal mode's certificate: pinned */
+		snprintf(bundle, len, "%s/ca-bundle.pem", c->state_dir ? c->state_dir : ".");
+		if (access(bundle, R_OK) == 0) {
+			cc->ca_file = bundle;
+			cc->target_name = internal_target(c, cc->addr);
+		}
 		break;
 	}
 }
@@ -174,7 +213,7 @@ int cli_conn_resolve(const struct cli_conn_opts *o, const struct cfg *c, struct 
 	else if (ca_file)
 		cc->ca_file = ca_file;
 	else
-		server_transport(c, cc, ret->pinned, sizeof(ret->pinned));
+		server_transport(c, cc, ret->bundle, sizeof(ret->bundle));
 	if (cc->transport != TRSTCTL_TLS)
 		cc->ca_file = NULL;
 	if (cc->transport == TRSTCTL_PLAINTEXT)
@@ -183,7 +222,8 @@ int cli_conn_resolve(const struct cli_conn_opts *o, const struct cfg *c, struct 
 		cc->cert_file = o->cert;
 		cc->key_file = o->key;
 	}
-	cc->target_name = o->server_name;
+	if (o->server_name)
+		cc->target_name = o->server_name;
 	r = load_token(o, c, ret->token, sizeof(ret->token), err, errlen);
 	if (r < 0) {
 		OPENSSL_cleanse(ret->token, sizeof(ret->token));

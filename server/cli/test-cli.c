@@ -66,7 +66,7 @@ static void test_flags(void **state)
 			    0);
 }
 
-/* A folder with a token file and a certificate, as a server's state folder has. */
+/* A folder with a token file and a CA bundle, as a server's state folder has. */
 struct dir {
 	char path[64], token[96], cert[96], env_state[128], env_tok[128];
 };
@@ -78,7 +78,7 @@ static void make_dir(struct dir *d)
 	snprintf(d->path, sizeof(d->path), "/tmp/test-cli-XXXXXX");
 	assert_non_null(mkdtemp(d->path));
 	snprintf(d->token, sizeof(d->token), "%s/bootstrap-token", d->path);
-	snprintf(d->cert, sizeof(d->cert), "%s/server-cert.pem", d->path);
+	snprintf(d->cert, sizeof(d->cert), "%s/ca-bundle.pem", d->path);
 	f = fopen(d->token, "w");
 	assert_non_null(f);
 	fputs("trst_bootstrap\n", f);
@@ -139,14 +139,35 @@ static void test_resolve(void **state)
 		assert_null(c.config.ca_file);
 		assert_null(c.config.token);
 	}
-	{ /* beside the server: its address made loopback, its certificate, its token */
+	{ /* beside the server: its address made loopback, its CA bundle, its token */
 		char *env[] = { "TRSTCTL_SERVER_ADDR=:9443", d.env_state, NULL };
 
 		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
 				 0);
 		assert_string_equal(c.config.addr, "127.0.0.1:9443");
 		assert_string_equal(c.config.ca_file, d.cert);
+		assert_null(c.config.target_name); /* 127.0.0.1 is one of its names */
 		assert_string_equal(c.config.token, "trst_bootstrap");
+	}
+	{ /* the internal certificate's name: localhost when the host is none of its names */
+		char *env[] = { "TRSTCTL_ADDR=10.9.9.9:9443", d.env_state, NULL };
+
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 0);
+		assert_string_equal(c.config.target_name, "localhost");
+		assert_int_equal(resolve(&(struct cli_conn_opts){ .server_name = "n" }, env, &c,
+					 err, sizeof(err)),
+				 0);
+		assert_string_equal(c.config.target_name, "n"); /* --server-name wins */
+	}
+	{ /* else its first DNS name (a pod calling itself under its Service's names) */
+		char *env[] = { "TRSTCTL_SERVER_ADDR=:9443", d.env_state,
+				"TRSTCTL_SERVER_TLS_SANS=10.1.1.1,svc.ns.svc,svc", NULL };
+
+		assert_int_equal(resolve(&(struct cli_conn_opts){ 0 }, env, &c, err, sizeof(err)),
+				 0);
+		assert_string_equal(c.config.ca_file, d.cert);
+		assert_string_equal(c.config.target_name, "svc.ns.svc");
 	}
 	{ /* the client variables win over the server's */
 		char *env[] = { "TRSTCTL_SERVER_ADDR=:9443",

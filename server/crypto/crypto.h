@@ -1,7 +1,7 @@
 #pragma once
 /*
- * crypto: the OpenSSL work of trstctl (KEK envelope sealing, X.509 and CSR work). For
- * now: the self-signed server certificate of the internal TLS mode.
+ * crypto: the OpenSSL work of trstctl: KEK envelope sealing (kek.h), the issuing CA, leaf
+ * issuance, CSR checks and CRLs (x509.h), digests and UUIDs.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -9,16 +9,6 @@
 
 #include "kek.h" /* the KEK and envelope sealing */
 #include "x509.h" /* the issuing CA, leaf issuance, CSR checks, CRLs */
-
-/*
- * Generates an ECDSA P-256 key and a self-signed certificate valid for days days, with
- * CN names[0] and a subjectAltName for every name (IP literals become IP SANs). On
- * success sets *ret_cert_pem and *ret_key_pem (malloc'd; the caller wipes the key with
- * crypto_free_secret). Returns -EINVAL for no names or a bad name, -ENOMEM, -EIO on an
- * OpenSSL failure.
- */
-int crypto_selfsigned(const char *const *names, size_t n_names, int days, char **ret_cert_pem,
-		      char **ret_key_pem);
 
 /* Wipes and frees a NUL-terminated secret. Accepts NULL, returns NULL. */
 char *crypto_free_secret(char *s);

@@ -139,6 +139,24 @@ int crypto_issue(const struct crypto_ca *ca, const struct crypto_issue_req *req,
 /* Frees the members of r and wipes the private key. Accepts NULL; r may be reused. */
 void crypto_issued_clear(struct crypto_issued *r);
 
+/* What crypto_cert_read learnt from a certificate. */
+struct crypto_cert_facts {
+	char serial[CRYPTO_SERIAL_HEX_LEN + 1]; /* lowercase hex, as crypto_issued.serial */
+	int64_t not_before, not_after;		/* Unix seconds */
+	bool signed_by_ca;			/* the CA's name and key signed it */
+	bool same_names;			/* its SANs are exactly the names asked about */
+};
+
+/*
+ * Reads the first certificate of cert_pem (a leaf, maybe followed by its chain) and
+ * compares it with ca and with the DNS names and IP addresses it should carry (each listed
+ * once; the DNS names compare case-insensitively, addresses by value). Returns 0 with *ret
+ * set, -EINVAL when it does not parse (or its serial is over 128 bits), -ENOMEM.
+ */
+int crypto_cert_read(const struct crypto_ca *ca, const char *cert_pem, const char *const *dns_names,
+		     size_t n_dns, const char *const *ips, size_t n_ips,
+		     struct crypto_cert_facts *ret);
+
 /* What crypto_csr_check learnt from a CSR. */
 struct crypto_csr_info {
 	char key_algorithm

@@ -30,8 +30,11 @@ struct http_server_config {
  * the target down rather than a partial view).
  */
 typedef int (*http_metrics_fn)(struct http_metrics *m, void *arg);
-/* A readiness check: true when the module is ready to serve. */
-typedef bool (*http_ready_fn)(void *arg);
+/*
+ * A readiness check: true when the module is ready to serve. When not, it may say why in
+ * why (len bytes, "" on entry; shown by /readyz after the check's name, so never a secret).
+ */
+typedef bool (*http_ready_fn)(void *arg, char *why, size_t len);
 
 /* Creates a listener (not yet bound). Returns 0, -EINVAL (bad addr, a limit out of range)
  * or -ENOMEM. */

@@ -325,6 +325,30 @@ bool net_prefix_contains(const struct net_prefix *p, const struct net_addr *a)
 	return p->family == a->family && bits_match(a->addr, p->addr, p->prefix_len);
 }
 
+bool net_dns_name_valid(const char *name)
+{
+	const char *p = name, *label;
+	size_t n = name ? strlen(name) : 0;
+	bool numeric = false;
+
+	if (n == 0 || n > 253)
+		return false;
+	if (!strncmp(p, "*.", 2))
+		p += 2;
+	do {
+		label = p;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || *p == '-')
+			p++;
+		if (p == label || p - label > 63 || *label == '-' || p[-1] == '-' ||
+		    (*p && *p != '.'))
+			return false;
+		numeric = strspn(label, "0123456789") == (size_t)(p - label);
+	} while (*p && *++p);
+	/* A trailing dot, or an all-numeric last label (an IP address). */
+	return p[-1] != '.' && !numeric;
+}
+
 int net_host_normalize(const char *host, char *buf, size_t len)
 {
 	const char *s = host, *e;
@@ -450,6 +474,10 @@ int net_url_parse(const char *url, struct net_url *ret_url)
 				return -EINVAL;
 		n = (size_t)(he - hs);
 		if (n >= sizeof(u.host))
+			return -EINVAL;
+		/* No empty label: only the root's one trailing dot may stand alone (it is
+		 * dropped below), so "a..b", ".a" and "a.." are not hosts. */
+		if (n && (*hs == '.' || memmem(hs, n, "..", 2)))
 			return -EINVAL;
 		memcpy(u.host, hs, n);
 		u.host[n] = 0;

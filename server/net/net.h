@@ -65,6 +65,14 @@ bool net_prefix_contains(const struct net_prefix *p, const struct net_addr *a);
 int net_host_normalize(const char *host, char *buf, size_t len);
 
 /*
+ * True for a DNS name a certificate may carry as a subjectAltName: labels of 1..63 letters,
+ * digits or hyphens that neither start nor end with a hyphen, the last label not all digits
+ * (an address is no DNS name), at most 253 bytes, no trailing dot; a leftmost "*." is a
+ * wildcard. False for NULL. (ca validates identities with it, cfg the server's own names.)
+ */
+bool net_dns_name_valid(const char *name);
+
+/*
  * Splits "host:port" / "[v6]:port" / ":port". *ret_host is malloc'd ("" for the wildcard),
  * *ret_port 0..65535 (0: the kernel picks). Returns 0 or -EINVAL (-ENOMEM).
  */

@@ -7,15 +7,19 @@
  * A call: the `authorization` metadata must be `Bearer trst_...`; its SHA-256 is looked up
  * in the token cache, else in PostgreSQL (an indexed lookup by hash, then the stored hash
  * is compared in constant time). A missing, malformed, unknown, expired or revoked token
- * gets UNAUTHENTICATED with one message that does not say which (the audit record does).
- * Then the principal's policies decide (action, resource) at the gate (policy.h); a denial
- * gets PERMISSION_DENIED naming the action and resource, never the policy contents. Every
- * denial is audited (auth.denied, policy.denied; outcome denied).
+ * gets UNAUTHENTICATED with one message that does not say which; such calls are counted by
+ * reason and summarized into one auth.denied record per source per interval (unauth.c),
+ * which says which. Then the principal's policies decide (action, resource) at the gate
+ * (policy.h); a denial gets PERMISSION_DENIED naming the action and resource, never the
+ * policy contents, and is audited on its own (policy.denied; outcome denied).
  *
- * Inline (methods with inline_try, on a completion-queue thread): an allowed call whose
- * token is cached and whose last_used_time is not due is decided there without blocking;
- * anything else (cache miss, a denial to audit, a touch to write) returns -EWOULDBLOCK and
- * the call is decided again, the usual way, on the pool.
+ * Inline (methods with inline_try or inline_ok, on a completion-queue thread): an allowed
+ * call whose token is cached is decided there without blocking, and so is an
+ * unauthenticated one (counting does not block); anything else (cache miss, a policy
+ * denial to audit) returns -EWOULDBLOCK and the call is decided again, the usual way, on
+ * the pool. A token's last_used_time (written at most once a minute) is handed to the
+ * poller thread, which writes it at its next poll: no call waits for that write, so calls
+ * that need no database (Guard.GetStatus) answer while PostgreSQL does not.
  *
  * The action of a method is `<service short name>.<method>` of the served descriptors, so
  * a method added later is a known action at once; its resource comes from this table, and
@@ -228,6 +232,14 @@ int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, s
 	return -ENOENT;
 }
 
+const char *authz_resource_field(const char *action)
+{
+	for (size_t i = 0; i < sizeof(res_map) / sizeof(res_map[0]); i++)
+		if (strcmp(res_map[i].action, action) == 0)
+			return res_map[i].field ? res_map[i].field : "the request";
+	return "the request";
+}
+
 /* Token cache -------------------------------------------------------------------------- */
 
 static size_t bucket(const uint8_t hash[POLICY_HASH_LEN])
@@ -383,6 +395,32 @@ static bool tok_should_touch(struct tok_entry *e)
 	       atomic_compare_exchange_strong(&e->touch_us, &seen, now);
 }
 
+/* Last use ------------------------------------------------------------------------------ */
+
+/* Writes last_used_time of each token of ids (best effort: a failure is logged only). */
+static void touch_write(struct authz *a, char (*ids)[POLICY_TOKEN_ID_LEN + 1], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (store_token_touch(a->db, a->tenant, ids[i]) < 0)
+			log_debug("cannot record a token's last use", "token_id", "%s", ids[i]);
+}
+
+/* Queues a last_used_time write for the poller; without a poller, writes it now. */
+static void touch_later(struct authz *a, const char *id)
+{
+	char now[1][POLICY_TOKEN_ID_LEN + 1];
+
+	if (!a->poller_running) {
+		memcpy(now[0], id, sizeof(now[0]));
+		touch_write(a, now, 1);
+		return;
+	}
+	pthread_mutex_lock(&a->poll_mu);
+	if (a->n_touch < AUTHZ_TOUCH_QUEUE)
+		memcpy(a->touch_ids[a->n_touch++], id, sizeof(a->touch_ids[0]));
+	pthread_mutex_unlock(&a->poll_mu);
+}
+
 /* Policies and generation ------------------------------------------------------------- */
 
 static int reload_policies(struct authz *a)
@@ -445,11 +483,13 @@ int authz_refresh(struct authz *a)
 
 static void *poller_main(void *p)
 {
+	char ids[AUTHZ_TOUCH_QUEUE][POLICY_TOKEN_ID_LEN + 1];
 	struct authz *a = p;
 
 	pthread_mutex_lock(&a->poll_mu);
 	while (!a->stop) {
 		struct timespec ts;
+		size_t n;
 		int r;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -459,7 +499,11 @@ static void *poller_main(void *p)
 		pthread_cond_timedwait(&a->poll_cv, &a->poll_mu, &ts);
 		if (a->stop)
 			break;
+		n = a->n_touch;
+		memcpy(ids, a->touch_ids, n * sizeof(ids[0]));
+		a->n_touch = 0;
 		pthread_mutex_unlock(&a->poll_mu);
+		touch_write(a, ids, n);
 		r = authz_refresh(a);
 		if (r < 0 && !a->poll_failing)
 			log_warn("cannot poll the authorization generation; caches kept", "error",
@@ -492,8 +536,8 @@ static const char *utf8_or_ascii(const char *s, char *buf, size_t len)
 }
 
 struct denial {
-	const char *type;     /* auth.denied, policy.denied */
-	const char *actor;    /* "<id> <name>", or the presented token's id, or "" */
+	const char *type;     /* policy.denied (auth.denied: summaries, unauth.c) */
+	const char *actor;    /* "<id> <name>" */
 	const char *action;   /* may be NULL */
 	const char *resource; /* may be "" */
 	const char *reason;   /* for the audit record only */
@@ -522,13 +566,19 @@ static void audit_denial(struct authz *a, struct rpc_call *call, const struct de
 	json_decref(o);
 }
 
-static int deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *action,
-				const char *resource, const char *presented_id, const char *why)
+/* Counted and summarized (unauth.c), not audited one by one: it never blocks. */
+static int deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *resource,
+				const char *presented_id, enum unauth_reason why)
 {
-	struct denial d = { "auth.denied", presented_id, action, resource, why };
-
-	audit_denial(a, call, &d);
+	authz_unauth_note(a, call, resource, presented_id, why);
 	return rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG);
+}
+
+int authz_deny_unauthenticated(struct authz *a, struct rpc_call *call, const char *why)
+{
+	const char *who = rpc_call_principal(call);
+
+	return deny_unauthenticated(a, call, "", who ? who : "", unauth_reason_from(why));
 }
 
 static int deny_permission(struct authz *a, struct rpc_call *call, const char *actor,
@@ -558,13 +608,13 @@ int authz_deny(struct authz *a, struct rpc_call *call, const char *resource, con
 
 /*
  * Authenticates call: on success the read lock is held and *ret is the caller's entry.
- * Otherwise it has answered (audited) and returns the rpc_call_error result. Inline (on a
- * completion-queue thread) everything that would block returns -EWOULDBLOCK instead,
- * having answered nothing: a token not in the cache (a store lookup) and every denial
- * (audit_write waits for the writer); the pool reruns the call and does it.
+ * Otherwise it has answered (counted, see unauth.c) and returns the rpc_call_error result.
+ * Inline (on a completion-queue thread) a token not in the cache returns -EWOULDBLOCK
+ * instead, having answered nothing (the store lookup blocks); the pool reruns the call.
+ * A missing or malformed header, and a cached token that expired, are answered inline.
  */
-static int authenticate(struct authz *a, struct rpc_call *call, const char *action,
-			const char *resource, struct tok_entry **ret)
+static int authenticate(struct authz *a, struct rpc_call *call, const char *resource,
+			struct tok_entry **ret)
 {
 	const char *hdr = rpc_call_metadata(call, "authorization"), *why = "unknown";
 	char id[POLICY_TOKEN_ID_LEN + 1] = "";
@@ -573,16 +623,15 @@ static int authenticate(struct authz *a, struct rpc_call *call, const char *acti
 	int r;
 
 	if (policy_token_parse_bearer(hdr, hash) < 0)
-		return in ? -EWOULDBLOCK :
-			    deny_unauthenticated(a, call, action, resource, "",
-						 hdr ? "malformed" : "missing");
+		return deny_unauthenticated(a, call, resource, "",
+					    hdr ? UNAUTH_MALFORMED : UNAUTH_MISSING);
 	policy_token_id(hash, id);
 	r = tok_acquire(a, hash, in, ret, &why);
 	OPENSSL_cleanse(hash, sizeof(hash));
+	if (r == -EACCES)
+		return deny_unauthenticated(a, call, resource, id, unauth_reason_from(why));
 	if (in && r < 0)
 		return -EWOULDBLOCK;
-	if (r == -EACCES)
-		return deny_unauthenticated(a, call, action, resource, id, why);
 	if (r < 0) {
 		log_error("cannot look up a token", "error", "%s", strerror(-r));
 		return rpc_call_error(call, RPC_UNAVAILABLE, "authorization store unavailable");
@@ -590,7 +639,7 @@ static int authenticate(struct authz *a, struct rpc_call *call, const char *acti
 	return 0;
 }
 
-/* After authenticate (lock held): releases the lock, writes last_used_time when due. */
+/* After authenticate (lock held): releases the lock, has last_used_time written when due. */
 static void release(struct authz *a, struct tok_entry *e)
 {
 	char id[POLICY_TOKEN_ID_LEN + 1];
@@ -598,22 +647,35 @@ static void release(struct authz *a, struct tok_entry *e)
 
 	memcpy(id, e->id, sizeof(id));
 	pthread_rwlock_unlock(&a->tok_lock);
-	if (touch && store_token_touch(a->db, a->tenant, id) < 0)
-		log_debug("cannot record a token's last use", "token_id", "%s", id);
+	if (touch)
+		touch_later(a, id);
 }
 
+/*
+ * too_long: the request field whose value does not fit a resource name (RES_MAX), or NULL.
+ * Such a call is answered INVALID_ARGUMENT once the caller is authenticated (a caller
+ * without a valid token still gets UNAUTHENTICATED), never PERMISSION_DENIED: the policy
+ * did not refuse it, the request is malformed.
+ */
 static int decide(struct authz *a, struct rpc_call *call, const struct policy_request *req,
-		  const char *resource_for_errors)
+		  const char *resource_for_errors, const char *too_long)
 {
 	struct policy_decision dec = { 0 };
 	char actor[POLICY_TOKEN_ID_LEN + AUTHZ_NAME_MAX + 2];
 	struct tok_entry *e = NULL;
-	int r = authenticate(a, call, req->action, resource_for_errors, &e);
+	int r = authenticate(a, call, too_long ? "" : resource_for_errors, &e);
 
 	if (r < 0)
 		return r;
-	/* inline: writing last_used_time is a database write, left to the pool's rerun */
-	if (rpc_call_is_inline(call) && tok_touch_due(e)) {
+	if (too_long) {
+		release(a, e);
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+				      "%s is too long: with its prefix (such as secret/) it must stay "
+				      "under %d bytes",
+				      too_long, RES_MAX);
+	}
+	/* inline: without a poller, writing last_used_time is left to the pool's rerun */
+	if (rpc_call_is_inline(call) && !a->poller_running && tok_touch_due(e)) {
 		pthread_rwlock_unlock(&a->tok_lock);
 		return -EWOULDBLOCK;
 	}
@@ -640,9 +702,14 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 	/* a method outside the five services (none today) has no action: policy_eval denies
 	 * it after authentication, as it denies a method without a resource mapping */
 	struct policy_request req = { .action = m ? m->action : "", .gate = true };
+	const char *too_long = NULL;
+	int rr = m ? authz_resource(m->action, msg, resource, RES_MAX) : -ENOENT;
 
-	if (m && authz_resource(m->action, msg, resource, RES_MAX) >= 0)
+	if (rr >= 0)
 		req.resource = resource;
+	else if (rr == -ENAMETOOLONG)
+		too_long = authz_resource_field(m->action);
+	resource[0] = rr >= 0 ? resource[0] : '\0';
 	/* Evaluate without a principal asks about the caller: token/<the caller's id>. */
 	if (m && strcmp(m->action, "Policy.Evaluate") == 0 && strcmp(resource, "token/") == 0) {
 		uint8_t hash[POLICY_HASH_LEN];
@@ -654,7 +721,7 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 			snprintf(resource, RES_MAX, "token/%s", id);
 		}
 	}
-	return decide(a, call, &req, resource);
+	return decide(a, call, &req, resource, too_long);
 }
 
 /*
@@ -694,7 +761,7 @@ int authz_check(struct authz *a, struct rpc_call *call, const struct policy_requ
 		return -EINVAL;
 	full = *req;
 	full.gate = false;
-	return decide(a, call, &full, req->resource);
+	return decide(a, call, &full, req->resource, NULL);
 }
 
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
@@ -867,7 +934,12 @@ int authz_open(struct db *db, struct audit *audit, struct bus *bus, const struct
 	pthread_mutex_init(&a->reload_mu, NULL);
 	pthread_mutex_init(&a->poll_mu, NULL);
 	pthread_cond_init(&a->poll_cv, NULL);
+	pthread_mutex_init(&a->flush_mu, NULL);
+	pthread_cond_init(&a->flush_cv, NULL);
 	r = authz_methods_build(&a->methods, &a->actions, &a->n_methods);
+	if (r >= 0)
+		r = authz_unauth_start(a, cfg ? cfg->unauth_interval_ms : 0,
+				       cfg ? cfg->unauth_max_sources : 0);
 	if (r >= 0)
 		r = policy_set_new(a->actions, a->n_methods, &a->set);
 	if (r >= 0 && cfg && cfg->bootstrap_token_file) {
@@ -898,7 +970,11 @@ struct authz *authz_close(struct authz *a)
 		pthread_cond_broadcast(&a->poll_cv);
 		pthread_mutex_unlock(&a->poll_mu);
 		pthread_join(a->poller, NULL);
+		a->poller_running = false;
+		touch_write(a, a->touch_ids, a->n_touch); /* the last uses, not lost at shutdown */
+		a->n_touch = 0;
 	}
+	authz_unauth_stop(a); /* the last summaries: before the methods that name them */
 	tok_drop(a);
 	policy_set_free(a->set);
 	authz_methods_free(a->methods, a->actions, a->n_methods);
@@ -906,6 +982,8 @@ struct authz *authz_close(struct authz *a)
 	pthread_mutex_destroy(&a->reload_mu);
 	pthread_mutex_destroy(&a->poll_mu);
 	pthread_cond_destroy(&a->poll_cv);
+	pthread_mutex_destroy(&a->flush_mu);
+	pthread_cond_destroy(&a->flush_cv);
 	free(a->bootstrap_file);
 	free(a->rpc_handlers);
 	free(a);

@@ -14,6 +14,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "policy.h"
 
@@ -30,6 +31,9 @@ struct authz_config {
 					   * overwritten); NULL: no bootstrap */
 	int poll_ms;			  /* generation poll period, 0: 300; 10..10000 */
 	bool no_poller;			  /* tests: no thread, call authz_refresh yourself */
+	int64_t unauth_interval_ms;	  /* one auth.denied summary per source this often; 0: 60 s;
+				     * < 0: only at close (tests) */
+	size_t unauth_max_sources;	  /* sources summarized apart; 0: 1024 (more: "other") */
 };
 
 /* Outcome of the bootstrap in authz_open, for logs and tests. */
@@ -57,6 +61,11 @@ enum authz_bootstrap authz_bootstrapped(const struct authz *a);
 
 /* Installs the authentication and authorization hook in s (before rpc_server_start). */
 int authz_install(struct authz *a, struct rpc_server *s);
+
+/* Adds trstctl_unauthenticated_calls_total{reason} (and the calls folded into "other")
+ * to the /metrics of h. a must outlive h's listener. */
+struct http_server;
+int authz_metrics_register(struct authz *a, struct http_server *h);
 
 /* Registers trstctl.v1.Policy on s with a's store and caches. */
 int policy_rpc_register(struct rpc_server *s, struct authz *a);

@@ -206,9 +206,10 @@ static int check_not_own(struct rpc_call *call, struct authz *a, const char *nam
 	size_t n = 0;
 	int r = authz_caller(a, call, &id, &held, &n);
 
+	if (r == -EACCES) /* revoked (or expired) since the gate let the call in */
+		return authz_deny_unauthenticated(a, call, "revoked");
 	if (r < 0)
-		return r == -EACCES ? rpc_call_error(call, RPC_UNAUTHENTICATED, AUTHZ_UNAUTH_MSG) :
-				      r;
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(held[i], POLICY_ADMIN) == 0)
 			return 0;

@@ -5,10 +5,12 @@
  * method gated (no token: UNAUTHENTICATED; a token without policies: PERMISSION_DENIED;
  * admin: passes the gate), the policy store (versions, idempotency, strict parsing),
  * the token lifecycle (expiry, last use, escalation refused), Evaluate, revocation and a
- * policy change seen by the other server within a second, denials audited, and
+ * policy change seen by the other server within a second, denials audited (policy
+ * denials one by one, unauthenticated calls as one summary per source when flushed), and
  * `trstctl token create|list|revoke` on the database. The inline path (inline_try, on the
- * completion-queue thread): an allowed call with a cached token is decided there; a token
- * not cached, a denial (audited) and a due last_used_time go to the pool.
+ * completion-queue thread): an allowed call with a cached token, and a call without a
+ * token, are decided there, also when its last_used_time is due (the poller writes it); a
+ * token not cached and a policy denial (audited) go to the pool.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -27,6 +29,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "audit.h"
 #include "authz-int.h"
@@ -66,7 +69,10 @@ static int open_db(struct db **ret)
 static void *open_authz(void *p)
 {
 	struct srv *s = p;
-	struct authz_config c = { .bootstrap_token_file = s->file, .poll_ms = 300 };
+	/* unauthenticated calls are summarized when the test flushes (flush_unauth) */
+	struct authz_config c = { .bootstrap_token_file = s->file,
+				  .poll_ms = 300,
+				  .unauth_interval_ms = -1 };
 	intptr_t r = authz_open(s->db, s->audit, s->bus, &c, &s->authz);
 
 	return (void *)r;
@@ -272,6 +278,24 @@ static int settle(int srv, const char *token)
 	return code;
 }
 
+/* last_used_time of token id once it is written (the poller writes it within a poll),
+ * or 0 after two seconds. */
+static int64_t last_used(const char *id)
+{
+	int64_t start = now_ms(), us = 0;
+
+	while (!us && now_ms() - start < 2000) {
+		struct store_token meta = { 0 };
+
+		assert_int_equal(store_token_by_id(E.s[0].db, DB_DEFAULT_TENANT, id, &meta), 0);
+		us = meta.last_used_us;
+		store_token_clear(&meta);
+		if (!us)
+			usleep(20 * 1000);
+	}
+	return us;
+}
+
 static int count_audit(const char *type)
 {
 	struct audit_query q = { .type_prefix = type, .page_size = 1000 };
@@ -282,6 +306,30 @@ static int count_audit(const char *type)
 	n = (int)p->n;
 	audit_page_free(p);
 	return n;
+}
+
+/* Writes server srv's summaries of unauthenticated calls now; returns how many. */
+static int flush_unauth(int srv)
+{
+	int n = authz_unauth_flush(E.s[srv].authz);
+
+	assert_true(n >= 0);
+	return n;
+}
+
+/* The data of the newest record of type. */
+static json_t *last_data(const char *type)
+{
+	struct audit_query q = { .type_prefix = type, .page_size = 1000 };
+	struct audit_page *p = NULL;
+	json_t *o;
+
+	assert_int_equal(audit_list(E.s[0].audit, NULL, &q, &p), 0);
+	assert_true(p->n > 0);
+	o = json_loads(p->events[p->n - 1].data_json, 0, NULL);
+	audit_page_free(p);
+	assert_non_null(o);
+	return o;
 }
 
 static int raw_code(int srv, const struct trstctl_method *m, const char *token)
@@ -339,7 +387,26 @@ static void test_unauthenticated(void **state)
 		assert_string_equal(st.message, AUTHZ_UNAUTH_MSG);
 	}
 	trstctl_status_clear(&st);
-	assert_int_equal(count_audit("auth.denied"), before + 3);
+	/* counted, not yet audited; then one summary of the three */
+	assert_int_equal(count_audit("auth.denied"), before);
+	assert_int_equal(flush_unauth(0), 1);
+	assert_int_equal(count_audit("auth.denied"), before + 1);
+	{
+		json_t *o = last_data("auth.denied"), *r = json_object_get(o, "reasons");
+
+		assert_int_equal(json_integer_value(json_object_get(o, "count")), 3);
+		assert_int_equal(json_integer_value(json_object_get(r, "missing")), 1);
+		assert_int_equal(json_integer_value(json_object_get(r, "malformed")) +
+					 json_integer_value(json_object_get(r, "unknown")),
+				 2);
+		assert_int_equal(
+			json_integer_value(json_object_get(json_object_get(o, "methods"),
+							   "/trstctl.v1.Policy/GetPolicy")),
+			3);
+		assert_string_equal(json_string_value(json_object_get(o, "source")), "127.0.0.1");
+		json_decref(o);
+	}
+	assert_int_equal(flush_unauth(0), 0); /* nothing new: nothing written */
 	/* health needs no token */
 	assert_int_equal(rpc_health_probe(E.s[0].t.addr, false, NULL, NULL, 3000), 0);
 }
@@ -455,9 +522,9 @@ static void test_token_lifecycle(void **state)
 	assert_int_equal(create_token(0, tok, reader, 1, 1, tok2, id2, &st), 0);
 	assert_int_not_equal(create_token(0, E.admin, ghost, 1, 0, tok2, id2, &st), 0);
 	assert_int_equal(st.code, 5);
-	/* last use recorded (the first use of a token writes it) */
+	/* last use recorded (the first use of a token has it written) */
+	assert_true(last_used(id) > 0);
 	assert_int_equal(store_token_by_id(E.s[0].db, DB_DEFAULT_TENANT, id, &meta), 0);
-	assert_true(meta.last_used_us > 0);
 	assert_int_equal(meta.n_policies, 1);
 	assert_string_equal(meta.policies[0], "reader");
 	store_token_clear(&meta);
@@ -527,7 +594,20 @@ static void test_revocation_other_server(void **state)
 	took = now_ms() - start;
 	printf("  revocation seen by the other server after %lld ms\n", (long long)took);
 	assert_true(took < 1000);
+	assert_true(flush_unauth(0) == 1 && flush_unauth(1) == 1); /* one source each */
 	assert_true(count_audit("auth.denied") >= denied_before + 2);
+	{
+		json_t *o = last_data("auth.denied"), *ids = json_object_get(o, "token_ids");
+		bool named = false;
+
+		/* server 1's summary: the revoked token among those its source presented */
+		assert_true(json_integer_value(json_object_get(json_object_get(o, "reasons"),
+							       "revoked")) >= 1);
+		for (size_t i = 0; i < json_array_size(ids); i++)
+			named = named || strcmp(json_string_value(json_array_get(ids, i)), id) == 0;
+		assert_true(named || json_integer_value(json_object_get(o, "other_token_ids")) > 0);
+		json_decref(o);
+	}
 	assert_true(count_audit("token.revoked") >= 1);
 	/* revoking again changes nothing and says so */
 	assert_int_equal(trstctl_policy_revoke_token(E.s[1].t.cl, &q, as(E.admin), &t, &st), 0);
@@ -709,15 +789,18 @@ static void test_inline(void **state)
 	assert_int_equal(inl_call(&t, tok, &in, who), 0);
 	assert_true(in);
 	assert_string_equal(who, id);
-	/* denials are audited, so never decided inline */
+	/* no token: answered at once (counted, summarized when flushed) */
 	denied = count_audit("auth.denied");
 	assert_int_equal(inl_call(&t, NULL, &in, who), 16);
+	assert_int_equal(count_audit("auth.denied"), denied);
+	assert_int_equal(flush_unauth(0), 1);
 	assert_int_equal(count_audit("auth.denied"), denied + 1);
+	/* policy denials are audited one by one, so never decided inline */
 	denied = count_audit("policy.denied");
 	assert_int_equal(inl_call(&t, none, &in, who), 7);
 	assert_int_equal(inl_call(&t, none, &in, who), 7); /* cached token, still denied */
 	assert_int_equal(count_audit("policy.denied"), denied + 2);
-	/* a due last_used_time is written by the pool, not inline */
+	/* a due last_used_time keeps the call inline: the poller writes it */
 	{
 		struct db_conn *c = NULL;
 
@@ -733,14 +816,8 @@ static void test_inline(void **state)
 				atomic_store(&e->touch_us, 0);
 	pthread_rwlock_unlock(&a->tok_lock);
 	assert_int_equal(inl_call(&t, tok, &in, who), 0);
-	assert_false(in);
-	{
-		struct store_token meta = { 0 };
-
-		assert_int_equal(store_token_by_id(E.s[0].db, DB_DEFAULT_TENANT, id, &meta), 0);
-		assert_true(meta.last_used_us > 0);
-		store_token_clear(&meta);
-	}
+	assert_true(in);
+	assert_true(last_used(id) > 0);
 	assert_int_equal(inl_call(&t, tok, &in, who), 0);
 	assert_true(in);
 	trstctl_status_clear(&st);

@@ -103,6 +103,9 @@ struct rpc_server {
 	void *auth_user;
 	rpc_item_fn item_auth;	       /* NULL: every List item is shown */
 	void *item_auth_user;
+	struct rpc_tls_reload *tls_reload; /* internal TLS: the core's fetcher state */
+	rpc_done_fn done;	       /* the completion hook, NULL: none (set before start) */
+	void *done_user;
 };
 
 struct rpc_call {
@@ -133,6 +136,8 @@ struct rpc_call {
 	bool send_done, send_ok;
 	struct rpc_stream_peer *stream_peer; /* an admitted stream's connection, else NULL */
 	bool stream_authenticated;     /* admitted in the authenticated share */
+	int64_t start_unix_ns;         /* accepted (realtime), only with a completion hook */
+	int64_t start_mono_ns;         /* the same moment on the monotonic clock */
 };
 
 /* server.c */
@@ -171,9 +176,13 @@ int rpc_pool_submit(struct rpc_pool *pool, struct rpc_call *call);
 void rpc_pool_stop(struct rpc_pool *pool);
 void rpc_run_unary(struct rpc_call *call);
 
-/* tls.c */
-int rpc_tls_credentials(const struct rpc_server_config *config,
-			grpc_server_credentials **ret_creds);
+/* tls.c: the credentials of config's TLS mode. For the internal mode also *ret_reload, the
+ * state of the certificate fetcher, which the server frees after the core is destroyed
+ * (NULL for the other modes). */
+struct rpc_tls_reload;
+int rpc_tls_credentials(const struct rpc_server_config *config, grpc_server_credentials **ret_creds,
+			struct rpc_tls_reload **ret_reload);
+struct rpc_tls_reload *rpc_tls_reload_free(struct rpc_tls_reload *t);
 
 /* standard.c: health and reflection */
 int rpc_health_register(struct rpc_server *server);

@@ -48,6 +48,7 @@ struct secrets_ctx {
 	const char *request_id; /* NULL or "": not idempotent (callers without a key) */
 	const struct change_key *key; /* the request's key (change room), overrides request_id */
 	bool replayed;		/* set when the reply is the stored reply of request_id */
+	int timeout_ms;		/* bound of a write (a call's time left); 0: the store's */
 	char err[256];		/* set with a safe message when a call fails */
 };
 

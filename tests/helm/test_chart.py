@@ -13,9 +13,12 @@
       `trstctl guard attach`; the trstctl container runs as 65532 with drop ALL and nothing
       added, enforcer pinned on its own pin folder, ready by /readyz; guard.attach=server
       keeps the older layout;
+    - internal TLS: TRSTCTL_SERVER_TLS_SANS holds the Service's names (<svc>, <svc>.<ns>,
+      <svc>.<ns>.svc, <svc>.<ns>.svc.cluster.local, then tls.extraSANs) for any release and
+      namespace; tls.mode=file sets none;
     - the rendered environment passes `trstctl --check-config` (with pg.internal and
       nats.internal resolving to private addresses in a private /etc/hosts) and prints the
-      air_gap lines;
+      air_gap lines and the Service names as server.tls.sans;
   values that must fail (no KEK choice; telemetry with the air gap) fail at render with
   the documented message.
 
@@ -35,6 +38,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import chart  # noqa: E402
 
 AIRGAP = os.path.join(chart.CHART, 'values-airgap.yaml')
+# The documented install is release trstctl in namespace trstctl: Service trstctl.
+WANT_SANS = ('trstctl,trstctl.trstctl,trstctl.trstctl.svc,'
+             'trstctl.trstctl.svc.cluster.local')
+POD = {'metadata.uid': 'pod-uid-1'}  # the fieldRef values of the rendered pod
 PRIVATE_HOSTS = {'pg.internal': '10.20.0.5', 'nats.internal': '10.20.0.6'}
 WANT_CONFIG = {
     'TRSTCTL_AIRGAP_ENABLED': 'true',
@@ -165,6 +172,33 @@ def server_attach_checks(c):
             'render fails for guard.attach=sidecar', err[-300:])
 
 
+def tls_checks(c, docs):
+    """tls.mode internal (the default): the server certificate carries the Service's names,
+    <svc>, <svc>.<ns>, <svc>.<ns>.svc and <svc>.<ns>.svc.cluster.local (then tls.extraSANs),
+    for whatever release and namespace; file mode sets none."""
+    env = chart.container_env(docs, POD)
+    c.check(env.get('TRSTCTL_SERVER_TLS_MODE') == 'internal' and
+            env.get('TRSTCTL_SERVER_TLS_SANS') == WANT_SANS,
+            'internal TLS: TRSTCTL_SERVER_TLS_SANS holds the Service names (%s)' % WANT_SANS,
+            env.get('TRSTCTL_SERVER_TLS_SANS'))
+    rc, out, err = chart.template(values=[AIRGAP], release='prod', namespace='security',
+                                  sets=chart.DOCUMENTED_SETS +
+                                  ['tls.extraSANs={trstctl.example.com}'])
+    if c.check(rc == 0, 'helm template renders release prod in namespace security', err[-400:]):
+        got = chart.container_env(chart.documents(out), POD).get('TRSTCTL_SERVER_TLS_SANS')
+        want = ('prod-trstctl,prod-trstctl.security,prod-trstctl.security.svc,'
+                'prod-trstctl.security.svc.cluster.local,trstctl.example.com')
+        c.check(got == want, 'the SANs follow the release, the namespace and tls.extraSANs',
+                got)
+    rc, out, err = chart.template(values=[AIRGAP], sets=chart.DOCUMENTED_SETS + [
+        'tls.mode=file', 'tls.existingSecret=trstctl-tls'])
+    if c.check(rc == 0, 'helm template renders tls.mode=file', err[-400:]):
+        env = chart.container_env(chart.documents(out), POD)
+        c.check('TRSTCTL_SERVER_TLS_SANS' not in env,
+                'tls.mode=file: no TRSTCTL_SERVER_TLS_SANS (the operator\'s certificate)',
+                env.get('TRSTCTL_SERVER_TLS_SANS'))
+
+
 def run_with_hosts(hosts, argv, env):
     """Runs argv in a private mount namespace whose /etc/hosts maps hosts (name -> address)."""
     with tempfile.NamedTemporaryFile('w', suffix='.hosts', delete=False) as f:
@@ -198,6 +232,8 @@ def check_config(c, docs, trstctl):
     out = r.stdout + r.stderr
     c.check(r.returncode == 0, 'the rendered environment passes trstctl --check-config',
             out.strip()[-600:])
+    c.check('server.tls.sans: %s' % WANT_SANS in r.stdout.splitlines(),
+            '--check-config accepts the Service names as server.tls.sans', r.stdout[-600:])
     lines = [l for l in r.stdout.splitlines() if l.startswith('air_gap')]
     print('\n'.join('  ' + l for l in lines))
     c.check(any(l.split() == ['air_gap.enabled:', 'true'] for l in lines),
@@ -236,6 +272,7 @@ def main():
     metrics_checks(c, docs)
     pin_checks(c, docs)
     server_attach_checks(c)
+    tls_checks(c, docs)
     image = chart.find(docs, 'Deployment')['spec']['template']['spec']['containers'][0]['image']
     c.check(image == 'registry.airgap.local/trstctl:0.1.0', 'the image is the one set', image)
 

@@ -3,8 +3,9 @@
 A Server is configured only through the environment (TRSTCTL_*), started with
 TRSTCTL_SERVER_ADDR=127.0.0.1:0, and its port is read from the JSON log line that says
 "msg":"serving". Its stderr is collected on a thread so that a failing test can show it.
-Also here: TLS material made with the openssl command line, the server certificate of
-the internal TLS mode, grpcio channels for each mode, and a small check runner.
+Also here: TLS material made with the openssl command line, the CA bundle and the served
+certificate of the internal TLS mode, grpcio channels for each mode, and a small check
+runner.
 
 Tests that cannot run here (no trstctl binary, no grpcio, no openssl) exit 77.
 """
@@ -74,6 +75,9 @@ class Server:
         self.env.update(env or {})
         self.start_timeout = start_timeout
         self.pg_dir = None
+        # 'UID:GID' when the wrapper runs the server as another user than this process:
+        # the PostgreSQL this server starts admits that user (SVC_PG_CLIENT, services.sh)
+        self.pg_client = None
         self.wrapper = list(wrapper or [])  # e.g. ['valgrind', ...] in front of the binary
         self.proc = None
         self.port = None
@@ -87,9 +91,13 @@ class Server:
         """Starts a throwaway PostgreSQL for this server (unix socket in its temp folder)."""
         self.pg_dir = os.path.join(self.state_dir, 'pg-svc')
         os.makedirs(self.pg_dir, exist_ok=True)
+        env = dict(os.environ)
+        env.pop('SVC_PG_CLIENT', None)
+        if self.pg_client:
+            env['SVC_PG_CLIENT'] = self.pg_client
         r = subprocess.run(['bash', '-c', '. "$1"; svc_pg_start "$2" >&2 && svc_pg_dsn "$2"',
                             'pg', SERVICES_SH, self.pg_dir],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=env)
         if r.returncode != 0 or not r.stdout.strip():
             skip('cannot start PostgreSQL for the served test: %s' % r.stderr.strip()[-500:])
         return r.stdout.strip().splitlines()[-1]
@@ -199,28 +207,25 @@ class Server:
                 raise ServerError('no bootstrap token in %s' % path)
             time.sleep(0.05)
 
-    def internal_cert_pem(self):
-        """The self-signed certificate of the internal TLS mode, as PEM bytes."""
-        path = os.path.join(self.env['TRSTCTL_STATE_DIR'], 'server-cert.pem')
-        if os.path.exists(path):
-            with open(path, 'rb') as f:
-                return f.read()
-        return fetch_cert('127.0.0.1', self.port)
+    def internal_ca_pem(self):
+        """The CA bundle of the internal TLS mode (PEM bytes), as the server wrote it to its
+        state folder at start-up: the roots its certificate verifies under."""
+        return read(os.path.join(self.env['TRSTCTL_STATE_DIR'], 'ca-bundle.pem'))
 
     def client_files(self, folder):
         """What a client is given: the bootstrap token in folder/token (one line) and, in
-        the internal TLS mode, the server's certificate in folder/server-cert.pem to
-        trust. Returns the two paths (the second None when TLS is disabled)."""
+        the internal TLS mode, the CA bundle its certificate verifies under in
+        folder/ca-bundle.pem. Returns the two paths (the second None when TLS is disabled)."""
         os.makedirs(folder, exist_ok=True)
         token = os.path.join(folder, 'token')
         with open(token, 'w') as f:
             f.write(self.bootstrap_token() + '\n')
         if self.env.get('TRSTCTL_SERVER_TLS_MODE') == 'disabled':
             return token, None
-        cert = os.path.join(folder, 'server-cert.pem')
-        with open(cert, 'wb') as f:
-            f.write(self.internal_cert_pem())
-        return token, cert
+        bundle = os.path.join(folder, 'ca-bundle.pem')
+        with open(bundle, 'wb') as f:
+            f.write(self.internal_ca_pem())
+        return token, bundle
 
 
 def serving_port(line):
@@ -237,14 +242,14 @@ def serving_port(line):
     return int(m.group(1)) if m else None
 
 
-def fetch_cert(host, port, timeout=5.0):
-    """The server's leaf certificate as PEM bytes (TLS handshake without verification)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+def served_cert(host, port, ca_pem, server_hostname, timeout=5.0):
+    """The leaf certificate the server presents on a new connection, as PEM bytes, after
+    the handshake verified it with ca_pem for server_hostname (ssl.SSLCertVerificationError
+    otherwise)."""
+    ctx = ssl.create_default_context(cadata=ca_pem.decode())
     ctx.set_alpn_protocols(['h2'])
     with socket.create_connection((host, port), timeout=timeout) as s:
-        with ctx.wrap_socket(s, server_hostname='localhost') as t:
+        with ctx.wrap_socket(s, server_hostname=server_hostname) as t:
             der = t.getpeercert(binary_form=True)
     return ssl.DER_cert_to_PEM_cert(der).encode()
 

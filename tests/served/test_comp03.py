@@ -117,10 +117,8 @@ class Services:
         if rc != 0 or not out:
             harness.skip('PostgreSQL cannot start here: %s' % err[-400:])
         self.dsn = out.splitlines()[-1]
-        sock = re.search(r'host=(\S+)', self.dsn).group(1)
-        port = re.search(r'port=(\d+)', self.dsn)
-        r = subprocess.run(['psql', '-h', sock, '-p', port.group(1) if port else '5432',
-                            '-U', 'postgres', '-d', 'postgres', '-Xq', '-v', 'ON_ERROR_STOP=1',
+        # the DSN names the password file (services.sh: every connection needs the password)
+        r = subprocess.run(['psql', self.dsn, '-wXq', '-v', 'ON_ERROR_STOP=1',
                             '-c', 'CREATE DATABASE trstctl_c'], capture_output=True, text=True)
         expect(r.returncode == 0, 'CREATE DATABASE: %s' % r.stderr.strip())
         self.nats = True
@@ -247,7 +245,7 @@ class PyClient:
         import secrets_pb2_grpc
         self.ca_pb2, self.secrets_pb2 = ca_pb2, secrets_pb2
         self.audit_pb2, self.guard_pb2 = audit_pb2, guard_pb2
-        ch = harness.with_token(harness.channel(srv.addr, 'tls', srv.internal_cert_pem()),
+        ch = harness.with_token(harness.channel(srv.addr, 'tls', srv.internal_ca_pem()),
                                 token)
         self.grpc = grpc
         self.ca = ca_pb2_grpc.CAStub(ch)
@@ -333,7 +331,7 @@ class CClient:
 
     def __init__(self, srv, token, call):
         self.argv = [call, '--addr', srv.addr, '--tls-ca',
-                     os.path.join(srv.env['TRSTCTL_STATE_DIR'], 'server-cert.pem'),
+                     os.path.join(srv.env['TRSTCTL_STATE_DIR'], 'ca-bundle.pem'),
                      '--server-name', 'localhost', '--deadline-ms', '30000']
         self.env = dict(os.environ, TRSTCTL_TOKEN=token)
 

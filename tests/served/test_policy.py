@@ -102,12 +102,13 @@ class PolicyTest:
         self.kek = os.path.join(self.tmp, 'kek', 'kek.bin')
         self.servers = []
 
-    def server(self):
+    def server(self, **extra_env):
         env = {'TRSTCTL_POSTGRES_DSN': self.dsn,
                'TRSTCTL_SECRETS_KEK_FILE': self.kek,
                'TRSTCTL_KEK_GENERATE': 'true',
                'TRSTCTL_SERVER_TLS_MODE': 'disabled',
                'TRSTCTL_DEV_ALLOW_PLAINTEXT': 'true'}
+        env.update(extra_env)
         s = harness.Server(self.exe, env, start_timeout=60).start()
         self.servers.append(s)
         return s

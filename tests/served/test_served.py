@@ -5,9 +5,10 @@ libtrstctl's generated stubs).
 
   test_served.py --mode plaintext|tls|mtls --trstctl PATH --call PATH
 
-plaintext: TLS disabled (dev override). tls: the internal self-signed certificate, pinned
-after fetching it. mtls: file mode with certificates made here by openssl and a client
-CA; a client without a certificate, or with one from another CA, is refused.
+plaintext: TLS disabled (dev override). tls: the internal certificate from the built-in
+CA, verified with the CA bundle the server wrote to its state folder. mtls: file mode with
+certificates made here by openssl and a client CA; a client without a certificate, or with
+one from another CA, is refused.
 
 Every check prints what it checks; all run even after a failure; exit 1 if any failed,
 77 if the test cannot run here.
@@ -290,7 +291,7 @@ class Suite:
                     grpc.StatusCode.UNAVAILABLE, 'plaintext client against TLS')
         self.c_expect('UNAVAILABLE', 'health', transport=['--plaintext'])
         if mode == 'tls':
-            # Not pinned: the self-signed certificate is not trusted by the system roots.
+            # Without the CA bundle: the built-in CA is not among the system roots.
             self.c_expect('UNAVAILABLE', 'health', transport=[])
             self.c_expect('OK', 'health', transport=['--insecure-tls'])
             return
@@ -310,7 +311,8 @@ class Suite:
                                  '--key', pki['client.key']])
 
     def internal_cert_names(self):
-        pem = self.server.internal_cert_pem()
+        pem = harness.served_cert('127.0.0.1', self.server.port, self.server.internal_ca_pem(),
+                                  'localhost')
         r = subprocess.run(['openssl', 'x509', '-noout', '-ext', 'subjectAltName'],
                            input=pem, capture_output=True)
         out = r.stdout.decode()
@@ -357,6 +359,19 @@ class Suite:
             cproc.kill()
             raise AssertionError('the C watch did not end after shutdown')
         print('  C watch ended: %s' % rest.strip().replace('\n', ' | '))
+
+    def no_capabilities(self):
+        """Started as root with air-gap off, the server keeps no capability (it kept all)."""
+        if os.geteuid() != 0:
+            print('  not root: nothing to drop')
+            return
+        pid = self.server.proc.pid
+        for tid in os.listdir('/proc/%d/task' % pid):
+            with open('/proc/%d/task/%s/status' % (pid, tid)) as f:
+                caps = dict(l.split(':\t') for l in f.read().splitlines()
+                            if l.startswith('Cap'))
+            for k in ('CapEff', 'CapPrm', 'CapBnd'):
+                expect(int(caps[k], 16) == 0, 'thread %s %s %s, want none' % (tid, k, caps[k]))
 
     def log_hygiene(self):
         log = self.server.log()
@@ -411,8 +426,8 @@ def main():
             if args.mode == 'plaintext':
                 creds, c_args = {'mode': 'plaintext'}, ['--plaintext']
             elif args.mode == 'tls':
-                pem = server.internal_cert_pem()
-                pinned = os.path.join(tmp, 'pinned.pem')
+                pem = server.internal_ca_pem()
+                pinned = os.path.join(tmp, 'ca-bundle.pem')
                 with open(pinned, 'wb') as f:
                     f.write(pem)
                 creds = {'mode': 'tls', 'root_pem': pem}
@@ -437,6 +452,7 @@ def main():
                            s.reflection_describe, v)
             checks.run('call by reflection (dynamic message): CreateOwner, then ALREADY_EXISTS',
                        s.dynamic_call)
+            checks.run('air-gap off, started as root: no capability kept', s.no_capabilities)
             checks.run('unknown method -> UNIMPLEMENTED', s.unknown_method)
             checks.run('malformed body -> INVALID_ARGUMENT', s.malformed_body)
             checks.run('4 KiB body over a 1 KiB limit -> RESOURCE_EXHAUSTED', s.oversized_body)

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The served server under valgrind: a mixed workload (health, reflection, an unknown
-method, a malformed body, a Watch stream left open), then SIGTERM. The server must exit
+method, a malformed body, calls without a token summarized by the timer, checkpoint
+witnesses, a Watch stream left open), then SIGTERM. The server must exit
 0, with no memory error and nothing definitely or indirectly lost.
 
   test_valgrind.py --trstctl PATH
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import harness
 from harness import expect
@@ -48,9 +50,12 @@ def main():
     wrapper = [valgrind, '--leak-check=full', '--show-leak-kinds=definite,indirect',
                '--errors-for-leak-kinds=definite,indirect', '--log-file=' + vglog]
     checks = harness.Checks('valgrind')
-    env = {'TRSTCTL_SERVER_TLS_MODE': 'internal', 'TRSTCTL_SERVER_SHUTDOWN_GRACE': '3s'}
+    # summaries of unauthenticated calls and checkpoint witnesses every second (and at exit)
+    env = {'TRSTCTL_SERVER_TLS_MODE': 'internal', 'TRSTCTL_SERVER_SHUTDOWN_GRACE': '3s',
+           'TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL': '1s',
+           'TRSTCTL_AUDIT_CHECKPOINT_INTERVAL': '1s'}
     with harness.Server(args.trstctl, env=env, start_timeout=120, wrapper=wrapper) as srv:
-        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_cert_pem())
+        ch = harness.channel(srv.addr, 'tls', root_pem=srv.internal_ca_pem())
         health = health_pb2_grpc.HealthStub(ch)
 
         def check_health():
@@ -78,9 +83,20 @@ def main():
                 except grpc.RpcError as e:
                     expect(e.code() == code, '%s: %s, want %s' % (path, e.code(), code))
 
+        def check_unauthenticated():
+            for i in range(20):
+                md = [('authorization', 'Bearer junk-%d' % i)] if i % 2 else None
+                try:
+                    ch.unary_unary('/trstctl.v1.Secrets/GetSecret')(b'', timeout=30, metadata=md)
+                    raise AssertionError('a call without a token succeeded')
+                except grpc.RpcError as e:
+                    expect(e.code() == grpc.StatusCode.UNAUTHENTICATED, '%s' % e.code())
+            time.sleep(2.5)  # a summary and a witness written by the timers
+
         checks.run('health SERVING', check_health)
         checks.run('reflection list and describe', check_reflection)
         checks.run('unknown method and malformed body', check_errors)
+        checks.run('calls without a token, summarized', check_unauthenticated)
 
         # A Watch stream in flight when SIGTERM arrives.
         watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=60)

@@ -6,8 +6,8 @@
  * rather than a hang. Threading matches the real server: one completion queue per worker
  * thread (workers = online cores unless --threads says otherwise), and a call stays on the
  * queue it was requested on, so per-call state needs no locks. With --tls it serves a
- * self-signed P-256 certificate made at start-up, like trstctl's internal TLS mode, so the
- * floor can be measured over the same transport as the server. It binds --addr (default
+ * self-signed P-256 certificate made at start-up (a P-256 leaf, as trstctl's internal TLS
+ * mode serves), so the floor can be measured over the same transport as the server. It binds --addr (default
  * 127.0.0.1:0), prints "port N" on stdout and runs until SIGINT or SIGTERM.
  */
 #include <errno.h>

@@ -46,6 +46,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The names of the internal TLS certificate: the Service's, as pods call it, and any extra. */}}
+{{- define "trstctl.tlsSANs" -}}
+{{- $svc := include "trstctl.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.tls.clusterDomain) -}}
+{{- join "," (concat $names .Values.tls.extraSANs) -}}
+{{- end -}}
+
 {{- define "trstctl.kekSecretName" -}}
 {{- default (printf "%s-kek" (include "trstctl.fullname" .)) .Values.kek.existingSecret -}}
 {{- end -}}
