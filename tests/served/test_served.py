@@ -284,7 +284,8 @@ class Suite:
             ch = harness.channel(self.server.addr, 'tls', root_pem=None)
             expect_code(raw_unary(ch, '/grpc.health.v1.Health/Check', b'', timeout=5),
                         grpc.StatusCode.UNAVAILABLE, 'TLS client against plaintext')
-            self.c_expect('UNAVAILABLE', 'health', transport=['--insecure-tls'])
+            # a TLS client (system roots) against a plaintext server: no handshake
+            self.c_expect('UNAVAILABLE', 'health', transport=[])
             return
         ch = harness.channel(self.server.addr, 'plaintext')
         expect_code(raw_unary(ch, '/grpc.health.v1.Health/Check', b'', timeout=5),
@@ -293,7 +294,8 @@ class Suite:
         if mode == 'tls':
             # Without the CA bundle: the built-in CA is not among the system roots.
             self.c_expect('UNAVAILABLE', 'health', transport=[])
-            self.c_expect('OK', 'health', transport=['--insecure-tls'])
+            bundle = os.path.join(self.server.env['TRSTCTL_STATE_DIR'], 'ca-bundle.pem')
+            self.c_expect('OK', 'health', transport=['--tls-ca', bundle])
             return
         # mtls: no client certificate, or one from another CA -> refused.
         pki = self.args.pki
@@ -307,8 +309,8 @@ class Suite:
         self.c_expect('UNAVAILABLE', 'health',
                       transport=['--tls-ca', pki['ca.pem'], '--server-name', 'localhost'])
         self.c_expect('OK', 'health', contains='health: SERVING',
-                      transport=['--insecure-tls', '--cert', pki['client.pem'],
-                                 '--key', pki['client.key']])
+                      transport=['--tls-ca', pki['ca.pem'], '--server-name', 'localhost',
+                                 '--cert', pki['client.pem'], '--key', pki['client.key']])
 
     def internal_cert_names(self):
         pem = harness.served_cert('127.0.0.1', self.server.port, self.server.internal_ca_pem(),
