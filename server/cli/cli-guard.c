@@ -64,22 +64,28 @@ static int parse_args(struct guard_cli *o, int argc, char **argv)
 static void print_json(const Trstctl__V1__GuardStatus *s)
 {
 	json_t *hooks = json_object(), *cidrs = json_array(), *hosts = json_array();
-	json_t *o;
+	json_t *clients = json_object(), *o;
 	size_t i;
 
 	for (i = 0; i < s->n_trips_by_hook; i++)
 		json_object_set_new(hooks, s->trips_by_hook[i]->key,
 				    json_integer((json_int_t)s->trips_by_hook[i]->value));
+	for (i = 0; i < s->n_userspace_trips_by_client; i++)
+		json_object_set_new(
+			clients, s->userspace_trips_by_client[i]->key,
+			json_integer((json_int_t)s->userspace_trips_by_client[i]->value));
 	for (i = 0; i < s->n_allow_cidrs; i++)
 		json_array_append_new(cidrs, json_string(s->allow_cidrs[i]));
 	for (i = 0; i < s->n_allow_hosts; i++)
 		json_array_append_new(hosts, json_string(s->allow_hosts[i]));
-	o = json_pack("{s:b, s:s, s:b, s:I, s:o, s:I, s:I, s:b, s:o, s:o, s:s}", "enabled",
-		      s->enabled, "enforcer", s->enforcer, "armed", s->armed, "trips",
+	o = json_pack("{s:b, s:s, s:s, s:s, s:b, s:I, s:o, s:I, s:I, s:o, s:b, s:o, s:o, s:s}",
+		      "enabled", s->enabled, "enforcer", s->enforcer, "coverage", s->coverage,
+		      "coverage_detail", s->coverage_detail, "armed", s->armed, "trips",
 		      (json_int_t)s->trips, "trips_by_hook", hooks, "tripwire_hits",
 		      (json_int_t)s->tripwire_hits, "userspace_trips",
-		      (json_int_t)s->userspace_trips, "allow_private", s->allow_private,
-		      "allow_cidrs", cidrs, "allow_hosts", hosts, "pin_path", s->pin_path);
+		      (json_int_t)s->userspace_trips, "userspace_trips_by_client", clients,
+		      "allow_private", s->allow_private, "allow_cidrs", cidrs, "allow_hosts", hosts,
+		      "pin_path", s->pin_path);
 	json_dumpf(o, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	putchar('\n');
 	json_decref(o);
@@ -99,6 +105,9 @@ static void print_human(const Trstctl__V1__GuardStatus *s)
 {
 	printf("%-16s %s\n", "enabled:", s->enabled ? "true" : "false");
 	printf("%-16s %s\n", "enforcer:", s->enforcer);
+	printf("%-16s %s\n", "coverage:", *s->coverage ? s->coverage : "?");
+	if (*s->coverage_detail)
+		printf("  %s\n", s->coverage_detail);
 	printf("%-16s %s\n", "armed:", s->armed ? "true" : "false");
 	printf("%-16s %llu\n", "trips:", (unsigned long long)s->trips);
 	for (size_t i = 0; i < s->n_trips_by_hook; i++)
@@ -106,6 +115,9 @@ static void print_human(const Trstctl__V1__GuardStatus *s)
 		       (unsigned long long)s->trips_by_hook[i]->value);
 	printf("%-16s %llu\n", "tripwire_hits:", (unsigned long long)s->tripwire_hits);
 	printf("%-16s %llu\n", "userspace_trips:", (unsigned long long)s->userspace_trips);
+	for (size_t i = 0; i < s->n_userspace_trips_by_client; i++)
+		printf("  %-14s %llu\n", s->userspace_trips_by_client[i]->key,
+		       (unsigned long long)s->userspace_trips_by_client[i]->value);
 	printf("%-16s %s\n", "allow_private:", s->allow_private ? "true" : "false");
 	print_list("allow_cidrs:", s->allow_cidrs, s->n_allow_cidrs);
 	print_list("allow_hosts:", s->allow_hosts, s->n_allow_hosts);
