@@ -50,6 +50,7 @@ struct db_hook {
 
 struct db {
 	char *dsn;                 /* a secret: wiped at close, never logged */
+	struct net_gate gate;      /* db_config.gate: asked before every connection */
 	int connect_timeout_ms;
 	int statement_timeout_ms;
 
@@ -84,6 +85,16 @@ extern const size_t db_n_migrations;
 
 /* sqlstate.c: SQLSTATE (5 characters; NULL when none) -> -errno. */
 int db_sqlstate_errno(const char *sqlstate);
+
+/*
+ * connect.c: starts a connection (PQconnectStartParams with expand_dbname; keys and values
+ * NULL-terminated, the DSN last as "dbname", at most 16) through db->gate: with a gate that
+ * gates, host, hostaddr and port lists of the admitted addresses are added after the DSN.
+ * Returns 0 and *ret_pg (to poll), -ECONNREFUSED (every host refused or unresolved),
+ * -EINVAL (the DSN names a service but no host; host lists of different lengths), -ENOMEM.
+ */
+int db_connect_start(struct db *db, const char *const *keys, const char *const *values,
+		     PGconn **ret_pg);
 
 /* db.c */
 int64_t db_now_ms(void);

@@ -109,9 +109,9 @@ static int conn_connect(struct db_conn *c)
 	PGconn *pg;
 	int r;
 
-	pg = PQconnectStartParams(keys, values, 1);
-	if (!pg)
-		return -ENOMEM;
+	r = db_connect_start(c->db, keys, values, &pg);
+	if (r < 0)
+		return r;
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD) {
 			r = connect_errno(pg);
@@ -660,6 +660,7 @@ int db_open(const struct db_config *config, struct db **ret_db)
 		return -ENOMEM;
 	}
 	db->n_conns = config->max_conns;
+	db->gate = config->gate;
 	db->connect_timeout_ms = config->connect_timeout_ms ? config->connect_timeout_ms : 5000;
 	db->statement_timeout_ms = config->statement_timeout_ms;
 	db->n_writers = config->writers ? config->writers : 1;

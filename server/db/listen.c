@@ -74,11 +74,11 @@ static int listen_connect(struct db_listen *l, PGconn **ret)
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	PGresult *res;
 	char *ident, sql[LISTEN_CHANNEL_MAX * 2 + 16];
-	PGconn *pg = PQconnectStartParams(keys, values, 1);
-	int r;
+	PGconn *pg = NULL;
+	int r = db_connect_start(l->db, keys, values, &pg);
 
-	if (!pg)
-		return -ENOMEM;
+	if (r < 0)
+		return r;
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD) {
 			PQfinish(pg);
