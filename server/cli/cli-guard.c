@@ -106,8 +106,8 @@ static void print_human(const Trstctl__V1__GuardStatus *s)
 	printf("%-16s %s\n", "enabled:", s->enabled ? "true" : "false");
 	printf("%-16s %s\n", "enforcer:", s->enforcer);
 	printf("%-16s %s\n", "coverage:", *s->coverage ? s->coverage : "?");
-	if (*s->coverage_detail)
-		printf("  %s\n", s->coverage_detail);
+	if (strcmp(s->coverage, "kernel") != 0 && *s->coverage_detail)
+		printf("  %s\n", s->coverage_detail); /* what is not checked, said plainly */
 	printf("%-16s %s\n", "armed:", s->armed ? "true" : "false");
 	printf("%-16s %llu\n", "trips:", (unsigned long long)s->trips);
 	for (size_t i = 0; i < s->n_trips_by_hook; i++)
