@@ -271,13 +271,13 @@ static int private_world(void)
 
 	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
 		return -errno;
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 || lo_up() < 0)
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 || lo_up() < 0)
 		return -EPERM;
 	fd = mkstemp(hosts_path);
 	if (fd < 0 || write(fd, hosts, sizeof(hosts) - 1) != (ssize_t)(sizeof(hosts) - 1))
 		return -EIO;
 	close(fd);
-	if (mount(hosts_path, "/etc/hosts", NULL, MS_BIND, NULL) < 0)
+	if (mount(hosts_path, "/etc/hosts", "none", MS_BIND, NULL) < 0)
 		return -errno;
 	return 0;
 }
