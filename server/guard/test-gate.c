@@ -9,7 +9,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <net/if.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,6 +26,7 @@
 #include "cfg.h"
 #include "guard-run-internal.h"
 #include "guard.h"
+#include "test-netns.h"
 
 static const char hosts[] = "127.0.0.1 localhost\n"
 			    "127.0.0.1 pg.test\n"
@@ -246,32 +245,14 @@ static void test_http(void **state)
 	guard_run_stop(g);
 }
 
-static int lo_up(void)
-{
-	struct ifreq ifr = { 0 };
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	r = ioctl(fd, SIOCGIFFLAGS, &ifr);
-	if (r == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		r = ioctl(fd, SIOCSIFFLAGS, &ifr);
-	}
-	close(fd);
-	return r < 0 ? -errno : 0;
-}
-
 /* New network and mount namespaces, lo up, and the private hosts file over /etc/hosts. */
 static int private_world(void)
 {
 	int fd;
 
-	if (unshare(CLONE_NEWNET | CLONE_NEWNS) < 0)
+	if (unshare(CLONE_NEWNS) < 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0)
 		return -errno;
-	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) < 0 || lo_up() < 0)
+	if (test_netns_enter() < 0)
 		return -EPERM;
 	fd = mkstemp(hosts_path);
 	if (fd < 0 || write(fd, hosts, sizeof(hosts) - 1) != (ssize_t)(sizeof(hosts) - 1))
