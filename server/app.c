@@ -36,8 +36,10 @@
 #include "guard.h"
 #include "http.h"
 #include "log.h"
+#include "otel.h"
 #include "rpc.h"
 #include "secrets.h"
+#include "trstctl-config.h"
 
 enum {
 	DENIAL_QUEUE = 256,     /* guard denials waiting to be audited */
@@ -58,6 +60,7 @@ struct app {
 	struct ca_service *ca;
 	struct ca_server_cert *server_cert; /* internal TLS mode: the served certificate */
 	struct guard_run *guard;
+	struct otel *otel; /* the OTLP exporter (otlp.enabled), else NULL */
 	/* guard denials on their way to the audit log */
 	pthread_t denial_thread;
 	bool denial_thread_started;
@@ -249,8 +252,9 @@ static int open_db(struct app *a, const sigset_t *sigs)
 	struct db_config dc = {
 		.dsn = a->cfg->postgres.dsn,
 		.max_conns = a->cfg->postgres.max_conns,
-		.connect_timeout_ms = 5000,
-		.statement_timeout_ms = 30000,
+		/* one bound for every wait on PostgreSQL, connecting included */
+		.connect_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
+		.statement_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
 	};
 	int delay_ms = 250, attempt = 0, r;
 
@@ -261,7 +265,8 @@ static int open_db(struct app *a, const sigset_t *sigs)
 		struct timespec ts;
 
 		r = db_open(&dc, &a->db);
-		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET))
+		if (r >= 0 || (r != -ECONNREFUSED && r != -ETIMEDOUT && r != -ECONNRESET &&
+			       r != -ETIME))
 			return r;
 		attempt++;
 		log_warn("PostgreSQL is not reachable yet; retrying", "attempt", "%d", attempt,
@@ -424,6 +429,7 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
 				   .checkpoint_file = c->audit.checkpoint_file,
 				   .nats_url = c->nats.url };
+	char *shown = NULL;
 	bool generated = false;
 	char err[512];
 	int r;
@@ -440,6 +446,19 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		guard_run_gate(guard, GUARD_CLIENT_NATS, &bc.gate);
 		ac.nats_gate = bc.gate;
 		guard_set_denial_hook(guard, denial_hook, a);
+	}
+
+	/* first: a token file that cannot be read stops start-up before anything is opened */
+	if (c->otlp.enabled && guard) {
+		r = otel_start(&c->otlp, guard_run_policy(guard), TRSTCTL_VERSION, &a->otel, err,
+			       sizeof(err));
+		if (r < 0) {
+			log_error("cannot start the OTLP exporter", "error", "%s", err);
+			goto fail;
+		}
+		shown = cfg_url_redact(c->otlp.endpoint);
+		log_info("OTLP export on", "endpoint", "%s", shown ? shown : "[redacted]");
+		free(shown);
 	}
 
 	r = kek_load(c->secrets.kek_file, c->secrets.kek_generate, &a->kek, &generated, err,
@@ -473,6 +492,9 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		log_error("cannot open the audit log", "error", "%s", strerror(-r));
 		goto fail;
 	}
+	/* every record from here on, once committed, is exported */
+	if (a->otel)
+		audit_set_commit_hook(a->audit, otel_audit_committed, a->otel);
 	r = bus_open(a->db, &bc, &a->bus);
 	if (r < 0) {
 		log_error("cannot open the outbox", "error", "%s", strerror(-r));
@@ -506,6 +528,8 @@ int app_register(struct app *a, struct rpc_server *s)
 		r = ca_rpc_register(s, a->ca);
 	if (r >= 0)
 		r = authz_install(a->authz, s);
+	if (r >= 0 && a->otel)
+		rpc_server_set_done_hook(s, otel_rpc_done, a->otel);
 	return r;
 }
 
@@ -540,6 +564,8 @@ struct app *app_close(struct app *a)
 	}
 	a->bus = bus_close(a->bus);
 	a->audit = audit_close(a->audit);
+	/* after the hooks that feed it: the rpc server is gone, the audit log closed */
+	a->otel = otel_stop(a->otel);
 	a->db = db_close(a->db);
 	a->kek = kek_free(a->kek);
 	pthread_mutex_destroy(&a->lock);
@@ -593,6 +619,8 @@ int app_metrics_register(struct app *a, struct http_server *h)
 		r = authz_metrics_register(a->authz, h);
 	if (r >= 0)
 		r = http_server_add_ready(h, "postgres", app_db_ready, a->db);
+	if (r >= 0 && a->otel)
+		r = otel_metrics_register(a->otel, h);
 	return r;
 }
 
@@ -600,17 +628,26 @@ int app_metrics_register(struct app *a, struct http_server *h)
 
 int app_migrate_cli(int argc, char **argv, const struct cfg *c)
 {
-	const struct db_config dc = { .dsn = c->postgres.dsn, .max_conns = 1,
-				      .connect_timeout_ms = 5000 };
+	static const char usage[] =
+		"usage: trstctl migrate [--status]\n"
+		"  Applies the database migrations (--status: lists them, applied or not). Operator\n"
+		"  command: it works on the database itself (TRSTCTL_POSTGRES_DSN); serve migrates\n"
+		"  at start-up too.\n";
+	struct db_config dc = { .max_conns = 1, .connect_timeout_ms = 5000 };
 	bool status = argc > 1 && strcmp(argv[1], "--status") == 0;
 	struct db *db = NULL;
 	char *text = NULL, *msg = NULL;
 	int applied = 0, r;
 
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		fputs(usage, stdout);
+		return 0;
+	}
 	if (argc > 2 || (argc == 2 && !status)) {
-		fprintf(stderr, "usage: trstctl migrate [--status]\n");
+		fputs(usage, stderr);
 		return 2;
 	}
+	dc.dsn = c->postgres.dsn;
 	r = db_open(&dc, &db);
 	if (r < 0) {
 		fprintf(stderr, "trstctl: migrate: cannot open the database: %s\n", strerror(-r));

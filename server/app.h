@@ -15,7 +15,8 @@ struct rpc_server_config;
 struct app;
 
 /*
- * Opens everything the services need. PostgreSQL down: retries with backoff and a log
+ * Opens everything the services need, and the OTLP exporter when otlp.enabled (fed by the
+ * audit commit hook here and the rpc completion hook in app_register). PostgreSQL down: retries with backoff and a log
  * line per attempt until it answers or a signal of sigs arrives (then -EINTR). Returns
  * -errno after logging the reason once.
  */
@@ -27,9 +28,11 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
  * clients on this host. Other modes: nothing.
  */
 void app_tls_source(struct app *a, struct rpc_server_config *config);
-/* Registers the domain services (Audit, CA, Secrets, Policy) and the authorizer. */
+/* Registers the domain services (Audit, CA, Secrets, Policy), the authorizer and the OTLP
+ * span hook. */
 int app_register(struct app *a, struct rpc_server *s);
-/* Adds the spine's gauges (outbox depth and age, writer batches) to /metrics. */
+/* Adds the spine's gauges (outbox depth and age, writer batches) and the OTLP counters to
+ * /metrics. */
 int app_metrics_register(struct app *a, struct http_server *h);
 /* Starts background work that needs the services in place (outbox relay). */
 int app_start(struct app *a);

@@ -248,7 +248,9 @@ static void usage(FILE *f)
 		"  Re-wraps every sealed value's data key under the KEK in PATH (32 bytes, the\n"
 		"  same file rules as TRSTCTL_SECRETS_KEK_FILE). Stop every server first; the\n"
 		"  configuration names the current KEK. Afterwards set TRSTCTL_SECRETS_KEK_FILE\n"
-		"  to PATH. Running it again finishes an interrupted rotation.\n");
+		"  to PATH. Running it again finishes an interrupted rotation.\n"
+		"  Operator command: it works on the database itself (TRSTCTL_POSTGRES_DSN) with\n"
+		"  both KEKs; the server's configuration is read for it.\n");
 }
 
 static int load(const char *what, const char *path, struct kek **ret)
@@ -315,9 +317,7 @@ int kek_rotate_cli(int argc, char **argv, const struct cfg *c)
 	static const struct option opts[] = { { "new-file", required_argument, NULL, 'n' },
 					      { "help", no_argument, NULL, 'h' },
 					      { 0 } };
-	const struct db_config dc = { .dsn = c->postgres.dsn,
-				      .max_conns = 3,
-				      .connect_timeout_ms = 5000 };
+	struct db_config dc = { .max_conns = 3, .connect_timeout_ms = 5000 };
 	struct rotation rot = { 0 };
 	const char *new_file = NULL;
 	struct db *db = NULL;
@@ -343,6 +343,7 @@ int kek_rotate_cli(int argc, char **argv, const struct cfg *c)
 		usage(stderr);
 		return 2;
 	}
+	dc.dsn = c->postgres.dsn;
 	if (load("the configured KEK (TRSTCTL_SECRETS_KEK_FILE)", c->secrets.kek_file, &rot.old_k) <
 	    0)
 		return 1;

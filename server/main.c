@@ -1,9 +1,12 @@
 /*
- * trstctl: the binary. Parses the command line, loads the configuration, and runs the
- * chosen sub-command: `serve` (the default), `--version`, `--check-config` and
- * `--health-check`. Start-up follows docs/architecture.md §3; signals are blocked before
- * any thread exists and taken with sigwait() here, so that no library thread ever
- * receives them.
+ * trstctl: the binary. Parses the command line and runs the chosen sub-command: the
+ * client sub-commands (cli/: `owner create`, `secret get`, `guard status`, ... with no
+ * configuration loaded, only the environment they are given), the operator commands with
+ * the configuration loaded (`migrate`, `kek rotate`, `guard attach`, `ca import|csr|
+ * import-signed`, `token create-root`; their --help needs none), or the server: `serve`
+ * (the default), `--version`, `--check-config` and `--health-check`. Start-up follows
+ * docs/architecture.md §3; signals are blocked before any thread exists and taken with
+ * sigwait() here, so that no library thread ever receives them.
  *
  * Process-wide state kept here and nowhere else: none yet beyond the log settings (log/).
  */
@@ -46,18 +49,18 @@ static void usage(FILE *f)
 		   "       trstctl --check-config   print the effective configuration and exit\n"
 		   "       trstctl --health-check   exit 0 when the configured server is SERVING\n"
 		   "       trstctl --version        print the version\n"
-		   "       trstctl guard status [--json]  the egress guard of the running server\n"
-		   "       trstctl guard attach [--cgroup PATH | --pod-uid UID [--cgroup-root DIR]]\n"
-		   "                    [--owner UID[:GID]]  load, attach and pin the egress guard,\n"
-		   "                                then exit (root with CAP_BPF, CAP_NET_ADMIN)\n"
-		   "       trstctl migrate [--status]     apply (or list) database migrations\n"
-		   "       trstctl audit list|watch|verify  read and check the audit log\n"
-		   "       trstctl policy put|get|list|delete|eval, token create|list|revoke\n"
-		   "       trstctl secret create|get|rotate|list|versions|delete|recover|destroy\n"
-		   "       trstctl owner|identity|cert ..., ca bundle|crl|import|csr|import-signed\n"
-		   "       trstctl kek rotate --new-file PATH   re-wrap sealed values (servers stopped)\n"
-		   "Configuration comes from TRSTCTL_* variables and the JSON file named by\n"
-		   "TRSTCTL_CONFIG_FILE; see docs/configuration.md.\n");
+		   "operator commands (they read the server's configuration; all but guard attach\n"
+		   "work on the database itself, TRSTCTL_POSTGRES_DSN; --help for each):\n"
+		   "  migrate [--status]             apply (or list) database migrations\n"
+		   "  kek rotate --new-file PATH     re-wrap sealed values (servers stopped)\n"
+		   "  ca import|csr|import-signed    install the issuing CA\n"
+		   "  token create-root --policy P   a root API token, without a server\n"
+		   "  guard attach [...]             load, attach and pin the egress guard, then exit\n"
+		   "                                 (root with CAP_BPF, CAP_NET_ADMIN)\n");
+	cli_usage(f);
+	fprintf(f, "Configuration comes from TRSTCTL_* variables and the JSON file named by\n"
+		   "TRSTCTL_CONFIG_FILE (docs/configuration.md); the client commands need only\n"
+		   "--addr, --ca-file and --token-file (docs/cli.md).\n");
 }
 
 /* Creates dir (one level) when missing, private to the service user. */
@@ -204,6 +207,10 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	 * thread) and before any outbound connection. A failure is fatal; a guard pinned by
 	 * an earlier run then stays armed.
 	 */
+	if (guard_http_init() < 0) {
+		log_error("cannot initialise libcurl for the guarded HTTP client");
+		return 1;
+	}
 	r = guard_run_start(c, needs_bind_service(c), &guard, gerr, sizeof(gerr));
 	if (r < 0) {
 		log_error("cannot start the egress guard", "enforcer", "%s",
@@ -263,6 +270,7 @@ static int serve(const struct cfg *c, const sigset_t *sigs)
 	rpc_fini();
 	app_close(app);
 	guard_run_stop(guard); /* orderly: detach and unpin */
+	guard_http_fini();
 	log_info("stopped");
 	return 0;
 }
@@ -286,28 +294,62 @@ static int health_check(const struct cfg *c)
 	return 0;
 }
 
-/* Sub-commands with their own arguments: each gets argv from its name on. */
+/*
+ * Operator sub-commands: each gets argv from its noun on and the loaded configuration
+ * (NULL for --help, which needs none). verb NULL: any.
+ */
 static const struct {
-	const char *name;
+	const char *noun, *verb;
 	int (*run)(int argc, char **argv, const struct cfg *c);
-} subcommands[] = {
-	{ "guard", cli_guard },
-	{ "migrate", app_migrate_cli },
-	{ "audit", audit_cli },
-	{ "policy", policy_cli },
-	{ "token", token_cli },
-	{ "secret", secrets_cli },
-	{ "owner", ca_cli },
-	{ "identity", ca_cli },
-	{ "cert", ca_cli },
-	{ "ca", ca_cli },
-	{ "kek", kek_rotate_cli },
+} operators[] = {
+	{ "migrate", NULL, app_migrate_cli },
+	{ "kek", NULL, kek_rotate_cli },
+	{ "guard", "attach", guard_attach_cli },
+	{ "ca", "import", ca_admin_cli },
+	{ "ca", "csr", ca_admin_cli },
+	{ "ca", "import-signed", ca_admin_cli },
+	{ "token", "create-root", token_admin_cli },
 };
+
+/* The operator command argv names, or -1. */
+static int find_operator(int argc, char **argv)
+{
+	for (size_t i = 0; argc > 1 && i < sizeof(operators) / sizeof(operators[0]); i++)
+		if (!strcmp(argv[1], operators[i].noun) &&
+		    (!operators[i].verb || (argc > 2 && !strcmp(argv[2], operators[i].verb))))
+			return (int)i;
+	return -1;
+}
+
+/* A client sub-command, with the configuration read as a client reads it (no rule). */
+static int client(int argc, char **argv, const sigset_t *sigs)
+{
+	struct cfg *c = NULL;
+	int r;
+
+	/* Ctrl-C ends a client (audit watch): no server thread takes signals here */
+	pthread_sigmask(SIG_UNBLOCK, sigs, NULL);
+	if (cfg_load_client(environ, &c) < 0) {
+		fprintf(stderr, "trstctl: out of memory\n");
+		return 1;
+	}
+	r = cli_main(argc - 1, argv + 1, c);
+	cfg_free(c);
+	return r;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return true;
+	return false;
+}
 
 int main(int argc, char **argv)
 {
 	enum { CMD_SERVE, CMD_CHECK_CONFIG, CMD_HEALTH_CHECK, CMD_SUB } cmd = CMD_SERVE;
-	size_t sub = 0;
+	int op;
 	struct guard_names *names = NULL;
 	struct cfg *c = NULL;
 	char *errors = NULL;
@@ -320,11 +362,13 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-	for (sub = 0; argc > 1 && sub < sizeof(subcommands) / sizeof(subcommands[0]); sub++)
-		if (strcmp(argv[1], subcommands[sub].name) == 0) {
-			cmd = CMD_SUB;
-			break;
-		}
+	op = find_operator(argc, argv);
+	if (op >= 0 && wants_help(argc, argv))
+		return operators[op].run(argc - 1, argv + 1, NULL);
+	if (op >= 0)
+		cmd = CMD_SUB;
+	else if (cli_handles(argc, argv))
+		return client(argc, argv, &sigs);
 	for (int i = 1; cmd != CMD_SUB && i < argc; i++) {
 		if (strcmp(argv[i], "--version") == 0) {
 			printf("trstctl %s\n", TRSTCTL_VERSION);
@@ -359,10 +403,7 @@ int main(int argc, char **argv)
 		return r;
 	}
 	if (cmd == CMD_SUB) {
-		if (strcmp(argv[1], "guard") == 0 && argc > 2 && strcmp(argv[2], "attach") == 0)
-			r = guard_attach_cli(argc - 1, argv + 1, c);
-		else
-			r = subcommands[sub].run(argc - 1, argv + 1, c);
+		r = operators[op].run(argc - 1, argv + 1, c);
 		cfg_free(c);
 		return r;
 	}

@@ -8,7 +8,7 @@
  *
  *   trstctl-example -a HOST:PORT -t TOKEN_FILE [-c CA.pem | -p] [-n NAME]
  *
- * -c: PEM roots that verify the server (the server's server-cert.pem in its internal TLS
+ * -c: PEM roots that verify the server (the server's ca-bundle.pem in its internal TLS
  * mode); without it the system roots. -p: plaintext, for a server with TLS disabled,
  * which trstctl allows only on loopback.
  */

@@ -40,6 +40,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <protobuf-c/protobuf-c.h>
 
@@ -147,3 +148,26 @@ int trstctl_status_code_parse(const char *s);
  * UNAUTHENTICATED -EACCES, DATA_LOSS -EBADMSG, UNKNOWN and INTERNAL -EIO.
  */
 int trstctl_status_errno(int code);
+
+/* Flags of trstctl_json_write. */
+enum {
+	TRSTCTL_JSON_INDENT = 1 << 0,  /* one field per line, two spaces per level */
+	TRSTCTL_JSON_NEWLINE = 1 << 1, /* a line end after the message */
+};
+
+/*
+ * Writes msg (any protobuf-c message, e.g. a reply) to f as proto3 JSON: field names in
+ * lowerCamelCase, 64-bit integers as strings, bytes as base64, enums by name, maps as
+ * objects, google.protobuf.Timestamp as RFC 3339 in UTC. Every field is written, also at
+ * its default value; unset fields with presence (a message, a proto3 optional, a oneof
+ * member) are left out. One line unless TRSTCTL_JSON_INDENT. Returns 0, -EINVAL for a NULL
+ * f or msg, -EIO when writing to f failed.
+ */
+int trstctl_json_write(FILE *f, const ProtobufCMessage *msg, unsigned flags);
+
+/* The size of one value of type t in protobuf-c's arrays (an element of a repeated field). */
+size_t trstctl_value_size(ProtobufCType t);
+
+/* True when field f of a message of type parent is a map (a repeated <Field>Entry). */
+bool trstctl_field_is_map(const ProtobufCMessageDescriptor *parent,
+			  const ProtobufCFieldDescriptor *f);

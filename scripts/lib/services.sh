@@ -5,11 +5,13 @@
 # Source this file, then:
 #   svc_pg_start DIR [PORT]   initdb (once) and start PostgreSQL with its data in DIR/pg and its
 #                             unix socket in DIR/pgsock; no TCP unless PORT is given (then it
-#                             also listens on 127.0.0.1:PORT). Creates database `trstctl` and
-#                             exports TRSTCTL_POSTGRES_DSN.
-#   svc_pg_dsn DIR            prints the DSN of the server started in DIR.
+#                             also listens on 127.0.0.1:PORT). The superuser's password is
+#                             DIR/pgpass (a libpq password file, mode 0600). Creates database
+#                             `trstctl` and exports TRSTCTL_POSTGRES_DSN.
+#   svc_pg_dsn DIR            prints the DSN of the server started in DIR: the socket, and
+#                             passfile=DIR/pgpass (the file, never the password).
 #   svc_pg_stop DIR           stops it (fast shutdown); the data stays.
-#   svc_pg_destroy DIR        stops it and removes its data and socket folders.
+#   svc_pg_destroy DIR        stops it and removes its data, socket folder and password.
 #   svc_nats_start DIR PORT   starts nats-server -js on 127.0.0.1:PORT, store in DIR/nats;
 #                             exports TRSTCTL_NATS_URL.
 #   svc_nats_stop DIR         stops it; the store stays.
@@ -25,6 +27,18 @@
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres` user (via
 # runuser); as any other user it runs as that user. Durability stays as in production: fsync
 # and synchronous_commit keep their defaults (on); only initdb itself skips its fsync pass.
+#
+# Other local users cannot use the server. Its socket folder is open only to the server's
+# user and the caller: 0700 when both are the caller, else owned by postgres with the
+# caller's group and mode 0710 (so that a root client which dropped CAP_DAC_OVERRIDE, as
+# trstctl does once its egress guard is armed, still reaches the socket). Every connection,
+# over the socket or TCP, authenticates with scram-sha-256 as `postgres` with a random
+# 192-bit password that is generated into DIR/pgpass (readable by the caller alone) and
+# reaches clients through the DSN's passfile=, never through an argument, a variable or a
+# log. A cluster made before there was a password (no DIR/pgpass) gets one set in
+# single-user mode on its next start. When the client is another user than the caller (a
+# test that drops trstctl to an unprivileged uid), root sets SVC_PG_CLIENT=UID:GID for
+# svc_pg_start: the socket folder then gets group GID and the password file owner UID.
 
 # Where the PostgreSQL 15 server binaries live (Debian keeps them out of PATH).
 _svc_pg_bindir()
@@ -125,6 +139,68 @@ _svc_pg_folder()
 	printf '%s\n' "$real"
 }
 
+# The libpq password file of the cluster in DIR $1 (*:*:*:postgres:<password>).
+_svc_pg_passfile()
+{
+	printf '%s/pgpass\n' "$1"
+}
+
+# A new password: 48 hex digits (192 bits) that need no quoting in SQL or a password file.
+_svc_pg_newpass()
+{
+	od -An -tx1 -N24 /dev/urandom | tr -d ' \n'
+}
+
+# The password in password file $1.
+_svc_pg_pass()
+{
+	local line
+	IFS= read -r line <"$1" && [ -n "${line##*:}" ] && printf '%s' "${line##*:}"
+}
+
+# Writes password $2 into password file $1, mode 0600, replacing it atomically.
+_svc_pg_write_pass()
+{
+	local tmp
+	tmp=$(mktemp -- "$1.XXXXXX") || return 1
+	if ! { chmod 0600 -- "$tmp" && printf '*:*:*:postgres:%s\n' "$2" >"$tmp" &&
+		mv -f -- "$tmp" "$1"; }; then
+		rm -f -- "$tmp"
+		return 1
+	fi
+}
+
+# Sets the superuser's password of the stopped cluster in data folder $1 to the one in
+# password file $2, in single-user mode (no socket, no client), with binaries from $3. The
+# password goes through a pipe; no statement is logged, so it reaches no log.
+_svc_pg_set_password()
+{
+	local out pw line
+	pw=$(_svc_pg_pass "$2") || return 1
+	if ! out=$(printf "ALTER ROLE postgres PASSWORD '%s';\n" "$pw" |
+		_svc_as_pg "$3/postgres" --single -D "$1" -c log_min_error_statement=panic \
+			-c log_statement=none postgres 2>&1); then
+		# (filtered here, not by grep: the password must not be an argument of a command)
+		while IFS= read -r line; do
+			[[ $line == *"$pw"* ]] || printf '%s\n' "$line"
+		done <<<"$out" | tail -n 20 >&2
+		return 1
+	fi
+}
+
+# A libpq connection-string value: as it is when plain, else quoted.
+_svc_dsn_value()
+{
+	local v=$1
+	if [ -n "$v" ] && [[ $v != *[[:space:]\'\\]* ]]; then
+		printf '%s' "$v"
+		return
+	fi
+	v=${v//\\/\\\\}
+	v=${v//\'/\\\'}
+	printf "'%s'" "$v"
+}
+
 # The pid recorded by a running postmaster for data folder $1, or nothing.
 _svc_pg_pid()
 {
@@ -144,17 +220,28 @@ svc_pg_dsn()
 	[ -e "$dir/pgsock" ] || _svc_err "no PostgreSQL socket folder in $dir" || return
 	sock=$(readlink -f -- "$dir/pgsock")
 	[ -r "$dir/pg.port" ] && read -r port <"$dir/pg.port"
-	printf 'host=%s%s dbname=trstctl user=postgres\n' "$sock" "${port:+ port=$port}"
+	printf 'host=%s%s dbname=trstctl user=postgres passfile=%s\n' "$(_svc_dsn_value "$sock")" \
+		"${port:+ port=$port}" "$(_svc_dsn_value "$(_svc_pg_passfile "$dir")")"
 }
 
 svc_pg_start()
 {
-	local dir bindir data sock port="${2:-}" listen="''" out user
+	local dir bindir data sock port="${2:-}" listen="''" out user pass new_pass="" pwfile
+	local sock_mode=0700 rc client_uid client_gid
 	[ $# -ge 1 ] || _svc_err "usage: svc_pg_start DIR [PORT]" || return
 	bindir=$(_svc_pg_bindir) || return
 	dir=$(_svc_abspath "$1")
 	mkdir -p -- "$dir" || _svc_err "cannot create $dir" || return
 	user=$(_svc_pg_user)
+	client_uid=$(id -u)
+	client_gid=$(id -g)
+	if [ -n "${SVC_PG_CLIENT:-}" ]; then
+		[[ $SVC_PG_CLIENT =~ ^([0-9]+):([0-9]+)$ ]] && [ "$(id -u)" -eq 0 ] ||
+			_svc_err "SVC_PG_CLIENT='$SVC_PG_CLIENT': want UID:GID, and only as root" ||
+			return
+		client_uid=${BASH_REMATCH[1]}
+		client_gid=${BASH_REMATCH[2]}
+	fi
 
 	if [ -n "$port" ]; then
 		[[ $port =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] ||
@@ -165,11 +252,34 @@ svc_pg_start()
 	data=$(_svc_pg_folder "$dir" pg 4096) || _svc_err "cannot prepare $dir/pg" || return
 	# 107 bytes of sun_path, minus "/.s.PGSQL.65535.lock".
 	sock=$(_svc_pg_folder "$dir" pgsock 86) || _svc_err "cannot prepare $dir/pgsock" || return
-	# Clients may have dropped CAP_DAC_OVERRIDE (trstctl does, after arming its egress
-	# guard), so the socket folder is traversable and the socket open to every local user,
-	# as with /var/run/postgresql. Authentication is "trust": this throwaway server is for
-	# tests and the quickstart on a single-user machine, never for shared hosts.
-	chmod 0711 -- "$sock" || return
+	# Only the server's user and the client may reach the socket (see the head of this
+	# file). As root the server is postgres: the folder gets the client's group (root's,
+	# so that root without CAP_DAC_OVERRIDE, as trstctl runs once its guard is armed, still
+	# gets in), and the socket itself is left open (0777): the folder shuts out the rest.
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "$user:$client_gid" -- "$sock" && chmod 0710 -- "$sock" || return
+		sock_mode=0777
+	else
+		chmod 0700 -- "$sock" || return
+	fi
+
+	# The password: made once; a cluster from before there was one gets it now.
+	pass=$(_svc_pg_passfile "$dir")
+	if [ ! -s "$pass" ]; then
+		_svc_pg_write_pass "$pass" "$(_svc_pg_newpass)" ||
+			_svc_err "cannot write the password file $pass" || return
+		new_pass=1
+	fi
+	if [ "$(id -u)" -eq 0 ]; then
+		chown "$client_uid" -- "$pass" || return
+	fi
+	if [ -n "$new_pass" ] && [ -f "$data/PG_VERSION" ]; then
+		if ! svc_pg_stop "$dir" || ! _svc_pg_set_password "$data" "$pass" "$bindir"; then
+			rm -f -- "$pass"
+			_svc_err "cannot set the password of the cluster in $data"
+			return
+		fi
+	fi
 
 	if _svc_pg_pid "$data" >/dev/null; then
 		export TRSTCTL_POSTGRES_DSN
@@ -178,8 +288,23 @@ svc_pg_start()
 	fi
 
 	if [ ! -f "$data/PG_VERSION" ]; then
-		if ! out=$(_svc_as_pg "$bindir/initdb" -D "$data" -A trust -U postgres --no-sync \
-				-E UTF8 --locale=C.UTF-8 2>&1); then
+		# initdb reads the password from a file: one in the socket folder, which only the
+		# server's user and the caller can enter, removed right after.
+		if ! pwfile=$(mktemp -- "$sock/.initdb-pw.XXXXXX") ||
+			! _svc_pg_pass "$pass" >"$pwfile" ||
+			{ [ "$(id -u)" -eq 0 ] && ! chown "$user" -- "$pwfile"; }; then
+			rm -f -- "${pwfile:-}"
+			_svc_err "cannot prepare initdb in $data"
+			return
+		fi
+		if out=$(_svc_as_pg "$bindir/initdb" -D "$data" -A scram-sha-256 -U postgres \
+				--pwfile="$pwfile" --no-sync -E UTF8 --locale=C.UTF-8 2>&1); then
+			rc=0
+		else
+			rc=$?
+		fi
+		rm -f -- "$pwfile"
+		if [ "$rc" -ne 0 ]; then
 			printf '%s\n' "$out" | tail -n 20 >&2
 			_svc_err "initdb failed in $data"
 			return
@@ -193,10 +318,22 @@ svc_pg_start()
 		listen_addresses = $listen
 		port = ${port:-5432}
 		unix_socket_directories = '$sock'
-		unix_socket_permissions = 0777
+		unix_socket_permissions = $sock_mode
 		EOF
 	then
 		_svc_err "cannot write $data/trstctl-services.conf"
+		return
+	fi
+	# Also rewritten on every start, so that a cluster from before passwords trusts no one.
+	# Who reaches the server at all is settled above (socket folder, listen_addresses).
+	if ! _svc_as_pg tee "$data/pg_hba.conf" >/dev/null <<-EOF
+		# Written by scripts/lib/services.sh on every start: every connection needs the
+		# password (scram-sha-256; the libpq password file next to the data folder).
+		local all all scram-sha-256
+		host  all all all scram-sha-256
+		EOF
+	then
+		_svc_err "cannot write $data/pg_hba.conf"
 		return
 	fi
 	if [ -n "$port" ]; then
@@ -220,10 +357,10 @@ svc_pg_start()
 		return
 	fi
 
-	if [ "$(psql -h "$sock" -p "${port:-5432}" -U postgres -d postgres -XAtq \
+	if [ "$(PGPASSFILE=$pass psql -h "$sock" -p "${port:-5432}" -U postgres -d postgres -wXAtq \
 			-c "SELECT 1 FROM pg_database WHERE datname = 'trstctl'" 2>&1)" != 1 ]; then
-		if ! out=$(psql -h "$sock" -p "${port:-5432}" -U postgres -d postgres -Xq \
-				-v ON_ERROR_STOP=1 -c 'CREATE DATABASE trstctl' 2>&1); then
+		if ! out=$(PGPASSFILE=$pass psql -h "$sock" -p "${port:-5432}" -U postgres \
+				-d postgres -wXq -v ON_ERROR_STOP=1 -c 'CREATE DATABASE trstctl' 2>&1); then
 			printf '%s\n' "$out" >&2
 			_svc_err "cannot create database trstctl"
 			return
@@ -267,6 +404,7 @@ svc_pg_destroy()
 	[ $# -ge 1 ] || _svc_err "usage: svc_pg_destroy DIR" || return
 	dir=$(_svc_abspath "$1")
 	svc_pg_stop "$dir" || return
+	rm -f -- "$(_svc_pg_passfile "$dir")"
 	for name in pg pgsock; do
 		if [ -L "$dir/$name" ]; then
 			real=$(readlink -- "$dir/$name")

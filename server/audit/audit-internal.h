@@ -27,12 +27,14 @@ struct audit_pub {
 
 struct audit {
 	struct db *db;
-	int64_t every;	     /* checkpoint every so many records */
-	int64_t interval_ms; /* timer period, 0 = no timer */
-	void *sign_key;	     /* EVP_PKEY *, NULL when read-only */
-	int sign_version;    /* version of sign_key in sealed_keys */
-	bool hooked;	     /* the pre-commit hook is registered */
-	void *rpc_handlers;  /* struct rpc_method_handler[] of audit_rpc_register, or NULL */
+	int64_t every;		   /* checkpoint every so many records */
+	int64_t interval_ms;	   /* timer period, 0 = no timer */
+	void *sign_key;		   /* EVP_PKEY *, NULL when read-only */
+	int sign_version;	   /* version of sign_key in sealed_keys */
+	bool hooked;		   /* the pre-commit hook is registered */
+	audit_commit_fn commit_fn; /* observer of committed records, or NULL */
+	void *commit_ud;
+	void *rpc_handlers; /* struct rpc_method_handler[] of audit_rpc_register, or NULL */
 
 	pthread_mutex_t key_mu; /* guards pubs (reloaded when an unknown version shows up) */
 	struct audit_pub *pubs;

@@ -572,6 +572,27 @@ static int audit_precommit_closed(struct db_conn *conn, void *const *items, size
 	return -ESHUTDOWN;
 }
 
+/* After the commit: the numbered records go to the observer, in batch order. */
+static void audit_postcommit(void *const *items, size_t n_items, void *ud)
+{
+	struct audit *a = ud;
+
+	for (size_t i = 0; i < n_items; i++)
+		a->commit_fn(&((const struct audit_record *)items[i])->ev, a->commit_ud);
+}
+
+int audit_set_commit_hook(struct audit *a, audit_commit_fn fn, void *ud)
+{
+	if (!a || !a->hooked)
+		return -EINVAL;
+	if (!fn)
+		return db_set_postcommit(a->db, DB_ITEM_AUDIT, NULL, NULL);
+	a->commit_fn = fn;
+	a->commit_ud = ud;
+	/* published to the writer threads by the db's lock */
+	return db_set_postcommit(a->db, DB_ITEM_AUDIT, audit_postcommit, a);
+}
+
 /* Open, close, timer ---------------------------------------------------------------- */
 
 int audit_checkpoint_now(struct audit *a)
@@ -703,8 +724,10 @@ struct audit *audit_close(struct audit *a)
 		audit_checkpoint_now(a);
 		audit_witness_now(a);
 	}
-	if (a->hooked)
+	if (a->hooked) {
 		db_set_precommit(a->db, DB_ITEM_AUDIT, audit_precommit_closed, NULL);
+		db_set_postcommit(a->db, DB_ITEM_AUDIT, NULL, NULL);
+	}
 	audit_key_free(a);
 	audit_witness_free(a);
 	free(a->rpc_handlers);

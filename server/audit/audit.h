@@ -55,7 +55,6 @@
 struct db;
 struct db_tx;
 struct kek;
-struct cfg;
 struct rpc_server;
 struct audit;
 
@@ -179,6 +178,19 @@ struct audit_record *audit_record_free(struct audit_record *rec);
 int audit_write(struct db *db, const struct audit_entry *e, int timeout_ms);
 
 /*
+ * Observes the log: called for every record once its batch committed (never for one that
+ * did not), in the order of the batch, on the group-commit writer thread, which waits for
+ * it: copy what is needed and return. ev and its strings are borrowed for the call.
+ */
+typedef void (*audit_commit_fn)(const struct audit_event *ev, void *ud);
+
+/*
+ * Sets (fn NULL: clears) the commit hook of a server's audit log (opened with a kek; else
+ * -EINVAL). Set it before the first write; it stays until audit_close. Returns 0 or -EINVAL.
+ */
+int audit_set_commit_hook(struct audit *a, audit_commit_fn fn, void *ud);
+
+/*
  * One page of a tenant's records (NULL = default tenant) matching q, in sequence order.
  * -EINVAL "invalid page_token" style errors for a malformed token or a negative
  * after_sequence; set *ret_page (free with audit_page_free).
@@ -237,8 +249,3 @@ void audit_hex(const uint8_t *p, size_t n, char *ret);
 /* gRPC: registers trstctl.v1.Audit (ListEvents, WatchEvents, VerifyChain). a is borrowed. */
 int audit_rpc_register(struct rpc_server *s, struct audit *a);
 
-/*
- * `trstctl audit list|watch|verify ...`: argv[0] is "audit". Connects to PostgreSQL with
- * the DSN of c. Returns the process exit status: 0 ok, 1 broken chain or failure, 2 usage.
- */
-int audit_cli(int argc, char **argv, const struct cfg *c);

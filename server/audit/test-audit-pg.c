@@ -31,6 +31,7 @@
 #define TENANT_B "0b000000-0000-4000-8000-00000000000b"
 #define TENANT_C "0c000000-0000-4000-8000-00000000000c"
 #define TENANT_D "0d000000-0000-4000-8000-00000000000d"
+#define TENANT_E "0e000000-0000-4000-8000-00000000000e"
 
 struct env {
 	struct db *db, *db2;
@@ -271,6 +272,72 @@ static void test_refused_and_invalid(void **state)
 	assert_int_equal(audit_write(E.db, &denied, 10000), 0);
 	assert_int_equal(head_of(NULL), before + 2);
 	expect_ok(NULL, before + 2);
+}
+
+/* The commit hook: what it saw (copied: ev is borrowed for the call). */
+struct seen {
+	int64_t sequence;
+	char tenant[AUDIT_UUID_LEN + 1];
+	char id[AUDIT_UUID_LEN + 1];
+	char type[32];
+	uint8_t hash[AUDIT_HASH_LEN];
+};
+static struct seen seen[16];
+static int n_seen;
+
+static void on_commit(const struct audit_event *ev, void *ud)
+{
+	(void)ud;
+	if (n_seen < 16) {
+		struct seen *s = &seen[n_seen];
+
+		s->sequence = ev->sequence;
+		snprintf(s->tenant, sizeof(s->tenant), "%s", ev->tenant_id);
+		snprintf(s->id, sizeof(s->id), "%s", ev->id);
+		snprintf(s->type, sizeof(s->type), "%s", ev->type);
+		memcpy(s->hash, ev->hash, AUDIT_HASH_LEN);
+	}
+	n_seen++;
+}
+
+/*
+ * The commit hook sees every committed record once, numbered and chained as stored, in
+ * order; a refused change's record never. Only the server whose writer committed it sees it.
+ */
+static void test_commit_hook(void **state)
+{
+	struct change three = { TENANT_E, "hook.three", 3 };
+	struct audit_entry denied = {
+		.tenant_id = TENANT_E, .type = "auth.denied", .actor = "tok_h", .outcome = "denied"
+	};
+	struct audit_query q = { .type_prefix = "hook.", .page_size = 10 };
+	int64_t before = head_of(TENANT_E);
+	struct audit_page *pg = NULL;
+
+	(void)state;
+	assert_int_equal(audit_set_commit_hook(E.a, on_commit, NULL), 0);
+	n_seen = 0;
+	assert_int_equal(db_write(E.db, change_fn, &three, 10000), 0);
+	assert_int_equal(db_write(E.db, refuse_fn, NULL, 10000), -EPERM);
+	assert_int_equal(audit_write(E.db, &denied, 10000), 0);
+	write_n(E.db2, TENANT_E, "hook.other", 1); /* the other server's writer */
+	assert_int_equal(n_seen, 4);
+	q.after_sequence = before;
+	assert_int_equal(audit_list(E.a, TENANT_E, &q, &pg), 0);
+	assert_int_equal(pg->n, 4);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(seen[i].sequence, before + 1 + i);
+		assert_string_equal(seen[i].tenant, TENANT_E);
+		assert_string_equal(seen[i].type, "hook.three");
+		assert_string_equal(seen[i].id, pg->events[i].id);
+		assert_memory_equal(seen[i].hash, pg->events[i].hash, AUDIT_HASH_LEN);
+	}
+	assert_string_equal(seen[3].type, "auth.denied");
+	audit_page_free(pg);
+
+	assert_int_equal(audit_set_commit_hook(E.a, NULL, NULL), 0);
+	write_n(E.db, TENANT_E, "hook.after", 1);
+	assert_int_equal(n_seen, 4);
 }
 
 static const struct {
@@ -677,6 +744,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_concurrent_chain),
 		cmocka_unit_test(test_refused_and_invalid),
+		cmocka_unit_test(test_commit_hook),
 		cmocka_unit_test(test_tamper_each_column),
 		cmocka_unit_test(test_checkpoint_tamper),
 		cmocka_unit_test(test_delete),

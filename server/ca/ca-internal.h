@@ -1,7 +1,7 @@
 #pragma once
 /*
  * Shared by the files of the CA service (ca_store.c, ca_op.c, ca_owner.c, ca_identity.c,
- * ca_issue.c, ca_crl.c, ca_bootstrap.c, ca_rpc.c, ca_cli.c): the service struct, the
+ * ca_issue.c, ca_crl.c, ca_bootstrap.c, ca_rpc.c, ca_admin.c): the service struct, the
  * mutation plumbing of ca_op.c, the functions the service files call across, and the SQL of
  * ca_store.c. Not a public header.
  */

@@ -367,9 +367,10 @@ int ca_server_cert_fetch(void *ud, uint64_t *generation, char **ret_chain_pem, c
 int ca_rpc_register(struct rpc_server *s, struct ca_service *svc);
 
 /*
- * `trstctl owner|identity|cert|ca ...`: argv[0] is the noun. owner, identity, cert and
- * `ca bundle|crl` call the server over gRPC; `ca import|csr|import-signed` are operator
- * commands on the database (TRSTCTL_POSTGRES_DSN, the KEK file). Returns the exit status:
- * 0 ok, 1 failure, 2 usage.
+ * `trstctl ca import|csr|import-signed ...` (argv[0] "ca"): operator commands that install
+ * the issuing CA on the database itself (TRSTCTL_POSTGRES_DSN, the KEK file), for servers
+ * to load at their next start. `--help` needs no configuration (c may then be NULL).
+ * Returns the exit status: 0 ok, 1 failure, 2 usage. The client commands of the CA are
+ * in server/cli/.
  */
-int ca_cli(int argc, char **argv, const struct cfg *c);
+int ca_admin_cli(int argc, char **argv, const struct cfg *c);

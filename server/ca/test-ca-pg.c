@@ -813,7 +813,7 @@ static void test_stale_guess(void **state)
 			 1);
 }
 
-/* Runs ca_cli in-process with its stdout in file out; returns its exit status. */
+/* Runs ca_admin_cli in-process with its stdout in file out; returns its exit status. */
 static int cli(const char *out, const char *const *args)
 {
 	char kekfile[128], dsn[512], path[256], *env[8], *argv[24];
@@ -845,7 +845,7 @@ static int cli(const char *out, const char *const *args)
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	dup2(fd, 1);
 	close(fd);
-	r = ca_cli(argc, argv, c);
+	r = ca_admin_cli(argc, argv, c);
 	fflush(stdout);
 	dup2(saved, 1);
 	close(saved);
@@ -853,82 +853,16 @@ static int cli(const char *out, const char *const *args)
 	return r;
 }
 
-static void test_cli(void **state)
+/* The operator commands: import refuses to replace silently; csr + import-signed. */
+static void test_ca_admin(void **state)
 {
-	char addr[64], id[CA_ID_LEN + 1], *out, *p;
+	char id[CA_ID_LEN + 1];
 
 	(void)state;
-	snprintf(addr, sizeof(addr), "%s", E.t.addr);
 	{
-		const char *a[] = { "owner",	"create", "--kind", "team",	   "--name",
-				    "cli-team", "--addr", addr,	    "--plaintext", NULL };
-		assert_int_equal(cli("o.json", a), 0);
-	}
-	out = slurp("o.json");
-	p = strstr(out, "\"id\": \"");
-	assert_non_null(p);
-	snprintf(id, sizeof(id), "%s", p + 7);
-	free(out);
-	{
-		const char *a[] = {
-			"identity", "create", "--name",	     "cli.example.com",
-			"--owner",  id,	      "--dns",	     "cli.example.com,www.cli.example.com",
-			"--addr",   addr,     "--plaintext", NULL
-		};
-		assert_int_equal(cli("i.json", a), 0);
-	}
-	out = slurp("i.json");
-	p = strstr(out, "\"id\": \"");
-	snprintf(id, sizeof(id), "%s", p + 7);
-	assert_non_null(strstr(out, "www.cli.example.com"));
-	free(out);
-	{
-		char kout[128], cout[128];
-		const char *a[] = { "identity",	  "transition", id,	     "--to",
-				    "issued",	  "--addr",	addr,	     "--plaintext",
-				    "--cert-out", cout,		"--key-out", kout,
-				    NULL };
-
-		snprintf(kout, sizeof(kout), "%s/cli.key", E.dir);
-		snprintf(cout, sizeof(cout), "%s/cli.pem", E.dir);
-		assert_int_equal(cli("t.json", a), 0);
-	}
-	out = slurp("t.json");
-	assert_non_null(strstr(out, "\"state\": \"issued\""));
-	assert_null(strstr(out, "PRIVATE KEY")); /* written to the file instead */
-	/* times in RFC 3339, not as {"seconds": ...} */
-	assert_non_null(strstr(out, "\"not_after\": \"20"));
-	assert_non_null(strstr(out, "Z\""));
-	assert_null(strstr(out, "\"seconds\""));
-	free(out);
-	assert_int_equal(sh("%s verify -CAfile %s/bundle.pem %s/cli.pem >/dev/null && "
-			    "test \"$(stat -c %%a %s/cli.key)\" = 600",
-			    E.openssl, E.dir, E.dir, E.dir),
-			 0);
-	{
-		const char *a[] = { "identity", "transition",  id,  "--to", "retired", "--addr",
-				    addr,	"--plaintext", NULL };
-		assert_int_equal(cli("x.json", a), 1);
-	}
-	{
-		const char *a[] = { "cert",   "list", "--identity",  id,
-				    "--addr", addr,   "--plaintext", NULL };
-		assert_int_equal(cli("l.json", a), 0);
-	}
-	{
-		const char *a[] = { "ca", "crl", "--addr", addr, "--plaintext", NULL };
-		assert_int_equal(cli("crl.pem", a), 0);
-	}
-	{
-		const char *a[] = { "ca", "bundle", "--addr", addr, "--plaintext", NULL };
-		assert_int_equal(cli("b.pem", a), 0);
-	}
-	assert_int_equal(sh("cmp -s %s/b.pem %s/bundle.pem", E.dir, E.dir), 0);
-	{
-		const char *a[] = { "owner", "frobnicate", NULL };
+		const char *a[] = { "ca", "frobnicate", NULL };
 		assert_int_equal(cli("u.txt", a), 2);
 	}
-	/* operator commands: import refuses to replace silently; csr + import-signed */
 	{
 		const char *a[] = { "ca",    "import",	  "--cert", "/dev/null",
 				    "--key", "/dev/null", NULL };
@@ -993,7 +927,7 @@ int main(void)
 		cmocka_unit_test(test_race),
 		cmocka_unit_test(test_issuance_check_and_second_server),
 		cmocka_unit_test(test_stale_guess),
-		cmocka_unit_test(test_cli),
+		cmocka_unit_test(test_ca_admin),
 	};
 
 	if (!getenv("TRSTCTL_POSTGRES_DSN")) {

@@ -15,6 +15,7 @@ struct cfg_errs {
 	int oom;
 };
 
+/* Adds one error; control characters of quoted values become '?' (the list is one line). */
 void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Runs every validation rule over a fully merged configuration, adding to e. */
@@ -23,5 +24,3 @@ void cfg_validate(const struct cfg *c, struct cfg_errs *e);
 /* Returns a malloc'd copy of dsn with any password replaced by xxxxx (NULL on ENOMEM). */
 char *cfg_dsn_redact(const char *dsn);
 
-/* Returns a malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets redacted. */
-char *cfg_url_redact(const char *url);

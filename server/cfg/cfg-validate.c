@@ -285,6 +285,19 @@ static void validate_telemetry(const struct cfg *c, struct cfg_errs *e)
 		cfg_errs_add(e, "telemetry.instance_id_file is required when telemetry is enabled");
 }
 
+/* 1..max bytes, each a printable ASCII character (space included). */
+static bool printable_ascii(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
 static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 {
 	const struct cfg_otlp *o = &c->otlp;
@@ -318,6 +331,8 @@ static void validate_otlp(const struct cfg *c, struct cfg_errs *e)
 	}
 	if (o->token && o->token_file)
 		cfg_errs_add(e, "otlp.token and otlp.token_file are mutually exclusive");
+	if (!o->service_name || !printable_ascii(o->service_name, 255))
+		cfg_errs_add(e, "otlp.service_name must be 1 to 255 printable ASCII characters");
 }
 
 static const char *const egress_msg = "ai.model.allow_egress is only valid when ai.model.mode is "

@@ -127,6 +127,8 @@ static const struct cfg_setting cfg_settings[] = {
 	{ "TRSTCTL_POSTGRES_DSN", "postgres.dsn", T_STR, F(postgres.dsn), 0, NULL, NULL, NULL, 0, 0,
 	  R_DSN },
 	INT("TRSTCTL_POSTGRES_MAX_CONNS", "postgres.max_conns", postgres.max_conns, "8", 1, 1024),
+	DUR("TRSTCTL_POSTGRES_STATEMENT_TIMEOUT", "postgres.statement_timeout",
+	    postgres.statement_timeout_ms, "5s", 100, 3600000),
 	DUR("TRSTCTL_IDEMPOTENCY_RETENTION", "postgres.idempotency_retention",
 	    postgres.idempotency_retention_ms, "24h", 60000, 31536000000),
 	{ "TRSTCTL_NATS_URL", "nats.url", T_STR, F(nats.url), 0, NULL, NULL, NULL, 0, 0, R_URL },
@@ -192,6 +194,11 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_OTLP_BEARER_TOKEN_FILE", "otlp.token_file", otlp.token_file, NULL),
 	DUR("TRSTCTL_OTLP_TIMEOUT", "otlp.timeout", otlp.timeout_ms, "5s", 1, INT64_MAX),
 	INT("TRSTCTL_OTLP_QUEUE_SIZE", "otlp.queue_size", otlp.queue_size, "1024", 0, 1000000),
+	INT("TRSTCTL_OTLP_BATCH_SIZE", "otlp.batch_size", otlp.batch_size, "512", 1, 100000),
+	DUR("TRSTCTL_OTLP_BATCH_INTERVAL", "otlp.batch_interval", otlp.batch_interval_ms, "5s", 1,
+	    3600000),
+	DUR("TRSTCTL_OTLP_RETRY_MAX_ELAPSED", "otlp.retry_max_elapsed", otlp.retry_max_elapsed_ms,
+	    "1m", 0, 3600000),
 	STR("TRSTCTL_OTLP_SERVICE_NAME", "otlp.service_name", otlp.service_name, "trstctl"),
 	{ "TRSTCTL_OTLP_HEADERS", "otlp.headers", T_LIST, F(otlp.headers), F(otlp.n_headers), NULL,
 	  NULL, NULL, 0, 0, R_HEADERS },
@@ -203,11 +210,20 @@ static const struct cfg_setting cfg_settings[] = {
 	STR("TRSTCTL_AI_MODEL_PROVIDER", "ai.model.provider", ai_model.provider, NULL),
 	BOOL("TRSTCTL_AI_MODEL_ALLOW_EGRESS", "ai.model.allow_egress", ai_model.allow_egress,
 	     "false"),
+	STR("TRSTCTL_ADDR", "client.addr", client.addr, NULL),
+	STR("TRSTCTL_CA_FILE", "client.ca_file", client.ca_file, NULL),
+	STR("TRSTCTL_TOKEN_FILE", "client.token_file", client.token_file, NULL),
 };
 
 #define N_SETTINGS (sizeof(cfg_settings) / sizeof(cfg_settings[0]))
 #define CONFIG_FILE_ENV "TRSTCTL_CONFIG_FILE"
 
+/*
+ * Adds one error to the list. Errors quote configured values, and the list is printed as
+ * one line ("trstctl: configuration: ...") and logged: a control character in a value (a
+ * newline, an escape sequence) is shown as '?', so that no value can start a line or
+ * restyle a terminal.
+ */
 void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 {
 	va_list ap;
@@ -224,6 +240,9 @@ void cfg_errs_add(struct cfg_errs *e, const char *fmt, ...)
 		return;
 	}
 	mlen = (size_t)r;
+	for (char *p = msg; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	nb = realloc(e->buf, e->len + mlen + 3);
 	if (!nb) {
 		free(msg);
@@ -773,10 +792,9 @@ static void derive(struct cfg *c, struct cfg_errs *e)
 	}
 }
 
-int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
-		     char **ret_errors)
+/* Defaults < file < environment, and the ranges, into a new *ret (problems into e). */
+static int read_all(char *const *envp, struct cfg **ret, struct cfg_errs *e)
 {
-	struct cfg_errs e = { 0 };
 	struct cfg *c = calloc(1, sizeof(*c));
 	const char *file;
 
@@ -784,24 +802,24 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 		return -ENOMEM;
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		if (cfg_settings[i].def)
-			set_text(c, &cfg_settings[i], cfg_settings[i].def, cfg_settings[i].key, &e);
+			set_text(c, &cfg_settings[i], cfg_settings[i].def, cfg_settings[i].key, e);
 
 	file = env_get(envp, CONFIG_FILE_ENV);
 	if (file && *file) {
 		c->config_file = strdup(file);
 		if (!c->config_file)
-			e.oom = 1;
-		load_file(c, file, &e);
+			e->oom = 1;
+		load_file(c, file, e);
 	}
 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const char *v = env_get(envp, cfg_settings[i].env);
 
 		if (v && *v)
-			set_text(c, &cfg_settings[i], v, cfg_settings[i].env, &e);
+			set_text(c, &cfg_settings[i], v, cfg_settings[i].env, e);
 	}
-	note_unknown_env(c, envp, &e);
-	derive(c, &e);
+	note_unknown_env(c, envp, e);
+	derive(c, e);
 
 	/* range checks apply to the merged value, whatever its source */
 	for (size_t i = 0; i < N_SETTINGS; i++) {
@@ -815,17 +833,29 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 				       *(const int64_t *)field(c, s->off);
 		if (x < s->min || x > s->max) {
 			if (s->type == T_DUR && x < s->min)
-				cfg_errs_add(&e, "%s must be positive", s->key);
+				cfg_errs_add(e, "%s must be positive", s->key);
 			else if (s->type == T_DUR)
-				cfg_errs_add(&e, "%s must be at most %s", s->key,
+				cfg_errs_add(e, "%s must be at most %s", s->key,
 					     format_duration(s->max, max, sizeof(max)));
 			else if (s->max == INT32_MAX || s->max == INT64_MAX)
-				cfg_errs_add(&e, "%s must be at least %" PRId64, s->key, s->min);
+				cfg_errs_add(e, "%s must be at least %" PRId64, s->key, s->min);
 			else
-				cfg_errs_add(&e, "%s must be between %" PRId64 " and %" PRId64,
+				cfg_errs_add(e, "%s must be between %" PRId64 " and %" PRId64,
 					     s->key, s->min, s->max);
 		}
 	}
+	*ret = c;
+	return 0;
+}
+
+int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
+		     char **ret_errors)
+{
+	struct cfg_errs e = { 0 };
+	struct cfg *c = NULL;
+
+	if (read_all(envp, &c, &e) < 0)
+		return -ENOMEM;
 	/* a value that did not parse kept its default, so the rules can still run */
 	if (!e.oom)
 		cfg_validate(c, &e);
@@ -858,6 +888,22 @@ int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cf
 int cfg_load(char *const *envp, struct cfg **ret_cfg, char **ret_errors)
 {
 	return cfg_load_checked(envp, NULL, NULL, ret_cfg, ret_errors);
+}
+
+int cfg_load_client(char *const *envp, struct cfg **ret_cfg)
+{
+	struct cfg_errs e = { 0 };
+	struct cfg *c = NULL;
+
+	if (read_all(envp, &c, &e) < 0)
+		return -ENOMEM;
+	free(e.buf); /* the server's problems are not the client's */
+	if (e.oom) {
+		cfg_free(c);
+		return -ENOMEM;
+	}
+	*ret_cfg = c;
+	return 0;
 }
 
 const char *cfg_tls_mode_name(enum cfg_tls_mode m)

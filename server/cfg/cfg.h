@@ -59,6 +59,9 @@ struct cfg_log {
 struct cfg_postgres {
 	char *dsn;     /* TRSTCTL_POSTGRES_DSN (required): URL or key=value; a secret */
 	int max_conns; /* TRSTCTL_POSTGRES_MAX_CONNS, default 8, 1..1024 */
+	/* TRSTCTL_POSTGRES_STATEMENT_TIMEOUT, default 5s, 100ms..1h: the longest a call waits
+	 * for PostgreSQL to answer (db_config.statement_timeout_ms) */
+	int64_t statement_timeout_ms;
 	int64_t idempotency_retention_ms; /* TRSTCTL_IDEMPOTENCY_RETENTION, default 24h */
 };
 
@@ -135,7 +138,10 @@ struct cfg_otlp {
 	char *token;	    /* TRSTCTL_OTLP_BEARER_TOKEN (secret) */
 	char *token_file;   /* TRSTCTL_OTLP_BEARER_TOKEN_FILE */
 	int64_t timeout_ms; /* TRSTCTL_OTLP_TIMEOUT, default 5s */
-	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024 */
+	int queue_size;	    /* TRSTCTL_OTLP_QUEUE_SIZE, default 1024, per signal, 0..1000000 */
+	int batch_size;	    /* TRSTCTL_OTLP_BATCH_SIZE, default 512, items per request */
+	int64_t batch_interval_ms; /* TRSTCTL_OTLP_BATCH_INTERVAL, default 5s, 1ms..1h */
+	int64_t retry_max_elapsed_ms; /* TRSTCTL_OTLP_RETRY_MAX_ELAPSED, default 1m, 0 = none */
 	char *service_name; /* TRSTCTL_OTLP_SERVICE_NAME, default trstctl */
 	char **headers;	    /* TRSTCTL_OTLP_HEADERS, "Name=value" entries (values secret) */
 	size_t n_headers;
@@ -148,6 +154,13 @@ struct cfg_ai_model {
 	char *name;	       /* TRSTCTL_AI_MODEL_NAME */
 	char *provider;	       /* TRSTCTL_AI_MODEL_PROVIDER (cloud only) */
 	bool allow_egress;     /* TRSTCTL_AI_MODEL_ALLOW_EGRESS (cloud only, required there) */
+};
+
+/* What the client sub-commands call (docs/cli.md); the server ignores these. */
+struct cfg_client {
+	char *addr;	  /* TRSTCTL_ADDR host:port of the server to call */
+	char *ca_file;	  /* TRSTCTL_CA_FILE: the CA bundle that verifies the server */
+	char *token_file; /* TRSTCTL_TOKEN_FILE: the API token (first line) */
 };
 
 struct cfg {
@@ -165,6 +178,7 @@ struct cfg {
 	struct cfg_telemetry telemetry;
 	struct cfg_otlp otlp;
 	struct cfg_ai_model ai_model;
+	struct cfg_client client;
 	char *config_file;  /* TRSTCTL_CONFIG_FILE as given, or NULL */
 	char **unknown_env; /* names (never values) of TRSTCTL_* variables not recognised */
 	size_t n_unknown_env;
@@ -189,6 +203,14 @@ typedef int (*cfg_check_fn)(const struct cfg *c, void *arg, char **ret_errors);
 int cfg_load_checked(char *const *envp, cfg_check_fn check, void *arg, struct cfg **ret_cfg,
 		     char **ret_errors);
 struct cfg *cfg_free(struct cfg *c);
+/*
+ * The configuration as a client sub-command sees it: read like cfg_load (defaults < file <
+ * environment), but no rule is checked and a value that does not parse keeps its default,
+ * because the server's settings are only a client's fallbacks (its address, TLS mode,
+ * state folder), never its errors; no TRSTCTL_POSTGRES_DSN is needed. Returns 0 and
+ * *ret_cfg, or -ENOMEM.
+ */
+int cfg_load_client(char *const *envp, struct cfg **ret_cfg);
 
 /*
  * Writes the effective configuration as "key: value" lines in the documented fixed order
@@ -210,6 +232,12 @@ const char *cfg_ca_key_type_name(enum cfg_ca_key_type t);
  * "1h30m", "500ms"). Returns 0 and *ret_ms, or -EINVAL.
  */
 int cfg_parse_duration(const char *s, int64_t *ret_ms);
+
+/*
+ * A malloc'd copy of a URL (or comma-separated URLs) with userinfo secrets and password=
+ * query values replaced by xxxxx, for messages and log lines (NULL when out of memory).
+ */
+char *cfg_url_redact(const char *url);
 
 /* True when the server address is loopback: 127.0.0.0/8, ::1 or localhost. */
 bool cfg_addr_is_loopback(const char *hostport);

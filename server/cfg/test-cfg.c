@@ -85,6 +85,13 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_OTLP_HEADERS=novalue" },
 	  "otlp.headers entry \"novalue\" is invalid: want Name=value" },
 	{ { DSN, "TRSTCTL_OTLP_TIMEOUT=0s" }, "otlp.timeout must be positive" },
+	{ { DSN, "TRSTCTL_OTLP_BATCH_SIZE=0" }, "otlp.batch_size must be between 1 and 100000" },
+	{ { DSN, "TRSTCTL_OTLP_ENABLED=true", "TRSTCTL_OTLP_ENDPOINT=https://c.example",
+	    "TRSTCTL_OTLP_SERVICE_NAME=tr\001ctl" },
+	  "otlp.service_name must be 1 to 255 printable ASCII characters" },
+	{ { DSN, "TRSTCTL_OTLP_BATCH_INTERVAL=0s" }, "otlp.batch_interval must be positive" },
+	{ { DSN, "TRSTCTL_OTLP_RETRY_MAX_ELAPSED=2h" },
+	  "otlp.retry_max_elapsed must be at most 1h" },
 	{ { DSN, "TRSTCTL_AI_MODEL_ALLOW_EGRESS=true" },
 	  "ai.model.allow_egress is only valid when ai.model.mode is cloud" },
 	{ { DSN, "TRSTCTL_AI_MODEL_MODE=bogus" },
@@ -196,6 +203,9 @@ static const struct rule_case rule_cases[] = {
 	{ { DSN, "TRSTCTL_SERVER_TLS_VALIDITY=900000h" },
 	  "server.tls.validity must be at most 876000h" },
 	{ { DSN, "TRSTCTL_SERVER_SHUTDOWN_GRACE=2h" }, "server.shutdown_grace must be at most 1h" },
+	/* A quoted value keeps the error list on one line (found by fuzz-cfg). */
+	{ { DSN, "TRSTCTL_AIRGAP_ALLOW_HOSTS=res://A=\n\x1b[2J'" },
+	  "air_gap.allow_hosts entry \"res://A=??[2J'\" must be a host, not a URL" },
 };
 
 static void test_rules(void **state)
@@ -269,6 +279,10 @@ static void test_defaults(void **state)
 	assert_string_equal(c->air_gap.tripwire_addr, "203.0.113.1:443");
 	assert_int_equal(c->telemetry.interval_ms, 24 * 3600 * 1000);
 	assert_int_equal(c->otlp.timeout_ms, 5000);
+	assert_int_equal(c->otlp.queue_size, 1024);
+	assert_int_equal(c->otlp.batch_size, 512);
+	assert_int_equal(c->otlp.batch_interval_ms, 5000);
+	assert_int_equal(c->otlp.retry_max_elapsed_ms, 60000);
 	assert_int_equal(c->ai_model.mode, CFG_AI_OFF);
 	assert_null(c->nats.url);
 	assert_int_equal(c->n_unknown_env, 0);
@@ -311,6 +325,7 @@ static void test_env_parsing(void **state)
 			"TRSTCTL_STATE_DIR=/var/lib/trstctl",
 			"TRSTCTL_AIRGAP_ENFORCER= EBPF ",
 			"TRSTCTL_AIRGAP_ENABLE=true", /* a typo: reported, not fatal */
+			"TRSTCTL_ADDR=h:1", /* a client setting, known */
 			"TRSTCTL_SERVER_WORKERS=3",
 			"TRSTCTL_SERVER_WORKERS=9", /* the first occurrence wins */
 			NULL };

@@ -1,7 +1,8 @@
 /*
- * connect.c: every PostgreSQL connection of db/ (pool slots, the LISTEN thread) starts
- * here, through the pool's egress gate (net.h struct net_gate, given by the composition
- * root). Without a gate, or when the gate says "not gated" (the kernel guard or nothing
+ * connect.c: every PostgreSQL connection of db/ (pool slots, the prober's probes in
+ * health.c, the LISTEN thread) starts here, with the keepalives and timeouts that bound a
+ * silent server (db-internal.h), and through the pool's egress gate (net.h struct
+ * net_gate, given by the composition root). Without a gate, or when the gate says "not gated" (the kernel guard or nothing
  * judges connects), libpq connects by the DSN as it is.
  *
  * When the gate gates (userspace enforcement), libpq must not resolve anything itself:
@@ -23,7 +24,6 @@
 
 #include "db-internal.h"
 
-#define DB_CONNECT_KEYS 16	/* keys a caller passes at most */
 #define DB_GATE_ADDRS 16	/* addresses per host name */
 #define DB_GATE_LIST (64 * 300) /* room for each of the host, hostaddr and port lists */
 
@@ -161,15 +161,27 @@ out:
 	return r;
 }
 
-int db_connect_start(struct db *db, const char *const *keys, const char *const *values,
-		     PGconn **ret_pg)
+int db_connect_start(struct db *db, const char *app, PGconn **ret_pg)
 {
-	const char *k[DB_CONNECT_KEYS + 4], *v[DB_CONNECT_KEYS + 4];
+	/* before dbname: the DSN, expanded in its place, may override any of them; the
+	 * gate's host lists come after it and override the DSN's */
+	const char *k[] = { "fallback_application_name", "connect_timeout", "keepalives",
+			    "keepalives_idle", "keepalives_interval", "keepalives_count",
+			    "tcp_user_timeout", "dbname", "host", "hostaddr", "port", NULL };
+	char connect_s[16], user_ms[16];
+	const char *v[] = { app, connect_s, "1", DB_KEEPALIVES_IDLE, DB_KEEPALIVES_INTERVAL,
+			    DB_KEEPALIVES_COUNT, user_ms, db->dsn, NULL, NULL, NULL, NULL };
 	char *hosts = NULL, *addrs = NULL, *ports = NULL;
-	size_t i = 0, n = 0;
+	size_t n = 0;
 	PGconn *pg = NULL;
 	int r = 1;
 
+	/* libpq's own connect_timeout (whole seconds, at least 2) only matters where libpq
+	 * waits by itself; the pool, the prober and the listener poll with their own deadline */
+	snprintf(connect_s, sizeof(connect_s), "%d", (db->connect_timeout_ms + 999) / 1000);
+	snprintf(user_ms, sizeof(user_ms), "%d",
+		 db->statement_timeout_ms > DB_TCP_USER_TIMEOUT_MS ? db->statement_timeout_ms :
+								     DB_TCP_USER_TIMEOUT_MS);
 	if (db->gate.fn) {
 		hosts = calloc(3, DB_GATE_LIST);
 		if (!hosts)
@@ -183,19 +195,13 @@ int db_connect_start(struct db *db, const char *const *keys, const char *const *
 	if (r < 0)
 		goto out;
 	if (r == 0) {
-		/* after the caller's keys (dbname, the DSN, last): ours override the DSN's */
-		for (; keys[i] && i < DB_CONNECT_KEYS; i++) {
-			k[i] = keys[i];
-			v[i] = values[i];
-		}
-		k[i] = "host", v[i++] = hosts;
-		k[i] = "hostaddr", v[i++] = addrs;
-		k[i] = "port", v[i++] = ports;
-		k[i] = NULL, v[i] = NULL;
-		keys = k;
-		values = v;
+		v[8] = hosts;
+		v[9] = addrs;
+		v[10] = ports;
+	} else {
+		k[8] = NULL; /* not gated: libpq connects by the DSN as it is */
 	}
-	pg = PQconnectStartParams(keys, values, 1);
+	pg = PQconnectStartParams(k, v, 1);
 	r = pg ? 0 : -ENOMEM;
 out:
 	free(hosts);

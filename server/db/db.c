@@ -4,10 +4,12 @@
  * time it is leased and again after its connection broke, so PostgreSQL going away costs
  * errors (-ECONNRESET, -ECONNREFUSED), never a crash, and coming back needs nothing.
  *
- * Every wait on the server is bounded: connecting polls with connect_timeout_ms, and a
- * statement waits at most statement_timeout_ms plus a grace of 2 s (the server cancels it
- * first; the grace covers a server that stopped answering), after which the connection
- * is dropped. Statements are prepared once per connection, cached by their text.
+ * Every wait on the server is bounded: sockets are nonblocking and every wait is a poll
+ * with a deadline. Connecting waits at most connect_timeout_ms; a statement waits at most
+ * statement_timeout_ms (PostgreSQL cancels it a little earlier itself, so that only a
+ * server that stopped answering reaches the bound), after which the connection is dropped
+ * and health.c learns that PostgreSQL is silent. Statements are prepared once per
+ * connection, cached by their text.
  *
  * Results are requested in text format. bytea columns arrive as "\x<hex>" (the session
  * sets bytea_output = hex) and are decoded here, so values are raw bytes for bytea and
@@ -24,7 +26,6 @@
 
 #include "db-internal.h"
 
-#define DB_GRACE_MS 2000      /* client-side wait beyond statement_timeout */
 #define DB_TX_ACQUIRE_MS 30000
 #define DB_TX_RETRIES 5
 #define DB_BYTEA_OID 17
@@ -37,8 +38,7 @@ int64_t db_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Waits until fd is ready for events or deadline (ms, -1 = none). 1 ready, 0 timeout. */
-static int wait_fd(int fd, short events, int64_t deadline)
+int db_poll(int fd, short events, int64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 	int r, wait;
@@ -48,11 +48,13 @@ static int wait_fd(int fd, short events, int64_t deadline)
 		if (deadline >= 0) {
 			int64_t left = deadline - db_now_ms();
 
-			wait = left > 0 ? (int)left : 0;
+			wait = left > 0 ? (left < INT32_MAX ? (int)left : INT32_MAX) : 0;
 		}
 		r = poll(&p, 1, wait);
-		if (r >= 0)
-			return r > 0;
+		if (r > 0)
+			return p.revents ? p.revents : POLLERR;
+		if (r == 0)
+			return 0;
 		if (errno != EINTR)
 			return -errno;
 	}
@@ -98,41 +100,55 @@ static void ignore_notice(void *arg, const char *message)
 {
 }
 
-/* Connects slot c (not connected) within connect_timeout_ms and sets up its session. */
+/*
+ * Connects slot c (not connected) within connect_timeout_ms (or the lease's deadline,
+ * when sooner) and sets up its session: nonblocking, text settings, PostgreSQL's own
+ * statement_timeout and the check for a client that left.
+ */
 static int conn_connect(struct db_conn *c)
 {
-	static const char *const keys[] = { "fallback_application_name", "dbname", NULL };
-	const char *values[] = { "trstctl", c->db->dsn, NULL };
-	int64_t deadline = db_now_ms() + c->db->connect_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	char setup[160];
+	int64_t start = db_now_ms(), deadline = start + c->db->connect_timeout_ms;
+	bool full = true;
+	char setup[200];
 	PGconn *pg;
 	int r;
 
-	r = db_connect_start(c->db, keys, values, &pg);
+	if (c->deadline >= 0 && c->deadline < deadline) {
+		deadline = c->deadline;
+		full = false;
+	}
+	r = db_connect_start(c->db, "trstctl", &pg);
 	if (r < 0)
-		return r;
+		return r; /* the egress gate refused every host (it said why), or no memory */
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD) {
 			r = connect_errno(pg);
 			PQfinish(pg);
 			return r;
 		}
-		r = wait_fd(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-			    deadline);
+		r = db_poll(PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
 		if (r <= 0) {
-			/* no answer within the timeout: the server is not there for us */
+			/* nothing within the timeout: PostgreSQL does not answer */
 			PQfinish(pg);
-			return -ECONNREFUSED;
+			if (r == 0 && full)
+				db_silent(c->db, start);
+			return r < 0 ? r : -ETIME;
 		}
 		st = PQconnectPoll(pg);
 	}
 	PQsetNoticeProcessor(pg, ignore_notice, NULL);
+	if (PQsetnonblocking(pg, 1) < 0) {
+		PQfinish(pg);
+		return -EIO;
+	}
+	db_heard(c->db);
 	c->pg = pg;
 	c->broken = false;
 	snprintf(setup, sizeof(setup),
-		 "SET bytea_output = 'hex'; SET TimeZone = 'UTC'; SET statement_timeout = %d",
-		 c->db->statement_timeout_ms);
+		 "SET bytea_output = 'hex'; SET TimeZone = 'UTC'; SET statement_timeout = %d; "
+		 "SET client_connection_check_interval = %d",
+		 c->db->pg_timeout_ms, c->db->statement_timeout_ms ? DB_CLIENT_CHECK_MS : 0);
 	r = db_exec_simple(c, setup);
 	if (r < 0)
 		db_conn_drop(c);
@@ -149,7 +165,7 @@ static bool conn_idle_ok(struct db_conn *c)
 	if (c->broken || PQstatus(c->pg) != CONNECTION_OK ||
 	    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		return false;
-	return wait_fd(PQsocket(c->pg), POLLIN, 0) == 0;
+	return db_poll(PQsocket(c->pg), POLLIN, 0) == 0;
 }
 
 /* Records the error of res (or of the connection) on c and returns it as -errno. */
@@ -173,8 +189,49 @@ static int conn_error(struct db_conn *c, const PGresult *res)
 }
 
 /*
- * Collects the results of the query just sent, waiting at most the statement deadline.
- * Keeps the first error, else the last result. Sets *ret_res (caller PQclears).
+ * Waits until libpq holds a whole result of c: sends what libpq still buffers (the socket
+ * is nonblocking: a large statement never blocks in send) while reading what arrives,
+ * until deadline. Sets *heard when anything arrived. 0, -ETIME at the deadline, or the
+ * connection's error.
+ */
+static int conn_await(struct db_conn *c, int64_t deadline, bool *heard)
+{
+	for (;;) {
+		int f = PQflush(c->pg), ev;
+
+		if (f < 0)
+			return conn_error(c, NULL);
+		if (f == 0 && !PQisBusy(c->pg))
+			return 0;
+		ev = db_poll(PQsocket(c->pg), f ? POLLIN | POLLOUT : POLLIN, deadline);
+		if (ev == 0)
+			return -ETIME;
+		if (ev < 0) {
+			c->broken = true;
+			return ev;
+		}
+		if (ev & (POLLIN | POLLERR | POLLHUP)) {
+			*heard = true;
+			if (!PQconsumeInput(c->pg))
+				return conn_error(c, NULL);
+		}
+	}
+}
+
+/* No answer by the deadline: the connection is dropped at release. Returns -ETIME. */
+static int conn_timed_out(struct db_conn *c)
+{
+	c->broken = true;
+	c->last_errno = -ETIME;
+	snprintf(c->last_error, sizeof(c->last_error), "PostgreSQL did not answer in time");
+	return -ETIME;
+}
+
+/*
+ * Collects the results of the query just sent, waiting at most the lease's bound (the
+ * statement timeout, or the lease's deadline when sooner). A bound of the statement timeout
+ * that passes with nothing heard tells health.c that PostgreSQL is silent. Keeps the
+ * first error, else the last result. Sets *ret_res (caller PQclears).
  *
  * In pipeline mode it first sends a Sync, then reads the results of the deferred commands
  * and of this one up to the Sync's PGRES_PIPELINE_SYNC: after an error the server skips
@@ -184,36 +241,29 @@ static int conn_error(struct db_conn *c, const PGresult *res)
  */
 static int conn_wait(struct db_conn *c, PGresult **ret_res)
 {
-	int64_t deadline = -1;
+	int64_t start = db_now_ms(), deadline = -1;
 	PGresult *res = NULL, *err = NULL, *r;
-	int nulls = 0, e;
+	bool full = false, heard = false, synced = false;
+	int nulls = 0, e = 0;
 
 	if (c->pipeline) {
 		c->deferred = 0;
 		if (!PQpipelineSync(c->pg))
 			return conn_error(c, NULL);
 	}
-	if (c->db->statement_timeout_ms > 0)
-		deadline = db_now_ms() + c->db->statement_timeout_ms + DB_GRACE_MS;
-	for (;;) {
-		while (PQisBusy(c->pg)) {
-			int w = wait_fd(PQsocket(c->pg), POLLIN, deadline);
-
-			if (w <= 0) {
-				PQclear(res);
-				PQclear(err);
-				c->broken = true;
-				c->last_errno = -ETIMEDOUT;
-				snprintf(c->last_error, sizeof(c->last_error),
-					 "no answer from PostgreSQL");
-				return -ETIMEDOUT;
-			}
-			if (!PQconsumeInput(c->pg)) {
-				PQclear(res);
-				PQclear(err);
-				return conn_error(c, NULL);
-			}
-		}
+	if (c->wait_ms > 0) {
+		deadline = start + c->wait_ms;
+		full = true;
+	}
+	if (c->deadline >= 0 && (deadline < 0 || c->deadline < deadline)) {
+		deadline = c->deadline;
+		full = false;
+	}
+	atomic_store(&c->wait_since, start);
+	while (!synced) {
+		e = conn_await(c, deadline, &heard);
+		if (e < 0)
+			break;
 		r = PQgetResult(c->pg);
 		if (!r) {
 			if (!c->pipeline || ++nulls >= 2 || PQstatus(c->pg) != CONNECTION_OK)
@@ -223,8 +273,8 @@ static int conn_wait(struct db_conn *c, PGresult **ret_res)
 		nulls = 0;
 		switch (PQresultStatus(r)) {
 		case PGRES_PIPELINE_SYNC:
-			PQclear(r);
-			goto done;
+			synced = true;
+			/* fall through */
 		case PGRES_PIPELINE_ABORTED:
 			PQclear(r);
 			break;
@@ -241,14 +291,20 @@ static int conn_wait(struct db_conn *c, PGresult **ret_res)
 				err = r;
 		}
 	}
-	if (c->pipeline) {
-		/* no Sync result: the connection broke mid-pipeline */
+	atomic_store(&c->wait_since, 0);
+	if (heard || e >= 0)
+		db_heard(c->db);
+	if (e < 0 || (c->pipeline && !synced)) {
+		/* no answer in time, or the connection broke (mid-pipeline: no Sync result) */
 		PQclear(res);
 		PQclear(err);
+		if (e == -ETIME && full && !heard)
+			db_silent(c->db, start);
+		if (e == -ETIME)
+			return conn_timed_out(c);
 		c->broken = true;
-		return conn_error(c, NULL);
+		return e < 0 ? e : conn_error(c, NULL);
 	}
-done:
 	if (err || !res) {
 		e = conn_error(c, err);
 		PQclear(err);
@@ -282,7 +338,7 @@ int db_exec_defer(struct db_conn *c, const char *sql)
 	if (!c->pipeline)
 		return db_exec_simple(c, sql);
 	if (c->broken)
-		return -ECONNRESET;
+		return c->last_errno == -ETIME ? -ETIME : -ECONNRESET;
 	if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
 		return conn_error(c, NULL);
 	c->deferred++;
@@ -508,7 +564,7 @@ int db_exec(struct db_conn *conn, const char *sql, const struct db_param *params
 	if (!conn || !conn->pg || !sql || (n_params && !params) || n_params > 65535)
 		return -EINVAL;
 	if (conn->broken)
-		return -ECONNRESET;
+		return conn->last_errno == -ETIME ? -ETIME : -ECONNRESET;
 	if (n_params > 16) {
 		values = calloc(n_params, sizeof(*values));
 		lengths = calloc(n_params, sizeof(*lengths));
@@ -557,21 +613,14 @@ const char *db_rows_get(const struct db_rows *rows, size_t row, size_t col)
 	return rows->values[row * rows->n_cols + col];
 }
 
-int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn)
+/* Takes a free slot, waiting until wait_until (db_now_ms) for one; NULL when none came. */
+static struct db_conn *slot_take(struct db *db, int64_t wait_until)
 {
-	struct timespec until;
+	struct timespec until = { .tv_sec = wait_until / 1000,
+				  .tv_nsec = (long)(wait_until % 1000) * 1000000 };
 	struct db_conn *c = NULL;
 	int r = 0;
 
-	if (!db || !ret_conn)
-		return -EINVAL;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&db->lock);
 	for (;;) {
 		/* prefer a connected slot, else an empty one (which connects below) */
@@ -594,9 +643,25 @@ int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn)
 	if (c)
 		c->leased = true;
 	pthread_mutex_unlock(&db->lock);
+	return c;
+}
+
+/*
+ * Leases a slot (waiting until wait_until), connecting it when needed; deadline (-1: none)
+ * bounds every wait of the lease. While PostgreSQL is silent, -ETIME at once (health.c).
+ */
+static int lease(struct db *db, int64_t wait_until, int64_t deadline, struct db_conn **ret_conn)
+{
+	struct db_conn *c;
+	int r;
+
+	if (atomic_load(&db->silent_since))
+		return -ETIME;
+	c = slot_take(db, wait_until);
 	if (!c)
 		return -ETIMEDOUT;
-
+	c->deadline = deadline;
+	c->wait_ms = db->statement_timeout_ms;
 	if (c->pg && !conn_idle_ok(c))
 		db_conn_drop(c);
 	if (!c->pg) {
@@ -611,6 +676,20 @@ int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn)
 	return 0;
 }
 
+int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn)
+{
+	if (!db || !ret_conn)
+		return -EINVAL;
+	return lease(db, db_now_ms() + (timeout_ms > 0 ? timeout_ms : 0), -1, ret_conn);
+}
+
+int db_acquire_until(struct db *db, int64_t deadline, struct db_conn **ret_conn)
+{
+	if (!db || !ret_conn || deadline < 0)
+		return -EINVAL;
+	return lease(db, deadline, deadline, ret_conn);
+}
+
 void db_release(struct db *db, struct db_conn *conn)
 {
 	if (!db || !conn)
@@ -623,6 +702,7 @@ void db_release(struct db *db, struct db_conn *conn)
 		 (PQtransactionStatus(conn->pg) == PQTRANS_ACTIVE ||
 		  db_exec_simple(conn, "ROLLBACK") < 0))
 		db_conn_drop(conn);
+	conn->deadline = -1;
 	pthread_mutex_lock(&db->lock);
 	conn->leased = false;
 	pthread_cond_signal(&db->returned);
@@ -661,17 +741,26 @@ int db_open(const struct db_config *config, struct db **ret_db)
 	}
 	db->n_conns = config->max_conns;
 	db->gate = config->gate;
-	db->connect_timeout_ms = config->connect_timeout_ms ? config->connect_timeout_ms : 5000;
+	db->connect_timeout_ms = config->connect_timeout_ms ? config->connect_timeout_ms :
+							      DB_CONNECT_DEFAULT_MS;
 	db->statement_timeout_ms = config->statement_timeout_ms;
+	/* PostgreSQL cancels first, so that only a server that stopped answering reaches ours */
+	db->pg_timeout_ms = config->statement_timeout_ms -
+			    (config->statement_timeout_ms / 5 < 1000 ? config->statement_timeout_ms / 5 :
+								       1000);
 	db->n_writers = config->writers ? config->writers : 1;
-	for (int i = 0; i < db->n_conns; i++)
+	for (int i = 0; i < db->n_conns; i++) {
 		db->conns[i].db = db;
+		db->conns[i].deadline = -1;
+	}
 	pthread_mutex_init(&db->lock, NULL);
 	pthread_mutex_init(&db->wlock, NULL);
+	pthread_mutex_init(&db->plock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&db->returned, &attr);
 	pthread_cond_init(&db->wwork, &attr);
+	pthread_cond_init(&db->pwake, &attr);
 	pthread_condattr_destroy(&attr);
 
 	r = db_acquire(db, db->connect_timeout_ms, &c);
@@ -681,6 +770,8 @@ int db_open(const struct db_config *config, struct db **ret_db)
 	}
 	db_release(db, c);
 	r = db_writer_start(db);
+	if (r >= 0)
+		r = db_prober_start(db);
 	if (r < 0) {
 		db_close(db);
 		return r;
@@ -693,6 +784,7 @@ struct db *db_close(struct db *db)
 {
 	if (!db)
 		return NULL;
+	db_prober_stop(db);
 	db_writer_stop(db);
 	for (int i = 0; db->conns && i < db->n_conns; i++)
 		db_conn_drop(&db->conns[i]);
@@ -703,8 +795,10 @@ struct db *db_close(struct db *db)
 	}
 	pthread_mutex_destroy(&db->lock);
 	pthread_mutex_destroy(&db->wlock);
+	pthread_mutex_destroy(&db->plock);
 	pthread_cond_destroy(&db->returned);
 	pthread_cond_destroy(&db->wwork);
+	pthread_cond_destroy(&db->pwake);
 	free(db);
 	return NULL;
 }

@@ -43,8 +43,19 @@ struct db_rows {
 struct db_config {
 	const char *dsn;        /* libpq connection string (URL or key=value); a secret */
 	int max_conns;          /* pool size, >= 1 */
-	int connect_timeout_ms; /* per connection attempt */
-	int statement_timeout_ms; /* server-side statement_timeout, 0 = none */
+	int connect_timeout_ms; /* per connection attempt (handshake and session setup); 0: 5 s */
+	/*
+	 * The longest the server waits for PostgreSQL to answer one statement (0 = no bound:
+	 * the command-line tools). PostgreSQL itself is told to cancel a statement a little
+	 * earlier (statement_timeout: this minus a fifth, at most 1 s less), so that a slow
+	 * statement fails cleanly (-ETIME) on a connection that stays usable. An answer that
+	 * has not come by the bound means PostgreSQL is not answering (stopped, hung,
+	 * unreachable): the connection is dropped and the statement fails with -ETIME; until
+	 * PostgreSQL answers again every db_acquire fails at once with -ETIME (callers are not
+	 * each held for the bound) while a thread of the pool tries a fresh connection every
+	 * second. The same holds for a connection attempt that gets no answer.
+	 */
+	int statement_timeout_ms;
 	/*
 	 * Group-commit writer threads, 1..4 (0 = 1). Each runs its own batches, one
 	 * transaction and one commit each, so their round trips overlap: db-write-bench at 64
@@ -64,6 +75,21 @@ struct db_config {
 	 */
 	struct net_gate gate;
 };
+
+/*
+ * Connections: every connection is made with TCP keepalives and tcp_user_timeout (a
+ * silent peer of an idle TCP connection is noticed in about 10 s; the DSN may set its own
+ * keepalives, keepalives_idle, keepalives_interval, keepalives_count, tcp_user_timeout),
+ * its socket is nonblocking and every wait on it is a poll with a deadline, so that a
+ * unix socket, where keepalives do not apply, is bounded too. A backend whose client
+ * dropped it stops its statement within a second (client_connection_check_interval).
+ *
+ * -ETIME, from any function below that talks to PostgreSQL, means "PostgreSQL did not
+ * answer in time": a statement (or a connection attempt) got no answer within its bound,
+ * PostgreSQL cancelled a statement at its statement_timeout (SQLSTATE 57014), or
+ * PostgreSQL has not been answering since an earlier wait ran out. For a write whose
+ * COMMIT was sent, the outcome is unknown (see db_write).
+ */
 
 /*
  * Opens the pool (connections are made lazily, one is made now to check the DSN).
@@ -90,7 +116,12 @@ int db_migrate_msg(struct db *db, int *ret_applied, char **ret_error);
 /* Writes "version name applied_at|pending" lines for `trstctl migrate --status`. */
 int db_migrate_status(struct db *db, char **ret_text);
 
-/* Leases a connection, waiting up to timeout_ms (-ETIMEDOUT). Reconnects a broken one. */
+/*
+ * Leases a connection, waiting up to timeout_ms for a free one (-ETIMEDOUT); connects one
+ * that is not connected (or broke) within the connect timeout (-ECONNREFUSED, -EACCES,
+ * -ENOENT; -ETIME when PostgreSQL did not answer). -ETIME at once while PostgreSQL is not
+ * answering (db_config.statement_timeout_ms).
+ */
 int db_acquire(struct db *db, int timeout_ms, struct db_conn **ret_conn);
 /* Returns a connection to the pool. Accepts NULL. */
 void db_release(struct db *db, struct db_conn *conn);
@@ -99,8 +130,10 @@ void db_release(struct db *db, struct db_conn *conn);
  * Runs one statement with parameters ($1..$n). Statements are prepared once per
  * connection and cached by their text. On success sets *ret_rows (may be NULL when the
  * caller needs nothing back; free with db_rows_free). Errors: the SQLSTATE table
- * (23505 unique -> -EEXIST, 23503 fk -> -ENOENT, 40001/40P01 -> -EAGAIN, 57014 -> -ETIMEDOUT,
- * 08xxx connection -> -ECONNRESET, 22xxx data -> -EINVAL, 23514 check -> -EINVAL, ...).
+ * (23505 unique -> -EEXIST, 23503 fk -> -ENOENT, 40001/40P01 -> -EAGAIN, 57014 -> -ETIME,
+ * 08xxx connection -> -ECONNRESET, 22xxx data -> -EINVAL, 23514 check -> -EINVAL, ...), and
+ * -ETIME when no answer came within the statement timeout (the connection is dropped; a
+ * later statement of the same lease fails with -ETIME at once).
  */
 int db_exec(struct db_conn *conn, const char *sql, const struct db_param *params,
 	    size_t n_params, struct db_rows **ret_rows);
@@ -158,12 +191,26 @@ int db_hook_verdicts(const struct db_rows *rows, int *results, size_t n, size_t 
 int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud);
 
 /*
+ * Runs after a batch committed, on the writer thread, with the attached items of kind of
+ * every change that committed, in batch order, as the pre-commit hooks left them (audit
+ * records numbered and chained). Never for a batch or a change that did not commit. The
+ * next batch waits for it: copy what is needed and return. The items are freed after it.
+ */
+typedef void (*db_postcommit_fn)(void *const *items, size_t n_items, void *ud);
+
+/* Registers (fn NULL: removes) the post-commit hook of kind. -EINVAL for a bad kind. */
+int db_set_postcommit(struct db *db, int kind, db_postcommit_fn fn, void *ud);
+
+/*
  * Submits a change to the group-commit writer and waits until its batch committed (or
  * failed). Returns fn's result when the batch committed (so >= 0 means durable), fn's
  * error when fn refused (nothing of it was written), or the batch error (-ECONNRESET,
  * -EAGAIN after retries, ...) when the commit failed; then nothing of it was written
- * either. timeout_ms bounds the wait (-ETIMEDOUT; the change may still commit later,
- * which is why mutating requests carry request_id).
+ * either, with one exception: -ETIME, when PostgreSQL stopped answering, may come after
+ * the COMMIT was sent, and then the change may have committed (it is never reported as
+ * done, and a batch that got no answer is never run again). timeout_ms bounds the wait
+ * (-ETIMEDOUT; the change may still commit later). Both are why mutating requests carry
+ * request_id: a retry with it finds the stored reply of a change that did commit.
  */
 int db_write(struct db *db, db_change_fn fn, void *ud, int timeout_ms);
 
@@ -177,6 +224,27 @@ int db_tx_exec(struct db_tx *tx, const char *sql, const struct db_param *params,
 int db_tx_attach(struct db_tx *tx, int kind, void *item, void (*free_fn)(void *item));
 /* The connection of the batch, for modules that run their own statements through it. */
 struct db_conn *db_tx_conn(struct db_tx *tx);
+
+/* Health ------------------------------------------------------------------------------ */
+
+/* What the pool knows about PostgreSQL answering, without asking it. */
+struct db_health {
+	int64_t silent_ms;  /* for how long PostgreSQL has not answered: since the start of a
+			     * wait that ran out unanswered (0: it answers) */
+	int64_t waiting_ms; /* the oldest wait for an answer in progress now (0: none) */
+};
+void db_health(struct db *db, struct db_health *ret);
+
+/*
+ * Whether PostgreSQL answers now (readiness probes): leases a connection and runs
+ * SELECT 1, every wait (for a free connection, connecting, the answer) bounded by what is
+ * left of timeout_ms. 0 when it answered, and also when every connection stayed leased for
+ * timeout_ms while no wait on PostgreSQL was older than that (a busy pool is a working
+ * database). Else -ETIME or the connection's error, with a reason in why (len bytes, never
+ * the DSN): "PostgreSQL has not answered for 6 s", "PostgreSQL did not answer within
+ * 1000 ms", "cannot connect to PostgreSQL (Connection refused)".
+ */
+int db_ping(struct db *db, int timeout_ms, char *why, size_t len);
 
 /* Writer statistics: batches committed, changes committed, largest batch. */
 struct db_writer_stats {

@@ -9,8 +9,11 @@
  * in effect (every commit after that point will be delivered), DB_LISTEN_DOWN when the
  * connection is lost (PostgreSQL restarted, the backend was terminated, the network
  * failed), after which the thread reconnects with backoff (100 ms doubling to 2 s) and
- * says UP again. TCP connections use keepalives so that a silent peer is noticed within
- * about 10 s; a unix socket fails at once. The DSN is the pool's (a secret: never logged).
+ * says UP again. TCP connections use the pool's keepalives (db_connect_start) so that a
+ * silent peer is noticed within about 10 s; a unix socket fails at once. Connecting and
+ * the LISTEN statement are bounded by the connect timeout; waiting for notifications is
+ * not (a stopped PostgreSQL commits nothing to notify). The DSN is the pool's (a secret:
+ * never logged).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,19 +66,40 @@ static int wait_fd_or_stop(struct db_listen *l, int fd, short events, int64_t de
 	}
 }
 
+/* Sends sql and reads its result by deadline: 0 when it succeeded, -ECONNRESET, -ETIME,
+ * -ECANCELED. */
+static int listen_exec(struct db_listen *l, PGconn *pg, const char *sql, int64_t deadline)
+{
+	PGresult *res;
+	int r = 0, f;
+
+	if (!PQsendQuery(pg, sql))
+		return -ECONNRESET;
+	while ((f = PQflush(pg)) != 0 || PQisBusy(pg)) {
+		if (f < 0)
+			return -ECONNRESET;
+		r = wait_fd_or_stop(l, PQsocket(pg), f ? POLLIN | POLLOUT : POLLIN, deadline);
+		if (r <= 0)
+			return r < 0 ? r : -ETIME;
+		if (!PQconsumeInput(pg))
+			return -ECONNRESET;
+	}
+	while ((res = PQgetResult(pg))) {
+		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+			r = -ECONNRESET;
+		PQclear(res);
+	}
+	return r < 0 ? r : 0;
+}
+
 /* Connects and runs LISTEN; *ret is the connection. -ECANCELED when asked to stop. */
 static int listen_connect(struct db_listen *l, PGconn **ret)
 {
-	static const char *const keys[] = { "fallback_application_name", "keepalives",
-					    "keepalives_idle", "keepalives_interval",
-					    "keepalives_count", "dbname", NULL };
-	const char *values[] = { "trstctl-listen", "1", "5", "2", "2", l->db->dsn, NULL };
 	int64_t deadline = db_now_ms() + l->db->connect_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-	PGresult *res;
 	char *ident, sql[LISTEN_CHANNEL_MAX * 2 + 16];
 	PGconn *pg = NULL;
-	int r = db_connect_start(l->db, keys, values, &pg);
+	int r = db_connect_start(l->db, "trstctl-listen", &pg);
 
 	if (r < 0)
 		return r;
@@ -99,10 +123,7 @@ static int listen_connect(struct db_listen *l, PGconn **ret)
 	}
 	snprintf(sql, sizeof(sql), "LISTEN %s", ident);
 	PQfreemem(ident);
-	/* a local statement on a fresh connection: bounded by the server's own timeouts */
-	res = PQexec(pg, sql);
-	r = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : -ECONNRESET;
-	PQclear(res);
+	r = PQsetnonblocking(pg, 1) < 0 ? -ECONNRESET : listen_exec(l, pg, sql, deadline);
 	if (r < 0) {
 		PQfinish(pg);
 		return r;

@@ -11,6 +11,11 @@
  * binary does not know (a newer trstctl migrated it). A migration file must not contain
  * its own BEGIN/COMMIT. schema_migrations is the one table without tenant_id: it
  * describes the database, not a tenant's data.
+ *
+ * A migration may rewrite a large table, and a server may wait for another's migrations
+ * (the lock): the statement timeout, a few seconds for calls, does not apply. PostgreSQL
+ * gets no statement_timeout for the migrating session, and each wait is bounded by
+ * DB_MIGRATE_WAIT_MS instead (when the pool has a bound at all).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -23,6 +28,7 @@
 /* "trstctl" as a big-endian integer: the key of the migration advisory lock. */
 #define DB_MIGRATE_LOCK "32776937497916524"
 #define DB_MIGRATE_ACQUIRE_MS 30000
+#define DB_MIGRATE_WAIT_MS (30 * 60 * 1000)
 
 static const char create_table_sql[] =
 	"CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -137,6 +143,15 @@ static int migrate_locked(struct db_conn *c, const struct db_migration *list, si
 	return r < 0 ? r : 0;
 }
 
+/* Gives the session back the pool's statement_timeout. */
+static int restore_timeout(struct db_conn *c)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %d", c->db->pg_timeout_ms);
+	return db_exec_simple(c, sql);
+}
+
 int db_migrate_list(struct db *db, const struct db_migration *list, size_t n,
 		    int *ret_applied, char **ret_error)
 {
@@ -151,13 +166,20 @@ int db_migrate_list(struct db *db, const struct db_migration *list, size_t n,
 		set_error(ret_error, "cannot connect to PostgreSQL (%s)", strerror(-r));
 		return r;
 	}
-	r = db_exec_simple(c, "SELECT pg_advisory_lock(" DB_MIGRATE_LOCK ")");
+	if (c->wait_ms > 0)
+		c->wait_ms = DB_MIGRATE_WAIT_MS;
+	r = db_exec_simple(c, "SET statement_timeout = 0");
+	if (r >= 0)
+		r = db_exec_simple(c, "SELECT pg_advisory_lock(" DB_MIGRATE_LOCK ")");
 	if (r < 0) {
 		set_error(ret_error, "cannot take the migration lock: %s", c->last_error);
+		c->broken = true; /* its session may keep statement_timeout = 0: not reused */
 	} else {
 		r = migrate_locked(c, list, n, ret_applied, ret_error);
 		/* the lock goes with the session if this fails (the connection is dropped) */
 		if (db_exec_simple(c, "SELECT pg_advisory_unlock(" DB_MIGRATE_LOCK ")") < 0)
+			c->broken = true;
+		if (!c->broken && restore_timeout(c) < 0)
 			c->broken = true;
 	}
 	db_release(db, c);

@@ -25,7 +25,7 @@ static const struct sqlstate_map sqlstate_table[] = {
 	{ "40P01", -EAGAIN },       /* deadlock_detected */
 	{ "55P03", -EBUSY },        /* lock_not_available (NOWAIT) */
 	{ "55006", -EBUSY },        /* object_in_use */
-	{ "57014", -ETIMEDOUT },    /* query_canceled (statement_timeout) */
+	{ "57014", -ETIME },        /* query_canceled (statement_timeout): no answer in time */
 	{ "57P01", -ECONNRESET },   /* admin_shutdown */
 	{ "57P02", -ECONNRESET },   /* crash_shutdown */
 	{ "57P03", -ECONNREFUSED }, /* cannot_connect_now (starting up) */

@@ -16,7 +16,7 @@ static const struct {
 	{ "23505", -EEXIST },       { "23503", -ENOENT },       { "23514", -EINVAL },
 	{ "23502", -EINVAL },       { "23P01", -EEXIST },       { "23000", -EINVAL },
 	{ "40001", -EAGAIN },       { "40P01", -EAGAIN },       { "40002", -EIO },
-	{ "57014", -ETIMEDOUT },    { "57P01", -ECONNRESET },   { "57P03", -ECONNREFUSED },
+	{ "57014", -ETIME },        { "57P01", -ECONNRESET },   { "57P03", -ECONNREFUSED },
 	{ "08006", -ECONNRESET },   { "08003", -ECONNRESET },   { "08001", -ECONNREFUSED },
 	{ "22P02", -EINVAL },       { "22001", -EINVAL },       { "42601", -EINVAL },
 	{ "42P01", -EINVAL },       { "42501", -EACCES },       { "28P01", -EACCES },

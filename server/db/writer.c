@@ -3,7 +3,8 @@
  * mutation goes. db_write queues a change and sleeps on the change's own condition
  * variable; the writer takes everything queued (up to DB_BATCH_MAX), runs the changes in
  * one transaction, each under a savepoint, runs the pre-commit hooks with the surviving
- * changes' items, commits once and wakes every caller. While it commits, new changes
+ * changes' items, commits once, hands the committed changes' items to the post-commit hooks
+ * (observers: the audit log's export) and wakes every caller. While it commits, new changes
  * queue up, so batches grow with load and one fsync carries many changes.
  *
  * The batch runs in libpq pipeline mode so that savepoints cost no round trip: "BEGIN",
@@ -27,6 +28,13 @@
  * runs; taken but not yet run, the writer skips it; already run, it may still commit (the
  * caller got -ETIMEDOUT and retries with its request_id). While fn runs, the caller keeps
  * waiting (fn may touch ud); fn's statements are bounded by the statement timeout.
+ *
+ * PostgreSQL that stops answering fails the batch with -ETIME (db.c drops the connection;
+ * the backend, once it runs again, finds its client gone and rolls back). The one wait
+ * whose outcome is unknown is COMMIT's: it may have committed before PostgreSQL went
+ * silent. Such a batch is never reported as done and never run again (only -EAGAIN, an
+ * answer that says nothing committed, is retried): its callers get -ETIME, and a retry
+ * with the same request_id finds the stored reply if it did commit (the change room).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -196,6 +204,16 @@ int db_set_precommit(struct db *db, int kind, db_precommit_fn fn, void *ud)
 	return 0;
 }
 
+int db_set_postcommit(struct db *db, int kind, db_postcommit_fn fn, void *ud)
+{
+	if (!db || kind < 0 || kind >= DB_ITEM_KINDS)
+		return -EINVAL;
+	pthread_mutex_lock(&db->wlock);
+	db->posts[kind] = (struct db_post){ fn, fn ? ud : NULL };
+	pthread_mutex_unlock(&db->wlock);
+	return 0;
+}
+
 int db_add_precommit(struct db *db, db_precommit_fn fn, void *ud, int *ret_kind)
 {
 	int kind = -1;
@@ -338,6 +356,35 @@ static int apply_refusals(struct hook_scratch *sc, size_t count, int kind)
 }
 
 /*
+ * Puts the items of kind of the surviving changes (ran, not failed or refused), in batch
+ * order, into sc: items, owners, results 0. Returns 0 and *ret_count, or -ENOMEM.
+ */
+static int gather(struct db_change **batch, size_t n, int kind, struct hook_scratch *sc,
+		  size_t *ret_count)
+{
+	size_t count = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct db_change *ch = batch[i];
+
+		if (!ch->ran || ch->fn_result < 0)
+			continue;
+		for (size_t j = 0; j < ch->n_items; j++) {
+			if (ch->items[j].kind != kind)
+				continue;
+			if (count == sc->cap && scratch_grow(sc) < 0)
+				return -ENOMEM;
+			sc->items[count] = ch->items[j].item;
+			sc->owners[count] = ch;
+			sc->results[count] = 0;
+			count++;
+		}
+	}
+	*ret_count = count;
+	return 0;
+}
+
+/*
  * Calls each kind's hook, in ascending kind order, with the items of the surviving changes
  * in batch order; a change a hook refuses is not surviving for the later ones.
  */
@@ -355,22 +402,9 @@ static int run_hooks(struct db *db, struct db_conn *c, struct db_change **batch,
 
 		if (!hooks[kind].fn)
 			continue;
-		for (size_t i = 0; i < n; i++) {
-			struct db_change *ch = batch[i];
-
-			if (!ch->ran || ch->fn_result < 0)
-				continue;
-			for (size_t j = 0; j < ch->n_items; j++) {
-				if (ch->items[j].kind != kind)
-					continue;
-				if (count == sc->cap && scratch_grow(sc) < 0)
-					return -ENOMEM;
-				sc->items[count] = ch->items[j].item;
-				sc->owners[count] = ch;
-				sc->results[count] = 0;
-				count++;
-			}
-		}
+		r = gather(batch, n, kind, sc, &count);
+		if (r < 0)
+			return r;
 		if (!count)
 			continue;
 		r = hooks[kind].fn(c, sc->items, count, sc->results, hooks[kind].ud);
@@ -410,6 +444,27 @@ static int batch_attempt(struct db *db, struct db_conn *c, struct db_change **ba
 	return r;
 }
 
+/* Hands each post-commit hook the items of its kind of the changes that committed. */
+static void run_postcommit(struct db *db, struct db_change **batch, size_t n,
+			   struct hook_scratch *sc)
+{
+	struct db_post posts[DB_ITEM_KINDS];
+
+	pthread_mutex_lock(&db->wlock);
+	memcpy(posts, db->posts, sizeof(posts));
+	pthread_mutex_unlock(&db->wlock);
+	for (int kind = 0; kind < DB_ITEM_KINDS; kind++) {
+		size_t count = 0;
+
+		if (!posts[kind].fn)
+			continue;
+		if (gather(batch, n, kind, sc, &count) < 0)
+			return; /* out of memory: the observers miss this batch */
+		if (count)
+			posts[kind].fn(sc->items, count, posts[kind].ud);
+	}
+}
+
 static void run_batch(struct db *db, struct db_change **batch, size_t n,
 		      struct hook_scratch *sc)
 {
@@ -434,6 +489,8 @@ static void run_batch(struct db *db, struct db_change **batch, size_t n,
 		}
 	}
 	db_release(db, c);
+	if (r >= 0)
+		run_postcommit(db, batch, n, sc);
 
 	/* attached items are released after the batch, committed or not */
 	for (size_t i = 0; i < n; i++) {

@@ -28,7 +28,9 @@ static void attach_usage(FILE *f)
 		   "  Loads the egress guard of the air_gap configuration, attaches it to\n"
 		   "  the cgroup (--cgroup, else TRSTCTL_AIRGAP_CGROUP: a path, or a name under the\n"
 		   "  cgroup2 mount), pins it under TRSTCTL_AIRGAP_BPF_PIN_PATH, gives the counters\n"
-		   "  and rule maps to UID (mode 0600) and exits, leaving it armed.\n");
+		   "  and rule maps to UID (mode 0600) and exits, leaving it armed.\n"
+		   "  Operator command (root with CAP_BPF and CAP_NET_ADMIN): it reads the server's\n"
+		   "  configuration (the air_gap settings), which must be complete, as for serve.\n");
 }
 
 /* Depth-first search for the pod cgroup directory below dir (at most depth levels). */

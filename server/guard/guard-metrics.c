@@ -63,8 +63,10 @@ static int guard_metrics(struct http_metrics *m, void *arg)
 	return 0;
 }
 
-static bool guard_ready(void *arg)
+static bool guard_ready(void *arg, char *why, size_t len)
 {
+	(void)why; /* the guard logs which pin is missing */
+	(void)len;
 	return guard_run_ready(arg);
 }
 

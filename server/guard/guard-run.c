@@ -429,6 +429,20 @@ fail:
 	return ret;
 }
 
+/*
+ * Without a kernel guard the server needs no capability (but binding a port below 1024):
+ * started as root, it keeps none, as it keeps only CAP_NET_ADMIN with the guard. Before any
+ * thread exists, like the guard's own drop. Not root: nothing to drop.
+ */
+static int drop_unneeded(bool keep_net_bind, char *err, size_t errlen)
+{
+	int ret = guard_caps_drop(keep_net_bind ? 1ULL << CAP_NET_BIND_SERVICE_ : 0);
+
+	if (ret < 0)
+		snprintf(err, errlen, "dropping capabilities: %s", strerror(-ret));
+	return ret;
+}
+
 int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **ret_g,
 		    char *err, size_t errlen)
 {
@@ -447,6 +461,9 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 	if (!ag->enabled) {
 		g->mode = GUARD_RUN_OFF;
 		log_info("egress guard off", "air_gap.enabled", "%s", "false");
+		ret = drop_unneeded(keep_net_bind, err, errlen);
+		if (ret < 0)
+			goto fail;
 		*ret_g = g;
 		return 0;
 	}
@@ -455,6 +472,9 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 		log_warn("EGRESS GUARD: userspace enforcement only (air_gap.enforcer=userspace): "
 			 "only this server's own clients (PostgreSQL, NATS, HTTP) are checked, "
 			 "before each connection; the kernel does not enforce");
+		ret = drop_unneeded(keep_net_bind, err, errlen);
+		if (ret < 0)
+			goto fail;
 		*ret_g = g;
 		return 0;
 	}

@@ -157,6 +157,14 @@ struct guard_http_request {
 	int max_redirects;             /* 0 = do not follow, < 0 = default 5 */
 	size_t max_response_bytes;     /* 0 = 1 MiB */
 	const char *ca_file;           /* extra CA bundle for https, may be NULL */
+	/*
+	 * url is an outbound endpoint of the configuration (otlp.endpoint) that
+	 * guard_config_check admitted at start-up: its host, when a name that is not
+	 * allowlisted, passes the name check (on every hop to that same host) and is resolved;
+	 * only the addresses the policy allows are used (docs/airgap.md "Private names"). An IP
+	 * literal and any other host are judged as usual.
+	 */
+	bool configured_endpoint;
 };
 
 struct guard_http_response {
@@ -164,7 +172,13 @@ struct guard_http_response {
 	char *body;       /* NUL-terminated, malloc'd */
 	size_t body_len;
 	char *final_url;  /* URL of the last hop, malloc'd */
+	long retry_after_s; /* the last hop's Retry-After in seconds (either form), 0 = none */
 };
+
+/* Initialises libcurl (curl_global_init) once, before any thread. Returns 0 or -EIO. */
+int guard_http_init(void);
+/* Releases what guard_http_init took, after the last request. */
+void guard_http_fini(void);
 
 /*
  * Performs the request. Returns 0 and fills *ret_resp (free with guard_http_response_free);

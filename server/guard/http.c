@@ -5,14 +5,16 @@
  * client then resolves the name once itself, keeps only the addresses the policy allows,
  * and pins libcurl to them with CURLOPT_RESOLVE; an open-socket callback refuses any other
  * address, so a second resolution (DNS rebinding) cannot steer the connection elsewhere.
- * Proxies from the environment are ignored (a proxy would hide the destination). Assumes
- * curl_global_init() has run (libcurl does it lazily otherwise; call it before threads).
+ * Proxies from the environment are ignored (a proxy would hide the destination).
+ * guard_http_init() runs curl_global_init() before any thread (libcurl would otherwise do
+ * it lazily, on whichever thread asks first).
  */
 #include "guard-internal.h"
 #include "guard.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +37,7 @@ struct hop {
 	size_t body_len;
 	size_t body_max;
 	bool too_big;
+	long retry_after_s; /* Retry-After of the hop's answer, 0 = none */
 };
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -148,15 +151,23 @@ static struct curl_slist *resolve_list(const struct hop *h, const char *host)
 	return curl_slist_append(NULL, line);
 }
 
-/* Checks one hop's URL: the policy, http(s) only, and that curl reads the same host. */
-static int check_hop(struct guard_policy *p, const char *url, struct net_url *ret_u,
-		     char **ret_curl_host, char *err, size_t errlen)
+/*
+ * Checks one hop's URL: the policy, http(s) only, and that curl reads the same host. A name
+ * equal to admitted (the configured endpoint's host; NULL = none) skips the name check: the
+ * addresses it resolves to are checked by pin() like those of any name.
+ */
+static int check_hop(struct guard_policy *p, const char *url, const char *admitted,
+		     struct net_url *ret_u, char **ret_curl_host, char *err, size_t errlen)
 {
+	struct net_addr a;
 	CURLU *cu;
 	char *ch = NULL;
 	char norm[256];
-	int r = guard_policy_check_url(p, url, err, errlen);
+	int r = 0;
 
+	if (!admitted || net_url_parse(url, ret_u) < 0 || strcmp(ret_u->host, admitted) != 0 ||
+	    net_addr_parse(ret_u->host, &a) == 0)
+		r = guard_policy_check_url(p, url, err, errlen);
 	if (r < 0)
 		return r;
 	if (net_url_parse(url, ret_u) < 0)
@@ -197,6 +208,7 @@ static int do_hop(const struct guard_http_request *req, struct hop *h, const cha
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *resolve = NULL, *headers = NULL;
+	curl_off_t retry_after = 0;
 	char *loc = NULL;
 	CURLcode cc;
 	int r = 0;
@@ -263,6 +275,9 @@ static int do_hop(const struct guard_http_request *req, struct hop *h, const cha
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, ret_status);
 	curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &loc);
+	if (curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &retry_after) != CURLE_OK || retry_after < 0)
+		retry_after = 0;
+	h->retry_after_s = retry_after > LONG_MAX ? LONG_MAX : (long)retry_after;
 	*ret_location = loc ? strdup(loc) : NULL;
 out:
 	curl_slist_free_all(resolve);
@@ -283,10 +298,14 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 	struct hop h = { .p = p,
 			 .body_max =
 				 req->max_response_bytes ? req->max_response_bytes : 1024 * 1024 };
+	struct net_url first;
+	const char *admitted = NULL;
 	int r = 0;
 
 	if (!url)
 		return fail(err, errlen, -ENOMEM, "out of memory");
+	if (req->configured_endpoint && net_url_parse(url, &first) == 0)
+		admitted = first.host;
 	for (int hops = 0;; hops++) {
 		struct net_url u;
 		char *curl_host = NULL, *loc = NULL, *nurl;
@@ -296,7 +315,7 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 			r = fail(err, errlen, -ETIMEDOUT, "request timed out");
 			break;
 		}
-		r = check_hop(p, url, &u, &curl_host, err, errlen);
+		r = check_hop(p, url, admitted, &u, &curl_host, err, errlen);
 		if (r < 0)
 			break;
 		h.port = u.port;
@@ -318,6 +337,7 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 			ret_resp->body = h.body ? h.body : strdup("");
 			ret_resp->body_len = h.body_len;
 			ret_resp->final_url = url;
+			ret_resp->retry_after_s = h.retry_after_s;
 			if (!ret_resp->body) {
 				free(url);
 				return fail(err, errlen, -ENOMEM, "out of memory");
@@ -341,6 +361,16 @@ int guard_http_do(struct guard_policy *p, const struct guard_http_request *req,
 	free(h.body);
 	free(url);
 	return r;
+}
+
+int guard_http_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
+void guard_http_fini(void)
+{
+	curl_global_cleanup();
 }
 
 void guard_http_response_free(struct guard_http_response *r)

@@ -6,6 +6,9 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -50,6 +53,13 @@ static const char server_py[] =
 	"        if p == '/redirect-ftp': return self.go('ftp://127.0.0.1/x')\n"
 	"        if p == '/loop': return self.go('/loop')\n"
 	"        if p == '/big': return self.reply(b'x' * 100000)\n"
+	"        if p == '/redirect-name': return self.go('http://not-allowed.example:%d/ok' % port)\n"
+	"        if p == '/busy':\n"
+	"            self.send_response(503)\n"
+	"            self.send_header('Retry-After', '7')\n"
+	"            self.send_header('Content-Length', '0')\n"
+	"            self.end_headers()\n"
+	"            return\n"
 	"        self.reply(b'missing', 404)\n"
 	"    def do_POST(self):\n"
 	"        n = int(self.headers.get('Content-Length', '0'))\n"
@@ -233,12 +243,84 @@ static void test_limits(void **state)
 	guard_policy_free(p);
 }
 
+/*
+ * A configured endpoint (otlp.endpoint) whose name is not allowlisted: admitted by name on
+ * its own host only, and still connected only to allowed addresses. The name is this
+ * host's own (it resolves to loopback through /etc/hosts here).
+ */
+static void test_configured_endpoint(void **state)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	struct guard_policy *p = policy(true, false);
+	struct guard_http_request req = { .max_redirects = -1, .timeout_ms = 10000 };
+	struct guard_http_response resp = { 0 };
+	char host[64] = "", url[256], err[GUARD_ERR_MAX] = "";
+	bool loopback = true;
+
+	(void)state;
+	if (gethostname(host, sizeof(host) - 1) < 0 || !strcmp(host, "localhost") ||
+	    getaddrinfo(host, NULL, &hints, &res) != 0) {
+		guard_policy_free(p);
+		skip();
+	}
+	for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+		loopback &=
+			ai->ai_family == AF_INET &&
+			((struct sockaddr_in *)ai->ai_addr)->sin_addr.s_addr == htonl(0x7f000001);
+	freeaddrinfo(res);
+	if (!loopback) {
+		guard_policy_free(p);
+		skip();
+	}
+	snprintf(url, sizeof(url), "http://%s:%d/ok", host, server_port);
+	req.url = url;
+	assert_int_equal(guard_http_do(p, &req, &resp, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "is not allowlisted"));
+	assert_int_equal(guard_policy_userspace_trips(p), 1);
+
+	req.configured_endpoint = true;
+	if (guard_http_do(p, &req, &resp, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", url, err);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.body, "hello");
+	guard_http_response_free(&resp);
+
+	/* the pass is for that host only: a redirect elsewhere is judged as usual */
+	snprintf(url, sizeof(url), "http://%s:%d/redirect-name", host, server_port);
+	assert_int_equal(guard_http_do(p, &req, &resp, err, sizeof(err)), -EPERM);
+	assert_string_equal(err, "egress blocked: not-allowed.example is not allowlisted");
+	/* and never for an address */
+	req.url = "http://10.0.0.1:80/";
+	assert_int_equal(guard_http_do(p, &req, &resp, err, sizeof(err)), -EPERM);
+	assert_string_equal(err, "egress blocked: 10.0.0.1 is not allowlisted");
+	assert_int_equal(guard_policy_userspace_trips(p), 3);
+	guard_policy_free(p);
+}
+
+/* Retry-After of an answer is handed back (OTLP honours it). */
+static void test_retry_after(void **state)
+{
+	struct guard_policy *p = policy(true, false);
+	struct guard_http_response resp;
+	char err[GUARD_ERR_MAX] = "";
+
+	(void)state;
+	assert_int_equal(get(p, "/busy", &resp, err), 0);
+	assert_int_equal(resp.status, 503);
+	assert_int_equal(resp.retry_after_s, 7);
+	guard_http_response_free(&resp);
+	assert_int_equal(get(p, "/ok", &resp, err), 0);
+	assert_int_equal(resp.retry_after_s, 0);
+	guard_http_response_free(&resp);
+	guard_policy_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_allowed),
-		cmocka_unit_test(test_blocked),
-		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_allowed),	    cmocka_unit_test(test_blocked),
+		cmocka_unit_test(test_limits),	    cmocka_unit_test(test_configured_endpoint),
+		cmocka_unit_test(test_retry_after),
 	};
 	const char *py = getenv("PYTHON3") ? getenv("PYTHON3") : "/usr/bin/python3";
 	int r = test_netns_enter();

@@ -259,6 +259,7 @@ static enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connectio
 	return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
+/* 503 "not ready: server guard postgres (PostgreSQL has not answered for 6.0 s)". */
 static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection *conn)
 {
 	char buf[2048] = "not ready:";
@@ -267,12 +268,20 @@ static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection 
 
 	if (!ok)
 		strncat(buf, " server", sizeof(buf) - strlen(buf) - 1);
-	for (size_t i = 0; i < s->n_ready; i++)
-		if (!s->ready[i].fn(s->ready[i].arg)) {
-			ok = false;
-			strncat(buf, " ", sizeof(buf) - strlen(buf) - 1);
-			strncat(buf, s->ready[i].name, sizeof(buf) - strlen(buf) - 1);
+	for (size_t i = 0; i < s->n_ready; i++) {
+		char why[256] = "";
+
+		if (s->ready[i].fn(s->ready[i].arg, why, sizeof(why)))
+			continue;
+		ok = false;
+		strncat(buf, " ", sizeof(buf) - strlen(buf) - 1);
+		strncat(buf, s->ready[i].name, sizeof(buf) - strlen(buf) - 1);
+		if (why[0]) {
+			strncat(buf, " (", sizeof(buf) - strlen(buf) - 1);
+			strncat(buf, why, sizeof(buf) - strlen(buf) - 1);
+			strncat(buf, ")", sizeof(buf) - strlen(buf) - 1);
 		}
+	}
 	if (ok)
 		snprintf(buf, sizeof(buf), "ready");
 	strncat(buf, "\n", sizeof(buf) - strlen(buf) - 1);

@@ -3,8 +3,9 @@
  * http: the operations listener (libmicrohttpd): GET /metrics in the Prometheus text
  * format 0.0.4, GET /healthz (the process answers) and GET /readyz (every readiness check
  * passes and the server said it is ready; its body is "ready" or "not ready: <checks>",
- * then one "<name>: <note>" line per note that has something to say). Other modules contribute metric families and
- * readiness checks through callbacks registered before http_server_start(); the callbacks
+ * each failing check with its reason in parentheses when it gives one, then one
+ * "<name>: <note>" line per note that has something to say). Other modules contribute
+ * metric families, readiness checks and notes through callbacks registered before http_server_start(); the callbacks
  * run on the listener's thread, once per request. No libmicrohttpd type leaves http/.
  */
 #include <stdbool.h>
@@ -31,8 +32,11 @@ struct http_server_config {
  * the target down rather than a partial view).
  */
 typedef int (*http_metrics_fn)(struct http_metrics *m, void *arg);
-/* A readiness check: true when the module is ready to serve. */
-typedef bool (*http_ready_fn)(void *arg);
+/*
+ * A readiness check: true when the module is ready to serve. When not, it may say why in
+ * why (len bytes, "" on entry; shown by /readyz after the check's name, so never a secret).
+ */
+typedef bool (*http_ready_fn)(void *arg, char *why, size_t len);
 
 /* Creates a listener (not yet bound). Returns 0, -EINVAL (bad addr, a limit out of range)
  * or -ENOMEM. */

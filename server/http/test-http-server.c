@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,9 +89,11 @@ static int metrics_b(struct http_metrics *m, void *arg)
 	return fail_metrics ? -EIO : 0;
 }
 
-static bool ready_check(void *arg)
+static bool ready_check(void *arg, char *why, size_t len)
 {
 	(void)arg;
+	if (!check_ready && arg)
+		snprintf(why, len, "%s", (const char *)arg);
 	return check_ready;
 }
 
@@ -115,6 +118,7 @@ static void test_server(void **state)
 	assert_int_equal(http_server_add_metrics(s, metrics_a, NULL), 0);
 	assert_int_equal(http_server_add_metrics(s, metrics_b, &one), 0);
 	assert_int_equal(http_server_add_ready(s, "check", ready_check, NULL), 0);
+	assert_int_equal(http_server_add_ready(s, "why", ready_check, "it says why"), 0);
 	assert_int_equal(http_server_add_note(s, "guard", note, NULL), 0);
 	assert_int_equal(http_server_start(s, &port), 0);
 	assert_int_equal(http_server_add_note(s, "late", note, NULL), -EINVAL);
@@ -134,10 +138,10 @@ static void test_server(void **state)
 
 	assert_int_equal(fetch(port, "GET", "/healthz", &b), 200);
 	assert_int_equal(fetch(port, "GET", "/readyz", &b), 503);
-	assert_string_equal(b.buf, "not ready: server check\n");
+	assert_string_equal(b.buf, "not ready: server check why (it says why)\n");
 	http_server_set_ready(s, true);
 	assert_int_equal(fetch(port, "GET", "/readyz", &b), 503);
-	assert_string_equal(b.buf, "not ready: check\n");
+	assert_string_equal(b.buf, "not ready: check why (it says why)\n");
 	check_ready = true;
 	assert_int_equal(fetch(port, "GET", "/readyz", &b), 200);
 	assert_string_equal(b.buf, "ready\n");
@@ -147,7 +151,8 @@ static void test_server(void **state)
 	assert_string_equal(b.buf, "ready\nguard: userspace enforcement only\n");
 	check_ready = false;
 	assert_int_equal(fetch(port, "GET", "/readyz", &b), 503);
-	assert_string_equal(b.buf, "not ready: check\nguard: userspace enforcement only\n");
+	assert_string_equal(b.buf,
+			    "not ready: check why (it says why)\nguard: userspace enforcement only\n");
 	check_ready = true;
 	note_text = NULL;
 	assert_int_equal(fetch(port, "GET", "/nope", &b), 404);

@@ -475,6 +475,10 @@ int net_url_parse(const char *url, struct net_url *ret_url)
 		n = (size_t)(he - hs);
 		if (n >= sizeof(u.host))
 			return -EINVAL;
+		/* No empty label: only the root's one trailing dot may stand alone (it is
+		 * dropped below), so "a..b", ".a" and "a.." are not hosts. */
+		if (n && (*hs == '.' || memmem(hs, n, "..", 2)))
+			return -EINVAL;
 		memcpy(u.host, hs, n);
 		u.host[n] = 0;
 	}

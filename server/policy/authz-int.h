@@ -1,7 +1,7 @@
 #pragma once
 /*
  * Shared by the files of the policy service (authz.c, store.c, policy_rpc.c,
- * policy_cli.c); not part of the module's interface.
+ * token_admin.c); not part of the module's interface.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +21,7 @@ struct db_rows;
 #define AUTHZ_TOK_BUCKETS 1024
 #define AUTHZ_TOK_MAX 8192		/* cached tokens beyond which the cache starts over */
 #define AUTHZ_TOUCH_US (60 * 1000000LL) /* last_used_time is written at most this often */
+#define AUTHZ_TOUCH_QUEUE 256 /* last_used_time writes waiting for the poller */
 #define AUTHZ_AUDIT_TIMEOUT_MS 10000
 #define AUTHZ_DB_TIMEOUT_MS 5000
 #define AUTHZ_MAX_POLICIES 64 /* policies one token may be bound to */
@@ -94,6 +95,11 @@ struct authz {
 	bool poller_running, stop;
 	int poll_ms;
 	bool poll_failing; /* the last poll failed: log the recovery once */
+	/* tokens whose last_used_time the poller writes at its next poll (poll_mu): a call
+	 * never waits for that write, so a slow database does not hold up calls it is not
+	 * needed for; a full queue drops a write (the token is touched again a minute later) */
+	char touch_ids[AUTHZ_TOUCH_QUEUE][POLICY_TOKEN_ID_LEN + 1];
+	size_t n_touch;
 
 	void *rpc_handlers; /* the Policy service's handler table (policy_rpc_register) */
 
@@ -217,6 +223,8 @@ const struct authz_method *authz_method_find(const struct authz *a, const char *
  * -ENAMETOOLONG.
  */
 int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, size_t len);
+/* The request field authz_resource reads for action ("the request" when none). */
+const char *authz_resource_field(const char *action);
 /* The caller's token: parses the call's authorization header and copies its id and
  * policies into call memory. Returns 0 or -EACCES (no valid token), db errors. */
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,

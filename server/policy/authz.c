@@ -13,11 +13,13 @@
  * (policy.h); a denial gets PERMISSION_DENIED naming the action and resource, never the
  * policy contents, and is audited on its own (policy.denied; outcome denied).
  *
- * Inline (methods with inline_try, on a completion-queue thread): an allowed call whose
- * token is cached and whose last_used_time is not due is decided there without blocking,
- * and so is an unauthenticated one (counting does not block); anything else (cache miss,
- * a policy denial to audit, a touch to write) returns -EWOULDBLOCK and the call is decided
- * again, the usual way, on the pool.
+ * Inline (methods with inline_try or inline_ok, on a completion-queue thread): an allowed
+ * call whose token is cached is decided there without blocking, and so is an
+ * unauthenticated one (counting does not block); anything else (cache miss, a policy
+ * denial to audit) returns -EWOULDBLOCK and the call is decided again, the usual way, on
+ * the pool. A token's last_used_time (written at most once a minute) is handed to the
+ * poller thread, which writes it at its next poll: no call waits for that write, so calls
+ * that need no database (Guard.GetStatus) answer while PostgreSQL does not.
  *
  * The action of a method is `<service short name>.<method>` of the served descriptors, so
  * a method added later is a known action at once; its resource comes from this table, and
@@ -230,6 +232,14 @@ int authz_resource(const char *action, const ProtobufCMessage *req, char *buf, s
 	return -ENOENT;
 }
 
+const char *authz_resource_field(const char *action)
+{
+	for (size_t i = 0; i < sizeof(res_map) / sizeof(res_map[0]); i++)
+		if (strcmp(res_map[i].action, action) == 0)
+			return res_map[i].field ? res_map[i].field : "the request";
+	return "the request";
+}
+
 /* Token cache -------------------------------------------------------------------------- */
 
 static size_t bucket(const uint8_t hash[POLICY_HASH_LEN])
@@ -385,6 +395,32 @@ static bool tok_should_touch(struct tok_entry *e)
 	       atomic_compare_exchange_strong(&e->touch_us, &seen, now);
 }
 
+/* Last use ------------------------------------------------------------------------------ */
+
+/* Writes last_used_time of each token of ids (best effort: a failure is logged only). */
+static void touch_write(struct authz *a, char (*ids)[POLICY_TOKEN_ID_LEN + 1], size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (store_token_touch(a->db, a->tenant, ids[i]) < 0)
+			log_debug("cannot record a token's last use", "token_id", "%s", ids[i]);
+}
+
+/* Queues a last_used_time write for the poller; without a poller, writes it now. */
+static void touch_later(struct authz *a, const char *id)
+{
+	char now[1][POLICY_TOKEN_ID_LEN + 1];
+
+	if (!a->poller_running) {
+		memcpy(now[0], id, sizeof(now[0]));
+		touch_write(a, now, 1);
+		return;
+	}
+	pthread_mutex_lock(&a->poll_mu);
+	if (a->n_touch < AUTHZ_TOUCH_QUEUE)
+		memcpy(a->touch_ids[a->n_touch++], id, sizeof(a->touch_ids[0]));
+	pthread_mutex_unlock(&a->poll_mu);
+}
+
 /* Policies and generation ------------------------------------------------------------- */
 
 static int reload_policies(struct authz *a)
@@ -447,11 +483,13 @@ int authz_refresh(struct authz *a)
 
 static void *poller_main(void *p)
 {
+	char ids[AUTHZ_TOUCH_QUEUE][POLICY_TOKEN_ID_LEN + 1];
 	struct authz *a = p;
 
 	pthread_mutex_lock(&a->poll_mu);
 	while (!a->stop) {
 		struct timespec ts;
+		size_t n;
 		int r;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -461,7 +499,11 @@ static void *poller_main(void *p)
 		pthread_cond_timedwait(&a->poll_cv, &a->poll_mu, &ts);
 		if (a->stop)
 			break;
+		n = a->n_touch;
+		memcpy(ids, a->touch_ids, n * sizeof(ids[0]));
+		a->n_touch = 0;
 		pthread_mutex_unlock(&a->poll_mu);
+		touch_write(a, ids, n);
 		r = authz_refresh(a);
 		if (r < 0 && !a->poll_failing)
 			log_warn("cannot poll the authorization generation; caches kept", "error",
@@ -597,7 +639,7 @@ static int authenticate(struct authz *a, struct rpc_call *call, const char *reso
 	return 0;
 }
 
-/* After authenticate (lock held): releases the lock, writes last_used_time when due. */
+/* After authenticate (lock held): releases the lock, has last_used_time written when due. */
 static void release(struct authz *a, struct tok_entry *e)
 {
 	char id[POLICY_TOKEN_ID_LEN + 1];
@@ -605,22 +647,35 @@ static void release(struct authz *a, struct tok_entry *e)
 
 	memcpy(id, e->id, sizeof(id));
 	pthread_rwlock_unlock(&a->tok_lock);
-	if (touch && store_token_touch(a->db, a->tenant, id) < 0)
-		log_debug("cannot record a token's last use", "token_id", "%s", id);
+	if (touch)
+		touch_later(a, id);
 }
 
+/*
+ * too_long: the request field whose value does not fit a resource name (RES_MAX), or NULL.
+ * Such a call is answered INVALID_ARGUMENT once the caller is authenticated (a caller
+ * without a valid token still gets UNAUTHENTICATED), never PERMISSION_DENIED: the policy
+ * did not refuse it, the request is malformed.
+ */
 static int decide(struct authz *a, struct rpc_call *call, const struct policy_request *req,
-		  const char *resource_for_errors)
+		  const char *resource_for_errors, const char *too_long)
 {
 	struct policy_decision dec = { 0 };
 	char actor[POLICY_TOKEN_ID_LEN + AUTHZ_NAME_MAX + 2];
 	struct tok_entry *e = NULL;
-	int r = authenticate(a, call, resource_for_errors, &e);
+	int r = authenticate(a, call, too_long ? "" : resource_for_errors, &e);
 
 	if (r < 0)
 		return r;
-	/* inline: writing last_used_time is a database write, left to the pool's rerun */
-	if (rpc_call_is_inline(call) && tok_touch_due(e)) {
+	if (too_long) {
+		release(a, e);
+		return rpc_call_error(call, RPC_INVALID_ARGUMENT,
+				      "%s is too long: with its prefix (such as secret/) it must stay "
+				      "under %d bytes",
+				      too_long, RES_MAX);
+	}
+	/* inline: without a poller, writing last_used_time is left to the pool's rerun */
+	if (rpc_call_is_inline(call) && !a->poller_running && tok_touch_due(e)) {
 		pthread_rwlock_unlock(&a->tok_lock);
 		return -EWOULDBLOCK;
 	}
@@ -647,9 +702,14 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 	/* a method outside the five services (none today) has no action: policy_eval denies
 	 * it after authentication, as it denies a method without a resource mapping */
 	struct policy_request req = { .action = m ? m->action : "", .gate = true };
+	const char *too_long = NULL;
+	int rr = m ? authz_resource(m->action, msg, resource, RES_MAX) : -ENOENT;
 
-	if (m && authz_resource(m->action, msg, resource, RES_MAX) >= 0)
+	if (rr >= 0)
 		req.resource = resource;
+	else if (rr == -ENAMETOOLONG)
+		too_long = authz_resource_field(m->action);
+	resource[0] = rr >= 0 ? resource[0] : '\0';
 	/* Evaluate without a principal asks about the caller: token/<the caller's id>. */
 	if (m && strcmp(m->action, "Policy.Evaluate") == 0 && strcmp(resource, "token/") == 0) {
 		uint8_t hash[POLICY_HASH_LEN];
@@ -661,7 +721,7 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 			snprintf(resource, RES_MAX, "token/%s", id);
 		}
 	}
-	return decide(a, call, &req, resource);
+	return decide(a, call, &req, resource, too_long);
 }
 
 /*
@@ -701,7 +761,7 @@ int authz_check(struct authz *a, struct rpc_call *call, const struct policy_requ
 		return -EINVAL;
 	full = *req;
 	full.gate = false;
-	return decide(a, call, &full, req->resource);
+	return decide(a, call, &full, req->resource, NULL);
 }
 
 int authz_caller(struct authz *a, struct rpc_call *call, const char **ret_id,
@@ -910,6 +970,9 @@ struct authz *authz_close(struct authz *a)
 		pthread_cond_broadcast(&a->poll_cv);
 		pthread_mutex_unlock(&a->poll_mu);
 		pthread_join(a->poller, NULL);
+		a->poller_running = false;
+		touch_write(a, a->touch_ids, a->n_touch); /* the last uses, not lost at shutdown */
+		a->n_touch = 0;
 	}
 	authz_unauth_stop(a); /* the last summaries: before the methods that name them */
 	tok_drop(a);

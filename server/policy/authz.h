@@ -84,9 +84,11 @@ int authz_refresh(struct authz *a);
  */
 int authz_check(struct authz *a, struct rpc_call *call, const struct policy_request *req);
 
-/* `trstctl policy put|get|list|delete|eval ...` (argv[0] "policy"): a gRPC client of the
- * configured server. Returns the exit status: 0 ok, 1 failure, 2 usage. */
-int policy_cli(int argc, char **argv, const struct cfg *c);
-/* `trstctl token create|list|revoke ...` (argv[0] "token"): straight on the database
- * (TRSTCTL_POSTGRES_DSN; create and revoke also open the KEK to audit the change). */
-int token_cli(int argc, char **argv, const struct cfg *c);
+/*
+ * `trstctl token create-root ...` (argv[0] "token"): an operator command that makes a
+ * root token straight on the database (TRSTCTL_POSTGRES_DSN, and the KEK to audit it),
+ * with no server and no token: the way back in when the bootstrap token is lost.
+ * `--help` needs no configuration (c may then be NULL). Returns the exit status: 0 ok,
+ * 1 failure, 2 usage. `token create|list|revoke` are client commands (server/cli/).
+ */
+int token_admin_cli(int argc, char **argv, const struct cfg *c);

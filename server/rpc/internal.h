@@ -104,6 +104,8 @@ struct rpc_server {
 	rpc_item_fn item_auth;	       /* NULL: every List item is shown */
 	void *item_auth_user;
 	struct rpc_tls_reload *tls_reload; /* internal TLS: the core's fetcher state */
+	rpc_done_fn done;	       /* the completion hook, NULL: none (set before start) */
+	void *done_user;
 };
 
 struct rpc_call {
@@ -134,6 +136,8 @@ struct rpc_call {
 	bool send_done, send_ok;
 	struct rpc_stream_peer *stream_peer; /* an admitted stream's connection, else NULL */
 	bool stream_authenticated;     /* admitted in the authenticated share */
+	int64_t start_unix_ns;         /* accepted (realtime), only with a completion hook */
+	int64_t start_mono_ns;         /* the same moment on the monotonic clock */
 };
 
 /* server.c */

@@ -108,7 +108,9 @@ struct rpc_method_handler {
 	rpc_unary_fn unary;  /* unary methods */
 	rpc_stream_fn stream; /* server-streaming methods */
 	rpc_bidi_fn bidi;    /* bidi methods */
-	bool inline_ok;      /* unary handler never blocks: run it on the CQ thread */
+	/* unary handler never blocks: run it on the CQ thread; under an authorizer, as
+	 * inline_try (the authorizer may send the call to the pool, the handler never does) */
+	bool inline_ok;
 	/*
 	 * Unary handler that can often answer without blocking (a cache hit): the authorizer
 	 * and the handler first run on the CQ thread with rpc_call_is_inline() true; either
@@ -166,6 +168,31 @@ void rpc_server_set_item_auth(struct rpc_server *server, rpc_item_fn fn, void *u
 /* The item authorizer's answer for the resource prefix + name ("secret/" + "prod/db"): 1
  * without an item authorizer or for an open method. */
 int rpc_call_item_visible(struct rpc_call *call, const char *prefix, const char *name);
+
+/*
+ * A call that ended, as the completion hook sees it. Strings are borrowed for the duration
+ * of the hook.
+ */
+struct rpc_call_done {
+	const char *method;    /* the full method path, "/trstctl.v1.CA/CreateOwner" */
+	enum rpc_code code;    /* the final status sent */
+	int64_t start_unix_ns; /* when the call was accepted, CLOCK_REALTIME nanoseconds */
+	int64_t end_unix_ns;   /* when its final status was handed to the transport,
+				* >= start_unix_ns (measured on the monotonic clock) */
+	const char *principal; /* set by authentication (a token id), or NULL */
+};
+
+/*
+ * Observes calls (tracing): called once for every call of a registered method when its
+ * final status is sent, on the thread that sends it (a completion-queue, pool or stream
+ * thread), so it must not block: copy what it needs and return. Not called for a method
+ * the server does not know (answered UNIMPLEMENTED at once: its path is the client's
+ * text) nor for a bidi call that ends without a status (the client went away).
+ */
+typedef void (*rpc_done_fn)(const struct rpc_call_done *d, void *user);
+
+/* Sets the completion hook (before rpc_server_start). NULL: none. */
+void rpc_server_set_done_hook(struct rpc_server *server, rpc_done_fn fn, void *user);
 
 /* Registers grpc.health.v1.Health and grpc.reflection v1 and v1alpha. */
 int rpc_server_add_standard_services(struct rpc_server *server);
@@ -245,6 +272,10 @@ void rpc_server_notify_streams(struct rpc_server *server);
 
 /* The gRPC code for a -errno (or errno) value. */
 enum rpc_code rpc_errno_code(int err);
+/* What a client is told for a -errno (or errno) value without a module's message: the
+ * table's text where it has one (-ETIME: "the database did not answer in time; ..."),
+ * else strerror's (use it before this thread's next strerror). */
+const char *rpc_errno_message(int err);
 /* The name of a code, "INVALID_ARGUMENT". */
 const char *rpc_code_name(enum rpc_code code);
 /*

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -261,8 +262,20 @@ static int post_close(struct rpc_call *c)
 	return 0;
 }
 
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void accept_call(struct rpc_call *c)
 {
+	if (c->server->done) {
+		c->start_unix_ns = clock_ns(CLOCK_REALTIME);
+		c->start_mono_ns = clock_ns(CLOCK_MONOTONIC);
+	}
 	atomic_fetch_add(&c->server->live_calls, 1);
 	if (post_close(c) < 0)
 		atomic_store(&c->cancelled, true);
@@ -316,12 +329,32 @@ static void final_cb(struct rpc_tag *tag, bool ok)
 	rpc_call_unref(tag->call);
 }
 
+/* Tells the completion hook, when there is one, that c ends with code. */
+static void report_done(struct rpc_call *c, enum rpc_code code)
+{
+	struct rpc_server *s = c->server;
+	struct rpc_call_done d;
+	int64_t took;
+
+	if (!s->done || !c->method)
+		return;
+	took = clock_ns(CLOCK_MONOTONIC) - c->start_mono_ns;
+	d = (struct rpc_call_done){ .method = c->method->path,
+				    .code = code,
+				    .start_unix_ns = c->start_unix_ns,
+				    .end_unix_ns = c->start_unix_ns + (took > 0 ? took : 0),
+				    .principal = c->principal };
+	s->done(&d, s->done_user);
+}
+
 /* Sends the final status (and the reply when resp is set); releases the main reference. */
 static void send_final(struct rpc_call *c, enum rpc_code code, const char *message,
 		       const ProtobufCMessage *resp)
 {
 	grpc_op ops[3];
 	size_t n = 0;
+
+	report_done(c, code);
 
 	memset(ops, 0, sizeof(ops));
 	if (!c->sent_initial_md) {
@@ -364,7 +397,7 @@ void rpc_call_finish(struct rpc_call *c, int r, const ProtobufCMessage *resp)
 		msg = c->message;
 	} else {
 		code = rpc_errno_code(r);
-		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), strerror(-r));
+		snprintf(buf, sizeof(buf), "%s: %s", rpc_call_method(c), rpc_errno_message(r));
 		msg = buf;
 	}
 	send_final(c, code, msg, NULL);
@@ -384,6 +417,12 @@ void rpc_server_set_auth(struct rpc_server *s, rpc_auth_fn fn, void *user)
 {
 	s->auth = fn;
 	s->auth_user = user;
+}
+
+void rpc_server_set_done_hook(struct rpc_server *s, rpc_done_fn fn, void *user)
+{
+	s->done = fn;
+	s->done_user = user;
 }
 
 void rpc_server_set_item_auth(struct rpc_server *s, rpc_item_fn fn, void *user)
@@ -537,7 +576,9 @@ static void dispatch(struct rpc_call *c)
 		rpc_run_unary(c);
 		return;
 	}
-	if (h->inline_try && h->unary && try_inline(c))
+	/* an inline_ok handler under an authorizer: the authorizer decides inline when it can
+	 * (a cached token), so that calls that never wait are not queued behind ones that do */
+	if ((h->inline_try || h->inline_ok) && h->unary && try_inline(c))
 		return;
 	if (rpc_pool_submit(&c->server->pool, c) < 0)
 		send_final(c, RPC_RESOURCE_EXHAUSTED, "server busy: the work queue is full", NULL);

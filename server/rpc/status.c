@@ -1,12 +1,14 @@
 /*
- * The one table that maps -errno to a gRPC status code. Modules speak errno; the runtime
- * turns it into what clients see, also where a handler sets its own message
+ * The one table that maps -errno to a gRPC status code, and beside it the few messages that
+ * say more than strerror would. Modules speak errno; the runtime turns it into what
+ * clients see, also where a handler sets its own message
  * (rpc_call_error(call, rpc_errno_code(r), ...)). Codes without a natural errno are reached
  * with rpc_call_error(), which names the code explicitly (a full work queue answers
  * RESOURCE_EXHAUSTED that way).
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rpc.h"
 
@@ -40,10 +42,21 @@ static const struct {
 	{ EHOSTUNREACH, RPC_UNAVAILABLE },
 	{ ESHUTDOWN, RPC_UNAVAILABLE },
 	{ ETIMEDOUT, RPC_DEADLINE_EXCEEDED },
+	{ ETIME, RPC_UNAVAILABLE },           /* db/: PostgreSQL did not answer in time */
 	{ ECANCELED, RPC_CANCELLED },
 	{ EBADMSG, RPC_DATA_LOSS },           /* sealed data failed authentication */
 	{ EKEYREJECTED, RPC_UNAUTHENTICATED },
 	{ ENOKEY, RPC_UNAUTHENTICATED },
+};
+
+/* What clients are told where strerror would say too little (no module message). */
+static const struct {
+	int err;
+	const char *msg;
+} errno_messages[] = {
+	/* a write may have committed just before PostgreSQL went silent (db.h) */
+	{ ETIME, "the database did not answer in time; retry later (a change may have been "
+		 "applied: retry it with the same request_id)" },
 };
 
 enum rpc_code rpc_errno_code(int err)
@@ -53,6 +66,15 @@ enum rpc_code rpc_errno_code(int err)
 		if (errno_codes[i].err == err)
 			return errno_codes[i].code;
 	return RPC_INTERNAL;
+}
+
+const char *rpc_errno_message(int err)
+{
+	err = abs(err);
+	for (size_t i = 0; i < sizeof(errno_messages) / sizeof(errno_messages[0]); i++)
+		if (errno_messages[i].err == err)
+			return errno_messages[i].msg;
+	return strerror(err);
 }
 
 int rpc_call_fail(struct rpc_call *call, int r, const char *msg)

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "rpc.h"
@@ -24,11 +25,26 @@ static void test_errno_table(void **state)
 		{ -ECONNREFUSED, RPC_UNAVAILABLE },  { -EBADMSG, RPC_DATA_LOSS },
 		{ -ENOSYS, RPC_UNIMPLEMENTED },      { -ENOKEY, RPC_UNAUTHENTICATED },
 		{ EINVAL, RPC_INVALID_ARGUMENT },    { -EIO, RPC_INTERNAL },
-		{ -9999, RPC_INTERNAL },
+		{ -9999, RPC_INTERNAL },             { -ETIME, RPC_UNAVAILABLE },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_int_equal(rpc_errno_code(cases[i].err), cases[i].code);
+}
+
+static void test_messages(void **state)
+{
+	(void)state;
+	/* the database's silence says so, and how to retry a change safely */
+	assert_non_null(strstr(rpc_errno_message(-ETIME), "database did not answer in time"));
+	assert_non_null(strstr(rpc_errno_message(ETIME), "same request_id"));
+	/* everything else: strerror (copied: an unknown errno's text lives until the next) */
+	char want[64];
+
+	snprintf(want, sizeof(want), "%s", strerror(ENOENT));
+	assert_string_equal(rpc_errno_message(-ENOENT), want);
+	snprintf(want, sizeof(want), "%s", strerror(9999));
+	assert_string_equal(rpc_errno_message(-9999), want);
 }
 
 static void test_code_names(void **state)
@@ -43,6 +59,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_errno_table),
+		cmocka_unit_test(test_messages),
 		cmocka_unit_test(test_code_names),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -67,6 +67,7 @@ struct op {
 	uint8_t *sealed;	 /* sealed for version, owned */
 	size_t sealed_len;
 	char hmac_hex[65];	 /* create, rotate: HMAC of the value */
+	int timeout_ms;		 /* bound of the write: the call's, or the store's */
 	struct db_tx *tx;	 /* while the change runs */
 	char *err;		 /* where messages go while the change runs */
 	size_t errlen;
@@ -472,15 +473,23 @@ static int op_key(struct op *op, const struct secrets_ctx *ctx)
 	return r;
 }
 
+/* How long a write may wait: the call's time left when it is shorter than the store's. */
+static int write_timeout(const struct secrets *s, const struct secrets_ctx *ctx)
+{
+	return ctx->timeout_ms > 0 && ctx->timeout_ms < s->timeout_ms ? ctx->timeout_ms :
+									 s->timeout_ms;
+}
+
 /* Runs op through the change room; moves the metadata to ret_meta on success. */
 static int run(struct secrets *s, struct secrets_ctx *ctx, struct op *op,
 	       struct secrets_meta *ret_meta)
 {
-	struct change ch = { .db = s->db, .bus = s->bus, .apply = apply, .pack = pack, .ud = op,
-			     .timeout_ms = s->timeout_ms };
+	struct change ch = { .db = s->db, .bus = s->bus, .apply = apply, .pack = pack, .ud = op };
 	int r;
 
 	op->s = s;
+	op->timeout_ms = write_timeout(s, ctx);
+	ch.timeout_ms = op->timeout_ms;
 	op->tenant = secrets_tenant(ctx);
 	op->actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
 	ctx->replayed = false;
@@ -649,7 +658,7 @@ static int rotate_round(struct op *op, struct secrets_meta *m)
 	if (r >= 0) {
 		/* the rotation hook checks the version and stores the reply (set-based) */
 		struct change ch = { .db = op->s->db, .key = op->key, .apply = rotation_change,
-				     .ud = &rt, .timeout_ms = op->s->timeout_ms,
+				     .ud = &rt, .timeout_ms = op->timeout_ms,
 				     .skip_lookup = true, .no_store = true };
 
 		r = change_run(&ch);
@@ -793,6 +802,7 @@ int secrets_rotate(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 	if (r < 0)
 		return r;
 	op.actor = ctx->actor && *ctx->actor ? ctx->actor : "anonymous";
+	op.timeout_ms = write_timeout(s, ctx);
 	r = op_key(&op, ctx);
 	if (r >= 0)
 		r = change_key_check(op.key, ctx->err, sizeof(ctx->err));

@@ -20,7 +20,6 @@
 struct db;
 struct kek;
 struct bus;
-struct cfg;
 struct rpc_server;
 struct secrets;
 
@@ -49,6 +48,7 @@ struct secrets_ctx {
 	const char *request_id; /* NULL or "": not idempotent (callers without a key) */
 	const struct change_key *key; /* the request's key (change room), overrides request_id */
 	bool replayed;		/* set when the reply is the stored reply of request_id */
+	int timeout_ms;		/* bound of a write (a call's time left); 0: the store's */
 	char err[256];		/* set with a safe message when a call fails */
 };
 
@@ -151,9 +151,3 @@ void secrets_value_clear(struct secrets_value *v);
 /* gRPC: registers trstctl.v1.Secrets. s is borrowed and must outlive the server. */
 int secrets_rpc_register(struct rpc_server *srv, struct secrets *s);
 
-/*
- * `trstctl secret create|get|rotate|list|versions|delete|recover|destroy ...` over gRPC
- * (argv[0] is "secret"). Values come from --value-file or stdin, never from argv; a value is
- * printed only with --show-value. Returns the exit status: 0 ok, 1 failure, 2 usage.
- */
-int secrets_cli(int argc, char **argv, const struct cfg *c);

@@ -29,9 +29,12 @@ static int ctx_init(struct rpc_call *call, struct secrets_ctx *ctx, struct secre
 		    const ProtobufCMessage *req, const char *request_id, struct change_key *key)
 {
 	const char *p = rpc_call_principal(call);
+	int64_t left = rpc_call_remaining_ms(call);
 
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->actor = p && *p ? p : "anonymous";
+	/* a write does not outlive its call (the change may still commit: request_id) */
+	ctx->timeout_ms = left < INT32_MAX ? (int)(left > 0 ? left : 1) : 0;
 	if (!key)
 		return 0;
 	ctx->key = key;

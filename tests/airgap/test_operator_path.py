@@ -388,8 +388,9 @@ def serve_phase(rootfs, rendered):
                        '--json'], env=env, timeout=30)
         st = json.loads(out) if rc == 0 else {}
         # the API names the kernel guard "ebpf" (API.md), whoever loaded it
+        # proto3 JSON (`-o json`): lowerCamelCase names, 64-bit counters as strings
         c.check(st.get('enforcer') == 'ebpf' and st.get('armed') is True and
-                st.get('trips') == 0 and st.get('tripwire_hits', 0) >= 1,
+                st.get('trips') == '0' and int(st.get('tripwireHits', '0')) >= 1,
                 'guard status: ebpf (pinned by the init container), armed, 0 trips, '
                 'tripwire hit', out[-600:])
         pin = os.path.join(rootfs, 'sys/fs/bpf/trstctl', POD_UID, 'trips')
@@ -441,14 +442,14 @@ def start_postgres(c, tmp):
     for n in ('server.key', 'server.crt'):
         os.chown(os.path.join(data, n), st.st_uid, st.st_gid)
         os.chmod(os.path.join(data, n), 0o600)
-    with open(os.path.join(data, 'pg_hba.conf'), 'a') as f:
-        f.write('hostssl all all %s/32 scram-sha-256\n' % PG_ADDR)
-    sock = os.path.join(d, 'pgsock')
+    # services.sh asks every connection for a password (scram-sha-256, also over TCP from
+    # PG_ADDR); the superuser's comes from the password file its DSN names.
+    rc, dsn = svc('svc_pg_dsn "$1"', d)
+    c.must(rc == 0, 'the DSN of the services PostgreSQL', dsn)
     sql = ("CREATE ROLE \"user\" LOGIN SUPERUSER PASSWORD 'pass'; ALTER SYSTEM SET ssl = on; "
            "ALTER SYSTEM SET listen_addresses = '127.0.0.1,%s'" % PG_ADDR)
     for stmt in sql.split('; '):
-        rc, out = run(['psql', '-h', os.path.realpath(sock), '-p', '5432', '-U', 'postgres',
-                       '-d', 'postgres', '-Xq', '-v', 'ON_ERROR_STOP=1', '-c', stmt])
+        rc, out = run(['psql', dsn, '-wXq', '-v', 'ON_ERROR_STOP=1', '-c', stmt])
         c.must(rc == 0, stmt.split(' PASSWORD')[0], out)
     rc, out = svc('svc_pg_stop "$1" && svc_pg_start "$1" 5432', d)
     c.must(rc == 0, 'PostgreSQL restarts with TLS on %s:5432' % PG_ADDR, out)

@@ -15,6 +15,7 @@
 #include <openssl/x509.h>
 
 #include "crypto.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -83,13 +84,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *text, *pem;
 	int n;
 
-	if (size > 8192)
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_cstring(data, size, 8192);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = '\0';
 	try_csr(text);
 	free(text);
 

@@ -76,7 +76,7 @@ d1=$tmp
 dirs+=("$d1")
 
 svc_pg_start "$d1" || fail "svc_pg_start $d1"
-[ "$TRSTCTL_POSTGRES_DSN" = "host=$d1/pgsock dbname=trstctl user=postgres" ] ||
+[ "$TRSTCTL_POSTGRES_DSN" = "host=$d1/pgsock dbname=trstctl user=postgres passfile=$d1/pgpass" ] ||
 	fail "unexpected DSN: $TRSTCTL_POSTGRES_DSN"
 [ "$(svc_pg_dsn "$d1")" = "$TRSTCTL_POSTGRES_DSN" ] || fail "svc_pg_dsn disagrees with the export"
 dsn1=$TRSTCTL_POSTGRES_DSN
@@ -138,11 +138,12 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 [ -L "$d2/pgsock" ] || fail "expected $d2/pgsock (too long for a socket) to be a symlink"
 real_sock=$(readlink "$d2/pgsock")
-[ "$TRSTCTL_POSTGRES_DSN" = "host=$real_sock dbname=trstctl user=postgres" ] ||
+[ "$TRSTCTL_POSTGRES_DSN" = "host=$real_sock dbname=trstctl user=postgres passfile=$d2/pgpass" ] ||
 	fail "unexpected DSN: $TRSTCTL_POSTGRES_DSN"
 [ "$(psql "$TRSTCTL_POSTGRES_DSN" -XAtc 'SELECT 1')" = 1 ] || fail "cannot query in $d2"
 svc_pg_destroy "$d2" || fail "svc_pg_destroy $d2"
 [ ! -e "$real_sock" ] || fail "svc_pg_destroy left $real_sock"
+[ ! -e "$d2/pgpass" ] || fail "svc_pg_destroy left $d2/pgpass"
 [ -z "$(procs_under "$real_sock")" ] || fail "processes left under $real_sock"
 ok "fallback to /tmp for an unreachable folder and a long socket path"
 
@@ -155,14 +156,15 @@ if [ -n "${1:-}" ] && [ -d "$1" ]; then
 	# in the build tree, or (a checkout under a folder the postgres user cannot traverse,
 	# such as a clone under /root) in the /tmp fallback folder of case 2
 	case $TRSTCTL_POSTGRES_DSN in
-	"host=$build_case/pgsock port=$pgport dbname=trstctl user=postgres") ;;
-	"host=/tmp/trstctl-svc."*" port=$pgport dbname=trstctl user=postgres")
+	"host=$build_case/pgsock port=$pgport dbname=trstctl user=postgres passfile=$build_case/pgpass") ;;
+	"host=/tmp/trstctl-svc."*" port=$pgport dbname=trstctl user=postgres passfile=$build_case/pgpass")
 		[ "$(id -u)" -eq 0 ] && [ -L "$build_case/pg" ] ||
 			fail "a /tmp fallback without the $build_case/pg link: $TRSTCTL_POSTGRES_DSN" ;;
 	*) fail "unexpected DSN: $TRSTCTL_POSTGRES_DSN" ;;
 	esac
 	[ "$(psql "$TRSTCTL_POSTGRES_DSN" -XAtc 'SELECT 3')" = 3 ] || fail "cannot query $build_case"
-	[ "$(psql "host=127.0.0.1 port=$pgport dbname=trstctl user=postgres" -XAtc 'SELECT 2')" = 2 ] ||
+	[ "$(psql "host=127.0.0.1 port=$pgport dbname=trstctl user=postgres passfile=$build_case/pgpass" \
+		-wXAtc 'SELECT 2')" = 2 ] ||
 		fail "PostgreSQL does not answer on 127.0.0.1:$pgport"
 	svc_pg_destroy "$build_case" || fail "svc_pg_destroy $build_case"
 	(exec 3<>"/dev/tcp/127.0.0.1/$pgport") 2>/dev/null && fail "port $pgport still answers"

@@ -75,6 +75,9 @@ class Server:
         self.env.update(env or {})
         self.start_timeout = start_timeout
         self.pg_dir = None
+        # 'UID:GID' when the wrapper runs the server as another user than this process:
+        # the PostgreSQL this server starts admits that user (SVC_PG_CLIENT, services.sh)
+        self.pg_client = None
         self.wrapper = list(wrapper or [])  # e.g. ['valgrind', ...] in front of the binary
         self.proc = None
         self.port = None
@@ -88,9 +91,13 @@ class Server:
         """Starts a throwaway PostgreSQL for this server (unix socket in its temp folder)."""
         self.pg_dir = os.path.join(self.state_dir, 'pg-svc')
         os.makedirs(self.pg_dir, exist_ok=True)
+        env = dict(os.environ)
+        env.pop('SVC_PG_CLIENT', None)
+        if self.pg_client:
+            env['SVC_PG_CLIENT'] = self.pg_client
         r = subprocess.run(['bash', '-c', '. "$1"; svc_pg_start "$2" >&2 && svc_pg_dsn "$2"',
                             'pg', SERVICES_SH, self.pg_dir],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=env)
         if r.returncode != 0 or not r.stdout.strip():
             skip('cannot start PostgreSQL for the served test: %s' % r.stderr.strip()[-500:])
         return r.stdout.strip().splitlines()[-1]

@@ -65,9 +65,9 @@ class Api:
     def close(self):
         self.raw.close()
 
-    def create_secret(self, name, value, timeout=10):
+    def create_secret(self, name, value, timeout=10, request_id=''):
         return self.secrets.CreateSecret(self.secrets_pb2.CreateSecretRequest(
-            name=name, value=value), timeout=timeout)
+            name=name, value=value, request_id=request_id), timeout=timeout)
 
     def rotate_secret(self, name, value, timeout=10):
         return self.secrets.RotateSecret(self.secrets_pb2.RotateSecretRequest(

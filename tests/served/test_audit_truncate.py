@@ -8,8 +8,8 @@ verifies and says the newest witness matches. Then, with the server stopped, the
 records and their checkpoints are deleted and the head row moved back with psql as the
 database superuser (a consistent, shorter chain: every check on the tables passes). After
 a restart VerifyChain fails and names the cut (records missing after sequence N, expected
-head H), and so does `trstctl audit verify`; with the local file gone, the copy on
-JetStream still tells.
+head H), and so does `trstctl audit verify` (a client of VerifyChain: exit status 3, the
+cut named); with the local file gone, the copy on JetStream still tells.
 
 usage: test_audit_truncate.py --trstctl PATH [--source-root DIR]
 """
@@ -153,13 +153,17 @@ class TruncateTest(PolicyTest):
                    'VerifyChain after the cut: %s' % r)
 
         def cli_reports():
+            # a client like any other: the address, plaintext (the server's TLS is off) and
+            # the bootstrap token; no database setting. Exit 3: the call found a broken chain.
             env = {k: v for k, v in os.environ.items() if not k.startswith('TRSTCTL_')}
-            env.update(self.env())
-            env.update({'TRSTCTL_POSTGRES_DSN': self.dsn, 'TRSTCTL_SECRETS_KEK_FILE': self.kek})
-            out = subprocess.run([self.exe, 'audit', 'verify'], env=env, capture_output=True,
-                                 text=True, timeout=60)
-            expect(out.returncode == 1 and 'BROKEN at sequence %d' % (st['keep'] + 1)
-                   in out.stdout and 'records missing' in out.stdout,
+            out = subprocess.run([self.exe, 'audit', 'verify', '--addr', st['b'].addr,
+                                  '--plaintext', '--token-file',
+                                  os.path.join(self.state, 'bootstrap-token')],
+                                 env=env, capture_output=True, text=True, timeout=60)
+            expect(out.returncode == 3 and 'BROKEN at sequence %d' % (st['keep'] + 1)
+                   in out.stdout and 'records missing after sequence %d' % st['keep']
+                   in out.stdout and 'expects the head at sequence %d' % st['head']
+                   in out.stdout,
                    'trstctl audit verify: exit %d %s %s' % (out.returncode, out.stdout,
                                                              out.stderr))
 

@@ -50,7 +50,8 @@ class Client:
                                  if isinstance(m, bytes) else m.SerializeToString(),
                                  response_deserializer=resp_cls.FromString)
         try:
-            r = fn(req, timeout=timeout, metadata=[('authorization', 'Bearer ' + self.bearer)])
+            md = [('authorization', 'Bearer ' + self.bearer)] if self.bearer else None
+            r = fn(req, timeout=timeout, metadata=md)
             return OK, r, ''
         except grpc.RpcError as e:
             return e.code(), None, e.details()
@@ -333,6 +334,25 @@ class AbuseTest(PolicyTest):
                      secrets_pb2.CreateSecretRequest(name='binary', value=b'\x00\xff\x00'),
                      secrets_pb2.SecretMeta)
 
+        def long_field():
+            # a value too long for a resource name was PERMISSION_DENIED even to the admin
+            long_name = 'n' * 1100
+            code, _, det = admin.call('/trstctl.v1.Secrets/GetSecret',
+                                      secrets_pb2.GetSecretRequest(name=long_name),
+                                      secrets_pb2.Secret)
+            expect(code == INVALID and det.startswith('name is too long'),
+                   'admin, 1,100-byte name: %s %s' % (code, det))
+            code, _, det = admin.call('/trstctl.v1.CA/CreateOwner',
+                                      ca_pb2.CreateOwnerRequest(kind='team', name=long_name),
+                                      ca_pb2.Owner)
+            expect(code == INVALID and 'too long' in det, 'admin, long owner name: %s %s'
+                   % (code, det))
+            # without a token the answer stays UNAUTHENTICATED, whatever the request holds
+            code, _, det = Client(ch, None).call('/trstctl.v1.Secrets/GetSecret',
+                                                 secrets_pb2.GetSecretRequest(name=long_name),
+                                                 secrets_pb2.Secret)
+            expect(code == UNAUTH, 'no token, long name: %s %s' % (code, det))
+
         def verify_past_head():
             r = admin.ok('/trstctl.v1.Audit/VerifyChain', audit_pb2.VerifyChainRequest(),
                          audit_pb2.VerifyChainResponse)
@@ -353,6 +373,8 @@ class AbuseTest(PolicyTest):
         checks.run('tokens form a tree; no self-escalation', token_tree)
         checks.run('NUL and invalid UTF-8 in strings are INVALID_ARGUMENT', bad_strings)
         checks.run('VerifyChain from past the head is INVALID_ARGUMENT', verify_past_head)
+        checks.run('a field too long for a resource name is INVALID_ARGUMENT, not DENIED',
+                   long_field)
         ch.close()
         return checks.finish()
 

@@ -117,10 +117,8 @@ class Services:
         if rc != 0 or not out:
             harness.skip('PostgreSQL cannot start here: %s' % err[-400:])
         self.dsn = out.splitlines()[-1]
-        sock = re.search(r'host=(\S+)', self.dsn).group(1)
-        port = re.search(r'port=(\d+)', self.dsn)
-        r = subprocess.run(['psql', '-h', sock, '-p', port.group(1) if port else '5432',
-                            '-U', 'postgres', '-d', 'postgres', '-Xq', '-v', 'ON_ERROR_STOP=1',
+        # the DSN names the password file (services.sh: every connection needs the password)
+        r = subprocess.run(['psql', self.dsn, '-wXq', '-v', 'ON_ERROR_STOP=1',
                             '-c', 'CREATE DATABASE trstctl_c'], capture_output=True, text=True)
         expect(r.returncode == 0, 'CREATE DATABASE: %s' % r.stderr.strip())
         self.nats = True

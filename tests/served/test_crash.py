@@ -46,27 +46,39 @@ def services(script, *args):
 # -- kill -9 during a write load -------------------------------------------------------------
 
 class Load:
-    """THREADS callers of CreateSecret; acked holds (name, value) of every OK reply."""
+    """threads callers of CreateSecret (api.create_secret(name, value, timeout=,
+    request_id=)), each name once: acked holds (name, value) of every OK reply, failed
+    {name: (value, request_id)} of the others (request_ids: 'tag-<thread>-<n>' when
+    request_ids, else none), slowest the longest failed call. A failure pauses pause s."""
 
-    def __init__(self, api):
-        self.api = api
+    def __init__(self, api, tag='crash', threads=THREADS, timeout=5, request_ids=False,
+                 pause=0.0):
+        self.api, self.tag, self.timeout = api, tag, timeout
+        self.request_ids, self.pause = request_ids, pause
         self.acked = []
+        self.failed = {}
+        self.slowest = 0.0
         self.errors = collections.Counter()
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(THREADS)]
+                        for i in range(threads)]
 
     def run(self, t):
         n = 0
         while not self.stop.is_set():
             n += 1
-            name, value = 'crash/t%d/%06d' % (t, n), b'value-%d-%d' % (t, n)
+            name, value = '%s/t%d/%06d' % (self.tag, t, n), b'value-%d-%d' % (t, n)
+            rid = '%s-%d-%d' % (self.tag, t, n) if self.request_ids else ''
+            t0 = time.monotonic()
             try:
-                self.api.create_secret(name, value, timeout=5)
+                self.api.create_secret(name, value, timeout=self.timeout, request_id=rid)
             except self.api.grpc.RpcError as e:
                 with self.lock:
                     self.errors[e.code().name] += 1
+                    self.failed[name] = (value, rid)
+                    self.slowest = max(self.slowest, time.monotonic() - t0)
+                time.sleep(self.pause)
                 continue
             with self.lock:
                 self.acked.append((name, value))

@@ -44,27 +44,34 @@ def run(argv, timeout=120, **kw):
     return r.returncode, r.stdout + r.stderr
 
 
-def build_consumer(args, tmp):
-    """The example module copied out of the tree, vendored and built; returns its path."""
-    src = os.path.join(args.source_root, 'clients', 'go')
-    consumer = os.path.join(tmp, 'consumer')
-    shutil.copytree(os.path.join(src, 'example'), consumer)
+def build_offline(args, src, dest, binary):
+    """The module in src (which requires the client module) copied to dest, its replace
+    pointed at clients/go, vendored from Debian's Go sources and built offline into
+    dest/binary; returns that path. args: go, gocode, cache, source_root."""
+    client = os.path.join(args.source_root, 'clients', 'go')
+    shutil.copytree(src, dest)
     env = go_env(args.cache)
-    for argv in ([args.go, 'mod', 'edit', '-replace', MODULE + '=' + src],
-                 [os.path.join(src, 'debian-vendor'), '--go', args.go,
+    for argv in ([args.go, 'mod', 'edit', '-replace', MODULE + '=' + client],
+                 [os.path.join(client, 'debian-vendor'), '--go', args.go,
                   '--gocode', args.gocode, '.'],
-                 [args.go, 'build', '-trimpath', '-o', 'trstctl-example', '.']):
-        rc, out = run(argv, timeout=600, cwd=consumer, env=env)
+                 [args.go, 'build', '-trimpath', '-o', binary, '.']):
+        rc, out = run(argv, timeout=600, cwd=dest, env=env)
         print('  $ %s -> exit %d%s' % (' '.join(os.path.basename(a) if i == 0 else a
                                                  for i, a in enumerate(argv)), rc,
                                        (': ' + out.strip()) if out.strip() else ''),
               flush=True)
-        expect(rc == 0, 'building the consumer failed')
-    with open(os.path.join(consumer, 'go.mod')) as f:
+        expect(rc == 0, 'building %s failed' % os.path.basename(src))
+    with open(os.path.join(dest, 'go.mod')) as f:
         gomod = f.read()
-    expect('require' in gomod and MODULE in gomod and ('=> ' + src) in gomod,
+    expect('require' in gomod and MODULE in gomod and ('=> ' + client) in gomod,
            'the consumer go.mod does not require and replace the client module:\n' + gomod)
-    return os.path.join(consumer, 'trstctl-example')
+    return os.path.join(dest, binary)
+
+
+def build_consumer(args, tmp):
+    """The example module copied out of the tree, vendored and built; returns its path."""
+    return build_offline(args, os.path.join(args.source_root, 'clients', 'go', 'example'),
+                         os.path.join(tmp, 'consumer'), 'trstctl-example')
 
 
 def main():

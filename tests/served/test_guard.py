@@ -332,9 +332,10 @@ def run(args, env, grpc, guard_pb2, guard_pb2_grpc):
         expect(code == 0, 'guard status --json: %d %s' % (code, out))
         j = json.loads(out)
         s = status()
-        expect(j['enforcer'] == 'ebpf' and j['armed'] is True and j['trips'] == s.trips and
-               j['trips_by_hook']['connect4'] == s.trips_by_hook['connect4'] and
-               j['pin_path'] == pin, 'json: %s' % j)
+        # proto3 JSON: lowerCamelCase names, 64-bit counters as strings
+        expect(j['enforcer'] == 'ebpf' and j['armed'] is True and j['trips'] == str(s.trips) and
+               j['tripsByHook']['connect4'] == str(s.trips_by_hook['connect4']) and
+               j['pinPath'] == pin, 'json: %s' % j)
         code, out = harness.run_cmd([exe, 'guard', 'status'], env=cenv)
         expect(code == 0 and re.search(r'^enforcer:\s+ebpf$', out, re.M) and
                re.search(r'^armed:\s+true$', out, re.M), 'human: %s' % out)

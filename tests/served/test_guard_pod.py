@@ -206,6 +206,7 @@ def run(exe, cgroot, cg, pod_uid, pin, hosts):
 
     def prepare(srv):
         os.chmod(srv.state_dir, 0o755)
+        srv.pg_client = '%d:%d' % (UID, UID)  # its PostgreSQL admits 65532, not everyone
         state = srv.env['TRSTCTL_STATE_DIR']
         os.makedirs(state, mode=0o700, exist_ok=True)
         os.chown(state, UID, UID)

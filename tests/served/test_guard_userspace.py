@@ -29,6 +29,7 @@ address). Exit 77 (with the reason) when it cannot run here.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,7 +77,7 @@ class World:
         self.dummy = False
         self.pg = self.nats = False
         self.pg_port = self.nats_port = None
-        self.sock = None
+        self.sock = self.passfile = None
 
     def setup(self):
         if subprocess.run(['ip', 'link', 'set', 'lo', 'up']).returncode != 0:
@@ -110,6 +111,7 @@ class World:
             harness.skip('PostgreSQL cannot start here: %s' % err[-400:])
         self.pg = True
         self.pg_port, self.sock = out.splitlines()[-2:]
+        self.passfile = os.path.join(self.svc, 'pgpass')  # the password (svc_pg_start)
         rc, out, err = services('p=$(svc_free_port) && svc_nats_start "$1" "$p" >&2 && '
                                 'echo "$p"', self.svc)
         if rc != 0 or not out:
@@ -136,8 +138,9 @@ class World:
 
     def psql(self, sql):
         r = subprocess.run(['psql', '-h', self.sock, '-p', str(self.pg_port), '-U',
-                            'postgres', '-d', 'postgres', '-XAtq', '-c', sql],
-                           capture_output=True, text=True, timeout=30)
+                            'postgres', '-d', 'postgres', '-wXAtq', '-c', sql],
+                           capture_output=True, text=True, timeout=30,
+                           env=dict(os.environ, PGPASSFILE=self.passfile))
         expect(r.returncode == 0, 'psql %r: %s' % (sql, r.stderr.strip()))
         return r.stdout.strip()
 
@@ -192,8 +195,8 @@ def run(exe, world):
         'TRSTCTL_DEV_ALLOW_PLAINTEXT': 'true',
         'TRSTCTL_AIRGAP_ENABLED': 'true',
         'TRSTCTL_AIRGAP_ENFORCER': 'userspace',
-        'TRSTCTL_POSTGRES_DSN': 'host=pg.test port=%s dbname=trstctl user=postgres'
-                                % world.pg_port,
+        'TRSTCTL_POSTGRES_DSN': 'host=pg.test port=%s dbname=trstctl user=postgres '
+                                'passfile=%s' % (world.pg_port, world.passfile),
         'TRSTCTL_NATS_URL': 'nats://nats.test:%d' % world.nats_port,
     }
     srv = harness.Server(exe, env=env, start_timeout=60)
@@ -251,10 +254,16 @@ def run(exe, world):
         cenv['TRSTCTL_SERVER_ADDR'] = srv.addr
         code, out = harness.run_cmd([exe, 'guard', 'status'], env=cenv)
         expect(code == 0 and 'coverage:' in out and 'own_clients' in out, 'human: %s' % out)
-        code, out = harness.run_cmd([exe, 'guard', 'status', '--json'], env=cenv)
+        expect(re.search(r'^coverage:\s+own_clients$', out, re.M) and
+               re.search(r'^coverage_detail:\s+.*kernel does not enforce', out, re.M) and
+               re.search(r'^userspace_trips_by_client:$', out, re.M) and
+               re.search(r'^  postgres\s+0$', out, re.M), 'human: %s' % out)
+        code, out = harness.run_cmd([exe, 'guard', 'status', '-o', 'json'], env=cenv)
         j = json.loads(out) if code == 0 else {}
+        # proto3 JSON: lowerCamelCase names, 64-bit counters as strings
         expect(j.get('coverage') == 'own_clients' and
-               j.get('userspace_trips_by_client') == {'postgres': 0, 'nats': 0, 'http': 0},
+               'kernel does not enforce' in j.get('coverageDetail', '') and
+               j.get('userspaceTripsByClient') == {'postgres': '0', 'nats': '0', 'http': '0'},
                'json: %s' % out)
 
     def pinned_by_name():

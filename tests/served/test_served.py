@@ -360,6 +360,19 @@ class Suite:
             raise AssertionError('the C watch did not end after shutdown')
         print('  C watch ended: %s' % rest.strip().replace('\n', ' | '))
 
+    def no_capabilities(self):
+        """Started as root with air-gap off, the server keeps no capability (it kept all)."""
+        if os.geteuid() != 0:
+            print('  not root: nothing to drop')
+            return
+        pid = self.server.proc.pid
+        for tid in os.listdir('/proc/%d/task' % pid):
+            with open('/proc/%d/task/%s/status' % (pid, tid)) as f:
+                caps = dict(l.split(':\t') for l in f.read().splitlines()
+                            if l.startswith('Cap'))
+            for k in ('CapEff', 'CapPrm', 'CapBnd'):
+                expect(int(caps[k], 16) == 0, 'thread %s %s %s, want none' % (tid, k, caps[k]))
+
     def log_hygiene(self):
         log = self.server.log()
         bad = []
@@ -439,6 +452,7 @@ def main():
                            s.reflection_describe, v)
             checks.run('call by reflection (dynamic message): CreateOwner, then ALREADY_EXISTS',
                        s.dynamic_call)
+            checks.run('air-gap off, started as root: no capability kept', s.no_capabilities)
             checks.run('unknown method -> UNIMPLEMENTED', s.unknown_method)
             checks.run('malformed body -> INVALID_ARGUMENT', s.malformed_body)
             checks.run('4 KiB body over a 1 KiB limit -> RESOURCE_EXHAUSTED', s.oversized_body)

@@ -33,7 +33,7 @@ type Options struct {
 	// none (health and reflection need none).
 	Token string
 	// CAFile is a PEM bundle of the roots that verify the server's certificate (for the
-	// server's internal TLS mode: its server-cert.pem); empty uses the system roots.
+	// server's internal TLS mode: its ca-bundle.pem, or GetCABundle); empty uses the system roots.
 	CAFile string
 	// ServerName is the name verified in the server's certificate instead of the host
 	// of the address.

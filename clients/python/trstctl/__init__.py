@@ -74,7 +74,7 @@ def connect(addr: str, token: Optional[str] = None, *, token_file: Optional[str]
 
     token or token_file: the bearer token sent with every call (none: only health and
     reflection answer). ca_file: PEM roots that verify the server's certificate (for the
-    server's internal TLS mode, its server-cert.pem); None uses the system roots.
+    server's internal TLS mode, its ca-bundle.pem or the GetCABundle reply); None uses the system roots.
     server_name: the name verified in the certificate instead of the host of addr.
     cert_file and key_file: a client certificate for mTLS, both or neither.
     plaintext: no TLS, only to localhost, 127.0.0.0/8 or ::1; takes no TLS argument.
