@@ -5,12 +5,18 @@
  * enforcer's reader thread, which must not block, so denials go through a small bounded
  * queue to a thread of their own; when the queue is full the denial is still counted in
  * the kernel and logged by the guard, and a counter here says how many records were lost.
+ * The in-process refusals of the server's own clients (userspace enforcement) arrive the
+ * same way, already rate-limited by the guard, and become the same record with actor
+ * "userspace". A record that cannot be written because PostgreSQL is out of reach (the
+ * refused connection may have been PostgreSQL's own) waits and is written once it is
+ * back, instead of being lost.
  */
 #include "app.h"
 #include "app-ready.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,6 +44,8 @@
 enum {
 	DENIAL_QUEUE = 256,     /* guard denials waiting to be audited */
 	WRITE_TIMEOUT_MS = 10000,
+	DENIAL_RETRY_MS = 1000, /* first wait before writing a denial again; doubles to 30 s */
+	DENIAL_RETRY_MAX_MS = 30000,
 };
 
 struct app {
@@ -113,21 +121,66 @@ struct denial_change {
 static int denial_write(struct db_tx *tx, void *ud, char *err, size_t errlen)
 {
 	const struct guard_run_denial *d = ((struct denial_change *)ud)->d;
-	char data[512], resource[96];
-	struct change_record rec = { .type = "guard.denied",
-				     .actor = "kernel",
-				     .resource = resource,
-				     .outcome = "denied",
-				     .data_json = data };
+	char resource[320], *data;
+	json_t *o;
+	int r;
 
-	snprintf(data, sizeof(data),
-		 "{\"pid\":%u,\"uid\":%u,\"comm\":\"%s\",\"address\":\"%s\",\"port\":%u,"
-		 "\"protocol\":\"%s\",\"hook\":\"%s\"}",
-		 d->pid, d->uid, d->comm, d->address, d->port, d->protocol, d->hook);
 	(void)err;
 	(void)errlen;
-	snprintf(resource, sizeof(resource), "%s:%u", d->address, d->port);
-	return change_record(tx, &rec);
+	o = json_pack("{s:I, s:I, s:s, s:s, s:I, s:s, s:s}", "pid", (json_int_t)d->pid, "uid",
+		      (json_int_t)d->uid, "comm", d->comm, "address", d->address, "port",
+		      (json_int_t)d->port, "protocol", d->protocol, "hook", d->hook);
+	if (o && d->client) {
+		/* a userspace refusal: which client, where it wanted to go, and why not */
+		json_t *u = json_pack("{s:s, s:s, s:s, s:I}", "client", d->client, "host", d->host,
+				      "reason", d->reason, "suppressed", (json_int_t)d->suppressed);
+
+		if (!u || json_object_update(o, u) < 0) {
+			json_decref(o);
+			o = NULL;
+		}
+		json_decref(u);
+	}
+	data = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+	json_decref(o);
+	if (!data)
+		return -ENOMEM;
+	snprintf(resource, sizeof(resource), "%s:%u", *d->address ? d->address : d->host, d->port);
+	r = change_record(tx, &(struct change_record){ .type = "guard.denied",
+						       .actor = d->client ? "userspace" : "kernel",
+						       .resource = resource,
+						       .outcome = "denied",
+						       .data_json = data });
+	free(data);
+	return r;
+}
+
+/* Waits ms or until stopping; true when stopping. */
+static bool denial_wait(struct app *a, int ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&a->lock);
+	while (!a->stopping && pthread_cond_timedwait(&a->cond, &a->lock, &ts) == 0)
+		;
+	stop = a->stopping;
+	pthread_mutex_unlock(&a->lock);
+	return stop;
+}
+
+/* PostgreSQL out of reach (or refused by the egress gate): worth writing again later. */
+static bool denial_retryable(int r)
+{
+	return r == -ECONNREFUSED || r == -ECONNRESET || r == -ETIMEDOUT || r == -EAGAIN ||
+	       r == -EHOSTUNREACH;
 }
 
 static void *denial_main(void *arg)
@@ -141,7 +194,7 @@ static void *denial_main(void *arg)
 		struct change ch = { .db = a->db, .bus = a->bus, .key = &none,
 				     .apply = denial_write, .ud = &dc,
 				     .timeout_ms = WRITE_TIMEOUT_MS };
-		int r;
+		int r, wait_ms;
 
 		pthread_mutex_lock(&a->lock);
 		while (a->len == 0 && !a->stopping)
@@ -154,11 +207,22 @@ static void *denial_main(void *arg)
 		a->head = (a->head + 1) % DENIAL_QUEUE;
 		a->len--;
 		pthread_mutex_unlock(&a->lock);
-		/* comm comes from the kernel: keep it printable for the JSON above. */
+		/* comm comes from the kernel: keep it printable ASCII for the record. */
 		for (char *p = d.comm; *p; p++)
 			if (*p < 0x20 || *p == '"' || *p == '\\' || (unsigned char)*p > 0x7e)
 				*p = '?';
-		r = change_run(&ch);
+		wait_ms = DENIAL_RETRY_MS;
+		while ((r = change_run(&ch)) < 0 && denial_retryable(r)) {
+			if (wait_ms == DENIAL_RETRY_MS)
+				log_warn("cannot audit a guard denial yet (PostgreSQL out of reach); "
+					 "retrying",
+					 "address", "%s", d.address, "error", "%s", strerror(-r));
+			change_clear(&ch);
+			ch.lost_race = false;
+			if (denial_wait(a, wait_ms))
+				break;
+			wait_ms = wait_ms * 2 < DENIAL_RETRY_MAX_MS ? wait_ms * 2 : DENIAL_RETRY_MAX_MS;
+		}
 		if (r < 0)
 			log_error("cannot audit a guard denial", "address", "%s", d.address, "error",
 				  "%s", strerror(-r));
@@ -185,7 +249,7 @@ static void denial_hook(const struct guard_run_denial *d, void *arg)
 /* Connects to PostgreSQL, retrying with backoff until it answers or a signal arrives. */
 static int open_db(struct app *a, const sigset_t *sigs)
 {
-	const struct db_config dc = {
+	struct db_config dc = {
 		.dsn = a->cfg->postgres.dsn,
 		.max_conns = a->cfg->postgres.max_conns,
 		/* one bound for every wait on PostgreSQL, connecting included */
@@ -193,6 +257,9 @@ static int open_db(struct app *a, const sigset_t *sigs)
 		.statement_timeout_ms = (int)a->cfg->postgres.statement_timeout_ms,
 	};
 	int delay_ms = 250, attempt = 0, r;
+
+	if (a->guard)
+		guard_run_gate(a->guard, GUARD_CLIENT_POSTGRES, &dc.gate);
 
 	for (;;) {
 		struct timespec ts;
@@ -359,9 +426,9 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 {
 	struct app *a = calloc(1, sizeof(*a));
 	struct bus_config bc = { .nats_url = c->nats.url };
-	const struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
-					 .checkpoint_file = c->audit.checkpoint_file,
-					 .nats_url = c->nats.url };
+	struct audit_config ac = { .checkpoint_interval_ms = c->audit.checkpoint_interval_ms,
+				   .checkpoint_file = c->audit.checkpoint_file,
+				   .nats_url = c->nats.url };
 	char *shown = NULL;
 	bool generated = false;
 	char err[512];
@@ -373,6 +440,13 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 	a->guard = guard;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
+	if (guard) {
+		/* The server's own clients ask the guard before every connection; a refusal
+		 * from the first one on waits in the queue until the audit log is open. */
+		guard_run_gate(guard, GUARD_CLIENT_NATS, &bc.gate);
+		ac.nats_gate = bc.gate;
+		guard_set_denial_hook(guard, denial_hook, a);
+	}
 
 	/* first: a token file that cannot be read stops start-up before anything is opened */
 	if (c->otlp.enabled && guard) {
@@ -433,8 +507,6 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
 		goto fail;
 	if (pthread_create(&a->denial_thread, NULL, denial_main, a) == 0)
 		a->denial_thread_started = true;
-	if (guard)
-		guard_set_denial_hook(guard, denial_hook, a);
 	if (!c->nats.url)
 		log_warn("no NATS URL: events wait in the outbox (TRSTCTL_NATS_URL)");
 	*ret_app = a;

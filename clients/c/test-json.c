@@ -232,7 +232,9 @@ static void test_indent(void **state)
 		    "{\n  \"enabled\": false,\n  \"enforcer\": \"ebpf\",\n  \"armed\": false,\n"
 		    "  \"trips\": \"0\",\n  \"tripwireHits\": \"0\",\n  \"allowPrivate\": false,\n"
 		    "  \"allowCidrs\": [],\n  \"allowHosts\": [\n    \"a.internal\"\n  ],\n"
-		    "  \"pinPath\": \"\",\n  \"userspaceTrips\": \"0\",\n  \"tripsByHook\": {}\n}");
+		    "  \"pinPath\": \"\",\n  \"userspaceTrips\": \"0\",\n  \"tripsByHook\": {},\n"
+		    "  \"coverage\": \"\",\n  \"coverageDetail\": \"\",\n"
+		    "  \"userspaceTripsByClient\": {}\n}");
 }
 
 /* Maps are told from repeated messages by their entry's name and fields. */

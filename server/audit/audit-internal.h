@@ -42,6 +42,7 @@ struct audit {
 
 	char *witness_file;	      /* audit_config.checkpoint_file (owned), or NULL */
 	char *nats_url, *nats_stream; /* where verify reads the published witness, or NULL */
+	struct net_gate nats_gate;    /* audit_config.nats_gate */
 	pthread_mutex_t witness_mu;   /* guards seen (the timer and shutdown witness) */
 	struct audit_seen *seen;      /* per tenant: what was witnessed last */
 	size_t n_seen;

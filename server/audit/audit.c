@@ -681,6 +681,8 @@ int audit_open(struct db *db, const struct kek *kek, const struct audit_config *
 	pthread_mutex_init(&a->witness_mu, NULL);
 	pthread_cond_init(&a->timer_cv, NULL);
 	r = -ENOMEM;
+	if (cfg)
+		a->nats_gate = cfg->nats_gate;
 	if ((cfg && cfg->checkpoint_file && !(a->witness_file = strdup(cfg->checkpoint_file))) ||
 	    (cfg && cfg->nats_url && *cfg->nats_url && !(a->nats_url = strdup(cfg->nats_url))) ||
 	    (cfg && cfg->nats_stream && !(a->nats_stream = strdup(cfg->nats_stream))))

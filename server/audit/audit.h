@@ -50,6 +50,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net.h"
+
 struct db;
 struct db_tx;
 struct kek;
@@ -87,6 +89,7 @@ struct audit_config {
 	const char *nats_url;		/* where the published checkpoints are read back by
 					 * verify; NULL: not read */
 	const char *nats_stream;	/* its stream; NULL: BUS_DEFAULT_STREAM */
+	struct net_gate nats_gate;	/* egress gate of that connection (bus.h); { NULL }: none */
 };
 
 /* A stored record. */

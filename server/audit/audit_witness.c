@@ -208,7 +208,8 @@ static int stream_newest(struct audit *a, const char *tenant, struct witness *re
 	json_t *env;
 	int r;
 
-	r = bus_last_event(a->nats_url, a->nats_stream, EVENT_TYPE, NATS_WAIT_MS, &text);
+	r = bus_last_event(a->nats_url, &a->nats_gate, a->nats_stream, EVENT_TYPE, NATS_WAIT_MS,
+			   &text);
 	if (r < 0)
 		return r;
 	env = json_loads(text, 0, NULL);

@@ -177,6 +177,7 @@ int bus_open(struct db *db, const struct bus_config *cfg, struct bus **ret_bus)
 	b->db = db;
 	b->batch = cfg->batch ? cfg->batch : 100;
 	b->idle_ms = cfg->idle_ms ? cfg->idle_ms : 200;
+	b->gate = cfg->gate;
 	b->stream = strdup(cfg->stream ? cfg->stream : BUS_DEFAULT_STREAM);
 	if (cfg->nats_url && cfg->nats_url[0])
 		b->nats_url = strdup(cfg->nats_url);

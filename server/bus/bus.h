@@ -9,6 +9,8 @@
  */
 #include <stdint.h>
 
+#include "net.h"
+
 struct db;
 struct db_tx;
 struct bus; /* the outbox hook and the relay of one server */
@@ -18,6 +20,13 @@ struct bus_config {
 	const char *stream;   /* JetStream stream name; NULL: "TRSTCTL_EVENTS" */
 	int batch;	      /* rows per relay transaction, 1..1000; 0: 100 */
 	int idle_ms;	      /* longest sleep when nothing is pending; 0: 200 */
+	/*
+	 * Asked before every connection to NATS, the first and each reconnection: in
+	 * userspace egress enforcement it resolves and checks each URL's host, and nats.c
+	 * gets only the admitted addresses, no discovered servers and no reconnection of its
+	 * own (the relay reconnects, through the gate). { NULL }: the URLs as they are.
+	 */
+	struct net_gate gate;
 };
 
 #define BUS_DEFAULT_STREAM "TRSTCTL_EVENTS"
@@ -74,12 +83,13 @@ struct bus *bus_close(struct bus *b);
  * The envelope (JSON, as bus_event made it) of the newest event of type on stream (NULL:
  * BUS_DEFAULT_STREAM): JetStream's last message on events.<type>, read over a connection
  * of its own to nats_url that gives up after timeout_ms (no reconnect). For a copy of
- * what was published that lives outside PostgreSQL (the audit checkpoints). Sets
- * *ret_json (malloc'd). Returns 0, -ENOENT (no such event, or no stream), -EINVAL, or the
- * connection's error (-ECONNREFUSED, -ETIMEDOUT, ...).
+ * what was published that lives outside PostgreSQL (the audit checkpoints). The connection
+ * goes through gate as bus_config.gate says (NULL: none). Sets *ret_json (malloc'd).
+ * Returns 0, -ENOENT (no such event, or no stream), -EINVAL, -EPERM (the gate refused),
+ * or the connection's error (-ECONNREFUSED, -ETIMEDOUT, ...).
  */
-int bus_last_event(const char *nats_url, const char *stream, const char *type, int timeout_ms,
-		   char **ret_json);
+int bus_last_event(const char *nats_url, const struct net_gate *gate, const char *stream,
+		   const char *type, int timeout_ms, char **ret_json);
 
 /*
  * The outbox gauge: unsent rows, age of the oldest unsent row in ms (0 when none), and

@@ -31,6 +31,7 @@ struct bus {
 	char *stream;
 	int batch;
 	int idle_ms;
+	struct net_gate gate; /* bus_config.gate */
 
 	pthread_mutex_t lock; /* guards kicked, stopping */
 	pthread_cond_t wake;
@@ -66,6 +67,19 @@ int bus_envelope_build_object(const char *id, const char *tenant_id, const char 
 int bus_nats_errno(int status);
 /* As bus_nats_errno, refined by a JetStream error code (jsErrCode) when there is one. */
 int bus_js_errno(int status, int js_err);
+
+/*
+ * connect.c: connects opts to the servers of url_list ("nats://h:p,tls://u:pw@h2:p")
+ * through gate (may be NULL): without one, or when it does not gate, nats.c gets the list
+ * as it is. When it gates, the URLs are tried in order, each with only its admitted
+ * addresses as IP URLs, discovered servers ignored and reconnection off (opts is changed
+ * for that). Sets *ret_nc. Returns 0, -EPERM (the gate refused every URL), -EINVAL (a URL
+ * that cannot be split), or the connection's error (bus_nats_errno).
+ */
+typedef struct __natsOptions natsOptions;
+typedef struct __natsConnection natsConnection;
+int bus_nats_connect(natsOptions *opts, const char *url_list, const struct net_gate *gate,
+		     natsConnection **ret_nc);
 
 /* relay.c */
 int bus_relay_start(struct bus *b);

@@ -3,7 +3,8 @@
  * that want a copy of what they published kept outside PostgreSQL, such as the audit
  * log's checkpoints. One short-lived connection per call, bounded by the caller's timeout
  * (the connect, and the stream's answer), no reconnects: a NATS that does not answer in
- * time is an error the caller reports, never a wait.
+ * time is an error the caller reports, never a wait. The connection goes through the
+ * caller's egress gate (connect.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,8 +15,8 @@
 
 #include "internal.h"
 
-int bus_last_event(const char *nats_url, const char *stream, const char *type, int timeout_ms,
-		   char **ret_json)
+int bus_last_event(const char *nats_url, const struct net_gate *gate, const char *stream,
+		   const char *type, int timeout_ms, char **ret_json)
 {
 	char subject[8 + BUS_TYPE_MAX + 1];
 	natsOptions *opts = NULL;
@@ -33,20 +34,21 @@ int bus_last_event(const char *nats_url, const char *stream, const char *type, i
 	snprintf(subject, sizeof(subject), "events.%s", type);
 	s = natsOptions_Create(&opts);
 	if (s == NATS_OK)
-		s = natsOptions_SetURL(opts, nats_url);
-	if (s == NATS_OK)
 		s = natsOptions_SetName(opts, "trstctl-bus-read");
 	if (s == NATS_OK)
 		s = natsOptions_SetTimeout(opts, timeout_ms);
 	if (s == NATS_OK)
 		s = natsOptions_SetAllowReconnect(opts, false);
-	if (s == NATS_OK)
-		s = natsConnection_Connect(&nc, opts);
-	if (s == NATS_OK) {
-		jsOptions_Init(&jo);
-		jo.Wait = timeout_ms;
-		s = natsConnection_JetStream(&js, nc, &jo);
+	if (s != NATS_OK) {
+		r = bus_nats_errno(s);
+		goto out;
 	}
+	r = bus_nats_connect(opts, nats_url, gate, &nc);
+	if (r < 0)
+		goto out;
+	jsOptions_Init(&jo);
+	jo.Wait = timeout_ms;
+	s = natsConnection_JetStream(&js, nc, &jo);
 	if (s == NATS_OK)
 		s = js_GetLastMsg(&msg, js, stream ? stream : BUS_DEFAULT_STREAM, subject, NULL,
 				  &jerr);

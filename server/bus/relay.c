@@ -17,8 +17,9 @@
  * retried, which can reorder an event behind later ones after a failure.
  *
  * NATS being down is normal: the first connect is retried here with backoff (100 ms
- * doubling to 5 s), an established connection is reconnected by nats.c forever, and the
- * thread logs once per state change. The thread polls the connection state instead of
+ * doubling to 5 s), an established connection is reconnected by nats.c forever (in
+ * userspace egress enforcement nats.c does not reconnect: a closed connection is made
+ * again here, through the gate, connect.c), and the thread logs once per state change. The thread polls the connection state instead of
  * using nats.c's connection callbacks, which can run after the connection is destroyed.
  */
 #include <errno.h>
@@ -175,11 +176,11 @@ static int relay_connect(struct bus *b)
 	struct bus_relay *r = b->relay;
 	jsOptions jo;
 	natsStatus s;
+	int err = bus_nats_connect(r->opts, b->nats_url, &b->gate, &r->nc);
 
-	s = natsConnection_Connect(&r->nc, r->opts);
-	if (s != NATS_OK) {
+	if (err < 0) {
 		r->nc = NULL;
-		return bus_nats_errno(s);
+		return err;
 	}
 	jsOptions_Init(&jo);
 	jo.Wait = 3000;
@@ -458,8 +459,6 @@ int bus_relay_start(struct bus *b)
 		return -ENOMEM;
 	pthread_mutex_init(&r->ack_lock, NULL);
 	s = natsOptions_Create(&r->opts);
-	if (s == NATS_OK)
-		s = natsOptions_SetURL(r->opts, b->nats_url);
 	if (s == NATS_OK)
 		s = natsOptions_SetName(r->opts, "trstctl-bus");
 	if (s == NATS_OK)

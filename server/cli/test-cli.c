@@ -313,6 +313,9 @@ static void test_table(void **state)
 	Trstctl__V1__GuardStatus__TripsByHookEntry
 		e = TRSTCTL__V1__GUARD_STATUS__TRIPS_BY_HOOK_ENTRY__INIT,
 		*ep[] = { &e };
+	Trstctl__V1__GuardStatus__UserspaceTripsByClientEntry
+		u = TRSTCTL__V1__GUARD_STATUS__USERSPACE_TRIPS_BY_CLIENT_ENTRY__INIT,
+		*up[] = { &u };
 	Trstctl__V1__Owner o1 = TRSTCTL__V1__OWNER__INIT, o2 = TRSTCTL__V1__OWNER__INIT,
 			   *os[] = { &o1, &o2 };
 	Trstctl__V1__ListOwnersResponse l = TRSTCTL__V1__LIST_OWNERS_RESPONSE__INIT;
@@ -330,19 +333,29 @@ static void test_table(void **state)
 	g.trips_by_hook = ep;
 	g.n_allow_hosts = 2;
 	g.allow_hosts = hosts;
+	g.coverage = "own_clients";
+	g.coverage_detail = "only this server's own clients are checked";
+	u.key = "postgres";
+	u.value = 2;
+	g.n_userspace_trips_by_client = 1;
+	g.userspace_trips_by_client = up;
 	t = table(&g.base, NULL);
-	assert_string_equal(t, "enabled:         true\n"
-			       "enforcer:        ebpf\n"
-			       "armed:           false\n"
-			       "trips:           3\n"
-			       "tripwire_hits:   0\n"
-			       "allow_private:   false\n"
-			       "allow_cidrs:     -\n"
-			       "allow_hosts:     a.internal, b.internal\n"
-			       "pin_path:        -\n"
-			       "userspace_trips: 0\n"
+	assert_string_equal(t, "enabled:                   true\n"
+			       "enforcer:                  ebpf\n"
+			       "armed:                     false\n"
+			       "trips:                     3\n"
+			       "tripwire_hits:             0\n"
+			       "allow_private:             false\n"
+			       "allow_cidrs:               -\n"
+			       "allow_hosts:               a.internal, b.internal\n"
+			       "pin_path:                  -\n"
+			       "userspace_trips:           0\n"
 			       "trips_by_hook:\n"
-			       "  connect4       3\n");
+			       "  connect4                 3\n"
+			       "coverage:                  own_clients\n"
+			       "coverage_detail:           only this server's own clients are checked\n"
+			       "userspace_trips_by_client:\n"
+			       "  postgres                 2\n");
 	free(t);
 	o1.id = "o-1";
 	o1.name = "payments";

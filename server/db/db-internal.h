@@ -2,7 +2,9 @@
 /*
  * db internals shared by the files of db/ (pool and statements in db.c, the group-commit
  * writer in writer.c, migrations in migrate.c, the SQLSTATE table in sqlstate.c, what waits
- * tell about PostgreSQL in health.c) and by db/'s own tests. Nothing outside db/ includes this header: libpq stays in this room.
+ * tell about PostgreSQL in health.c, the start of every connection through the egress gate
+ * in connect.c) and by db/'s own tests. Nothing outside db/ includes this header: libpq
+ * stays in this room.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -73,6 +75,7 @@ struct db_post {
 
 struct db {
 	char *dsn;                 /* a secret: wiped at close, never logged */
+	struct net_gate gate;      /* db_config.gate: asked before every connection */
 	int connect_timeout_ms;    /* > 0 */
 	int statement_timeout_ms;  /* bound of each wait for an answer; 0: none */
 	int pg_timeout_ms;         /* PostgreSQL's statement_timeout: a little less; 0: none */
@@ -117,13 +120,19 @@ extern const size_t db_n_migrations;
 /* sqlstate.c: SQLSTATE (5 characters; NULL when none) -> -errno. */
 int db_sqlstate_errno(const char *sqlstate);
 
+/*
+ * connect.c: starts a connection (PQconnectStartParams, to poll with the caller's deadline)
+ * with application_name app, the pool's keepalives and timeouts, then the DSN, through
+ * db->gate: with a gate that gates, host, hostaddr and port lists of the admitted addresses
+ * are added after the DSN. Every connection of db/ starts here: the pool's slots, the
+ * prober's probes and the listener. Returns 0 and *ret_pg, -ECONNREFUSED (every host
+ * refused or unresolved), -EINVAL (the DSN names a service but no host; host lists of
+ * different lengths), -ENOMEM.
+ */
+int db_connect_start(struct db *db, const char *app, PGconn **ret_pg);
+
 /* db.c */
 int64_t db_now_ms(void);
-/*
- * Starts a connection (PQconnectStartParams) with application_name app and the parameters
- * above, then the DSN. NULL when out of memory. Used by the pool and the listener.
- */
-PGconn *db_connect_start(const struct db *db, const char *app);
 /* Polls fd for events until deadline (db_now_ms, -1 none): the revents, 0 at the deadline. */
 int db_poll(int fd, short events, int64_t deadline);
 /* db_acquire with every wait of the lease (the free slot too) bounded by deadline. */

@@ -100,25 +100,6 @@ static void ignore_notice(void *arg, const char *message)
 {
 }
 
-PGconn *db_connect_start(const struct db *db, const char *app)
-{
-	/* before dbname: the DSN, expanded in its place, may override any of them */
-	static const char *const keys[] = { "fallback_application_name", "connect_timeout",
-					    "keepalives", "keepalives_idle", "keepalives_interval",
-					    "keepalives_count", "tcp_user_timeout", "dbname", NULL };
-	char connect_s[16], user_ms[16];
-	const char *values[] = { app, connect_s, "1", DB_KEEPALIVES_IDLE, DB_KEEPALIVES_INTERVAL,
-				 DB_KEEPALIVES_COUNT, user_ms, db->dsn, NULL };
-
-	/* libpq's own connect_timeout (whole seconds, at least 2) only matters where libpq
-	 * waits by itself; the pool and the listener poll with their own deadline */
-	snprintf(connect_s, sizeof(connect_s), "%d", (db->connect_timeout_ms + 999) / 1000);
-	snprintf(user_ms, sizeof(user_ms), "%d",
-		 db->statement_timeout_ms > DB_TCP_USER_TIMEOUT_MS ? db->statement_timeout_ms :
-								     DB_TCP_USER_TIMEOUT_MS);
-	return PQconnectStartParams(keys, values, 1);
-}
-
 /*
  * Connects slot c (not connected) within connect_timeout_ms (or the lease's deadline,
  * when sooner) and sets up its session: nonblocking, text settings, PostgreSQL's own
@@ -137,9 +118,9 @@ static int conn_connect(struct db_conn *c)
 		deadline = c->deadline;
 		full = false;
 	}
-	pg = db_connect_start(c->db, "trstctl");
-	if (!pg)
-		return -ENOMEM;
+	r = db_connect_start(c->db, "trstctl", &pg);
+	if (r < 0)
+		return r; /* the egress gate refused every host (it said why), or no memory */
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD) {
 			r = connect_errno(pg);
@@ -759,6 +740,7 @@ int db_open(const struct db_config *config, struct db **ret_db)
 		return -ENOMEM;
 	}
 	db->n_conns = config->max_conns;
+	db->gate = config->gate;
 	db->connect_timeout_ms = config->connect_timeout_ms ? config->connect_timeout_ms :
 							      DB_CONNECT_DEFAULT_MS;
 	db->statement_timeout_ms = config->statement_timeout_ms;

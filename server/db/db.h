@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net.h"
+
 struct db;      /* a pool, shared by threads */
 struct db_conn; /* one leased connection: used by one thread at a time */
 struct db_tx;   /* one change inside a group-commit batch (a savepoint of it) */
@@ -64,6 +66,14 @@ struct db_config {
 	 * tenant order inside each batch).
 	 */
 	int writers;
+	/*
+	 * Asked before every connection, the first and each reconnection (pool slots and
+	 * LISTEN): in userspace egress enforcement it resolves and checks each TCP host of the
+	 * DSN, and libpq is then pinned to the admitted addresses (hostaddr, with host kept
+	 * for TLS name checks). A refused host is left out; with none left the attempt fails
+	 * as -ECONNREFUSED. { NULL }: connect by the DSN as it is.
+	 */
+	struct net_gate gate;
 };
 
 /*

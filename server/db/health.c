@@ -65,10 +65,12 @@ static bool probe(struct db *db)
 {
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	int64_t deadline = db_now_ms() + db->connect_timeout_ms;
-	PGconn *pg = db_connect_start(db, "trstctl-probe");
+	PGconn *pg = NULL;
 	bool ok = false;
 
-	while (pg && st != PGRES_POLLING_FAILED && PQstatus(pg) != CONNECTION_BAD) {
+	if (db_connect_start(db, "trstctl-probe", &pg) < 0)
+		return false; /* the egress gate refused it: no answer heard */
+	while (st != PGRES_POLLING_FAILED && PQstatus(pg) != CONNECTION_BAD) {
 		if (st == PGRES_POLLING_OK) {
 			ok = true;
 			break;

@@ -98,11 +98,11 @@ static int listen_connect(struct db_listen *l, PGconn **ret)
 	int64_t deadline = db_now_ms() + l->db->connect_timeout_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 	char *ident, sql[LISTEN_CHANNEL_MAX * 2 + 16];
-	PGconn *pg = db_connect_start(l->db, "trstctl-listen");
-	int r;
+	PGconn *pg = NULL;
+	int r = db_connect_start(l->db, "trstctl-listen", &pg);
 
-	if (!pg)
-		return -ENOMEM;
+	if (r < 0)
+		return r;
 	while (st != PGRES_POLLING_OK) {
 		if (st == PGRES_POLLING_FAILED || PQstatus(pg) == CONNECTION_BAD) {
 			PQfinish(pg);

@@ -55,5 +55,13 @@ int guard_name_judge(const struct guard_name *nm, const struct guard_policy *pol
 /* The names (borrowed); returns how many. */
 size_t guard_names_get(const struct guard_names *names, const struct guard_name **ret_v);
 
+/*
+ * Resolves host (getaddrinfo, any family, TCP) into at most max distinct addresses, in the
+ * resolver's order. Returns 0 with *ret_n >= 1, or -EHOSTUNREACH with the reason in why
+ * ("cannot resolve <host>: <gai_strerror>"). guard-gate.c.
+ */
+int guard_resolve(const char *host, uint16_t port, struct net_addr *ret_addrs, size_t max,
+		  size_t *ret_n, char *why, size_t len);
+
 /* Waits until none of list[0..n) (NULL entries skipped) is in progress, or timeout_ms. */
 int guard_lookup_wait(struct gaicb **list, size_t n, int timeout_ms);

@@ -4,10 +4,13 @@
  *   trstctl_egress_guard_trips_total{hook}        kernel denials per hook (tripwire apart)
  *   trstctl_egress_guard_tripwire_hits_total      tripwire connects refused
  *   trstctl_egress_guard_armed                    1 when the kernel guard is proven armed
- *   trstctl_egress_guard_userspace_trips_total    in-process refusals
+ *   trstctl_egress_guard_userspace_trips_total{client}  in-process refusals by client
+ *                                                 (postgres, nats, http)
  *   trstctl_egress_guard_events_dropped_total     denials the ring buffer had no room for
  *   trstctl_egress_guard_enforcer{enforcer}       1 for the enforcer in force
- * The same numbers as Guard.GetStatus, read from the kernel at each scrape.
+ * The same numbers as Guard.GetStatus, read from the kernel at each scrape. /readyz also
+ * carries the guard's note (guard_run_note): in userspace enforcement it says that only
+ * the server's own clients are checked.
  */
 #include <stdio.h>
 
@@ -39,9 +42,13 @@ static int guard_metrics(struct http_metrics *m, void *arg)
 			    "1 when the kernel egress guard is attached and refused the tripwire.");
 	http_metrics_sample(m, "trstctl_egress_guard_armed", NULL, st.armed);
 	http_metrics_family(m, "trstctl_egress_guard_userspace_trips_total", "counter",
-			    "Outbound requests refused by the in-process egress policy.");
-	http_metrics_sample(m, "trstctl_egress_guard_userspace_trips_total", NULL,
-			    st.userspace_trips);
+			    "Outbound connections of the server's own clients refused in the "
+			    "process by the egress policy, by client.");
+	for (i = 0; i < GUARD_CLIENTS; i++) {
+		snprintf(labels, sizeof(labels), "client=\"%s\"", guard_client_name(i));
+		http_metrics_sample(m, "trstctl_egress_guard_userspace_trips_total", labels,
+				    st.userspace_trips_by_client[i]);
+	}
 	http_metrics_family(m, "trstctl_egress_guard_events_dropped_total", "counter",
 			    "Denial records lost because the kernel ring buffer was full.");
 	http_metrics_sample(m, "trstctl_egress_guard_events_dropped_total", NULL,
@@ -63,9 +70,16 @@ static bool guard_ready(void *arg, char *why, size_t len)
 	return guard_run_ready(arg);
 }
 
+static const char *guard_note(void *arg)
+{
+	return guard_run_note(arg);
+}
+
 int guard_metrics_register(struct http_server *h, struct guard_run *g)
 {
 	int ret = http_server_add_metrics(h, guard_metrics, g);
 
-	return ret < 0 ? ret : http_server_add_ready(h, "guard", guard_ready, g);
+	if (ret >= 0)
+		ret = http_server_add_ready(h, "guard", guard_ready, g);
+	return ret < 0 ? ret : http_server_add_note(h, "guard", guard_note, g);
 }

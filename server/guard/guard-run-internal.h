@@ -28,6 +28,22 @@ struct host_slot {
 	bool busy;
 };
 
+/* One key of the userspace refusal rate limit (guard-gate.c). */
+struct report_key {
+	int client;           /* enum guard_client; -1 = free slot */
+	char host[256];
+	char address[46];
+	uint16_t port;
+	time_t last;          /* CLOCK_MONOTONIC seconds of the last listed refusal */
+	uint64_t suppressed;  /* refusals since then that were not listed */
+};
+
+/* The argument of one client's gate. */
+struct gate_ctx {
+	struct guard_run *g;
+	enum guard_client client;
+};
+
 struct guard_run {
 	const struct cfg_air_gap *ag;
 	enum guard_run_mode mode;
@@ -63,7 +79,20 @@ struct guard_run {
 	uint64_t seq;
 	guard_denial_hook_fn hook;
 	void *hook_arg;
+
+	/* userspace refusals (guard-gate.c), under lock */
+	struct gate_ctx gates[GUARD_CLIENTS];
+	struct report_key reports[GUARD_RUN_REPORT_KEYS];
+	int report_period_s;    /* GUARD_RUN_REPORT_S (its unit test shortens it) */
+	time_t report_window;   /* start of the current period */
+	unsigned report_listed; /* refusals listed in that period */
 };
+
+/* Lists one denial (the seq is set here) and returns the hook to call after unlocking. */
+guard_denial_hook_fn guard_run_list_locked(struct guard_run *g, struct guard_run_denial *d,
+					   void **ret_arg);
+/* Sets up the gates and the policy's observer (guard-gate.c); at start-up, before threads. */
+void guard_run_gates_init(struct guard_run *g);
 
 /* The rules for the kernel: the policy's prefixes plus the resolved names. -ENOMEM. */
 int guard_run_build_rules(struct guard_run *g, struct guard_prefix **ret_p, size_t *ret_n);

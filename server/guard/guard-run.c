@@ -85,19 +85,25 @@ static void run_on_denial(const struct guard_denial *d, void *arg)
 		return;
 	}
 	pthread_mutex_lock(&g->lock);
-	r.seq = ++g->seq;
-	g->denials[g->head] = r;
-	g->head = (g->head + 1) % GUARD_RUN_DENIALS;
-	if (g->count < GUARD_RUN_DENIALS)
-		g->count++;
-	hook = g->hook;
-	hook_arg = g->hook_arg;
+	hook = guard_run_list_locked(g, &r, &hook_arg);
 	pthread_mutex_unlock(&g->lock);
 	log_warn("egress denied", "pid", "%u", r.pid, "uid", "%u", r.uid, "comm", "%s", r.comm,
 		 "address", "%s", r.address, "port", "%u", (unsigned)r.port, "protocol", "%s",
 		 r.protocol, "hook", "%s", r.hook, "seq", "%llu", (unsigned long long)r.seq);
 	if (hook)
 		hook(&r, hook_arg);
+}
+
+guard_denial_hook_fn guard_run_list_locked(struct guard_run *g, struct guard_run_denial *d,
+					   void **ret_arg)
+{
+	d->seq = ++g->seq;
+	g->denials[g->head] = *d;
+	g->head = (g->head + 1) % GUARD_RUN_DENIALS;
+	if (g->count < GUARD_RUN_DENIALS)
+		g->count++;
+	*ret_arg = g->hook_arg;
+	return g->hook;
 }
 
 size_t guard_run_denials(struct guard_run *g, uint64_t before, struct guard_run_denial *out,
@@ -403,6 +409,7 @@ static int run_prepare(const struct cfg *c, struct guard_run **ret_g, char *err,
 		snprintf(err, errlen, "building the egress policy: %s", strerror(-ret));
 		goto fail;
 	}
+	guard_run_gates_init(g);
 	if (ag->enabled) {
 		ret = guard_policy_prefixes(g->policy, &g->base, &g->n_base);
 		if (ret == 0)
@@ -463,8 +470,8 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 	if (ag->enforcer == CFG_ENFORCER_USERSPACE) {
 		g->mode = GUARD_RUN_USERSPACE;
 		log_warn("EGRESS GUARD: userspace enforcement only (air_gap.enforcer=userspace): "
-			 "only connections this server opens itself are checked; the kernel does "
-			 "not enforce");
+			 "only this server's own clients (PostgreSQL, NATS, HTTP) are checked, "
+			 "before each connection; the kernel does not enforce");
 		ret = drop_unneeded(keep_net_bind, err, errlen);
 		if (ret < 0)
 			goto fail;
@@ -482,10 +489,12 @@ int guard_run_start(const struct cfg *c, bool keep_net_bind, struct guard_run **
 	if (ret < 0 && g->mode != GUARD_RUN_EBPF && ag->enforcer == CFG_ENFORCER_AUTO &&
 	    (ret == -EPERM || ret == -EOPNOTSUPP)) {
 		g->mode = GUARD_RUN_USERSPACE;
-		log_warn("EGRESS GUARD DEGRADED: the eBPF guard cannot load here, falling back to "
-			 "userspace enforcement (air_gap.enforcer=auto); set air_gap.enforcer=ebpf to "
-			 "refuse to start instead",
-			 "reason", "%s", *err ? err : strerror(-ret));
+		log_warn(
+			"EGRESS GUARD DEGRADED: the eBPF guard cannot load here, falling back to "
+			"userspace enforcement (air_gap.enforcer=auto): only this server's own "
+			"clients (PostgreSQL, NATS, HTTP) are checked, before each connection; set "
+			"air_gap.enforcer=ebpf to refuse to start instead",
+			"reason", "%s", *err ? err : strerror(-ret));
 		*err = '\0';
 		*ret_g = g;
 		return 0;
@@ -692,6 +701,22 @@ int guard_run_status(struct guard_run *g, struct guard_run_status *ret_status)
 	s.enabled = g->ag->enabled;
 	s.mode = g->mode;
 	s.userspace_trips = guard_policy_userspace_trips(g->policy);
+	for (int c = 0; c < GUARD_CLIENTS; c++)
+		s.userspace_trips_by_client[c] = guard_policy_client_trips(g->policy, c);
+	switch (g->mode) {
+	case GUARD_RUN_EBPF:
+		s.coverage = "kernel";
+		s.coverage_detail = "the kernel guard checks every connect() and sendmsg() of "
+				    "every process in the guarded cgroup";
+		break;
+	case GUARD_RUN_USERSPACE:
+		s.coverage = "own_clients";
+		s.coverage_detail = guard_run_note(g);
+		break;
+	default:
+		s.coverage = "none";
+		s.coverage_detail = "air-gap is off: no outbound destination is checked";
+	}
 	if (g->mode == GUARD_RUN_EBPF) {
 		ret = g->pinned ? guard_pinned_counters(g->pinned, &k)
 				: guard_enforcer_counters(g->enf, &k);

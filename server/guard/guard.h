@@ -63,10 +63,67 @@ bool guard_policy_allows_host(const struct guard_policy *p, const char *host, ui
  * and counts one userspace trip (when enabled). A disabled policy blocks only invalid URLs.
  */
 int guard_policy_check_url(struct guard_policy *p, const char *url, char *err, size_t errlen);
-/* Counts one userspace trip (used by the HTTP client when a connect is refused). */
+/*
+ * ---- In-process refusals (userspace trips) -----------------------------------------
+ *
+ * The server's own clients: each outbound connection they make is checked in the process
+ * (guard_run_gate for PostgreSQL and NATS in userspace enforcement; the guarded HTTP client
+ * always). Every refusal counts one userspace trip of its client and is told to the
+ * policy's observer (the running guard logs, lists and audits it, rate-limited).
+ */
+enum guard_client {
+	GUARD_CLIENT_POSTGRES,
+	GUARD_CLIENT_NATS,
+	GUARD_CLIENT_HTTP,
+	GUARD_CLIENTS,
+};
+
+/* "postgres", "nats", "http" ("?" out of range). */
+const char *guard_client_name(int client);
+
+/* One in-process refusal. Strings are borrowed for the duration of the observer call. */
+struct guard_refusal {
+	enum guard_client client;
+	const char *host;    /* the destination as the client named it; "" when unknown */
+	const char *address; /* the refused address (numeric); "" when refused before DNS */
+	uint16_t port;       /* 0 when unknown */
+	const char *reason;  /* the one-line message, "egress blocked: ..." */
+};
+
+/* Called on the refusing thread; must return quickly and must not call back into p. */
+typedef void (*guard_refusal_fn)(const struct guard_refusal *r, void *arg);
+
+/* Counts one userspace trip of r->client and passes r to the observer (when set). */
+void guard_policy_trip(struct guard_policy *p, const struct guard_refusal *r);
+/* Counts one trip of the HTTP client without details (kept for older callers). */
 void guard_policy_count_trip(struct guard_policy *p);
+/* Sets the observer (fn NULL clears it). Call before the policy is shared with threads. */
+void guard_policy_set_observer(struct guard_policy *p, guard_refusal_fn fn, void *arg);
+/* All userspace trips, and those of one client (enum guard_client). */
 uint64_t guard_policy_userspace_trips(const struct guard_policy *p);
+uint64_t guard_policy_client_trips(const struct guard_policy *p, int client);
 void guard_policy_reset_trips(struct guard_policy *p);
+
+/*
+ * May a connection to address a, which host resolved to, be made on port? An address the
+ * policy allows by itself, yes (guard_policy_allows_addr). Otherwise only when host is an
+ * allow_hosts name, and then never to a metadata address, nor to a private, link-local or
+ * loopback answer unless allow_private (DNS rebinding; the kernel's allow_hosts resolver
+ * drops the same answers). "localhost" names reach only what the policy allows by address.
+ * An IP literal host is judged by its address alone.
+ */
+bool guard_policy_admits(const struct guard_policy *p, const char *host, const struct net_addr *a,
+			 uint16_t port);
+/*
+ * Judges the answer addrs[0..n) of host for client: keeps the admitted addresses, in order,
+ * in ret_kept (room for n) and sets *ret_n_kept. When an address is refused, counts one
+ * trip (guard_policy_trip, the reason naming the first refused address and its class) and
+ * writes the reason to why. Returns 0 (at least one kept), or -EPERM (none; a trip counted).
+ * A disabled policy keeps everything.
+ */
+int guard_policy_admit_answer(struct guard_policy *p, enum guard_client client, const char *host,
+			      uint16_t port, const struct net_addr *addrs, size_t n,
+			      struct net_addr *ret_kept, size_t *ret_n_kept, char *why, size_t len);
 
 /*
  * The address allow list the kernel enforcer loads, sorted by family then prefix length:
@@ -160,6 +217,9 @@ void guard_http_response_free(struct guard_http_response *r);
 #define GUARD_RUN_WATCHDOG_MS 2000  /* kernel confirmation period */
 #define GUARD_RUN_DENIALS 256       /* recent denials kept */
 #define GUARD_RUN_HOOKS 5           /* connect4, connect6, sendmsg4, sendmsg6, sock_create */
+#define GUARD_RUN_REPORT_S 60       /* userspace refusals: one listed per key this often */
+#define GUARD_RUN_REPORT_BURST 20   /* ... and at most this many listed in all per period */
+#define GUARD_RUN_REPORT_KEYS 32    /* keys (client, host, address, port) remembered */
 
 enum guard_run_mode {
 	GUARD_RUN_OFF,       /* air_gap.enabled false */
@@ -167,17 +227,28 @@ enum guard_run_mode {
 	GUARD_RUN_EBPF,      /* kernel guard loaded, attached, confirmed */
 };
 
-/* One denial of real traffic (tripwire hits are counted, not listed). */
+/*
+ * One denial of real traffic (tripwire hits are counted, not listed): a kernel denial, or
+ * an in-process refusal of one of the server's own clients (hook "userspace"), of which at
+ * most one per client, host, address and port is listed per GUARD_RUN_REPORT_S and at most
+ * GUARD_RUN_REPORT_BURST in all per GUARD_RUN_REPORT_S; the others are only counted.
+ */
 struct guard_run_denial {
 	uint64_t seq;          /* 1, 2, 3 ... in arrival order; the ListDenials page token */
 	struct timespec time;  /* CLOCK_REALTIME */
 	uint32_t pid;
 	uint32_t uid;
 	char comm[16];         /* "" when the kernel could not record it (no CAP_PERFMON) */
-	char address[46];      /* numeric; IPv4-mapped and NAT64 destinations as IPv4 */
+	char address[46];      /* numeric; IPv4-mapped and NAT64 destinations as IPv4; "" when
+				* a userspace refusal came before DNS */
 	uint16_t port;         /* 0 for a refused socket */
 	const char *protocol;  /* "tcp", "udp", "icmp", "raw" or "other" (static) */
-	const char *hook;      /* "connect4" ... "sock_create" (static) */
+	const char *hook;      /* "connect4" ... "sock_create", or "userspace" (static) */
+	const char *client;    /* userspace: "postgres", "nats", "http" (static); else NULL */
+	char host[256];        /* userspace: the destination as the client named it; else "" */
+	char reason[GUARD_ERR_MAX]; /* userspace: the refusal's message; else "" */
+	uint64_t suppressed;   /* userspace: refusals of the same key since the last listed one
+				* that were counted but not listed (rate limit) */
 };
 
 struct guard_run_status {
@@ -188,6 +259,9 @@ struct guard_run_status {
 	uint64_t trips_by_hook[GUARD_RUN_HOOKS]; /* order of guard_run_hook_name() */
 	uint64_t tripwire_hits;
 	uint64_t userspace_trips; /* in-process refusals (guard_policy_check_url ...) */
+	uint64_t userspace_trips_by_client[GUARD_CLIENTS]; /* the same by enum guard_client */
+	const char *coverage;     /* "kernel", "own_clients" or "none" (static) */
+	const char *coverage_detail; /* one sentence saying what is checked (static) */
 	uint64_t events_dropped;  /* denials the ring buffer had no room for */
 	const char *pin_path;     /* bpffs folder of the pins; NULL when unpinned */
 	const char *cgroup_path;  /* guarded cgroup; NULL without the kernel guard */
@@ -257,8 +331,28 @@ int guard_run_tripwire(struct guard_run *g, char *detail, size_t len);
  * reconnect), instead of at the next GUARD_RUN_REFRESH_S. Does not wait. Accepts NULL.
  */
 void guard_run_refresh(struct guard_run *g);
-/* Sets (or with fn NULL clears) the denial hook; see guard_denial_hook_fn. */
+/*
+ * Sets (or with fn NULL clears) the denial hook; see guard_denial_hook_fn. The hook also
+ * receives the listed userspace refusals, on the refusing client's thread.
+ */
 void guard_set_denial_hook(struct guard_run *g, guard_denial_hook_fn fn, void *arg);
+
+/*
+ * The connection gate of one of the server's own clients (GUARD_CLIENT_POSTGRES or
+ * GUARD_CLIENT_NATS), for db and bus (net.h struct net_gate; borrowed from g, valid until
+ * guard_run_stop). In userspace enforcement (chosen, or the auto fallback) the gate resolves
+ * the name itself (getaddrinfo), judges every address with guard_policy_admit_answer() and
+ * returns only the admitted ones, to which the client then connects by address; a refusal
+ * is counted for the client, logged, listed and passed to the denial hook (rate-limited as
+ * guard_run_denial says). With the kernel guard, or with air-gap off, it answers 1 (not
+ * gated): the kernel, or nothing, judges the client's own connects. Returns 0 or -EINVAL.
+ */
+int guard_run_gate(struct guard_run *g, enum guard_client client, struct net_gate *ret_gate);
+/*
+ * In userspace enforcement, a sentence for people (/readyz) saying that only the server's
+ * own clients are checked; NULL in every other mode. Static.
+ */
+const char *guard_run_note(struct guard_run *g);
 
 /*
  * Drops every capability of every thread of the process (effective, permitted,

@@ -60,6 +60,21 @@ static int get_status(struct rpc_call *call, const ProtobufCMessage *req,
 		e->value = st.trips_by_hook[i];
 		m->trips_by_hook[i] = e;
 	}
+	m->coverage = rpc_call_strdup(call, st.coverage);
+	m->coverage_detail = rpc_call_strdup(call, st.coverage_detail);
+	m->n_userspace_trips_by_client = GUARD_CLIENTS;
+	m->userspace_trips_by_client =
+		rpc_call_alloc(call, GUARD_CLIENTS * sizeof(*m->userspace_trips_by_client));
+	for (i = 0; i < GUARD_CLIENTS; i++) {
+		Trstctl__V1__GuardStatus__UserspaceTripsByClientEntry *e;
+
+		e = (void *)rpc_call_new_message(
+			call,
+			&trstctl__v1__guard_status__userspace_trips_by_client_entry__descriptor);
+		e->key = rpc_call_strdup(call, guard_client_name(i));
+		e->value = st.userspace_trips_by_client[i];
+		m->userspace_trips_by_client[i] = e;
+	}
 	*ret_resp = &m->base;
 	return 0;
 }
@@ -109,6 +124,10 @@ static int list_denials(struct rpc_call *call, const ProtobufCMessage *req,
 		x->port = d[i].port;
 		x->protocol = rpc_call_strdup(call, d[i].protocol);
 		x->hook = rpc_call_strdup(call, d[i].hook);
+		x->client = rpc_call_strdup(call, d[i].client ? d[i].client : "");
+		x->host = rpc_call_strdup(call, d[i].host);
+		x->reason = rpc_call_strdup(call, d[i].reason);
+		x->suppressed = d[i].suppressed;
 		m->denials[i] = x;
 	}
 	if (n > size) {

@@ -9,6 +9,7 @@
  * guard_http_init() runs curl_global_init() before any thread (libcurl would otherwise do
  * it lazily, on whichever thread asks first).
  */
+#include "guard-internal.h"
 #include "guard.h"
 
 #include <curl/curl.h>
@@ -26,6 +27,7 @@
 
 struct hop {
 	struct guard_policy *p;
+	const char *host; /* the hop's host (borrowed from its URL) */
 	struct net_addr pinned[HTTP_MAX_PINNED];
 	size_t n_pinned;
 	uint16_t port;
@@ -73,85 +75,61 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/*
+ * Right before libcurl connects: the real socket address must be one the hop pinned and
+ * one the policy admits for the hop's host (a second check, not a second opinion).
+ */
 static curl_socket_t on_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *sa)
 {
 	struct hop *h = ud;
 	struct net_addr a;
 	uint16_t port;
+	char reason[GUARD_ERR_MAX];
 
 	if (purpose == CURLSOCKTYPE_IPCXN &&
 	    net_addr_from_sockaddr(&sa->addr, sa->addrlen, &a, &port) == 0) {
 		for (size_t i = 0; i < h->n_pinned; i++)
 			if (h->pinned[i].family == a.family &&
-			    !memcmp(h->pinned[i].addr, a.addr, 16) && port == h->port)
+			    !memcmp(h->pinned[i].addr, a.addr, 16) && port == h->port &&
+			    guard_policy_admits(h->p, h->host, &a, port))
 				return socket(sa->family, sa->socktype, sa->protocol);
 		net_addr_format(&a, h->refused_addr, sizeof(h->refused_addr));
 	} else {
 		snprintf(h->refused_addr, sizeof(h->refused_addr), "a non-IP socket");
+		port = 0;
 	}
 	h->refused = true;
-	guard_policy_count_trip(h->p);
+	snprintf(reason, sizeof(reason), "egress blocked: connection to %s refused by policy",
+		 h->refused_addr);
+	guard_policy_trip(h->p, &(struct guard_refusal){ .client = GUARD_CLIENT_HTTP,
+							 .host = h->host,
+							 .address = h->refused_addr,
+							 .port = port,
+							 .reason = reason });
 	return CURL_SOCKET_BAD;
 }
 
-static bool is_localhost(const char *h)
-{
-	size_t n = strlen(h);
-
-	return strcmp(h, "localhost") == 0 || (n > 10 && strcmp(h + n - 10, ".localhost") == 0);
-}
-
-/*
- * May a connection to a, resolved from host, be made? An address the policy allows by
- * itself, yes. Otherwise only when the name itself was allowlisted (allow_hosts), and never
- * to a metadata address, and "localhost" names only to loopback.
- */
-static bool resolved_ok(struct guard_policy *p, const char *host, const struct net_addr *a,
-			uint16_t port)
-{
-	if (!guard_policy_enabled(p) || guard_policy_allows_addr(p, a, port))
-		return true;
-	if (net_addr_classify(a) == NET_ADDR_METADATA || is_localhost(host))
-		return false;
-	return guard_policy_allows_host(p, host, port);
-}
-
-/* Resolves host once and keeps the allowed addresses in h->pinned. */
+/* Resolves host once and keeps the addresses the policy admits in h->pinned. */
 static int pin(struct hop *h, const char *host, char *err, size_t errlen)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	struct net_addr a;
-	char port_s[8];
+	struct net_addr found[HTTP_MAX_PINNED];
+	size_t n = 0;
 	int r;
 
 	h->n_pinned = 0;
-	if (net_addr_parse(host, &a) == 0) {
-		h->pinned[h->n_pinned++] = a;
+	h->host = host;
+	if (net_addr_parse(host, &h->pinned[0]) == 0) {
+		h->n_pinned = 1; /* a literal the URL check allowed */
 		return 0;
 	}
-	snprintf(port_s, sizeof(port_s), "%u", h->port);
-	r = getaddrinfo(host, port_s, &hints, &res);
-	if (r != 0)
-		return fail(err, errlen, -EHOSTUNREACH, "cannot resolve %s: %s", host,
-			    gai_strerror(r));
-	for (ai = res; ai && h->n_pinned < HTTP_MAX_PINNED; ai = ai->ai_next) {
-		bool dup = false;
-
-		if (net_addr_from_sockaddr(ai->ai_addr, ai->ai_addrlen, &a, NULL) < 0 ||
-		    !resolved_ok(h->p, host, &a, h->port))
-			continue;
-		for (size_t i = 0; i < h->n_pinned; i++)
-			dup |= h->pinned[i].family == a.family &&
-			       !memcmp(h->pinned[i].addr, a.addr, 16);
-		if (!dup)
-			h->pinned[h->n_pinned++] = a;
-	}
-	freeaddrinfo(res);
-	if (h->n_pinned == 0) {
-		guard_policy_count_trip(h->p);
+	r = guard_resolve(host, h->port, found, HTTP_MAX_PINNED, &n, err, errlen);
+	if (r < 0)
+		return r;
+	r = guard_policy_admit_answer(h->p, GUARD_CLIENT_HTTP, host, h->port, found, n, h->pinned,
+				      &h->n_pinned, err, errlen);
+	if (r < 0)
 		return fail(err, errlen, -EPERM,
 			    "egress blocked: %s resolves to no allowlisted address", host);
-	}
 	return 0;
 }
 

@@ -37,7 +37,9 @@ struct guard_policy {
 	size_t n_dns_names;
 	struct entry *entries; /* the prefix list, sorted by family, length, address */
 	size_t n_entries;
-	atomic_uint_fast64_t trips;
+	atomic_uint_fast64_t trips[GUARD_CLIENTS]; /* userspace trips by client */
+	guard_refusal_fn observer;		   /* set before sharing, else read only */
+	void *observer_arg;
 };
 
 static int entry_cmp(const void *pa, const void *pb)
@@ -219,7 +221,8 @@ int guard_policy_new_air_gap(const struct cfg_air_gap *ag, struct guard_policy *
 
 	if (!p)
 		return -ENOMEM;
-	atomic_init(&p->trips, 0);
+	for (int i = 0; i < GUARD_CLIENTS; i++)
+		atomic_init(&p->trips[i], 0);
 	p->enabled = ag->enabled;
 	p->allow_private = ag->allow_private;
 	p->names = calloc(ag->n_allow_hosts + 1, sizeof(*p->names));
@@ -313,33 +316,146 @@ bool guard_policy_allows_host(const struct guard_policy *p, const char *host, ui
 	return is_localhost(buf);
 }
 
+const char *guard_client_name(int client)
+{
+	static const char *const names[GUARD_CLIENTS] = { "postgres", "nats", "http" };
+
+	return client >= 0 && client < GUARD_CLIENTS ? names[client] : "?";
+}
+
+void guard_policy_trip(struct guard_policy *p, const struct guard_refusal *r)
+{
+	int c = r->client >= 0 && r->client < GUARD_CLIENTS ? (int)r->client : GUARD_CLIENT_HTTP;
+
+	atomic_fetch_add(&p->trips[c], 1);
+	if (p->observer)
+		p->observer(r, p->observer_arg);
+}
+
 void guard_policy_count_trip(struct guard_policy *p)
 {
-	atomic_fetch_add(&p->trips, 1);
+	const struct guard_refusal r = {
+		.client = GUARD_CLIENT_HTTP, .host = "", .address = "", .reason = "egress blocked"
+	};
+
+	guard_policy_trip(p, &r);
+}
+
+void guard_policy_set_observer(struct guard_policy *p, guard_refusal_fn fn, void *arg)
+{
+	p->observer = fn;
+	p->observer_arg = fn ? arg : NULL;
+}
+
+uint64_t guard_policy_client_trips(const struct guard_policy *p, int client)
+{
+	if (client < 0 || client >= GUARD_CLIENTS)
+		return 0;
+	return atomic_load(&((struct guard_policy *)p)->trips[client]);
 }
 
 uint64_t guard_policy_userspace_trips(const struct guard_policy *p)
 {
-	return atomic_load(&((struct guard_policy *)p)->trips);
+	uint64_t n = 0;
+
+	for (int i = 0; i < GUARD_CLIENTS; i++)
+		n += guard_policy_client_trips(p, i);
+	return n;
 }
 
 void guard_policy_reset_trips(struct guard_policy *p)
 {
-	atomic_store(&p->trips, 0);
+	for (int i = 0; i < GUARD_CLIENTS; i++)
+		atomic_store(&p->trips[i], 0);
 }
 
-static int blocked(struct guard_policy *p, bool count, char *err, size_t errlen, const char *fmt,
-		   const char *arg)
+bool guard_policy_admits(const struct guard_policy *p, const char *host, const struct net_addr *a,
+			 uint16_t port)
 {
-	if (err && errlen) {
-		/* fmt is one of the fixed formats below */
+	struct net_addr x = *a, lit;
+	enum net_addr_class c;
+	char buf[256];
+
+	if (!p->enabled || guard_policy_allows_addr(p, &x, port))
+		return true;
+	net_addr_normalize(&x);
+	c = net_addr_classify(&x);
+	if (c == NET_ADDR_METADATA || net_host_normalize(host, buf, sizeof(buf)) < 0 ||
+	    net_addr_parse(buf, &lit) == 0 || is_localhost(buf))
+		return false;
+	/* an allow_hosts name: its public answers, and private ones only with allow_private */
+	if (c != NET_ADDR_PUBLIC && !p->allow_private)
+		return false;
+	for (size_t i = 0; i < p->n_dns_names; i++)
+		if (strcmp(p->dns_names[i], buf) == 0)
+			return true;
+	return false;
+}
+
+int guard_policy_admit_answer(struct guard_policy *p, enum guard_client client, const char *host,
+			      uint16_t port, const struct net_addr *addrs, size_t n,
+			      struct net_addr *ret_kept, size_t *ret_n_kept, char *why, size_t len)
+{
+	const struct net_addr *refused = NULL;
+	size_t kept = 0;
+	char abuf[64], reason[GUARD_ERR_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		if (guard_policy_admits(p, host, &addrs[i], port))
+			ret_kept[kept++] = addrs[i];
+		else if (!refused)
+			refused = &addrs[i];
+	}
+	*ret_n_kept = kept;
+	if (!refused)
+		return 0;
+	{
+		struct net_addr x = *refused, lit;
+
+		net_addr_normalize(&x);
+		net_addr_format(&x, abuf, sizeof(abuf));
+		if (net_addr_parse(host, &lit) == 0)
+			snprintf(reason, sizeof(reason),
+				 "egress blocked: %s address %s is a %s address the egress policy "
+				 "does not allow on port %u",
+				 guard_client_name(client), abuf,
+				 net_addr_class_name(net_addr_classify(&x)), (unsigned)port);
+		else
+			snprintf(reason, sizeof(reason),
+				 "egress blocked: %s host \"%s\" resolves to %s, a %s address the "
+				 "egress policy does not allow on port %u%s",
+				 guard_client_name(client), host, abuf,
+				 net_addr_class_name(net_addr_classify(&x)), (unsigned)port,
+				 kept ? " (connecting to its other addresses only)" : "");
+	}
+	if (why && len)
+		snprintf(why, len, "%s", reason);
+	guard_policy_trip(p, &(struct guard_refusal){ .client = client,
+						      .host = host,
+						      .address = abuf,
+						      .port = port,
+						      .reason = reason });
+	return kept ? 0 : -EPERM;
+}
+
+/* Writes the message (fmt with arg) to err and counts an HTTP trip for host. -EPERM. */
+static int blocked(struct guard_policy *p, const char *host, char *err, size_t errlen,
+		   const char *fmt, const char *arg)
+{
+	char reason[GUARD_ERR_MAX];
+
+	/* fmt is one of the fixed formats below */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-		snprintf(err, errlen, fmt, arg);
+	snprintf(reason, sizeof(reason), fmt, arg);
 #pragma GCC diagnostic pop
-	}
-	if (count && p->enabled)
-		guard_policy_count_trip(p);
+	if (err && errlen)
+		snprintf(err, errlen, "%s", reason);
+	if (p->enabled)
+		guard_policy_trip(p, &(struct guard_refusal){ .client = GUARD_CLIENT_HTTP,
+							      .host = host,
+							      .address = "",
+							      .reason = reason });
 	return -EPERM;
 }
 
@@ -349,17 +465,17 @@ int guard_policy_check_url(struct guard_policy *p, const char *url, char *err, s
 	int r = net_url_parse(url, &u);
 
 	if (r == -EINVAL)
-		return blocked(p, true, err, errlen, "egress blocked: invalid URL%s", "");
+		return blocked(p, "", err, errlen, "egress blocked: invalid URL%s", "");
 	if (!p->enabled)
 		return 0;
 	if (r == -EDESTADDRREQ)
-		return blocked(p, true, err, errlen, "egress blocked: missing destination host%s",
+		return blocked(p, "", err, errlen, "egress blocked: missing destination host%s",
 			       "");
 	if (strcmp(u.scheme, "http") && strcmp(u.scheme, "https"))
-		return blocked(p, true, err, errlen,
+		return blocked(p, u.host, err, errlen,
 			       "egress blocked: unsupported outbound scheme \"%s\"", u.scheme);
 	if (!guard_policy_allows_host(p, u.host, u.port))
-		return blocked(p, true, err, errlen, "egress blocked: %s is not allowlisted",
+		return blocked(p, u.host, err, errlen, "egress blocked: %s is not allowlisted",
 			       u.host);
 	return 0;
 }

@@ -6,7 +6,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -19,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +26,7 @@
 
 #include "cfg.h"
 #include "guard.h"
+#include "test-netns.h"
 
 static const char server_py[] =
 	"import http.server, sys\n"
@@ -74,24 +73,6 @@ static const char server_py[] =
 
 static pid_t server_pid;
 static int server_port;
-
-static int lo_up(void)
-{
-	struct ifreq ifr = { 0 };
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	strcpy(ifr.ifr_name, "lo");
-	r = ioctl(fd, SIOCGIFFLAGS, &ifr);
-	if (r == 0) {
-		ifr.ifr_flags |= IFF_UP;
-		r = ioctl(fd, SIOCSIFFLAGS, &ifr);
-	}
-	close(fd);
-	return r < 0 ? -errno : 0;
-}
 
 static int start_server(void **state)
 {
@@ -342,14 +323,12 @@ int main(void)
 		cmocka_unit_test(test_retry_after),
 	};
 	const char *py = getenv("PYTHON3") ? getenv("PYTHON3") : "/usr/bin/python3";
+	int r = test_netns_enter();
 
-	if (unshare(CLONE_NEWNET) < 0) {
-		printf("SKIP: cannot create a network namespace (%s); this test needs root\n",
-		       strerror(errno));
-		return 77;
-	}
-	if (lo_up() < 0) {
-		printf("SKIP: cannot bring lo up in the new network namespace\n");
+	if (r < 0) {
+		printf("SKIP: cannot create a network namespace with lo up (%s); this test needs "
+		       "root\n",
+		       strerror(-r));
 		return 77;
 	}
 	if (access(py, X_OK) < 0) {

@@ -461,13 +461,112 @@ static void test_prefix_list(void **state)
 	assert_null(guard_policy_free(NULL));
 }
 
+/* The observer of test_admit: counts and keeps the last refusal's client and address. */
+static int observed;
+static char observed_addr[64];
+static enum guard_client observed_client;
+
+static void observe(const struct guard_refusal *r, void *arg)
+{
+	(void)arg;
+	observed++;
+	observed_client = r->client;
+	snprintf(observed_addr, sizeof(observed_addr), "%s", r->address);
+}
+
+/* guard_policy_admits / guard_policy_admit_answer: a table, then the counting. */
+static void test_admit(void **state)
+{
+	static const struct {
+		const char *host, *addr;
+		uint16_t port;
+		bool private_on, private_off; /* admitted with allow_private on, off */
+	} cases[] = {
+		{ "db.internal", "10.1.2.3", 5432, true, false },
+		{ "db.internal", "198.51.100.7", 5432, false, false },
+		{ "db.internal", "127.0.0.1", 5432, true, true },	 /* loopback always */
+		{ "db.internal", "::ffff:10.1.2.3", 5432, true, false }, /* mapped: its IPv4 */
+		{ "db.internal", "169.254.169.254", 80, false, false },
+		{ "api.listed", "198.51.100.9", 443, true, true },  /* allow_hosts: public */
+		{ "API.Listed.", "198.51.100.9", 443, true, true }, /* normalised */
+		{ "api.listed", "10.9.9.9", 443, true, false },	    /* rebinding */
+		{ "api.listed", "169.254.169.254", 443, false, false },
+		{ "api.listed", "fd00:ec2::254", 443, false, false },
+		{ "evil.localhost", "198.51.100.7", 80, false, false },
+		{ "localhost", "::1", 80, true, true },
+		{ "198.51.100.7", "198.51.100.7", 443, false, false }, /* a literal: its address */
+		{ "203.0.113.5", "203.0.113.5", 443, true, true },     /* inside allow_cidrs */
+		{ "db.internal", "203.0.113.5", 5432, true, true },
+	};
+	struct guard_policy *on = policy(true, true, "203.0.113.0/24", "api.listed");
+	struct guard_policy *off = policy(true, false, "203.0.113.0/24", "api.listed");
+	struct guard_policy *disabled = policy(false, false, "-", "-");
+	struct net_addr a[3], kept[3];
+	char why[GUARD_ERR_MAX];
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(net_addr_parse(cases[i].addr, &a[0]), 0);
+		if (guard_policy_admits(on, cases[i].host, &a[0], cases[i].port) !=
+			    cases[i].private_on ||
+		    guard_policy_admits(off, cases[i].host, &a[0], cases[i].port) !=
+			    cases[i].private_off)
+			fail_msg("%s -> %s:%u: want %d/%d", cases[i].host, cases[i].addr,
+				 cases[i].port, cases[i].private_on, cases[i].private_off);
+		assert_true(guard_policy_admits(disabled, cases[i].host, &a[0], cases[i].port));
+	}
+
+	guard_policy_set_observer(off, observe, NULL);
+	assert_int_equal(net_addr_parse("198.51.100.7", &a[0]), 0);
+	assert_int_equal(net_addr_parse("10.1.2.3", &a[1]), 0);
+	assert_int_equal(net_addr_parse("127.0.0.1", &a[2]), 0);
+	/* every address refused: -EPERM, one trip of the client, the first refused named */
+	assert_int_equal(guard_policy_admit_answer(off, GUARD_CLIENT_NATS, "bus.internal", 4222, a,
+						   2, kept, &n, why, sizeof(why)),
+			 -EPERM);
+	assert_int_equal(n, 0);
+	assert_string_equal(why, "egress blocked: nats host \"bus.internal\" resolves to "
+				 "198.51.100.7, a public address the egress policy does not allow "
+				 "on port 4222");
+	assert_int_equal(guard_policy_client_trips(off, GUARD_CLIENT_NATS), 1);
+	assert_int_equal(observed, 1);
+	assert_int_equal(observed_client, GUARD_CLIENT_NATS);
+	assert_string_equal(observed_addr, "198.51.100.7");
+	/* some admitted: those are kept in order, the refusal still counts */
+	assert_int_equal(guard_policy_admit_answer(off, GUARD_CLIENT_POSTGRES, "db.internal", 5432,
+						   a, 3, kept, &n, why, sizeof(why)),
+			 0);
+	assert_int_equal(n, 1);
+	assert_memory_equal(&kept[0], &a[2], sizeof(a[2]));
+	assert_int_equal(guard_policy_client_trips(off, GUARD_CLIENT_POSTGRES), 1);
+	assert_int_equal(observed, 2);
+	/* nothing refused: no trip, no observer */
+	assert_int_equal(guard_policy_admit_answer(off, GUARD_CLIENT_POSTGRES, "db.internal", 5432,
+						   &a[2], 1, kept, &n, why, sizeof(why)),
+			 0);
+	assert_int_equal(observed, 2);
+	assert_int_equal(guard_policy_userspace_trips(off), 2);
+	assert_int_equal(guard_policy_admit_answer(off, GUARD_CLIENT_HTTP, "198.51.100.7", 443, a,
+						   1, kept, &n, why, sizeof(why)),
+			 -EPERM);
+	assert_string_equal(why, "egress blocked: http address 198.51.100.7 is a public address "
+				 "the egress policy does not allow on port 443");
+	assert_string_equal(guard_client_name(GUARD_CLIENT_POSTGRES), "postgres");
+	assert_string_equal(guard_client_name(GUARD_CLIENTS), "?");
+	guard_policy_free(on);
+	guard_policy_free(off);
+	guard_policy_free(disabled);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_case_table),	   cmocka_unit_test(test_classify),
-		cmocka_unit_test(test_sockaddr),	   cmocka_unit_test(test_prefix_parse),
-		cmocka_unit_test(test_url_parse),	   cmocka_unit_test(test_hosts),
-		cmocka_unit_test(test_check_url_messages), cmocka_unit_test(test_prefix_list),
+		cmocka_unit_test(test_admit),	     cmocka_unit_test(test_case_table),
+		cmocka_unit_test(test_classify),     cmocka_unit_test(test_sockaddr),
+		cmocka_unit_test(test_prefix_parse), cmocka_unit_test(test_url_parse),
+		cmocka_unit_test(test_hosts),	     cmocka_unit_test(test_check_url_messages),
+		cmocka_unit_test(test_prefix_list),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

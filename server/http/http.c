@@ -51,6 +51,12 @@ struct ready_cb {
 	void *arg;
 };
 
+struct note_cb {
+	const char *name;
+	http_note_fn fn;
+	void *arg;
+};
+
 /* One open connection (the socket context of libmicrohttpd's connection). */
 struct conn {
 	struct conn *prev, *next; /* in the idle list while idle, else both NULL */
@@ -72,6 +78,8 @@ struct http_server {
 	size_t n_metrics;
 	struct ready_cb ready[HTTP_MAX_CALLBACKS];
 	size_t n_ready;
+	struct note_cb notes[HTTP_MAX_CALLBACKS];
+	size_t n_notes;
 	atomic_bool server_ready;
 };
 
@@ -254,8 +262,9 @@ static enum MHD_Result serve_metrics(struct http_server *s, struct MHD_Connectio
 /* 503 "not ready: server guard postgres (PostgreSQL has not answered for 6.0 s)". */
 static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection *conn)
 {
-	char buf[1024] = "not ready:";
+	char buf[2048] = "not ready:";
 	bool ok = atomic_load(&s->server_ready);
+	size_t n;
 
 	if (!ok)
 		strncat(buf, " server", sizeof(buf) - strlen(buf) - 1);
@@ -274,9 +283,16 @@ static enum MHD_Result serve_ready(struct http_server *s, struct MHD_Connection 
 		}
 	}
 	if (ok)
-		return reply_text(conn, MHD_HTTP_OK, "ready\n");
+		snprintf(buf, sizeof(buf), "ready");
 	strncat(buf, "\n", sizeof(buf) - strlen(buf) - 1);
-	return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, buf);
+	for (size_t i = 0; i < s->n_notes; i++) {
+		const char *note = s->notes[i].fn(s->notes[i].arg);
+
+		n = strlen(buf);
+		if (note)
+			snprintf(buf + n, sizeof(buf) - n, "%s: %s\n", s->notes[i].name, note);
+	}
+	return reply_text(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, buf);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -398,6 +414,16 @@ int http_server_add_ready(struct http_server *s, const char *name, http_ready_fn
 	if (s->n_ready == HTTP_MAX_CALLBACKS)
 		return -ENOSPC;
 	s->ready[s->n_ready++] = (struct ready_cb){ name, fn, arg };
+	return 0;
+}
+
+int http_server_add_note(struct http_server *s, const char *name, http_note_fn fn, void *arg)
+{
+	if (!s || !fn || !name || s->daemon)
+		return -EINVAL;
+	if (s->n_notes == HTTP_MAX_CALLBACKS)
+		return -ENOSPC;
+	s->notes[s->n_notes++] = (struct note_cb){ name, fn, arg };
 	return 0;
 }
 

@@ -2,8 +2,10 @@
 /*
  * http: the operations listener (libmicrohttpd): GET /metrics in the Prometheus text
  * format 0.0.4, GET /healthz (the process answers) and GET /readyz (every readiness check
- * passes and the server said it is ready). Other modules contribute metric families and
- * readiness checks through callbacks registered before http_server_start(); the callbacks
+ * passes and the server said it is ready; its body is "ready" or "not ready: <checks>",
+ * each failing check with its reason in parentheses when it gives one, then one
+ * "<name>: <note>" line per note that has something to say). Other modules contribute
+ * metric families, readiness checks and notes through callbacks registered before http_server_start(); the callbacks
  * run on the listener's thread, once per request. No libmicrohttpd type leaves http/.
  */
 #include <stdbool.h>
@@ -43,6 +45,13 @@ int http_server_new(const struct http_server_config *config, struct http_server 
 int http_server_add_metrics(struct http_server *s, http_metrics_fn fn, void *arg);
 /* Registers a readiness check named name (a static string, shown by /readyz). Before start. */
 int http_server_add_ready(struct http_server *s, const char *name, http_ready_fn fn, void *arg);
+/*
+ * A note for people reading /readyz: a sentence (static or living as long as the server)
+ * that qualifies what "ready" means, or NULL for none. Does not change the status.
+ */
+typedef const char *(*http_note_fn)(void *arg);
+/* Registers a note shown by /readyz as "<name>: <note>" after the status line. Before start. */
+int http_server_add_note(struct http_server *s, const char *name, http_note_fn fn, void *arg);
 /* Sets the server-wide readiness (false until called with true). Any thread. */
 void http_server_set_ready(struct http_server *s, bool ready);
 /* Binds and starts the listener thread; *ret_port is the bound port. Returns -errno. */

@@ -97,6 +97,14 @@ static bool ready_check(void *arg, char *why, size_t len)
 	return check_ready;
 }
 
+static const char *note_text;
+
+static const char *note(void *arg)
+{
+	(void)arg;
+	return note_text;
+}
+
 static void test_server(void **state)
 {
 	struct http_server_config cfg = { .addr = "127.0.0.1:0" };
@@ -111,7 +119,9 @@ static void test_server(void **state)
 	assert_int_equal(http_server_add_metrics(s, metrics_b, &one), 0);
 	assert_int_equal(http_server_add_ready(s, "check", ready_check, NULL), 0);
 	assert_int_equal(http_server_add_ready(s, "why", ready_check, "it says why"), 0);
+	assert_int_equal(http_server_add_note(s, "guard", note, NULL), 0);
 	assert_int_equal(http_server_start(s, &port), 0);
+	assert_int_equal(http_server_add_note(s, "late", note, NULL), -EINVAL);
 	assert_true(port > 0);
 	assert_int_equal(http_server_add_metrics(s, metrics_a, NULL), -EINVAL);
 
@@ -135,6 +145,16 @@ static void test_server(void **state)
 	check_ready = true;
 	assert_int_equal(fetch(port, "GET", "/readyz", &b), 200);
 	assert_string_equal(b.buf, "ready\n");
+	/* a note qualifies the answer without changing it */
+	note_text = "userspace enforcement only";
+	assert_int_equal(fetch(port, "GET", "/readyz", &b), 200);
+	assert_string_equal(b.buf, "ready\nguard: userspace enforcement only\n");
+	check_ready = false;
+	assert_int_equal(fetch(port, "GET", "/readyz", &b), 503);
+	assert_string_equal(b.buf,
+			    "not ready: check why (it says why)\nguard: userspace enforcement only\n");
+	check_ready = true;
+	note_text = NULL;
 	assert_int_equal(fetch(port, "GET", "/nope", &b), 404);
 	assert_int_equal(fetch(port, "POST", "/metrics", &b), 405);
 	s = http_server_free(s);

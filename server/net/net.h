@@ -91,3 +91,24 @@ struct net_url {
 };
 /* Returns 0, -EINVAL (not an absolute URL) or -EDESTADDRREQ (no host). */
 int net_url_parse(const char *url, struct net_url *ret_url);
+
+/*
+ * A connection gate: what a client of the server (the PostgreSQL pool, the NATS relay) asks
+ * right before it connects to host:port, and on every reconnect. net only names the type:
+ * guard implements it (guard_run_gate) and server/app.c hands it to db and bus, which sit
+ * below guard. fn resolves host itself and judges every address; it returns
+ *   1             not gated: connect by name as usual (the kernel guard, or none, rules),
+ *                 whatever host is (so an empty host asks only "are you gating?");
+ *   0             connect only to ret_addrs[0..*ret_n) (1 <= *ret_n <= max), the admitted
+ *                 addresses in the resolver's order;
+ *   -EPERM        refused by the egress policy (counted and reported by the gate);
+ *   -EHOSTUNREACH the name did not resolve;
+ * with a one-line reason in why (why_len bytes; no secret) on failure. Thread-safe.
+ */
+typedef int (*net_gate_fn)(void *arg, const char *host, uint16_t port, struct net_addr *ret_addrs,
+			   size_t max, size_t *ret_n, char *why, size_t why_len);
+
+struct net_gate {
+	net_gate_fn fn; /* NULL: no gate (connect by name) */
+	void *arg;      /* borrowed; outlives every client that holds the gate */
+};

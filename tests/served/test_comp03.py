@@ -441,7 +441,8 @@ def metric_counters(srv):
                          if k.startswith('trstctl_egress_guard_trips_total')),
             'tripwire_hits': m.get('trstctl_egress_guard_tripwire_hits_total'),
             'armed': m.get('trstctl_egress_guard_armed'),
-            'userspace_trips': m.get('trstctl_egress_guard_userspace_trips_total', 0)}
+            'userspace_trips': sum(v for k, v in m.items() if k.startswith(
+                'trstctl_egress_guard_userspace_trips_total'))}
 
 
 class Flow:
@@ -462,6 +463,7 @@ class Flow:
         expect(s['userspace_trips'] == 0, 'userspace trips %d' % s['userspace_trips'])
         m = metric_counters(self.srv)
         expect(m['trips'] == n, '/metrics trips %d, want %d' % (m['trips'], n))
+        expect(m['userspace_trips'] == 0, '/metrics userspace trips %d' % m['userspace_trips'])
         expect(m['tripwire_hits'] == s['tripwire_hits'], '/metrics tripwire %s, status %d' % (
             m['tripwire_hits'], s['tripwire_hits']))
         if self.kernel:
@@ -595,7 +597,8 @@ class Flow:
     def step9(self):
         if not self.kernel:
             print('SKIP (kernel): EPERM from the cgroup, the trip counter and denials need '
-                  'the eBPF guard; the userspace enforcer only checks the server\'s own URLs')
+                  'the eBPF guard; the userspace enforcer only checks the server\'s own '
+                  'clients')
             return
         got = test_guard.probe_in_cgroup(ENV, self.cg, *PUBLIC)
         expect(got == ['errno1', 'errno1'], 'TCP, UDP to 1.1.1.1:443: %s, want EPERM' % got)
