@@ -437,6 +437,19 @@ static void validate_ai(const struct cfg *c, struct cfg_errs *e)
 	}
 }
 
+/* The Assist service (trstctl.v1.Assist) asks a local model; it needs one configured. */
+static void validate_ai_api(const struct cfg *c, struct cfg_errs *e)
+{
+	if (!c->ai_model.enable_api)
+		return;
+	if (c->ai_model.mode == CFG_AI_OFF)
+		cfg_errs_add(e, "ai.enable_api=true needs a local model: set ai.model.mode=local "
+				"with ai.model.runtime, ai.model.endpoint and ai.model.name");
+	else if (c->ai_model.mode == CFG_AI_CLOUD)
+		cfg_errs_add(e, "ai.enable_api=true serves local models only; ai.model.mode=cloud "
+				"is not supported by the Assist service");
+}
+
 void cfg_validate(const struct cfg *c, struct cfg_errs *e)
 {
 	validate_server(c, e);
@@ -450,4 +463,5 @@ void cfg_validate(const struct cfg *c, struct cfg_errs *e)
 	validate_telemetry(c, e);
 	validate_otlp(c, e);
 	validate_ai(c, e);
+	validate_ai_api(c, e);
 }

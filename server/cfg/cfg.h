@@ -129,6 +129,7 @@ struct cfg_telemetry {
 	char *endpoint;		/* TRSTCTL_TELEMETRY_ENDPOINT, absolute https URL */
 	int64_t interval_ms;	/* TRSTCTL_TELEMETRY_INTERVAL, default 24h */
 	char *instance_id_file; /* TRSTCTL_TELEMETRY_INSTANCE_ID_FILE */
+	char *ca_file;		/* TRSTCTL_TELEMETRY_CA_FILE: PEM roots instead of the system's */
 };
 
 struct cfg_otlp {
@@ -154,6 +155,8 @@ struct cfg_ai_model {
 	char *name;	       /* TRSTCTL_AI_MODEL_NAME */
 	char *provider;	       /* TRSTCTL_AI_MODEL_PROVIDER (cloud only) */
 	bool allow_egress;     /* TRSTCTL_AI_MODEL_ALLOW_EGRESS (cloud only, required there) */
+	char *ca_file;	       /* TRSTCTL_AI_MODEL_CA_FILE: PEM roots for an https endpoint */
+	bool enable_api;       /* TRSTCTL_AI_ENABLE_API: serve trstctl.v1.Assist (local only) */
 };
 
 /* What the client sub-commands call (docs/cli.md); the server ignores these. */

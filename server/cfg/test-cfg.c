@@ -141,6 +141,23 @@ static const struct rule_case rule_cases[] = {
 	    "TRSTCTL_TELEMETRY_ENDPOINT=http://telemetry.example.com" },
 	  "telemetry.endpoint \"http://telemetry.example.com\" must be an absolute https URL" },
 	{ { DSN, "TRSTCTL_TELEMETRY_ENABLED=true" }, NULL },
+	{ { DSN, "TRSTCTL_TELEMETRY_ENABLED=true", "TRSTCTL_TELEMETRY_CA_FILE=/etc/ca.pem" },
+	  NULL },
+	{ { DSN, "TRSTCTL_AI_ENABLE_API=true" },
+	  "ai.enable_api=true needs a local model: set ai.model.mode=local with "
+	  "ai.model.runtime, ai.model.endpoint and ai.model.name" },
+	{ { DSN, "TRSTCTL_AI_ENABLE_API=true", "TRSTCTL_AI_MODEL_MODE=cloud",
+	    "TRSTCTL_AI_MODEL_PROVIDER=openai", "TRSTCTL_AI_MODEL_NAME=gpt",
+	    "TRSTCTL_AI_MODEL_ALLOW_EGRESS=true",
+	    "TRSTCTL_AI_MODEL_ENDPOINT=https://api.example.com/v1" },
+	  "ai.enable_api=true serves local models only; ai.model.mode=cloud is not supported "
+	  "by the Assist service" },
+	{ { DSN, "TRSTCTL_AI_ENABLE_API=true", "TRSTCTL_AI_MODEL_MODE=local",
+	    "TRSTCTL_AI_MODEL_RUNTIME=vllm", "TRSTCTL_AI_MODEL_NAME=m",
+	    "TRSTCTL_AI_MODEL_ENDPOINT=https://10.0.0.5/v1/chat/completions",
+	    "TRSTCTL_AI_MODEL_CA_FILE=/etc/model-ca.pem" },
+	  NULL },
+	{ { DSN, "TRSTCTL_AI_ENABLE_API=yes" }, "TRSTCTL_AI_ENABLE_API" },
 	/* air-gap on: whether endpoints pass the egress policy is guard's check (test-names.c) */
 	{ { DSN, "TRSTCTL_NATS_URL=http://nats:4222" },
 	  "nats.url entry \"http://nats:4222\" must be a nats:// or tls:// URL" },
