@@ -226,6 +226,30 @@ int audit_watch(struct audit *a, const char *tenant_id, int64_t after_sequence,
 int audit_verify(struct audit *a, const char *tenant_id, int64_t from, int64_t to,
 		 struct audit_verify_result *ret);
 
+/* What audit_recent_outcome found. */
+#define AUDIT_RECENT_WINDOW_MAX 1000000
+struct audit_type_count {
+	char type[AUDIT_MAX_TYPE + 1];
+	int64_t n;
+};
+struct audit_recent {
+	int64_t scanned;		/* records looked at: the last window (or all, if fewer) */
+	int64_t total;			/* of them, those with the outcome */
+	struct audit_type_count *types; /* how many of each type, most frequent first */
+	size_t n_types;			/* at most 32 types (the rest only in total) */
+	struct audit_event *events;	/* the newest of them, newest first */
+	size_t n_events;
+};
+
+/*
+ * The records of a tenant (NULL: default) with the given outcome ("denied") among its last
+ * window records (1..AUDIT_RECENT_WINDOW_MAX): counts by type and the newest max of them
+ * (0..AUDIT_PAGE_MAX). Sets *ret (free with audit_recent_free); -EINVAL, db errors.
+ */
+int audit_recent_outcome(struct audit *a, const char *tenant_id, const char *outcome,
+			 int64_t window, int max, struct audit_recent **ret);
+struct audit_recent *audit_recent_free(struct audit_recent *r);
+
 /* Writes a checkpoint for each tenant whose head moved since its last one (the timer's
  * work; exported for tests and shutdown). Returns how many were written, or -errno. */
 int audit_checkpoint_now(struct audit *a);

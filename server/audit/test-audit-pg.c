@@ -3,8 +3,8 @@
  * db/run-with-pg.sh): the chain under concurrent group-commit writers, tampering with every
  * column of a record, deleted records, tampered checkpoints, two pools (two servers) on one
  * chain, the tail cut from the tables and caught by the witness file, the live tail across
- * the history/live switch, paging, the sealed key, and the throughput of durable audited
- * writes (printed, not asserted).
+ * the history/live switch, paging, the recent records of one outcome, the sealed key, and
+ * the throughput of durable audited writes (printed, not asserted).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -32,6 +32,8 @@
 #define TENANT_C "0c000000-0000-4000-8000-00000000000c"
 #define TENANT_D "0d000000-0000-4000-8000-00000000000d"
 #define TENANT_E "0e000000-0000-4000-8000-00000000000e"
+#define TENANT_F "0f000000-0000-4000-8000-00000000000f"
+#define TENANT_G "06000000-0000-4000-8000-000000000006"
 
 struct env {
 	struct db *db, *db2;
@@ -664,6 +666,55 @@ static void test_list_paging(void **state)
 	audit_page_free(p);
 }
 
+/* audit_recent_outcome: counts by type and the newest records, within the window only. */
+static void test_recent_outcome(void **state)
+{
+	static const struct {
+		const char *type, *outcome;
+	} recs[] = { { "secret.created", "ok" },    { "auth.denied", "denied" },
+		     { "auth.denied", "denied" },   { "policy.denied", "denied" },
+		     { "auth.denied", "denied" },   { "policy.denied", "denied" },
+		     { "secret.rotated", "ok" } };
+	struct audit_recent *r = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++) {
+		struct audit_entry e = { .tenant_id = TENANT_F, .type = recs[i].type,
+					 .outcome = recs[i].outcome, .resource = "secret/x" };
+
+		assert_true(audit_write(E.db, &e, 10000) >= 0);
+	}
+	assert_int_equal(audit_recent_outcome(E.a, TENANT_F, "denied", 100, 2, &r), 0);
+	assert_int_equal(r->scanned, 7);
+	assert_int_equal(r->total, 5);
+	assert_int_equal(r->n_types, 2);
+	assert_string_equal(r->types[0].type, "auth.denied");
+	assert_int_equal(r->types[0].n, 3);
+	assert_string_equal(r->types[1].type, "policy.denied");
+	assert_int_equal(r->types[1].n, 2);
+	assert_int_equal(r->n_events, 2);
+	assert_int_equal(r->events[0].sequence, 6);
+	assert_string_equal(r->events[0].type, "policy.denied");
+	assert_int_equal(r->events[1].sequence, 5);
+	r = audit_recent_free(r);
+	/* only the last two records: one denial */
+	assert_int_equal(audit_recent_outcome(E.a, TENANT_F, "denied", 2, 10, &r), 0);
+	assert_int_equal(r->scanned, 2);
+	assert_int_equal(r->total, 1);
+	assert_int_equal(r->n_events, 1);
+	assert_int_equal(r->events[0].sequence, 6);
+	r = audit_recent_free(r);
+	/* an empty chain, and bad arguments */
+	assert_int_equal(audit_recent_outcome(E.a, TENANT_G, "denied", 100, 10, &r), 0);
+	assert_int_equal(r->scanned, 0);
+	assert_int_equal(r->total, 0);
+	assert_int_equal(r->n_events, 0);
+	r = audit_recent_free(r);
+	assert_int_equal(audit_recent_outcome(E.a, TENANT_F, "denied", 0, 10, &r), -EINVAL);
+	assert_int_equal(audit_recent_outcome(E.a, "nope", "denied", 10, 10, &r), -EINVAL);
+	assert_int_equal(audit_recent_outcome(E.a, TENANT_F, "denied", 10, -1, &r), -EINVAL);
+}
+
 static void test_key_reopen(void **state)
 {
 	uint8_t other[KEK_LEN];
@@ -752,6 +803,7 @@ int main(void)
 		cmocka_unit_test(test_two_servers),
 		cmocka_unit_test(test_watch_switch),
 		cmocka_unit_test(test_list_paging),
+		cmocka_unit_test(test_recent_outcome),
 		cmocka_unit_test(test_key_reopen),
 		cmocka_unit_test(test_closed),
 		cmocka_unit_test(test_throughput),
