@@ -324,6 +324,37 @@ void ca_crl_clear(struct ca_crl *crl);
 /* Builds and stores a new CRL now (number + 1). Revocation and the timer call it. */
 int ca_crl_refresh(struct ca_service *svc);
 
+/*
+ * The inventory as counts (ca_inventory.c), for summaries (the Assist service, telemetry).
+ * A current certificate is one that is neither revoked nor superseded and not expired.
+ */
+#define CA_INVENTORY_LISTED 10 /* expiring certificates listed */
+#define CA_INVENTORY_LISTED_S "10"
+
+struct ca_inventory_cert {
+	char *identity_name; /* malloc'd */
+	enum ca_state state; /* its identity's state */
+	int64_t not_after;   /* Unix seconds */
+};
+
+struct ca_inventory {
+	int64_t identities[CA_STATE_COUNT]; /* identities by state */
+	int64_t identities_total;
+	int64_t certificates; /* current certificates */
+	int64_t expiring;     /* of them, those whose not_after is within the window */
+	struct ca_inventory_cert listed[CA_INVENTORY_LISTED]; /* the soonest expiring first */
+	size_t n_listed;
+};
+
+/*
+ * Reads the inventory of tenant_id (NULL: the default tenant) with the expiry window
+ * window_s seconds (>= 0) from now. Fills *ret (ca_inventory_clear) or returns -EINVAL or
+ * a db error.
+ */
+int ca_inventory_get(struct ca_service *svc, const char *tenant_id, int64_t window_s,
+		     struct ca_inventory *ret);
+void ca_inventory_clear(struct ca_inventory *inv);
+
 /* Frees the result of a failed or finished operation's replay. */
 void ca_ctx_clear(struct ca_ctx *ctx);
 

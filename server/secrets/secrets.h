@@ -133,6 +133,10 @@ int secrets_list(struct secrets *s, struct secrets_ctx *ctx, const char *prefix,
 int secrets_versions(struct secrets *s, struct secrets_ctx *ctx, const char *name,
 		     struct secrets_version **ret, size_t *ret_n);
 
+/* How many secrets tenant_id (NULL: the default tenant) holds, deleted ones not counted
+ * (for summaries: telemetry). Returns 0 with *ret_n, or a db error. */
+int secrets_count(struct secrets *s, const char *tenant_id, int64_t *ret_n);
+
 /* The GetSecret read cache's counters (secrets_read_stats). */
 struct secrets_cache_stats {
 	uint64_t hits, misses;	/* lookups while enabled */

@@ -160,6 +160,28 @@ static int read_query(struct secrets *s, const char *sql, const struct db_param 
 	return r;
 }
 
+int secrets_count(struct secrets *s, const char *tenant_id, int64_t *ret_n)
+{
+	const struct db_param p[] = { DB_TEXT(tenant_id && *tenant_id ? tenant_id :
+							       DB_DEFAULT_TENANT) };
+	struct db_rows *rows = NULL;
+	int r;
+
+	if (!s || !ret_n)
+		return -EINVAL;
+	r = read_query(s, "SELECT count(*) FROM secrets WHERE tenant_id = $1 AND deleted_at IS NULL",
+		       p, 1, &rows);
+	if (r < 0)
+		return r;
+	if (rows->n_rows != 1 || !db_rows_get(rows, 0, 0)) {
+		db_rows_free(rows);
+		return -EPROTO;
+	}
+	*ret_n = strtoll(db_rows_get(rows, 0, 0), NULL, 10);
+	db_rows_free(rows);
+	return 0;
+}
+
 /* The reason a sealed value did not open, for the log and the caller. */
 static const char *open_reason(int r)
 {
