@@ -193,8 +193,8 @@ static void test_method_table(void **state)
 {
 	const struct trstctl_method *m;
 
-	/* 12 CA + 8 Secrets + 3 Audit + 8 Policy + 3 Guard + 2 Health. */
-	assert_int_equal(trstctl_n_methods, 36);
+	/* 12 CA + 8 Secrets + 3 Audit + 8 Policy + 3 Guard + 1 Assist + 2 Health. */
+	assert_int_equal(trstctl_n_methods, 37);
 	m = trstctl_method_find("/trstctl.v1.Audit/WatchEvents");
 	assert_non_null(m);
 	assert_true(m->server_streaming);

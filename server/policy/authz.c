@@ -47,6 +47,7 @@
  *   Policy.CreateToken, Policy.ListTokens    token/\*
  *   Policy.RevokeToken                       token/<id>
  *   Guard.*                                  guard
+ *   Assist.Ask                               assist
  *
  * List methods: the gate decides the call on the table's resource; then each item of the
  * page is decided again with the same action on its own resource (secret/<name>,
@@ -75,6 +76,7 @@
 #include <openssl/crypto.h>
 
 #include "audit.h"
+#include "assist.pb-c.h"
 #include "audit.pb-c.h"
 #include "authz-int.h"
 #include "ca.pb-c.h"
@@ -129,12 +131,13 @@ static const struct res_map {
 	{ "Guard.GetStatus", "guard", NULL, "" },
 	{ "Guard.ListDenials", "guard", NULL, "" },
 	{ "Guard.RunTripwire", "guard", NULL, "" },
+	{ "Assist.Ask", "assist", NULL, "" },
 };
 
 static const ProtobufCServiceDescriptor *const services[] = {
 	&trstctl__v1__ca__descriptor,	 &trstctl__v1__secrets__descriptor,
 	&trstctl__v1__audit__descriptor, &trstctl__v1__policy__descriptor,
-	&trstctl__v1__guard__descriptor,
+	&trstctl__v1__guard__descriptor, &trstctl__v1__assist__descriptor,
 };
 
 int64_t authz_now_us(void)
@@ -699,7 +702,7 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 	struct authz *a = user;
 	const struct authz_method *m = authz_method_find(a, rpc_call_method(call));
 	char *resource = rpc_call_alloc(call, RES_MAX);
-	/* a method outside the five services (none today) has no action: policy_eval denies
+	/* a method outside the six services (none today) has no action: policy_eval denies
 	 * it after authentication, as it denies a method without a resource mapping */
 	struct policy_request req = { .action = m ? m->action : "", .gate = true };
 	const char *too_long = NULL;

@@ -45,7 +45,7 @@ enum authz_bootstrap {
 /*
  * Opens the service on db (migrated). audit (opened with the KEK) and bus are borrowed and
  * must outlive it; bus may be NULL (no events: tests). Builds the known actions from the
- * five trstctl.v1 service descriptors, loads the policies, bootstraps the admin token when
+ * six trstctl.v1 service descriptors, loads the policies, bootstraps the admin token when
  * the tenant has none (two servers starting at once create one: an advisory lock), logs
  * where the token file is (never the token) and starts the poller. Returns -EINVAL, -EEXIST
  * (the token file exists but the database has no token: remove the stale file), db errors.

@@ -37,5 +37,6 @@ static const char *const test_actions[] = {
 	"Guard.GetStatus",
 	"Guard.ListDenials",
 	"Guard.RunTripwire",
+	"Assist.Ask",
 };
 #define TEST_N_ACTIONS (sizeof(test_actions) / sizeof(test_actions[0]))

@@ -85,6 +85,7 @@ static int serve(struct srv *s)
 		&trstctl__v1__secrets__descriptor,
 		&trstctl__v1__audit__descriptor,
 		&trstctl__v1__guard__descriptor,
+		&trstctl__v1__assist__descriptor,
 	};
 	struct rpc_server_config rc = { .max_streams = 8 };
 	int r = rpc_test_serve_new(&rc, &s->t);

@@ -39,13 +39,14 @@ static void test_real_files(void **state)
 		"trstctl/v1/audit.proto",
 		"trstctl/v1/policy.proto",
 		"trstctl/v1/guard.proto",
+		"trstctl/v1/assist.proto",
 		"grpc/health/v1/health.proto",
 		"grpc/reflection/v1/reflection.proto",
 		"grpc/reflection/v1alpha/reflection.proto",
 	};
 	struct rpc_descset *set = load_real();
 
-	assert_int_equal(rpc_descset_n_files(set), 9);
+	assert_int_equal(rpc_descset_n_files(set), 10);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		int f = rpc_descset_find_file(set, names[i]);
 		const uint8_t *data;
@@ -60,7 +61,7 @@ static void test_real_files(void **state)
 	}
 	assert_int_equal(rpc_descset_find_file(set, "trstctl/v1/nope.proto"), -ENOENT);
 	assert_int_equal(rpc_descset_find_file(set, ""), -ENOENT);
-	assert_null(rpc_descset_file_name(set, 9));
+	assert_null(rpc_descset_file_name(set, 10));
 	rpc_descset_free(set);
 }
 
@@ -115,6 +116,8 @@ static void test_symbols(void **state)
 		{ "trstctl.v1.Audit", "trstctl/v1/audit.proto", RPC_DESCSET_SERVICE },
 		{ "trstctl.v1.Audit.WatchEvents", "trstctl/v1/audit.proto", RPC_DESCSET_METHOD },
 		{ "trstctl.v1.Guard", "trstctl/v1/guard.proto", RPC_DESCSET_SERVICE },
+		{ "trstctl.v1.Assist.Ask", "trstctl/v1/assist.proto", RPC_DESCSET_METHOD },
+		{ "trstctl.v1.AskResponse.redacted", "trstctl/v1/assist.proto", RPC_DESCSET_FIELD },
 		{ "google.protobuf.Timestamp", "google/protobuf/timestamp.proto",
 		  RPC_DESCSET_MESSAGE },
 		{ "grpc.health.v1.HealthCheckResponse.ServingStatus", "grpc/health/v1/health.proto",

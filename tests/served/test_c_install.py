@@ -23,7 +23,7 @@ import harness
 from harness import expect
 
 HEADERS = ('trstctl-client.h', 'trstctl-client-gen.h', 'ca.pb-c.h', 'secrets.pb-c.h',
-           'audit.pb-c.h', 'policy.pb-c.h', 'guard.pb-c.h', 'timestamp.pb-c.h',
+           'audit.pb-c.h', 'policy.pb-c.h', 'guard.pb-c.h', 'assist.pb-c.h', 'timestamp.pb-c.h',
            'health.pb-c.h')
 
 

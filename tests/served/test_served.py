@@ -47,7 +47,8 @@ TOKEN = None
 AUTH = None
 EXPECTED_SERVICES = {
     'trstctl.v1.CA', 'trstctl.v1.Secrets', 'trstctl.v1.Audit', 'trstctl.v1.Policy',
-    'trstctl.v1.Guard', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection',
+    'trstctl.v1.Guard', 'trstctl.v1.Assist', 'grpc.health.v1.Health',
+    'grpc.reflection.v1.ServerReflection',
     'grpc.reflection.v1alpha.ServerReflection',
 }
 REFLECTION = {

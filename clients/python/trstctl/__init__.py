@@ -2,7 +2,7 @@
 
 The stubs are generated from the server's protos when the wheel is built:
 
-    from trstctl.v1 import ca_pb2, ca_pb2_grpc      # also secrets, audit, policy, guard
+    from trstctl.v1 import ca_pb2, ca_pb2_grpc      # also secrets, audit, policy, guard, assist
     from trstctl.health.v1 import health_pb2, health_pb2_grpc    # grpc.health.v1
 
 connect() returns a grpc.Channel that sends the bearer token with every call
