@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ai.h"
 #include "audit.h"
 #include "authz.h"
 #include "ca.h"
@@ -39,6 +40,7 @@
 #include "otel.h"
 #include "rpc.h"
 #include "secrets.h"
+#include "telemetry.h"
 #include "trstctl-config.h"
 
 enum {
@@ -61,6 +63,8 @@ struct app {
 	struct ca_server_cert *server_cert; /* internal TLS mode: the served certificate */
 	struct guard_run *guard;
 	struct otel *otel; /* the OTLP exporter (otlp.enabled), else NULL */
+	struct ai *ai;		       /* trstctl.v1.Assist (off unless ai.enable_api) */
+	struct telemetry *telemetry;   /* usage reports (NULL unless telemetry.enabled) */
 	/* guard denials on their way to the audit log */
 	pthread_t denial_thread;
 	bool denial_thread_started;
@@ -359,7 +363,12 @@ static int open_services(struct app *a)
 		return r;
 	}
 	ca_service_set_issuance_check(a->ca, issuance_check, a);
-	return 0;
+	/* the outbound features: each logs why it refuses its configuration */
+	r = ai_open(c, guard_run_policy(a->guard), a->ca, a->audit, &a->ai);
+	if (r >= 0)
+		r = telemetry_start(c, guard_run_policy(a->guard), a->ca, a->secrets,
+				    &a->telemetry);
+	return r;
 }
 
 /* Writes the CA bundle for the clients on this host: a temporary file, then a rename. */
@@ -527,6 +536,8 @@ int app_register(struct app *a, struct rpc_server *s)
 	if (r >= 0)
 		r = ca_rpc_register(s, a->ca);
 	if (r >= 0)
+		r = ai_rpc_register(s, a->ai);
+	if (r >= 0)
 		r = authz_install(a->authz, s);
 	if (r >= 0 && a->otel)
 		rpc_server_set_done_hook(s, otel_rpc_done, a->otel);
@@ -550,6 +561,8 @@ struct app *app_close(struct app *a)
 		return NULL;
 	a->purger = change_purger_stop(a->purger);
 	a->server_cert = ca_server_cert_close(a->server_cert);
+	a->telemetry = telemetry_stop(a->telemetry);
+	a->ai = ai_close(a->ai);
 	a->ca = ca_service_close(a->ca);
 	a->secrets = secrets_close(a->secrets);
 	a->authz = authz_close(a->authz);

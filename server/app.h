@@ -28,8 +28,8 @@ int app_open(const struct cfg *c, struct guard_run *guard, const sigset_t *sigs,
  * clients on this host. Other modes: nothing.
  */
 void app_tls_source(struct app *a, struct rpc_server_config *config);
-/* Registers the domain services (Audit, CA, Secrets, Policy), the authorizer and the OTLP
- * span hook. */
+/* Registers the domain services (Audit, CA, Secrets, Policy, Assist), the authorizer and
+ * the OTLP span hook. */
 int app_register(struct app *a, struct rpc_server *s);
 /* Adds the spine's gauges (outbox depth and age, writer batches) and the OTLP counters to
  * /metrics. */
