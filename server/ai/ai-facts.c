@@ -113,8 +113,8 @@ static void put_denial(FILE *f, const struct audit_event *ev)
 
 static void put_denials(FILE *f, const struct audit_recent *d)
 {
-	fprintf(f, "- Denied calls among the last %" PRId64 " audit records: %" PRId64,
-		d->scanned, d->total);
+	fprintf(f, "- Denied calls among the last %" PRId64 " audit records: %" PRId64, d->scanned,
+		d->total);
 	for (size_t i = 0; i < d->n_types; i++)
 		fprintf(f, "%s%s %" PRId64, i ? ", " : " (", d->types[i].type, d->types[i].n);
 	fputs(d->n_types ? ")" : "", f);

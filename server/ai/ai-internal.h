@@ -10,12 +10,12 @@ struct ai {
 	struct guard_policy *policy;
 	struct ca_service *ca;
 	struct audit *audit;
-	bool enabled;		/* ai.enable_api */
+	bool enabled; /* ai.enable_api */
 	enum ai_runtime runtime;
-	char *url;		/* the URL requests are POSTed to (never logged whole) */
-	char host[256];		/* its host, for messages */
-	pthread_mutex_t lock;	/* inflight */
-	int inflight;		/* questions at the model now, <= AI_INFLIGHT_MAX */
+	char *url;	      /* the URL requests are POSTed to (never logged whole) */
+	char host[256];	      /* its host, for messages */
+	pthread_mutex_t lock; /* inflight */
+	int inflight;	      /* questions at the model now, <= AI_INFLIGHT_MAX */
 };
 
 static inline struct ca_service *ai_ca(struct ai *ai)

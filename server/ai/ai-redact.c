@@ -123,16 +123,15 @@ static const struct {
 	const char *prefix;
 	size_t min_rest; /* token characters needed after the prefix */
 } token_prefixes[] = {
-	{ "trst_", 1 },	       { "github_pat_", 16 }, { "ghp_", 16 },  { "gho_", 16 },
-	{ "ghu_", 16 },	       { "ghs_", 16 },	      { "ghr_", 16 },  { "glpat-", 16 },
-	{ "xoxb-", 10 },       { "xoxp-", 10 },	      { "xoxa-", 10 }, { "xoxs-", 10 },
-	{ "sk-", 20 },
+	{ "trst_", 1 },	 { "github_pat_", 16 }, { "ghp_", 16 },	  { "gho_", 16 },  { "ghu_", 16 },
+	{ "ghs_", 16 },	 { "ghr_", 16 },	{ "glpat-", 16 }, { "xoxb-", 10 }, { "xoxp-", 10 },
+	{ "xoxa-", 10 }, { "xoxs-", 10 },	{ "sk-", 20 },
 };
 
-static const char *const secret_names[] = { "password", "passwd",    "secret",
-					    "token",	"apikey",    "api_key",
-					    "api-key",	"access_key", "accesskey",
-					    "private_key", "privatekey", "credential",
+static const char *const secret_names[] = { "password",	    "passwd",	  "secret",
+					    "token",	    "apikey",	  "api_key",
+					    "api-key",	    "access_key", "accesskey",
+					    "private_key",  "privatekey", "credential",
 					    "authorization" };
 static const char *const secret_names_exact[] = { "pwd", "pass", "auth", "key" };
 

@@ -72,8 +72,7 @@ int ai_runtime_url(enum ai_runtime rt, const char *endpoint, char **ret_url)
 	return *ret_url ? 0 : -ENOMEM;
 }
 
-int ai_runtime_request(enum ai_runtime rt, const char *model, const char *prompt,
-		       char **ret_body)
+int ai_runtime_request(enum ai_runtime rt, const char *model, const char *prompt, char **ret_body)
 {
 	json_t *o;
 

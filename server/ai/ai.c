@@ -56,8 +56,9 @@ static int open_model(struct ai *ai, const struct cfg_ai_model *m)
 	int r = 0;
 
 	if (m->mode != CFG_AI_LOCAL || !m->name || !m->endpoint)
-		snprintf(why, sizeof(why), "ai.enable_api=true needs ai.model.mode=local with "
-					   "ai.model.runtime, ai.model.endpoint and ai.model.name");
+		snprintf(why, sizeof(why),
+			 "ai.enable_api=true needs ai.model.mode=local with "
+			 "ai.model.runtime, ai.model.endpoint and ai.model.name");
 	else if (ai_runtime_parse(m->runtime, &ai->runtime) < 0)
 		snprintf(why, sizeof(why), "ai.model.runtime must be ollama or vllm");
 	else if (net_url_parse(m->endpoint, &u) < 0)
@@ -73,13 +74,13 @@ static int open_model(struct ai *ai, const struct cfg_ai_model *m)
 	r = ai_runtime_url(ai->runtime, m->endpoint, &ai->url);
 	if (r < 0)
 		return r;
-	log_info("Assist service on: questions go to the local model", "runtime", "%s",
-		 m->runtime, "model", "%s", m->name, "host", "%s", ai->host);
+	log_info("Assist service on: questions go to the local model", "runtime", "%s", m->runtime,
+		 "model", "%s", m->name, "host", "%s", ai->host);
 	return 0;
 }
 
-int ai_open(const struct cfg *c, struct guard_policy *p, struct ca_service *ca,
-	    struct audit *audit, struct ai **ret)
+int ai_open(const struct cfg *c, struct guard_policy *p, struct ca_service *ca, struct audit *audit,
+	    struct ai **ret)
 {
 	struct ai *ai;
 	int r = 0;
@@ -127,8 +128,7 @@ void ai_answer_clear(struct ai_answer *a)
 }
 
 /* The question, redacted; -EINVAL or -EACCES with a message when it cannot be sent. */
-static int question_text(const char *question, char **ret, size_t *ret_n, char *err,
-			 size_t errlen)
+static int question_text(const char *question, char **ret, size_t *ret_n, char *err, size_t errlen)
 {
 	const char *q = question ? question : "";
 	int r;
@@ -153,8 +153,8 @@ static int question_text(const char *question, char **ret, size_t *ret_n, char *
 }
 
 /* The whole prompt: the head, the redacted facts, the question. */
-static int prompt_text(struct ai *ai, const char *tenant_id, const char *q, char **ret,
-		       char *err, size_t errlen)
+static int prompt_text(struct ai *ai, const char *tenant_id, const char *q, char **ret, char *err,
+		       size_t errlen)
 {
 	char *facts = NULL, *clean = NULL;
 	size_t n = 0;
@@ -170,8 +170,9 @@ static int prompt_text(struct ai *ai, const char *tenant_id, const char *q, char
 	free(clean);
 	if (r == 0 && ai_secret_like(*ret)) { /* the safety net: never expected to fire */
 		free(*ret);
-		r = fail(err, errlen, -EACCES, "the prompt was withheld: secret-like material "
-					       "remains after redaction");
+		r = fail(err, errlen, -EACCES,
+			 "the prompt was withheld: secret-like material "
+			 "remains after redaction");
 	}
 	return r;
 }
@@ -200,8 +201,8 @@ static void leave(struct ai *ai)
 }
 
 /* POSTs body to the model; the reply's answer and model into *ret. */
-static int call_model(struct ai *ai, const char *body, int64_t timeout_ms,
-		      struct ai_answer *ret, char *err, size_t errlen)
+static int call_model(struct ai *ai, const char *body, int64_t timeout_ms, struct ai_answer *ret,
+		      char *err, size_t errlen)
 {
 	static const char *const headers[] = { "Content-Type: application/json",
 					       "Accept: application/json", NULL };

@@ -25,15 +25,15 @@ struct audit;
 struct rpc_server;
 struct ai; /* the service of one server */
 
-#define AI_TIMEOUT_MS 30000		 /* one model request, connection included */
-#define AI_REPLY_MAX (1024 * 1024)	 /* bytes of a model's reply */
-#define AI_QUESTION_MAX 4096		 /* bytes of a question */
-#define AI_INFLIGHT_MAX 4		 /* questions at the model at once (more: busy) */
+#define AI_TIMEOUT_MS 30000		/* one model request, connection included */
+#define AI_REPLY_MAX (1024 * 1024)	/* bytes of a model's reply */
+#define AI_QUESTION_MAX 4096		/* bytes of a question */
+#define AI_INFLIGHT_MAX 4		/* questions at the model at once (more: busy) */
 #define AI_EXPIRY_WINDOW_S (30 * 86400) /* "expiring soon" */
-#define AI_DENIAL_WINDOW 10000		 /* audit records looked at for denials */
-#define AI_DENIALS_LISTED 10		 /* newest denials named in the facts */
+#define AI_DENIAL_WINDOW 10000		/* audit records looked at for denials */
+#define AI_DENIALS_LISTED 10		/* newest denials named in the facts */
 #define AI_ERR_MAX 512
-#define AI_REDACTED "[REDACTED]"	 /* what replaces a redacted value */
+#define AI_REDACTED "[REDACTED]" /* what replaces a redacted value */
 
 /* ---- The redactor (ai-redact.c): pure functions on NUL-terminated text ---------------- */
 
@@ -77,8 +77,7 @@ int ai_runtime_parse(const char *name, enum ai_runtime *ret);
  */
 int ai_runtime_url(enum ai_runtime rt, const char *endpoint, char **ret_url);
 /* The request body (JSON) for model and prompt. Sets *ret_body (malloc'd). */
-int ai_runtime_request(enum ai_runtime rt, const char *model, const char *prompt,
-		       char **ret_body);
+int ai_runtime_request(enum ai_runtime rt, const char *model, const char *prompt, char **ret_body);
 /*
  * Reads a reply body (len bytes, outside input): the answer text (malloc'd, surrounding
  * white space trimmed, not empty) and, when the reply names one, the model (malloc'd, or
@@ -95,8 +94,8 @@ int ai_runtime_answer(enum ai_runtime rt, const char *body, size_t len, char **r
  * it). With ai.enable_api false it opens an "off" service, whose Ask refuses. On, it
  * refuses (-EINVAL, logged) a mode other than local, and an unreadable ai.model.ca_file.
  */
-int ai_open(const struct cfg *c, struct guard_policy *p, struct ca_service *ca,
-	    struct audit *audit, struct ai **ret);
+int ai_open(const struct cfg *c, struct guard_policy *p, struct ca_service *ca, struct audit *audit,
+	    struct ai **ret);
 struct ai *ai_close(struct ai *ai); /* Accepts NULL, returns NULL. */
 bool ai_enabled(const struct ai *ai);
 

@@ -87,8 +87,8 @@ static int ask(struct rpc_call *call, const ProtobufCMessage *req, ProtobufCMess
 	m->answer = rpc_call_strdup(call, a.text);
 	m->model = rpc_call_strdup(call, a.model);
 	m->redacted = (int32_t)a.redacted;
-	log_info("Assist question answered", "model", "%s", a.model, "redacted", "%zu",
-		 a.redacted, "duration_ms", "%lld", (long long)(now_ms() - start));
+	log_info("Assist question answered", "model", "%s", a.model, "redacted", "%zu", a.redacted,
+		 "duration_ms", "%lld", (long long)(now_ms() - start));
 	ai_answer_clear(&a);
 	*ret_resp = &m->base;
 	return 0;

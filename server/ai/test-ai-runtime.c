@@ -22,7 +22,8 @@ static void test_parse_and_url(void **state)
 		enum ai_runtime rt;
 		const char *endpoint, *want;
 	} cases[] = {
-		{ AI_RUNTIME_OLLAMA, "http://127.0.0.1:11434", "http://127.0.0.1:11434/api/generate" },
+		{ AI_RUNTIME_OLLAMA, "http://127.0.0.1:11434",
+		  "http://127.0.0.1:11434/api/generate" },
 		{ AI_RUNTIME_OLLAMA, "http://ollama.ai.svc:11434/",
 		  "http://ollama.ai.svc:11434/api/generate" },
 		{ AI_RUNTIME_OLLAMA, "http://h:1/api/generate", "http://h:1/api/generate" },
@@ -75,8 +76,9 @@ static void test_answer(void **state)
 		int r;
 		const char *answer, *model;
 	} cases[] = {
-		{ AI_RUNTIME_OLLAMA, "{\"model\":\"llama3\",\"response\":\" two \\n\",\"done\":true}",
-		  0, "two", "llama3" },
+		{ AI_RUNTIME_OLLAMA,
+		  "{\"model\":\"llama3\",\"response\":\" two \\n\",\"done\":true}", 0, "two",
+		  "llama3" },
 		{ AI_RUNTIME_OLLAMA, "{\"response\":\"ok\"}", 0, "ok", NULL },
 		{ AI_RUNTIME_VLLM,
 		  "{\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
@@ -86,18 +88,19 @@ static void test_answer(void **state)
 		{ AI_RUNTIME_OLLAMA, "[\"SECRETBYTES\"]", -EPROTO, NULL, NULL },
 		{ AI_RUNTIME_OLLAMA, "{\"response\":5}", -EPROTO, NULL, NULL },
 		{ AI_RUNTIME_OLLAMA, "{\"response\":\" \\n \"}", -EPROTO, NULL, NULL },
-		{ AI_RUNTIME_OLLAMA, "{\"response\":\"a\",\"response\":\"b\"}", -EPROTO, NULL, NULL },
-		{ AI_RUNTIME_VLLM, "{\"choices\":[]}", -EPROTO, NULL, NULL },
-		{ AI_RUNTIME_VLLM, "{\"choices\":[{\"message\":{\"content\":null}}]}", -EPROTO, NULL,
+		{ AI_RUNTIME_OLLAMA, "{\"response\":\"a\",\"response\":\"b\"}", -EPROTO, NULL,
 		  NULL },
+		{ AI_RUNTIME_VLLM, "{\"choices\":[]}", -EPROTO, NULL, NULL },
+		{ AI_RUNTIME_VLLM, "{\"choices\":[{\"message\":{\"content\":null}}]}", -EPROTO,
+		  NULL, NULL },
 		{ AI_RUNTIME_VLLM, "{\"response\":\"ollama's shape\"}", -EPROTO, NULL, NULL },
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *a = NULL, *m = NULL, err[AI_ERR_MAX] = "";
-		int r = ai_runtime_answer(cases[i].rt, cases[i].body, strlen(cases[i].body), &a,
-					  &m, err, sizeof(err));
+		int r = ai_runtime_answer(cases[i].rt, cases[i].body, strlen(cases[i].body), &a, &m,
+					  err, sizeof(err));
 
 		if (r != cases[i].r)
 			fail_msg("case %zu: %d, want %d (%s)", i, r, cases[i].r, err);

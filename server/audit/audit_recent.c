@@ -80,8 +80,8 @@ static int read_counts(struct db_conn *c, const struct db_param *p, int64_t wind
 	return 0;
 }
 
-static int read_events(struct db_conn *c, const char *tenant, const char *outcome,
-		       int64_t from, int64_t head, int max, struct audit_recent *r)
+static int read_events(struct db_conn *c, const char *tenant, const char *outcome, int64_t from,
+		       int64_t head, int max, struct audit_recent *r)
 {
 	char from_s[24], head_s[24], max_s[16];
 	const struct db_param p[] = { DB_TEXT(tenant), DB_TEXT(outcome), DB_TEXT(from_s),
@@ -118,8 +118,8 @@ int audit_recent_outcome(struct audit *a, const char *tenant_id, const char *out
 	int64_t head = 0;
 	int ret_code;
 
-	if (!a || !outcome || !ret || window < 1 || window > AUDIT_RECENT_WINDOW_MAX ||
-	    max < 0 || max > AUDIT_PAGE_MAX || audit_tenant(tenant_id, tenant) < 0)
+	if (!a || !outcome || !ret || window < 1 || window > AUDIT_RECENT_WINDOW_MAX || max < 0 ||
+	    max > AUDIT_PAGE_MAX || audit_tenant(tenant_id, tenant) < 0)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)

@@ -16,8 +16,9 @@
 #include "ca-internal.h"
 
 /* A certificate counts while it is the current one of its identity and valid. */
-#define CURRENT_CERT "c.tenant_id = $1 AND c.revoked_at IS NULL AND c.superseded_by IS NULL " \
-		     "AND c.not_after > now()"
+#define CURRENT_CERT                                                             \
+	"c.tenant_id = $1 AND c.revoked_at IS NULL AND c.superseded_by IS NULL " \
+	"AND c.not_after > now()"
 #define WITHIN "c.not_after <= now() + $2::bigint * interval '1 second'"
 
 static int64_t num(const struct db_rows *r, size_t row, size_t col)
@@ -50,8 +51,7 @@ static int count_identities(struct db_conn *c, const char *tenant, struct ca_inv
 	return 0;
 }
 
-static int count_certificates(struct db_conn *c, const struct db_param *p,
-			      struct ca_inventory *inv)
+static int count_certificates(struct db_conn *c, const struct db_param *p, struct ca_inventory *inv)
 {
 	struct db_rows *rows = NULL;
 	int r = db_exec(c,

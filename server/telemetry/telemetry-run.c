@@ -106,11 +106,12 @@ static int report_once(struct telemetry *t, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	if (resp.status < 200 || resp.status > 299) {
-		snprintf(err, errlen,
-			 resp.status >= 300 && resp.status < 400 ?
-				 "the endpoint answered a redirect (HTTP %ld), which is not followed" :
-				 "the endpoint answered HTTP %ld",
-			 resp.status);
+		snprintf(
+			err, errlen,
+			resp.status >= 300 && resp.status < 400 ?
+				"the endpoint answered a redirect (HTTP %ld), which is not followed" :
+				"the endpoint answered HTTP %ld",
+			resp.status);
 		r = -EPROTO;
 	}
 	guard_http_response_free(&resp);
@@ -243,9 +244,10 @@ int telemetry_start(const struct cfg *c, struct guard_policy *p, struct ca_servi
 		free(t);
 		return r;
 	}
-	log_info("telemetry on: usage reports go to the endpoint every interval (docs/telemetry.md)",
-		 "endpoint", "%s", c->telemetry.endpoint, "interval_ms", "%lld",
-		 (long long)c->telemetry.interval_ms);
+	log_info(
+		"telemetry on: usage reports go to the endpoint every interval (docs/telemetry.md)",
+		"endpoint", "%s", c->telemetry.endpoint, "interval_ms", "%lld",
+		(long long)c->telemetry.interval_ms);
 	*ret = t;
 	return 0;
 }

@@ -60,8 +60,8 @@ static bool printable(const char *s)
 	return true;
 }
 
-int telemetry_report(const char *instance_id, const char *version, const char *os,
-		     const char *arch, const struct telemetry_counts *c, char **ret_json)
+int telemetry_report(const char *instance_id, const char *version, const char *os, const char *arch,
+		     const struct telemetry_counts *c, char **ret_json)
 {
 	char id[TELEMETRY_ID_LEN + 1];
 	json_t *o;
@@ -98,15 +98,14 @@ int telemetry_platform(char *ret_os, size_t os_len, char *ret_arch, size_t arch_
 		return -errno;
 	for (i = 0; u.sysname[i] && i + 1 < os_len; i++)
 		ret_os[i] = (char)(u.sysname[i] >= 'A' && u.sysname[i] <= 'Z' ? u.sysname[i] + 32 :
-									    u.sysname[i]);
+										u.sysname[i]);
 	ret_os[i] = 0;
 	snprintf(ret_arch, arch_len, "%s", u.machine);
 	return 0;
 }
 
 /* Reads an existing id: 0, -ENOENT (no file), or -EBADMSG/-errno with a message. */
-static int read_id(const char *path, char ret_id[TELEMETRY_ID_LEN + 1], char *err,
-		   size_t errlen)
+static int read_id(const char *path, char ret_id[TELEMETRY_ID_LEN + 1], char *err, size_t errlen)
 {
 	char buf[TELEMETRY_ID_LEN + 4];
 	ssize_t n;
@@ -114,8 +113,9 @@ static int read_id(const char *path, char ret_id[TELEMETRY_ID_LEN + 1], char *er
 
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT :
-					 fail(err, errlen, -errno, "cannot read the instance id "
-								   "file %s: %s",
+					 fail(err, errlen, -errno,
+					      "cannot read the instance id "
+					      "file %s: %s",
 					      path, strerror(errno));
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -127,8 +127,7 @@ static int read_id(const char *path, char ret_id[TELEMETRY_ID_LEN + 1], char *er
 		buf[--n] = 0;
 	if (n != TELEMETRY_ID_LEN || !crypto_uuid_valid(buf))
 		return fail(err, errlen, -EBADMSG,
-			    "the instance id file %s does not hold a UUID; fix or remove it",
-			    path);
+			    "the instance id file %s does not hold a UUID; fix or remove it", path);
 	memcpy(ret_id, buf, TELEMETRY_ID_LEN + 1);
 	return 0;
 }

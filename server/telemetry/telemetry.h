@@ -22,8 +22,8 @@ struct secrets;
 struct telemetry; /* the running reporter */
 
 #define TELEMETRY_SCHEMA 1
-#define TELEMETRY_ID_LEN 36	    /* a UUID v4, lowercase 8-4-4-4-12 */
-#define TELEMETRY_TIMEOUT_MS 10000  /* one report, connection included */
+#define TELEMETRY_ID_LEN 36	   /* a UUID v4, lowercase 8-4-4-4-12 */
+#define TELEMETRY_TIMEOUT_MS 10000 /* one report, connection included */
 #define TELEMETRY_ERR_MAX 320
 
 /* What a report counts, from PostgreSQL (the default tenant). */
@@ -42,8 +42,8 @@ const char *telemetry_bucket(int64_t n);
  * version, os and arch non-empty printable strings. Sets *ret_json (malloc'd) and returns
  * 0, or -EINVAL, -ENOMEM.
  */
-int telemetry_report(const char *instance_id, const char *version, const char *os,
-		     const char *arch, const struct telemetry_counts *c, char **ret_json);
+int telemetry_report(const char *instance_id, const char *version, const char *os, const char *arch,
+		     const struct telemetry_counts *c, char **ret_json);
 
 /* The os and arch of this machine as the report names them ("linux", "x86_64"). */
 int telemetry_platform(char *ret_os, size_t os_len, char *ret_arch, size_t arch_len);
