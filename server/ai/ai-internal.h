@@ -18,6 +18,10 @@ struct ai {
 	int inflight;	      /* questions at the model now, <= AI_INFLIGHT_MAX */
 };
 
+/* Writes the message into err (when err and errlen) and returns r (ai-runtime.c). */
+int ai_fail(char *err, size_t errlen, int r, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 static inline struct ca_service *ai_ca(struct ai *ai)
 {
 	return ai->ca;

@@ -6,6 +6,7 @@
  * message).
  */
 #include "ai.h"
+#include "ai-internal.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -22,10 +23,7 @@ static const struct {
 	[AI_RUNTIME_VLLM] = { "vllm", "/v1/chat/completions" },
 };
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
+int ai_fail(char *err, size_t errlen, int r, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -127,8 +125,8 @@ int ai_runtime_answer(enum ai_runtime rt, const char *body, size_t len, char **r
 	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return fail(err, errlen, -EPROTO, "the %s runtime's reply is not a JSON object",
-			    runtimes[rt].name);
+		return ai_fail(err, errlen, -EPROTO, "the %s runtime's reply is not a JSON object",
+			       runtimes[rt].name);
 	}
 	if (rt == AI_RUNTIME_OLLAMA) {
 		answer = text_of(json_object_get(root, "response"));
@@ -140,15 +138,15 @@ int ai_runtime_answer(enum ai_runtime rt, const char *body, size_t len, char **r
 	}
 	if (!answer) {
 		json_decref(root);
-		return fail(err, errlen, -EPROTO, "the %s runtime's reply has no %s",
-			    runtimes[rt].name,
-			    rt == AI_RUNTIME_OLLAMA ? "\"response\" string" :
-						      "choices[0].message.content string");
+		return ai_fail(err, errlen, -EPROTO, "the %s runtime's reply has no %s",
+			       runtimes[rt].name,
+			       rt == AI_RUNTIME_OLLAMA ? "\"response\" string" :
+							 "choices[0].message.content string");
 	}
 	r = trimmed_copy(answer, &a);
 	if (r == -ENODATA)
-		r = fail(err, errlen, -EPROTO, "the %s runtime answered with empty text",
-			 runtimes[rt].name);
+		r = ai_fail(err, errlen, -EPROTO, "the %s runtime answered with empty text",
+			    runtimes[rt].name);
 	model = text_of(json_object_get(root, "model"));
 	if (r == 0 && model && *model && !(m = strdup(model)))
 		r = -ENOMEM;

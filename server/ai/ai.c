@@ -28,21 +28,6 @@ static const char prompt_head[] =
 	"not answer the question, say so. Answer briefly. Values shown as [REDACTED] were "
 	"removed on purpose.\n\nFacts:\n";
 
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return r;
-}
-
 bool ai_enabled(const struct ai *ai)
 {
 	return ai && ai->enabled;
@@ -135,19 +120,20 @@ static int question_text(const char *question, char **ret, size_t *ret_n, char *
 
 	q += strspn(q, " \t\r\n");
 	if (!*q)
-		return fail(err, errlen, -EINVAL, "question is required");
+		return ai_fail(err, errlen, -EINVAL, "question is required");
 	if (strlen(question) > AI_QUESTION_MAX)
-		return fail(err, errlen, -EINVAL, "question is longer than %d bytes",
-			    AI_QUESTION_MAX);
+		return ai_fail(err, errlen, -EINVAL, "question is longer than %d bytes",
+			       AI_QUESTION_MAX);
 	r = ai_redact(question, false, ret, ret_n);
 	if (r < 0)
 		return r;
 	if (ai_secret_like(*ret)) {
 		free(*ret);
-		return fail(err, errlen, -EACCES,
-			    "the question was not sent to the model: it still holds secret-like "
-			    "material after redaction (a long random-looking word); remove it and "
-			    "ask again");
+		return ai_fail(
+			err, errlen, -EACCES,
+			"the question was not sent to the model: it still holds secret-like "
+			"material after redaction (a long random-looking word); remove it and "
+			"ask again");
 	}
 	return 0;
 }
@@ -161,7 +147,7 @@ static int prompt_text(struct ai *ai, const char *tenant_id, const char *q, char
 	int r = ai_facts(ai, tenant_id, &facts);
 
 	if (r < 0)
-		return fail(err, errlen, r, "cannot read the inventory: %s", strerror(-r));
+		return ai_fail(err, errlen, r, "cannot read the inventory: %s", strerror(-r));
 	r = ai_redact(facts, true, &clean, &n);
 	free(facts);
 	if (r < 0)
@@ -170,9 +156,9 @@ static int prompt_text(struct ai *ai, const char *tenant_id, const char *q, char
 	free(clean);
 	if (r == 0 && ai_secret_like(*ret)) { /* the safety net: never expected to fire */
 		free(*ret);
-		r = fail(err, errlen, -EACCES,
-			 "the prompt was withheld: secret-like material "
-			 "remains after redaction");
+		r = ai_fail(err, errlen, -EACCES,
+			    "the prompt was withheld: secret-like material "
+			    "remains after redaction");
 	}
 	return r;
 }
@@ -184,9 +170,9 @@ static int enter(struct ai *ai, char *err, size_t errlen)
 
 	pthread_mutex_lock(&ai->lock);
 	if (ai->inflight >= AI_INFLIGHT_MAX)
-		r = fail(err, errlen, -EUSERS,
-			 "the model is busy: %d questions are being answered; try again shortly",
-			 AI_INFLIGHT_MAX);
+		r = ai_fail(err, errlen, -EUSERS,
+			    "the model is busy: %d questions are being answered; try again shortly",
+			    AI_INFLIGHT_MAX);
 	else
 		ai->inflight++;
 	pthread_mutex_unlock(&ai->lock);
@@ -222,18 +208,19 @@ static int call_model(struct ai *ai, const char *body, int64_t timeout_ms, struc
 	int r = guard_http_do(ai->policy, &req, &resp, why, sizeof(why));
 
 	if (r == -EFBIG)
-		return fail(err, errlen, r, "the model runtime at %s answered more than %d bytes",
-			    ai->host, AI_REPLY_MAX);
+		return ai_fail(err, errlen, r,
+			       "the model runtime at %s answered more than %d bytes", ai->host,
+			       AI_REPLY_MAX);
 	if (r < 0)
-		return fail(err, errlen, r, "the model runtime at %s: %s", ai->host, why);
+		return ai_fail(err, errlen, r, "the model runtime at %s: %s", ai->host, why);
 	if (resp.status < 200 || resp.status > 299) {
-		r = fail(err, errlen, -EIO, "the model runtime at %s answered HTTP %ld", ai->host,
-			 resp.status);
+		r = ai_fail(err, errlen, -EIO, "the model runtime at %s answered HTTP %ld",
+			    ai->host, resp.status);
 	} else {
 		r = ai_runtime_answer(ai->runtime, resp.body, resp.body_len, &ret->text,
 				      &ret->model, why, sizeof(why));
 		if (r < 0)
-			fail(err, errlen, r, "the model runtime at %s: %s", ai->host, why);
+			ai_fail(err, errlen, r, "the model runtime at %s: %s", ai->host, why);
 	}
 	guard_http_response_free(&resp);
 	return r;
@@ -249,7 +236,7 @@ int ai_ask(struct ai *ai, const char *tenant_id, const char *question, int64_t t
 	if (!ai || !ret)
 		return -EINVAL;
 	if (!ai->enabled)
-		return fail(err, errlen, -EOPNOTSUPP, "the Assist service is off");
+		return ai_fail(err, errlen, -EOPNOTSUPP, "the Assist service is off");
 	r = question_text(question, &q, &a.redacted, err, errlen);
 	if (r < 0)
 		return r;
