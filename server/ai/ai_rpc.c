@@ -72,15 +72,16 @@ static int ask(struct rpc_call *call, const ProtobufCMessage *req, ProtobufCMess
 	Trstctl__V1__AskResponse *m;
 	struct ai_answer a;
 	char err[AI_ERR_MAX] = "";
-	int64_t start = now_ms(), left = rpc_call_remaining_ms(call);
+	int64_t start = now_ms(), left = rpc_call_remaining_ms(call), timeout = AI_TIMEOUT_MS;
 	int r;
 
 	if (!ai_enabled(ai))
 		return rpc_call_error(call, RPC_FAILED_PRECONDITION, "%s", off_msg);
-	/* a call deadline shorter than the model's timeout bounds the request (less a margin
-	 * for the reply) */
-	r = ai_ask(ai, NULL, q->question, left < AI_TIMEOUT_MS + 200 ? left - 200 : AI_TIMEOUT_MS,
-		   &a, err, sizeof(err));
+	/* a call deadline shorter than the model's timeout bounds the request, less a margin
+	 * for the reply (at least 1 ms: 0 would mean the default) */
+	if (left < AI_TIMEOUT_MS + 200)
+		timeout = left > 201 ? left - 200 : 1;
+	r = ai_ask(ai, NULL, q->question, timeout, &a, err, sizeof(err));
 	if (r < 0)
 		return answer_failure(call, r, err);
 	m = (void *)rpc_call_new_message(call, &trstctl__v1__ask_response__descriptor);

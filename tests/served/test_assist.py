@@ -20,9 +20,11 @@ servers of the test in turn:
    with the token redacted (and counted); PEM and password= are redacted; a question with a
    random-looking word is refused (FAILED_PRECONDITION) and never reaches the runtime;
    empty and too long questions are INVALID_ARGUMENT; runtime failures (HTTP 500, a reply
-   that is not JSON, one larger than 1 MiB, a dropped connection) are UNAVAILABLE;
-4. vllm (explicit endpoint path): the OpenAI chat request carries the same facts, the
-   answer comes from choices[0].message.content, and a token in the question is redacted.
+   that is not JSON, one larger than 1 MiB, a dropped connection) are UNAVAILABLE; a call
+   deadline shorter than the model's timeout bounds the server's request too;
+4. vllm (explicit endpoint path, air-gap on with the in-process guard): the OpenAI chat
+   request carries the same facts, the answer comes from choices[0].message.content, and
+   a token in the question is redacted.
 Exit 77 when grpcio or PostgreSQL is missing.
 """
 
@@ -32,6 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 import harness
 from harness import expect
@@ -43,7 +46,8 @@ PEM = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END P
 
 
 class Runtime(outbound.Receiver):
-    """Ollama and vLLM in one: answers by path; mode ok, 500, garbage, huge or close."""
+    """Ollama and vLLM in one: answers by path; mode ok, 500, garbage, huge, close or slow
+    (answers after 3 s)."""
 
     def __init__(self):
         super().__init__()
@@ -59,6 +63,8 @@ class Runtime(outbound.Receiver):
             return 200, b'{"response":"' + b'x' * (1024 * 1024) + b'"}', {}
         if self.mode == 'close':
             return None
+        if self.mode == 'slow':
+            time.sleep(3)
         body = req.json()
         if req.path == '/api/generate':
             return 200, json.dumps({'model': body['model'], 'response': ' ANSWER-OLLAMA \n',
@@ -273,6 +279,26 @@ def main():
             expect('<html>' not in detail and 'xxxx' not in detail, 'reply bytes in %r'
                    % detail)
 
+    def deadline_bounds_the_request():
+        # the call's deadline (1.5 s) bounds the server's request too: its worker is free
+        # again long before the runtime's 3 s, let alone the 30 s of the model's timeout
+        s = servers[-1]
+        rt.mode = 'slow'
+        try:
+            t0 = time.monotonic()
+            try:
+                ask('Status?', timeout=1.5)
+                raise AssertionError('answered past its deadline')
+            except grpc.RpcError as e:
+                expect(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e.code().name)
+            while 'timed out' not in s.log():
+                expect(time.monotonic() - t0 < 2.8, 'the server still waits on the runtime '
+                       'after the call\'s deadline: %s' % s.log_tail(3))
+                time.sleep(0.05)
+        finally:
+            time.sleep(max(0, t0 + 3.2 - time.monotonic()))  # let the fake finish
+            rt.mode = 'ok'
+
     def vllm_redacts():
         n = rt.count()
         r = ask('Was %s used?' % st['admin'])
@@ -294,10 +320,15 @@ def main():
                    redacted)
         checks.run('refused questions never reach the runtime', refused)
         checks.run('runtime failures are UNAVAILABLE', runtime_failures)
+        checks.run('the call\'s deadline bounds the request to the runtime',
+                   deadline_bounds_the_request)
         expect(SECRET_VALUE.decode() not in s.log() and st['admin'] not in s.log(),
                'a secret in the log')
         stop(s)
-        serve(model_env('vllm', rt.url('/v1/chat/completions')))
+        # vLLM under air-gap (the in-process guard only: no BPF needed): a loopback
+        # model is allowed, every request still goes through the guarded client
+        serve(dict(model_env('vllm', rt.url('/v1/chat/completions')),
+                   TRSTCTL_AIRGAP_ENABLED='true', TRSTCTL_AIRGAP_ENFORCER='userspace'))
         checks.run('vllm: answered, the prompt holds facts and no secret',
                    answered_with_facts('ANSWER-VLLM', 'm-vllm'))
         checks.run('vllm: a token in the question is redacted', vllm_redacts)
