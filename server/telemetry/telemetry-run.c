@@ -40,7 +40,7 @@ struct telemetry {
 	struct secrets *secrets;
 	char os[32], arch[64];
 	enum state state;
-	uint64_t sent, failed;
+	uint64_t failed; /* reports that failed, for the "delivered again" line */
 
 	pthread_t thread;
 	pthread_mutex_t lock; /* stop */
@@ -124,7 +124,6 @@ static void report(struct telemetry *t)
 	int r = report_once(t, err, sizeof(err));
 
 	if (r >= 0) {
-		t->sent++;
 		if (t->state != STATE_OK)
 			log_info(t->state == STATE_NONE ? "telemetry report sent" :
 							  "telemetry reports are delivered again",
