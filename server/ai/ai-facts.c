@@ -83,14 +83,50 @@ static void put_certificates(FILE *f, const struct ca_inventory *inv, int64_t no
 		fprintf(f, "  - and %" PRId64 " more\n", inv->expiring - (int64_t)inv->n_listed);
 }
 
-/* One denial: time, type, action, resource, actor, reason. */
+/* "name n, name n" of a JSON object of counts (at most 8 of them). */
+static void put_counts(FILE *f, const char *label, json_t *counts)
+{
+	const char *k;
+	json_t *v;
+	int i = 0;
+
+	if (!json_is_object(counts) || json_object_size(counts) == 0)
+		return;
+	fprintf(f, ", %s", label);
+	json_object_foreach(counts, k, v)
+	{
+		if (i++ == 8) {
+			fputs(" ...", f);
+			break;
+		}
+		fputs(i > 1 ? ", " : " ", f);
+		put_field(f, k);
+		fprintf(f, " %" JSON_INTEGER_FORMAT, json_integer_value(v));
+	}
+}
+
+/*
+ * One denial: time, type, action, resource, caller, reason; for the summary of
+ * unauthenticated calls (policy/unauth.c) how many calls, from where, why, to which methods.
+ */
 static void put_denial(FILE *f, const struct audit_event *ev)
 {
 	json_t *data = json_loads(ev->data_json ? ev->data_json : "{}", 0, NULL);
 	const char *action = json_string_value(json_object_get(data, "action"));
 	const char *reason = json_string_value(json_object_get(data, "reason"));
+	const char *source = json_string_value(json_object_get(data, "source"));
+	json_t *count = json_object_get(data, "count");
 
 	fprintf(f, "  - %.10s %.5s UTC, %s", ev->time, ev->time + 11, ev->type);
+	if (json_is_integer(count))
+		fprintf(f, ", %" JSON_INTEGER_FORMAT " call%s without a valid token",
+			json_integer_value(count), json_integer_value(count) == 1 ? "" : "s");
+	if (source && *source) {
+		fputs(" from ", f);
+		put_field(f, source);
+	}
+	put_counts(f, "reasons", json_object_get(data, "reasons"));
+	put_counts(f, "methods", json_object_get(data, "methods"));
 	if (action && *action) {
 		fputs(", action ", f);
 		put_field(f, action);

@@ -234,23 +234,26 @@ static size_t pair_at(const char *s, size_t *value_len)
 	return v ? n : 0;
 }
 
-/* True when every segment between separators is letters only or digits only. */
+/*
+ * True when every segment between separators reads like a word or a number: letters and
+ * digits change places at most once in it ("v1", "ipv4", "x86", "2nd"; not "a1b2").
+ */
 static bool plain_segments(const char *w, size_t n, const char *seps)
 {
 	size_t i = 0;
 
 	while (i < n) {
-		bool alpha = false, digit = false;
+		int last = 0, changes = 0; /* 1 letter, 2 digit */
 
 		for (; i < n && !strchr(seps, w[i]); i++) {
-			if (is_alpha(w[i]))
-				alpha = true;
-			else if (is_digit(w[i]))
-				digit = true;
-			else
+			int kind = is_alpha(w[i]) ? 1 : is_digit(w[i]) ? 2 : 0;
+
+			if (!kind)
 				return false;
+			changes += last && kind != last;
+			last = kind;
 		}
-		if (alpha && digit)
+		if (changes > 1)
 			return false;
 		i++;
 	}

@@ -119,6 +119,8 @@ static void test_secret_like(void **state)
 		{ "hunter2", false },
 		{ "which certificates expire within 30 days?", false },
 		{ "payments-api-2024-EU-west-1-primary-Service", false },
+		{ "/trstctl.v1.Assist/Ask", false },
+		{ "ipv4:127.0.0.1:5555", false },
 		{ "", false },
 	};
 

@@ -90,6 +90,8 @@ def main():
     import grpc
     import assist_pb2
     import assist_pb2_grpc
+    import audit_pb2
+    import audit_pb2_grpc
     import ca_pb2
     import ca_pb2_grpc
     import policy_pb2
@@ -110,6 +112,7 @@ def main():
              'TRSTCTL_SECRETS_KEK_FILE': os.path.join(tmp, 'kek.bin'),
              'TRSTCTL_SERVER_ADDR': '127.0.0.1:0',
              'TRSTCTL_METRICS_ADDR': '127.0.0.1:0',
+             'TRSTCTL_AUTH_UNAUTHENTICATED_SUMMARY_INTERVAL': '1s',
              'TRSTCTL_SERVER_TLS_MODE': 'disabled',
              'TRSTCTL_DEV_ALLOW_PLAINTEXT': 'true'}
         e.update(extra)
@@ -214,6 +217,13 @@ def main():
             expect(e.code() == grpc.StatusCode.UNAUTHENTICATED, 'no token: %s' % e.code())
         detail = ask_fails('hi', grpc.StatusCode.PERMISSION_DENIED, st['limited'])
         expect('Assist.Ask on assist' in detail, 'denial names %r' % detail)
+        # calls without a token are audited as a summary once per interval (1 s here)
+        audit = audit_pb2_grpc.AuditStub(harness.with_token(st['raw'], st['admin']))
+        deadline = time.monotonic() + 15
+        while not audit.ListEvents(audit_pb2.ListEventsRequest(type_prefix='auth.denied'),
+                                   timeout=10).events:
+            expect(time.monotonic() < deadline, 'no auth.denied summary within 15 s')
+            time.sleep(0.2)
         r = ask('hi', st['asker'])
         expect(r.answer == 'ANSWER-OLLAMA', 'answer %r' % r.answer)
 
@@ -232,7 +242,9 @@ def main():
                          'Current certificates (neither revoked, replaced nor expired): 2',
                          '1 expire within 30 days', 'identity "web-expiring.assist.test" '
                          '(state issued) expires on', 'Denied calls among the last',
-                         'auth.denied', 'policy.denied', 'action Assist.Ask',
+                         'auth.denied, 1 call without a valid token from 127.0.0.1',
+                         'reasons missing 1', 'methods /trstctl.v1.Assist/Ask 1',
+                         'policy.denied, action Assist.Ask, resource assist, caller',
                          'Question: Which certificates expire within 30 days?'):
                 expect(fact in p, 'the prompt lacks %r:\n%s' % (fact, p))
             expect('api-long.assist.test' not in p, 'a certificate valid for 60 days is '
