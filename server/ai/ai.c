@@ -202,6 +202,8 @@ static int call_model(struct ai *ai, const char *body, int64_t timeout_ms, struc
 		.max_redirects = 0,
 		.max_response_bytes = AI_REPLY_MAX,
 		.ca_file = ai->cfg->ai_model.ca_file,
+		/* ai.model.endpoint: a private name start-up admitted passes (docs/airgap.md) */
+		.configured_endpoint = true,
 	};
 	struct guard_http_response resp = { 0 };
 	char why[GUARD_ERR_MAX] = "";

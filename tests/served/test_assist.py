@@ -22,9 +22,11 @@ servers of the test in turn:
    empty and too long questions are INVALID_ARGUMENT; runtime failures (HTTP 500, a reply
    that is not JSON, one larger than 1 MiB, a dropped connection) are UNAVAILABLE; a call
    deadline shorter than the model's timeout bounds the server's request too;
-4. vllm (explicit endpoint path, air-gap on with the in-process guard): the OpenAI chat
-   request carries the same facts, the answer comes from choices[0].message.content, and
-   a token in the question is redacted.
+4. vllm (explicit endpoint path; https verified with TRSTCTL_AI_MODEL_CA_FILE; this host's
+   name, which resolves to loopback only, under air-gap with the in-process guard: a
+   private endpoint name that start-up admitted): the OpenAI chat request carries the same
+   facts, the answer comes from choices[0].message.content, and a token in the question
+   is redacted.
 Exit 77 when grpcio or PostgreSQL is missing.
 """
 
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -47,10 +50,10 @@ PEM = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END P
 
 class Runtime(outbound.Receiver):
     """Ollama and vLLM in one: answers by path; mode ok, 500, garbage, huge, close or slow
-    (answers after 3 s)."""
+    (answers after 3 s). Over TLS with cert and key."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, cert=None, key=None):
+        super().__init__(cert, key)
         self.mode = 'ok'
         self.handler = self.answer_for
 
@@ -82,6 +85,36 @@ class Runtime(outbound.Receiver):
         return body['messages'][0]['content']
 
 
+def model_host():
+    """This host's name when it resolves to loopback only (here through /etc/hosts): air-gap
+    mode admits it as a private endpoint name, as it would a cluster service's name, and the
+    guarded client must pass it (test_otlp.py does the same). Else 127.0.0.1."""
+    name = socket.gethostname()
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_UNSPEC,
+                                                     socket.SOCK_STREAM)}
+    except OSError:
+        addrs = set()
+    if name != 'localhost' and addrs and all(a.startswith('127.') for a in addrs):
+        return name
+    return '127.0.0.1'
+
+
+def model_cert(folder, host):
+    """A test CA and a server certificate for host and 127.0.0.1 it signed: (ca, cert, key)."""
+    p = harness.make_pki(folder)
+    key, csr, pem, ext = (os.path.join(folder, 'model.' + x) for x in ('key', 'csr', 'pem', 'ext'))
+    with open(ext, 'w') as f:
+        f.write('basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n'
+                'extendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s,IP:127.0.0.1\n'
+                % (host if host != '127.0.0.1' else 'localhost'))
+    harness.openssl('req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+                    '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=model', cwd=folder)
+    harness.openssl('x509', '-req', '-in', csr, '-CA', p['ca.pem'], '-CAkey', p['ca.key'],
+                    '-CAcreateserial', '-out', pem, '-days', '2', '-extfile', ext, cwd=folder)
+    return p['ca.pem'], pem, key
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--trstctl', required=True)
@@ -102,6 +135,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix='trstctl-assist-')
     pg = outbound.Postgres(os.path.join(tmp, 'pg'))
     rt = Runtime()
+    host = model_host()
+    ca_pem, cert_pem, key_pem = model_cert(tmp, host)
+    rt_tls = Runtime(cert_pem, key_pem)
     checks = harness.Checks('assist')
     servers = []
     st = {}
@@ -227,7 +263,7 @@ def main():
         r = ask('hi', st['asker'])
         expect(r.answer == 'ANSWER-OLLAMA', 'answer %r' % r.answer)
 
-    def answered_with_facts(runtime_answer, model):
+    def answered_with_facts(rt, runtime_answer, model):
         def check():
             n = rt.count()
             r = ask('Which certificates expire within 30 days?')
@@ -311,7 +347,7 @@ def main():
             time.sleep(max(0, t0 + 3.2 - time.monotonic()))  # let the fake finish
             rt.mode = 'ok'
 
-    def vllm_redacts():
+    def vllm_redacts(rt=rt_tls):
         n = rt.count()
         r = ask('Was %s used?' % st['admin'])
         expect(r.answer == 'ANSWER-VLLM' and r.redacted == 1, 'reply %r' % r)
@@ -327,7 +363,7 @@ def main():
         checks.run('an inventory to ask about', inventory)
         checks.run('policy-checked: token and Assist.Ask', policy_checked)
         checks.run('ollama: answered, the prompt holds facts and no secret',
-                   answered_with_facts('ANSWER-OLLAMA', 'm-ollama'))
+                   answered_with_facts(rt, 'ANSWER-OLLAMA', 'm-ollama'))
         checks.run('a token, a PEM block and a password in the question are redacted',
                    redacted)
         checks.run('refused questions never reach the runtime', refused)
@@ -337,18 +373,23 @@ def main():
         expect(SECRET_VALUE.decode() not in s.log() and st['admin'] not in s.log(),
                'a secret in the log')
         stop(s)
-        # vLLM under air-gap (the in-process guard only: no BPF needed): a loopback
-        # model is allowed, every request still goes through the guarded client
-        serve(dict(model_env('vllm', rt.url('/v1/chat/completions')),
+        # vLLM over https, verified with ai.model.ca_file, by this host's name under air-gap
+        # (the in-process guard only: no BPF needed): a private endpoint name start-up
+        # admitted passes the guarded client too
+        url = 'https://%s:%d/v1/chat/completions' % (host, rt_tls.port)
+        print('  vllm at %s (%s)' % (url, 'a name, not an allow_hosts entry'
+                                      if host != '127.0.0.1' else 'no loopback-only name'))
+        serve(dict(model_env('vllm', url), TRSTCTL_AI_MODEL_CA_FILE=ca_pem,
                    TRSTCTL_AIRGAP_ENABLED='true', TRSTCTL_AIRGAP_ENFORCER='userspace'))
         checks.run('vllm: answered, the prompt holds facts and no secret',
-                   answered_with_facts('ANSWER-VLLM', 'm-vllm'))
+                   answered_with_facts(rt_tls, 'ANSWER-VLLM', 'm-vllm'))
         checks.run('vllm: a token in the question is redacted', vllm_redacts)
     finally:
         for s in servers:
             s.stop()
             shutil.rmtree(s.state_dir, ignore_errors=True)
         rt.close()
+        rt_tls.close()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     return checks.finish()
