@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 'api'))
 import buftool  # noqa: E402
 
-TRSTCTL_SERVICES = ['CA', 'Secrets', 'Audit', 'Policy', 'Guard']
+TRSTCTL_SERVICES = ['CA', 'Secrets', 'Audit', 'Policy', 'Guard', 'Assist']
 # gRPC status codes as buf curl names them, and its exit code for each (code << 3).
 NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED = 5, 3, 16
 
@@ -123,12 +123,13 @@ class Test:
                    % (proto, sorted(got), sorted(want - got)))
 
     def list_methods(self):
+        import assist_pb2
         import audit_pb2
         import guard_pb2
         import policy_pb2
         import secrets_pb2
         files = {'CA': self.ca_pb2, 'Secrets': secrets_pb2, 'Audit': audit_pb2,
-                 'Policy': policy_pb2, 'Guard': guard_pb2}
+                 'Policy': policy_pb2, 'Guard': guard_pb2, 'Assist': assist_pb2}
         want = sorted('trstctl.v1.%s/%s' % (svc, m.name) for svc in TRSTCTL_SERVICES
                       for m in files[svc].DESCRIPTOR.services_by_name[svc].methods)
         for proto in ('grpc-v1', 'grpc-v1alpha'):
