@@ -2,8 +2,9 @@
  * libFuzzer target for the decoding of every request message on the dispatch path
  * (server/rpc/server.c unpack(): protobuf-c unpacks the method's input type, then the
  * string check of server/rpc/wire.c walks the same bytes). The first byte picks one method
- * of every served service (trstctl.v1 CA, Secrets, Audit, Policy, Guard, grpc.health and
- * grpc.reflection); the rest is the request's wire. Properties:
+ * of every served service (trstctl.v1 CA, Secrets, Audit, Policy, Guard, grpc.health,
+ * grpc.reflection and trstctl.v1 Assist, last so that the seeds keep their methods); the
+ * rest is the request's wire. Properties:
  *   - the check never reads out of bounds, recurses without bound or leaves err
  *     unterminated; a refused string names its field;
  *   - bytes protobuf-c accepts are never called malformed by the check (its framing is
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "assist.pb-c.h"
 #include "audit.pb-c.h"
 #include "ca.pb-c.h"
 #include "guard.pb-c.h"
@@ -32,10 +34,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const ProtobufCServiceDescriptor *const services[] = {
-	&trstctl__v1__ca__descriptor,	    &trstctl__v1__secrets__descriptor,
-	&trstctl__v1__audit__descriptor,    &trstctl__v1__policy__descriptor,
-	&trstctl__v1__guard__descriptor,    &grpc__health__v1__health__descriptor,
+	&trstctl__v1__ca__descriptor,
+	&trstctl__v1__secrets__descriptor,
+	&trstctl__v1__audit__descriptor,
+	&trstctl__v1__policy__descriptor,
+	&trstctl__v1__guard__descriptor,
+	&grpc__health__v1__health__descriptor,
 	&grpc__reflection__v1__server_reflection__descriptor,
+	&trstctl__v1__assist__descriptor,
 };
 
 #define N_SERVICES (sizeof(services) / sizeof(services[0]))
