@@ -1,9 +1,10 @@
 #pragma once
 /*
  * cli's own interface between its files: the connection (cli.c), the command tables
- * (cli-ca.c, cli-secrets.c, cli-policy.c, cli-audit.c, cli-guard.c), the engine that runs
- * one (cli-run.c), the request builder (cli-request.c), the table printer (cli-table.c),
- * help and completion (cli-help.c). Included only inside server/cli/.
+ * (cli-ca.c, cli-secrets.c, cli-policy.c, cli-audit.c, cli-guard.c, cli-assist.c), the
+ * engine that runs one (cli-run.c), the request builder (cli-request.c), the table
+ * printer (cli-table.c), help and completion (cli-help.c). Included only inside
+ * server/cli/.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -142,7 +143,7 @@ struct cli_cmd {
 
 /* The command tables, each ending with a zeroed entry. */
 extern const struct cli_cmd cli_ca_cmds[], cli_secrets_cmds[], cli_audit_cmds[], cli_policy_cmds[],
-	cli_guard_cmds[];
+	cli_guard_cmds[], cli_assist_cmds[];
 
 /* Output formats. */
 enum cli_output {

@@ -26,7 +26,8 @@
 #include "trstctl-client-gen.h"
 
 const struct cli_cmd *const cli_tables[] = {
-	cli_ca_cmds, cli_secrets_cmds, cli_audit_cmds, cli_policy_cmds, cli_guard_cmds, NULL,
+	cli_ca_cmds,	cli_secrets_cmds, cli_audit_cmds, cli_policy_cmds,
+	cli_guard_cmds, cli_assist_cmds,  NULL,
 };
 
 const struct trstctl_method *cli_method(const struct cli_cmd *c)

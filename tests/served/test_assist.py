@@ -21,7 +21,8 @@ servers of the test in turn:
    random-looking word is refused (FAILED_PRECONDITION) and never reaches the runtime;
    empty and too long questions are INVALID_ARGUMENT; runtime failures (HTTP 500, a reply
    that is not JSON, one larger than 1 MiB, a dropped connection) are UNAVAILABLE; a call
-   deadline shorter than the model's timeout bounds the server's request too;
+   deadline shorter than the model's timeout bounds the server's request too; `trstctl
+   assist ask` prints the answer alone on stdout;
 4. vllm (explicit endpoint path; https verified with TRSTCTL_AI_MODEL_CA_FILE; this host's
    name, which resolves to loopback only, under air-gap with the in-process guard: a
    private endpoint name that start-up admitted): the OpenAI chat request carries the same
@@ -35,6 +36,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -347,6 +349,25 @@ def main():
             time.sleep(max(0, t0 + 3.2 - time.monotonic()))  # let the fake finish
             rt.mode = 'ok'
 
+    def command_line():
+        # `trstctl assist ask`: the answer alone on stdout, the model on stderr
+        s = servers[-1]
+        token = os.path.join(tmp, 'cli-token')
+        with open(token, 'w') as f:
+            f.write(st['admin'] + '\n')
+        full = {k: v for k, v in os.environ.items() if not k.startswith('TRSTCTL_')}
+        r = subprocess.run([args.trstctl, 'assist', 'ask', 'Which certificates expire soon?',
+                            '--addr', s.addr, '--plaintext', '--token-file', token],
+                           env=full, capture_output=True, text=True, timeout=60)
+        expect(r.returncode == 0 and r.stdout == 'ANSWER-OLLAMA\n'
+               and 'model: m-ollama' in r.stderr,
+               'exit %d, stdout %r, stderr %r' % (r.returncode, r.stdout, r.stderr))
+        r = subprocess.run([args.trstctl, 'assist', 'ask', '',
+                            '--addr', s.addr, '--plaintext', '--token-file', token],
+                           env=full, capture_output=True, text=True, timeout=60)
+        expect(r.returncode == 1 and 'INVALID_ARGUMENT' in r.stderr,
+               'empty question: exit %d, %r' % (r.returncode, r.stderr))
+
     def vllm_redacts(rt=rt_tls):
         n = rt.count()
         r = ask('Was %s used?' % st['admin'])
@@ -370,6 +391,7 @@ def main():
         checks.run('runtime failures are UNAVAILABLE', runtime_failures)
         checks.run('the call\'s deadline bounds the request to the runtime',
                    deadline_bounds_the_request)
+        checks.run('the command line: trstctl assist ask', command_line)
         expect(SECRET_VALUE.decode() not in s.log() and st['admin'] not in s.log(),
                'a secret in the log')
         stop(s)
