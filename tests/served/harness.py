@@ -254,6 +254,21 @@ def served_cert(host, port, ca_pem, server_hostname, timeout=5.0):
     return ssl.DER_cert_to_PEM_cert(der).encode()
 
 
+def loopback_name():
+    """This host's name when it resolves to loopback only (here through /etc/hosts): air-gap
+    mode admits it as a private endpoint name, as it would a cluster service's name, so the
+    guarded client must pass it. Else 127.0.0.1."""
+    name = socket.gethostname()
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_UNSPEC,
+                                                     socket.SOCK_STREAM)}
+    except OSError:
+        addrs = set()
+    if name != 'localhost' and addrs and all(a.startswith('127.') for a in addrs):
+        return name
+    return '127.0.0.1'
+
+
 def free_port():
     """A loopback port nobody listens on (for negative checks only)."""
     with socket.socket() as s:

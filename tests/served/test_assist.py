@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -87,21 +86,6 @@ class Runtime(outbound.Receiver):
         return body['messages'][0]['content']
 
 
-def model_host():
-    """This host's name when it resolves to loopback only (here through /etc/hosts): air-gap
-    mode admits it as a private endpoint name, as it would a cluster service's name, and the
-    guarded client must pass it (test_otlp.py does the same). Else 127.0.0.1."""
-    name = socket.gethostname()
-    try:
-        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_UNSPEC,
-                                                     socket.SOCK_STREAM)}
-    except OSError:
-        addrs = set()
-    if name != 'localhost' and addrs and all(a.startswith('127.') for a in addrs):
-        return name
-    return '127.0.0.1'
-
-
 def model_cert(folder, host):
     """A test CA and a server certificate for host and 127.0.0.1 it signed: (ca, cert, key)."""
     p = harness.make_pki(folder)
@@ -137,7 +121,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix='trstctl-assist-')
     pg = outbound.Postgres(os.path.join(tmp, 'pg'))
     rt = Runtime()
-    host = model_host()
+    host = harness.loopback_name()
     ca_pem, cert_pem, key_pem = model_cert(tmp, host)
     rt_tls = Runtime(cert_pem, key_pem)
     checks = harness.Checks('assist')

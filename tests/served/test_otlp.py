@@ -340,23 +340,8 @@ class ExportTest:
                        '%s %s: %r' % (n, s, m))
 
 
-def collector_host():
-    """This host's name when it resolves to loopback only (here through /etc/hosts): air-gap
-    mode then admits it as a private endpoint name, as it would a cluster service's name,
-    and the guarded client must pass it. Else 127.0.0.1."""
-    name = socket.gethostname()
-    try:
-        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_UNSPEC,
-                                                     socket.SOCK_STREAM)}
-    except OSError:
-        addrs = set()
-    if name != 'localhost' and addrs and all(a.startswith('127.') for a in addrs):
-        return name
-    return '127.0.0.1'
-
-
 def run_export(args, col, otlp_token):
-    host = collector_host()
+    host = harness.loopback_name()
     print('    collector at http://%s:%d (%s)' % (
         host, col.port, 'a name, not an allow_hosts entry' if host != '127.0.0.1'
         else 'this host has no name that resolves to loopback only'))
