@@ -273,7 +273,7 @@ static const void *cfield(const struct cfg *c, size_t off)
 	return (const char *)c + off;
 }
 
-static void free_list(char **l, size_t n)
+void cfg_free_list(char **l, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(l[i]);
@@ -291,7 +291,7 @@ static void free_setting(struct cfg *c, const struct cfg_setting *s)
 		char ***p = field(c, s->off);
 		size_t *n = field(c, s->n_off);
 
-		free_list(*p, *n);
+		cfg_free_list(*p, *n);
 		*p = NULL;
 		*n = 0;
 	}
@@ -304,139 +304,9 @@ struct cfg *cfg_free(struct cfg *c)
 	for (size_t i = 0; i < N_SETTINGS; i++)
 		free_setting(c, &cfg_settings[i]);
 	free(c->config_file);
-	free_list(c->unknown_env, c->n_unknown_env);
+	cfg_free_list(c->unknown_env, c->n_unknown_env);
 	free(c);
 	return NULL;
-}
-
-static int parse_bool(const char *v, bool *ret)
-{
-	static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True" };
-	static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False" };
-
-	for (size_t i = 0; i < 6; i++) {
-		if (strcmp(v, t[i]) == 0) {
-			*ret = true;
-			return 0;
-		}
-		if (strcmp(v, f[i]) == 0) {
-			*ret = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int parse_i64(const char *v, int64_t *ret)
-{
-	char *end;
-	long long x;
-
-	errno = 0;
-	x = strtoll(v, &end, 10);
-	if (errno || end == v || *end)
-		return -EINVAL;
-	*ret = x;
-	return 0;
-}
-
-int cfg_parse_duration(const char *s, int64_t *ret_ms)
-{
-	int64_t total = 0;
-	const char *p = s;
-
-	if (!s || !*s)
-		return -EINVAL;
-	if (strcmp(s, "0") == 0) {
-		*ret_ms = 0;
-		return 0;
-	}
-	while (*p) {
-		int64_t n = 0, mul;
-
-		if (*p < '0' || *p > '9')
-			return -EINVAL;
-		while (*p >= '0' && *p <= '9') {
-			if (n > INT64_MAX / 10 - 10)
-				return -EINVAL;
-			n = n * 10 + (*p++ - '0');
-		}
-		if (strncmp(p, "ms", 2) == 0) {
-			mul = 1;
-			p += 2;
-		} else if (*p == 's') {
-			mul = 1000;
-			p++;
-		} else if (*p == 'm') {
-			mul = 60000;
-			p++;
-		} else if (*p == 'h') {
-			mul = 3600000;
-			p++;
-		} else {
-			return -EINVAL;
-		}
-		if (n > (INT64_MAX - total) / mul)
-			return -EINVAL;
-		total += n * mul;
-	}
-	*ret_ms = total;
-	return 0;
-}
-
-/* A duration in its largest exact unit ("90s" for 1m30s) into buf; returns buf. */
-static const char *format_duration(int64_t ms, char *buf, size_t len)
-{
-	if (ms == 0)
-		snprintf(buf, len, "0s");
-	else if (ms % 3600000 == 0)
-		snprintf(buf, len, "%" PRId64 "h", ms / 3600000);
-	else if (ms % 60000 == 0)
-		snprintf(buf, len, "%" PRId64 "m", ms / 60000);
-	else if (ms % 1000 == 0)
-		snprintf(buf, len, "%" PRId64 "s", ms / 1000);
-	else
-		snprintf(buf, len, "%" PRId64 "ms", ms);
-	return buf;
-}
-
-/* Splits a comma-separated list: entries trimmed, empties dropped. */
-static int split_list(const char *v, char ***ret, size_t *ret_n)
-{
-	char **l = NULL;
-	size_t n = 0;
-	const char *p = v;
-
-	while (*p) {
-		const char *start = p, *end;
-		char **nl;
-
-		while (*p && *p != ',')
-			p++;
-		end = p;
-		if (*p)
-			p++;
-		while (start < end && (*start == ' ' || *start == '\t'))
-			start++;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		if (start == end)
-			continue;
-		nl = realloc(l, (n + 1) * sizeof(*l));
-		if (!nl)
-			goto oom;
-		l = nl;
-		l[n] = strndup(start, (size_t)(end - start));
-		if (!l[n])
-			goto oom;
-		n++;
-	}
-	*ret = l;
-	*ret_n = n;
-	return 0;
-oom:
-	free_list(l, n);
-	return -ENOMEM;
 }
 
 /*
@@ -463,17 +333,17 @@ static void set_text(struct cfg *c, const struct cfg_setting *s, const char *v, 
 		return;
 	}
 	case T_BOOL:
-		if (parse_bool(v, field(c, s->off)) < 0)
+		if (cfg_parse_bool(v, field(c, s->off)) < 0)
 			cfg_errs_add(e, "%s \"%s\" is invalid: want true or false", who, shown);
 		return;
 	case T_INT:
-		if (parse_i64(v, &x) < 0 || x < INT32_MIN || x > INT32_MAX)
+		if (cfg_parse_i64(v, &x) < 0 || x < INT32_MIN || x > INT32_MAX)
 			cfg_errs_add(e, "%s \"%s\" is invalid: want an integer", who, shown);
 		else
 			*(int *)field(c, s->off) = (int)x;
 		return;
 	case T_I64:
-		if (parse_i64(v, &x) < 0)
+		if (cfg_parse_i64(v, &x) < 0)
 			cfg_errs_add(e, "%s \"%s\" is invalid: want an integer", who, shown);
 		else
 			*(int64_t *)field(c, s->off) = x;
@@ -491,7 +361,7 @@ static void set_text(struct cfg *c, const struct cfg_setting *s, const char *v, 
 		char **l;
 		size_t n;
 
-		if (split_list(v, &l, &n) < 0) {
+		if (cfg_split_list(v, &l, &n) < 0) {
 			e->oom = 1;
 			return;
 		}
@@ -839,7 +709,7 @@ static int read_all(char *const *envp, struct cfg **ret, struct cfg_errs *e)
 				cfg_errs_add(e, "%s must be positive", s->key);
 			else if (s->type == T_DUR)
 				cfg_errs_add(e, "%s must be at most %s", s->key,
-					     format_duration(s->max, max, sizeof(max)));
+					     cfg_format_duration(s->max, max, sizeof(max)));
 			else if (s->max == INT32_MAX || s->max == INT64_MAX)
 				cfg_errs_add(e, "%s must be at least %" PRId64, s->key, s->min);
 			else
@@ -960,7 +830,7 @@ static void print_value(const struct cfg *c, const struct cfg_setting *s, FILE *
 	case T_DUR: {
 		char buf[32];
 
-		fputs(format_duration(*(const int64_t *)cfield(c, s->off), buf, sizeof(buf)), f);
+		fputs(cfg_format_duration(*(const int64_t *)cfield(c, s->off), buf, sizeof(buf)), f);
 		return;
 	}
 	case T_ENUM:
