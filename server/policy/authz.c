@@ -712,7 +712,8 @@ static int auth_hook(struct rpc_call *call, const ProtobufCMessage *msg, void *u
 		req.resource = resource;
 	else if (rr == -ENAMETOOLONG)
 		too_long = authz_resource_field(m->action);
-	resource[0] = rr >= 0 ? resource[0] : '\0';
+	if (rr < 0)
+		resource[0] = '\0';
 	/* Evaluate without a principal asks about the caller: token/<the caller's id>. */
 	if (m && strcmp(m->action, "Policy.Evaluate") == 0 && strcmp(resource, "token/") == 0) {
 		uint8_t hash[POLICY_HASH_LEN];
