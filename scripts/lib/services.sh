@@ -324,6 +324,13 @@ svc_pg_start()
 		_svc_err "cannot write $data/trstctl-services.conf"
 		return
 	fi
+	# Extra settings for one run (tools/bench/run-issue-bench --pg-statements), one per line.
+	if [ -n "${TRSTCTL_SVC_PG_CONF:-}" ] &&
+		! printf '%s\n' "$TRSTCTL_SVC_PG_CONF" |
+		_svc_as_pg tee -a "$data/trstctl-services.conf" >/dev/null; then
+		_svc_err "cannot write $data/trstctl-services.conf"
+		return
+	fi
 	# Also rewritten on every start, so that a cluster from before passwords trusts no one.
 	# Who reaches the server at all is settled above (socket folder, listen_addresses).
 	if ! _svc_as_pg tee "$data/pg_hba.conf" >/dev/null <<-EOF
