@@ -165,7 +165,8 @@ int bus_open(struct db *db, const struct bus_config *cfg, struct bus **ret_bus)
 		return -EINVAL;
 	if (!cfg)
 		cfg = &defaults;
-	if (cfg->batch < 0 || cfg->batch > 1000 || cfg->idle_ms < 0)
+	if (cfg->batch < 0 || cfg->batch > 1000 || cfg->idle_ms < 0 ||
+	    cfg->gather_ms < -1 || cfg->gather_ms > 1000)
 		return -EINVAL;
 	/* A stream name may not hold '.', '*', '>', or whitespace (JetStream's rule). */
 	if (cfg->stream && (!cfg->stream[0] || strpbrk(cfg->stream, ".*> \t\r\n/\\")))
@@ -177,6 +178,7 @@ int bus_open(struct db *db, const struct bus_config *cfg, struct bus **ret_bus)
 	b->db = db;
 	b->batch = cfg->batch ? cfg->batch : 100;
 	b->idle_ms = cfg->idle_ms ? cfg->idle_ms : 200;
+	b->gather_ms = cfg->gather_ms < 0 ? 0 : cfg->gather_ms ? cfg->gather_ms : 10;
 	b->gate = cfg->gate;
 	b->stream = strdup(cfg->stream ? cfg->stream : BUS_DEFAULT_STREAM);
 	if (cfg->nats_url && cfg->nats_url[0])

@@ -21,6 +21,13 @@ struct bus_config {
 	int batch;	      /* rows per relay transaction, 1..1000; 0: 100 */
 	int idle_ms;	      /* longest sleep when nothing is pending; 0: 200 */
 	/*
+	 * Shortest time between the starts of two passes that follow commits; 0: 10 ms,
+	 * -1: none. A commit right after a quiet spell is published at once; under load the
+	 * events of several commits share one pass (one SELECT, one DELETE, one commit of
+	 * the outbox) and reach JetStream at most this much later.
+	 */
+	int gather_ms;
+	/*
 	 * Asked before every connection to NATS, the first and each reconnection: in
 	 * userspace egress enforcement it resolves and checks each URL's host, and nats.c
 	 * gets only the admitted addresses, no discovered servers and no reconnection of its

@@ -31,6 +31,7 @@ struct bus {
 	char *stream;
 	int batch;
 	int idle_ms;
+	int gather_ms; /* bus_config.gather_ms; 0: none */
 	struct net_gate gate; /* bus_config.gate */
 
 	pthread_mutex_t lock; /* guards kicked, stopping */

@@ -7,6 +7,10 @@
  *   js_PublishAsync each to events.<type> with Nats-Msg-Id = id, wait for the acks
  *   DELETE FROM outbox WHERE id = ANY(acked ids); COMMIT
  *
+ * A commit kicks the relay. After a quiet spell the pass runs at once; within gather_ms
+ * (10 ms) of the last pass that found rows it waits for the rest of that time, so that under
+ * load one pass (one SELECT, one DELETE, one commit) carries the events of many commits.
+ *
  * A published row is deleted, not kept: the stream is the record of what was sent, and the
  * outbox holds only what is still to send (a row marked sent and kept would grow the table
  * by one row per change, forever, and cost an UPDATE's new row version per event).
@@ -68,6 +72,7 @@ struct bus_relay {
 	pthread_mutex_t ack_lock; /* guards cur */
 	struct batch *cur;
 	int pass_err; /* publish error of the last pass */
+	struct timespec last_pass; /* start of the last pass that found rows (monotonic) */
 };
 
 /* Sleeps up to ms or until stopped; a kick ends it early only when kickable. */
@@ -324,6 +329,7 @@ static int relay_pass(struct db_conn *conn, void *ud)
 	for (size_t i = 0; i < bt.n; i++)
 		bt.ids[i] = db_rows_get(rows, i, 0) ? db_rows_get(rows, i, 0) : "";
 
+	clock_gettime(CLOCK_MONOTONIC, &b->relay->last_pass);
 	publish_rows(b, rows, &bt);
 	b->relay->pass_err = bt.err;
 	r = 0;
@@ -427,13 +433,35 @@ static enum step relay_step(struct bus *b)
 	return n >= b->batch ? STEP_AGAIN : STEP_IDLE;
 }
 
+/* Milliseconds since t (monotonic). */
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000L + (now.tv_nsec - t->tv_nsec) / 1000000L;
+}
+
+/*
+ * After a kick, lets gather_ms pass since the last pass that found rows, so that under
+ * load the events of several commits share one pass; after a quiet spell the kick's
+ * events go at once.
+ */
+static void relay_gather(struct bus *b)
+{
+	long since = ms_since(&b->relay->last_pass);
+
+	if (b->gather_ms > 0 && since >= 0 && since < b->gather_ms)
+		relay_wait(b, (int)(b->gather_ms - since), false);
+}
+
 static void *relay_main(void *arg)
 {
 	struct bus *b = arg;
 
 	while (!relay_stopping(b))
-		if (relay_step(b) == STEP_IDLE)
-			relay_wait(b, b->idle_ms, true);
+		if (relay_step(b) == STEP_IDLE && relay_wait(b, b->idle_ms, true))
+			relay_gather(b);
 	return NULL;
 }
 

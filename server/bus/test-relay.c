@@ -540,6 +540,48 @@ static int test_stream_recreated(void)
 }
 
 /* Figures: how fast one relay drains a backlog. */
+/*
+ * Under load the events of several commits share a pass: a commit within gather_ms of the
+ * last pass waits for the rest of it (and is published then), instead of a pass of its own.
+ */
+static int test_gather(void)
+{
+	struct bus_config cfg = { .nats_url = nats_url, .gather_ms = 600 };
+	struct change c = { .n = 1, .type = "identity.issued" };
+	struct bus *b = NULL;
+	int64_t t0;
+
+	reset();
+	CHECK(bus_open(db, &cfg, &b) == 0 && bus_start(b) == 0, "relay");
+	CHECK(db_write(db, change_fn, &c, 10000) == 0, "db_write");
+	bus_kick(b);
+	t0 = now_ms();
+	while (stream_msgs() < 1 && now_ms() - t0 < 10000)
+		sleep_ms(1);
+	CHECK(stream_msgs() == 1, "first event");
+	c.base = 1;
+	CHECK(db_write(db, change_fn, &c, 10000) == 0, "db_write");
+	bus_kick(b);
+	t0 = now_ms();
+	sleep_ms(200);
+	/* less than gather_ms after the first pass: still waiting for more */
+	CHECK(stream_msgs() == 1, "second event held back, got %llu",
+	      (unsigned long long)stream_msgs());
+	while (stream_msgs() < 2 && now_ms() - t0 < 10000)
+		sleep_ms(1);
+	fprintf(stderr, "  second commit -> on the stream: %lld ms (gather 600 ms)\n",
+		(long long)(now_ms() - t0));
+	CHECK(stream_msgs() == 2, "second event published after the gather");
+	CHECK(wait_outbox_sent(3000) == 0, "rows deleted once sent");
+	bus_close(b);
+	/* out of range */
+	cfg.gather_ms = 1001;
+	CHECK(bus_open(db, &cfg, &b) == -EINVAL, "gather_ms 1001 refused");
+	cfg.gather_ms = -2;
+	CHECK(bus_open(db, &cfg, &b) == -EINVAL, "gather_ms -2 refused");
+	return 0;
+}
+
 static int test_throughput(void)
 {
 	struct bus *b;
@@ -581,6 +623,7 @@ int main(void)
 		{ "two_relays", test_two_relays },
 		{ "existing_stream", test_existing_stream },
 		{ "stream_recreated", test_stream_recreated },
+		{ "gather", test_gather },
 		{ "throughput", test_throughput },
 	};
 	const char *only = getenv("BUS_TEST_ONLY");
