@@ -310,6 +310,11 @@ struct audit_record *audit_record_free(struct audit_record *rec)
 	return NULL;
 }
 
+const char *audit_record_data(const struct audit_record *rec)
+{
+	return rec->ev.data_json;
+}
+
 /* Points a copy's strings into its own buffer. */
 static void relocate(struct audit_record *copy, const struct audit_record *rec)
 {

@@ -170,6 +170,9 @@ int audit_prepare(const struct audit_entry *e, struct audit_record **ret_rec);
 int audit_attach(struct db_tx *tx, const struct audit_record *rec);
 /* Frees a prepared record. Accepts NULL, returns NULL. */
 struct audit_record *audit_record_free(struct audit_record *rec);
+/* A prepared record's data: a JSON object, compact (as jansson printed it when the entry
+ * carried an object). Borrowed from rec. */
+const char *audit_record_data(const struct audit_record *rec);
 
 /*
  * A record on its own (a denied call, a guard denial: nothing else changes), through the

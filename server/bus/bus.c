@@ -30,7 +30,8 @@ static void event_free(void *item)
 }
 
 static int prepare(const char *tenant_id, const char *type, const char *actor,
-		   const char *data_json, const struct json_t *data, struct bus_event **ret_ev)
+		   const char *data_json, const struct json_t *data, const char *printed,
+		   struct bus_event **ret_ev)
 {
 	struct bus_event *ev;
 	struct timespec now;
@@ -52,10 +53,15 @@ static int prepare(const char *tenant_id, const char *type, const char *actor,
 	snprintf(ev->tenant_id, sizeof(ev->tenant_id), "%s", tenant_id);
 	snprintf(ev->type, sizeof(ev->type), "%s", type);
 	clock_gettime(CLOCK_REALTIME, &now);
-	r = data ? bus_envelope_build_object(ev->id, ev->tenant_id, ev->type, actor, data, &now,
-					     &ev->payload, &ev->payload_len) :
-		   bus_envelope_build(ev->id, ev->tenant_id, ev->type, actor, data_json, &now,
-				      &ev->payload, &ev->payload_len);
+	if (printed)
+		r = bus_envelope_build_printed(ev->id, ev->tenant_id, ev->type, actor, printed,
+					       &now, &ev->payload, &ev->payload_len);
+	else if (data)
+		r = bus_envelope_build_object(ev->id, ev->tenant_id, ev->type, actor, data, &now,
+					      &ev->payload, &ev->payload_len);
+	else
+		r = bus_envelope_build(ev->id, ev->tenant_id, ev->type, actor, data_json, &now,
+				       &ev->payload, &ev->payload_len);
 	if (r < 0)
 		goto fail;
 	*ret_ev = ev;
@@ -68,13 +74,20 @@ fail:
 int bus_event_prepare(const char *tenant_id, const char *type, const char *actor,
 		      const char *data_json, struct bus_event **ret_ev)
 {
-	return prepare(tenant_id, type, actor, data_json, NULL, ret_ev);
+	return prepare(tenant_id, type, actor, data_json, NULL, NULL, ret_ev);
 }
 
 int bus_event_prepare_object(const char *tenant_id, const char *type, const char *actor,
 			     const struct json_t *data, struct bus_event **ret_ev)
 {
-	return data ? prepare(tenant_id, type, actor, NULL, data, ret_ev) : -EINVAL;
+	return data ? prepare(tenant_id, type, actor, NULL, data, NULL, ret_ev) : -EINVAL;
+}
+
+int bus_event_prepare_printed(const char *tenant_id, const char *type, const char *actor,
+			      const char *data_printed, struct bus_event **ret_ev)
+{
+	return data_printed ? prepare(tenant_id, type, actor, NULL, NULL, data_printed, ret_ev) :
+			      -EINVAL;
 }
 
 struct bus_event *bus_event_free(struct bus_event *ev)

@@ -66,6 +66,13 @@ int bus_event_prepare(const char *tenant_id, const char *type, const char *actor
 /* The same with the data as jansson's object (referenced, not parsed). */
 int bus_event_prepare_object(const char *tenant_id, const char *type, const char *actor,
 			     const struct json_t *data, struct bus_event **ret_ev);
+/*
+ * The same with the data as jansson printed an object (json_dumps, JSON_COMPACT): copied
+ * into the envelope as it is, neither parsed nor printed again. The envelope is byte for
+ * byte the one bus_event_prepare_object builds from that object.
+ */
+int bus_event_prepare_printed(const char *tenant_id, const char *type, const char *actor,
+			      const char *data_printed, struct bus_event **ret_ev);
 int bus_event_attach(struct db_tx *tx, const struct bus_event *ev);
 /* Frees a prepared event. Accepts NULL, returns NULL. */
 struct bus_event *bus_event_free(struct bus_event *ev);

@@ -72,6 +72,42 @@ int bus_envelope_build(const char *id, const char *tenant_id, const char *type, 
 	return r;
 }
 
+int bus_envelope_build_printed(const char *id, const char *tenant_id, const char *type,
+			       const char *actor, const char *data, const struct timespec *now,
+			       char **ret_json, size_t *ret_len)
+{
+	char when[32], *jactor = NULL, *text;
+	size_t dlen = data ? strlen(data) : 0;
+	json_t *s;
+	int n;
+
+	if (!data || dlen < 2 || data[0] != '{' || data[dlen - 1] != '}')
+		return -EINVAL;
+	if (actor) {
+		s = json_string(actor);
+		if (!s) /* not UTF-8 */
+			return -EINVAL;
+		jactor = json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT);
+		json_decref(s);
+		if (!jactor)
+			return -ENOMEM;
+	}
+	bus_rfc3339(now, when);
+	n = asprintf(&text, "{\"id\":\"%s\",\"type\":\"%s\",\"tenant_id\":\"%s\",\"time\":\"%s\","
+		     "\"actor\":%s,\"data\":%s}",
+		     id, type, tenant_id, when, jactor ? jactor : "null", data);
+	free(jactor);
+	if (n < 0)
+		return -ENOMEM;
+	if ((size_t)n > BUS_EVENT_MAX) {
+		free(text);
+		return -EMSGSIZE;
+	}
+	*ret_json = text;
+	*ret_len = (size_t)n;
+	return 0;
+}
+
 int bus_envelope_build_object(const char *id, const char *tenant_id, const char *type,
 			      const char *actor, const void *data_obj, const struct timespec *now,
 			      char **ret_json, size_t *ret_len)

@@ -63,6 +63,15 @@ int bus_envelope_build(const char *id, const char *tenant_id, const char *type, 
 int bus_envelope_build_object(const char *id, const char *tenant_id, const char *type,
 			      const char *actor, const void *data, const struct timespec *now,
 			      char **ret_json, size_t *ret_len);
+/*
+ * The same with data as jansson printed an object (compact): the envelope is written
+ * around it, the same bytes bus_envelope_build_object gives. id, tenant_id and type are
+ * the checked ones (no character needs escaping). -EINVAL when data does not look like an
+ * object or actor is not UTF-8.
+ */
+int bus_envelope_build_printed(const char *id, const char *tenant_id, const char *type,
+			       const char *actor, const char *data, const struct timespec *now,
+			       char **ret_json, size_t *ret_len);
 
 /* The natsStatus -> -errno table (status.c); status is a natsStatus. 0 for NATS_OK. */
 int bus_nats_errno(int status);

@@ -130,6 +130,51 @@ static void test_envelope_object(void **state)
 	free(b);
 }
 
+/* The printed form (the data as jansson printed it) gives the object form's envelope byte
+ * for byte, actors that need escaping and none included; what is not an object is refused. */
+static void test_envelope_printed(void **state)
+{
+	static const char *const datas[] = {
+		"{}", "{\"id\":\"x\",\"n\":3,\"tags\":[\"a\",\"b\"]}",
+		"{\"q\":\"say \\\"hi\\\"\\n\",\"u\":\"\\u00e9t\\u00e9 \\u2713\",\"o\":{\"x\":null}}",
+	};
+	static const char *const actors[] = { "tok", NULL, "a \"quoted\"\\ actor\n", "\xc3\xa9t\xc3\xa9",
+					      "" };
+	char *a = NULL, *b = NULL, *printed;
+	size_t la = 0, lb = 0;
+
+	for (size_t i = 0; i < sizeof(datas) / sizeof(datas[0]); i++)
+		for (size_t k = 0; k < sizeof(actors) / sizeof(actors[0]); k++) {
+			json_t *data = json_loads(datas[i], 0, NULL);
+
+			assert_non_null(data);
+			printed = json_dumps(data, JSON_COMPACT);
+			assert_int_equal(bus_envelope_build_object(ID, DEFAULT_TENANT,
+								   "identity.issued", actors[k],
+								   data, &when, &a, &la),
+					 0);
+			assert_int_equal(bus_envelope_build_printed(ID, DEFAULT_TENANT,
+								    "identity.issued", actors[k],
+								    printed, &when, &b, &lb),
+					 0);
+			assert_int_equal(la, lb);
+			assert_string_equal(a, b);
+			free(a);
+			free(b);
+			free(printed);
+			json_decref(data);
+		}
+	assert_int_equal(bus_envelope_build_printed(ID, DEFAULT_TENANT, "a.b", NULL, "[1]", &when,
+						    &b, &lb),
+			 -EINVAL);
+	assert_int_equal(bus_envelope_build_printed(ID, DEFAULT_TENANT, "a.b", NULL, "", &when, &b,
+						    &lb),
+			 -EINVAL);
+	assert_int_equal(bus_envelope_build_printed(ID, DEFAULT_TENANT, "a.b", "\xff", "{}", &when,
+						    &b, &lb),
+			 -EINVAL);
+}
+
 static void test_envelope_defaults(void **state)
 {
 	char *text = NULL;
@@ -182,7 +227,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_type_valid),	 cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_envelope_fields),
-		cmocka_unit_test(test_envelope_object),	 cmocka_unit_test(test_envelope_defaults),
+		cmocka_unit_test(test_envelope_object),	 cmocka_unit_test(test_envelope_printed),	 cmocka_unit_test(test_envelope_defaults),
 		cmocka_unit_test(test_envelope_rejects),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -264,10 +264,11 @@ int change_prepare(const struct change_record *rec, struct change_prepared **ret
 	if (!p)
 		return -ENOMEM;
 	r = audit_prepare(&e, &p->rec);
+	/* the object was printed once, for the record: the event reuses that text */
 	if (r >= 0 && !rec->no_event && rec->data)
-		r = bus_event_prepare_object(rec->tenant,
-					     rec->event_type ? rec->event_type : rec->type, e.actor,
-					     rec->data, &p->ev);
+		r = bus_event_prepare_printed(rec->tenant,
+					      rec->event_type ? rec->event_type : rec->type,
+					      e.actor, audit_record_data(p->rec), &p->ev);
 	else if (r >= 0 && !rec->no_event)
 		r = bus_event_prepare(rec->tenant, rec->event_type ? rec->event_type : rec->type,
 				      e.actor, event_json_of(rec), &p->ev);
