@@ -29,8 +29,9 @@ struct crypto_ca {
 	size_t sigalg_len;
 	EVP_MD *md;		 /* digest (prehash) of our signatures; NULL for Ed25519 */
 	EVP_PKEY_CTX *sign_tmpl; /* sign-initialised context, duplicated per signature */
-	EVP_PKEY *keygen_tmpl[CRYPTO_KEY_TYPE_COUNT]; /* EC/Ed25519 keys whose parameters
-						       * seed leaf key generation */
+	EVP_PKEY *keygen_tmpl[CRYPTO_KEY_TYPE_COUNT]; /* the Ed25519 key whose parameters
+						       * seed leaf key generation (EC keys
+						       * use crypto_ec_curve) */
 	int64_t not_after;
 };
 
@@ -94,7 +95,7 @@ EVP_PKEY *crypto_key_generate(enum crypto_key_type kt);
 int crypto_ca_sign(const struct crypto_ca *ca, const uint8_t *tbs, size_t n, uint8_t **ret_sig,
 		   size_t *ret_len);
 
-/* Sets ca->keygen_tmpl. Returns 0 or -EIO. */
+/* Sets ca->keygen_tmpl and builds the EC curves. Returns 0 or -EIO. */
 int crypto_keygen_prepare(struct crypto_ca *ca);
 
 /* Generates a leaf key of type kt: its DER SubjectPublicKeyInfo (*ret_spki, malloc'd) and
@@ -127,3 +128,6 @@ void crypto_csr_copy_cn(const X509_NAME *name, struct crypto_csr_info *info);
 int crypto_csr_check_ec(const char *csr_pem, const char *const *allowed_dns, size_t n_dns,
 			const char *const *allowed_ips, size_t n_ips,
 			struct crypto_csr_info *ret_info);
+/* The group of P-256 (curve 0) or P-384 (1), built once per process and never changed;
+ * NULL for another curve or when it could not be built (issue-csr-ec.c). */
+const EC_GROUP *crypto_ec_curve(int curve);
