@@ -1,6 +1,6 @@
 #pragma once
 /*
- * Shared by the files of the CA service (ca_store.c, ca_op.c, ca_owner.c, ca_identity.c,
+ * Shared by the files of the CA service (ca_store.c, ca_store_ident.c, ca_op.c, ca_owner.c, ca_identity.c,
  * ca_issue.c, ca_crl.c, ca_bootstrap.c, ca_rpc.c, ca_admin.c): the service struct, the
  * mutation plumbing of ca_op.c, the functions the service files call across, and the SQL of
  * ca_store.c. Not a public header.
@@ -32,6 +32,7 @@ struct ca_service {
 	void *rpc_handlers;	       /* struct rpc_method_handler[], ca_rpc.c */
 	struct change_guess *idents;   /* identities this server knows (ca_cache.c) */
 	int issue_kind;		       /* item kind of the issuance hook (change room) */
+	int create_kind;	       /* item kind of the identity-create hook */
 
 	pthread_mutex_t crl_lock;    /* the fields below */
 	pthread_cond_t crl_cond;     /* a CRL build finished */
@@ -175,7 +176,6 @@ int ca_store_owner_get(struct db_conn *c, const char *tenant, const char *id, st
 int ca_store_owner_list(struct db_conn *c, const char *tenant, const char *kind, int limit,
 			const char *after, struct ca_owner **ret, size_t *ret_n);
 
-int ca_store_identity_insert(struct db_tx *tx, const char *tenant, const struct ca_identity *i);
 int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,
 			  struct ca_identity *ret);
 int ca_store_identity_list(struct db_conn *c, const char *tenant, const char *owner_id,
@@ -233,6 +233,47 @@ int ca_issue_item_attach(struct db_tx *tx, const struct ca_issue_item *item);
  * mark, reply) in one statement.
  */
 int ca_store_issue_hook(struct db_conn *c, void *const *items, size_t n, int *results, void *ud);
+/*
+ * One CreateIdentity (ca_store_ident.c): the new identity's row and the reply stored under
+ * its request_id. Built on the caller's thread (ca_ident_item_new); the change only attaches
+ * a copy, and ca_store_create_hook writes every create of a batch with one set-based
+ * statement. One allocation: the name, the DNS names and addresses (each list joined by ','),
+ * and the reply live in buf, reached by offset, so a copy is a memcpy.
+ */
+struct ca_ident_item {
+	size_t size; /* of the whole allocation */
+	int kind;    /* the create hook's item kind */
+	char tenant[CA_ID_LEN + 1];
+	char id[CA_ID_LEN + 1];
+	char owner_id[CA_ID_LEN + 1]; /* a lowercase uuid */
+	enum ca_identity_kind ident_kind;
+	enum crypto_key_type key_type;
+	int64_t ttl_seconds;
+	int64_t now_us;		    /* created_at = updated_at */
+	struct change_item_key key; /* the request's key ("" request_id: none) */
+	size_t name_off, dns_off, ips_off, reply_off, reply_len;
+	uint8_t buf[];
+};
+/* The fields of a create item, gathered by the service. */
+struct ca_ident_spec {
+	const char *tenant;
+	const struct ca_identity *ident; /* id, kind, name, owner, SANs, key type, ttl, times */
+	int kind;			 /* svc->create_kind */
+	const struct change_key *key;	 /* NULL: not idempotent */
+	const uint8_t *reply;
+	size_t reply_len;
+};
+/* -ENOMEM, or -EINVAL when the key's strings do not fit an item. */
+int ca_ident_item_new(const struct ca_ident_spec *spec, struct ca_ident_item **ret);
+/* Attaches a copy of item to the change (the writer frees it). */
+int ca_ident_item_attach(struct db_tx *tx, const struct ca_ident_item *item);
+/*
+ * The pre-commit hook of CreateIdentity: refuses (results[i]) a create whose owner does not
+ * exist (-ENOENT; the owners are locked FOR KEY SHARE, so one deleted meanwhile is missing,
+ * not an error of the batch), or whose request_id a twin stored first, in this batch or
+ * before (-EEXIST); inserts the others' identities and stores their replies in one statement.
+ */
+int ca_store_create_hook(struct db_conn *c, void *const *items, size_t n, int *results, void *ud);
 /* Marks every unrevoked certificate of the identity revoked. */
 int ca_store_certs_revoke(struct db_tx *tx, const char *tenant, const char *identity_id,
 			  int64_t now_us, int reason);

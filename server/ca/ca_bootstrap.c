@@ -148,8 +148,11 @@ int ca_service_open(struct db *db, const struct kek *kek, struct bus *bus,
 	pthread_mutex_init(&svc->crl_lock, NULL);
 	pthread_cond_init(&svc->crl_cond, NULL);
 	pthread_cond_init(&svc->timer_cond, NULL);
-	/* issuances are written by the CA's pre-commit hook, before audit records and events */
+	/* issuances and creates are written by the CA's pre-commit hooks, before audit records
+	 * and events */
 	r = change_hook_register(db, ca_store_issue_hook, NULL, &svc->issue_kind);
+	if (r >= 0)
+		r = change_hook_register(db, ca_store_create_hook, NULL, &svc->create_kind);
 	if (r >= 0)
 		r = change_guess_new(CA_IDENT_CACHE_MAX, &ca_ident_guess_ops, &svc->idents);
 	if (r >= 0)

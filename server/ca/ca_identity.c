@@ -1,6 +1,8 @@
 /*
  * Identities of the CA service and their lifecycle transitions: create, get, list, and
- * every edge of the state machine (ca.c decides which are allowed). An edge that issues a
+ * every edge of the state machine (ca.c decides which are allowed). A create is prepared on
+ * the caller's thread (row, reply, audit record, event) and written with the other creates
+ * of its batch by the create hook (ca_store_ident.c). An edge that issues a
  * certificate is signed on the caller's thread and written by ca_issue.c; any other edge
  * runs inside the change, where the identity row is locked (SELECT ... FOR UPDATE) and its
  * state checked again, so a transition another call won in between is refused
@@ -61,37 +63,96 @@ int ca_strv_dup(const char *const *v, size_t n, char ***ret)
 	return 0;
 }
 
-static int identity_apply(struct ca_op *op, struct db_tx *tx)
+/*
+ * A create, prepared on the caller's thread: the item the create hook writes (row and
+ * reply) and the audit record and event. The change only attaches copies, so the writer
+ * does no packing or JSON work for it and runs no statement of its own for it.
+ */
+struct ident_prep {
+	struct ca_ident_item *item;
+	struct change_prepared *rec; /* identity.created */
+};
+
+static void ident_prep_clear(struct ident_prep *p)
 {
-	struct ca_identity *i = op->result;
+	free(p->item);
+	change_prepared_free(p->rec);
+	memset(p, 0, sizeof(*p));
+}
+
+static int ident_prepare(struct ca_op *op, struct ident_prep *p)
+{
+	const struct ca_identity *i = op->result;
+	struct ca_ident_spec spec = { .tenant = ca_tenant_of(op->ctx),
+				      .ident = i,
+				      .kind = op->svc->create_kind,
+				      .key = op->ctx->key };
+	uint8_t *reply = NULL;
+	json_t *data;
 	char res[64];
 	int r;
 
-	r = ca_store_identity_insert(tx, ca_tenant_of(op->ctx), i);
-	if (r == -ENOENT)
-		return ca_fail(op->ctx, r, "owner %s not found", i->owner_id);
+	r = ca_op_pack(op, &reply, &spec.reply_len);
 	if (r < 0)
 		return r;
-	snprintf(res, sizeof(res), "identities/%s", i->id);
-	return ca_record(tx, op->ctx, "identity.created", res,
-			 json_pack("{s:s, s:s, s:s, s:s}", "identity_id", i->id, "owner_id",
-				   i->owner_id, "kind", ca_identity_kind_name(i->kind), "name",
-				   i->name));
+	spec.reply = reply;
+	r = ca_ident_item_new(&spec, &p->item);
+	free(reply);
+	if (r < 0)
+		return r;
+	data = json_pack("{s:s, s:s, s:s, s:s}", "identity_id", i->id, "owner_id", i->owner_id,
+			 "kind", ca_identity_kind_name(i->kind), "name", i->name);
+	if (!data)
+		return -ENOMEM;
+	snprintf(res, sizeof(res), "identities/%.*s", CA_ID_LEN, i->id);
+	r = ca_prep_record(op->ctx, "identity.created", res, data, &p->rec);
+	json_decref(data);
+	return r;
+}
+
+/* The change of a create: attaches copies; the create hook decides and writes. */
+static int ident_apply(struct ca_op *op, struct db_tx *tx)
+{
+	const struct ident_prep *p = op->ud;
+	int r = ca_ident_item_attach(tx, p->item);
+
+	return r < 0 ? r : change_attach(tx, p->rec);
+}
+
+/* Writes the create of i; the hook's refusals as the caller sees them. */
+static int ident_write(struct ca_service *svc, struct ca_ctx *ctx, struct ca_identity *i)
+{
+	struct ident_prep prep = { 0 };
+	struct ca_op op = { .svc = svc,
+			    .ctx = ctx,
+			    .apply = ident_apply,
+			    .result = i,
+			    .hook_stores = true, /* the create hook stores the reply */
+			    .ud = &prep };
+	int r = ident_prepare(&op, &prep);
+
+	if (r >= 0)
+		r = ca_op_write(&op);
+	ident_prep_clear(&prep);
+	if (r == -ENOENT)
+		return ca_fail(ctx, r, "owner %s not found", i->owner_id);
+	if (r == -EEXIST && ca_has_request_id(ctx))
+		return ca_twin(svc, ctx); /* a twin committed first: its answer is ours */
+	return r;
 }
 
 /*
- * A create checks only the request's own values before its change, and the change stores
- * the reply under the key in the same savepoint as the new row: so the key is looked up
- * only after a failure (ca_replayed_on_failure), not before every create. A retry of a
- * committed create fails there (the name or the key is taken, and its savepoint rolls
- * back) and then answers with the stored reply.
+ * A create checks only the request's own values before its change, and the create hook
+ * stores the reply under the key in the statement that inserts the row: so the key is looked
+ * up only after a failure (ca_replayed_on_failure, ca_twin), not before every create. A retry
+ * of a committed create is refused there (the key is taken) and then answers with the stored
+ * reply.
  */
 static int identity_create(struct ca_service *svc, struct ca_ctx *ctx,
 			   const struct ca_identity_spec *s, struct ca_identity *ret)
 {
 	struct ca_identity i = { 0 };
 	struct ca_issuance what = { 0 };
-	struct ca_op op = { .svc = svc, .ctx = ctx, .apply = identity_apply, .result = &i };
 	char *e = ctx->err;
 	size_t el = sizeof(ctx->err);
 	int r;
@@ -136,7 +197,7 @@ static int identity_create(struct ca_service *svc, struct ca_ctx *ctx,
 	what.to_state = CA_STATE_REQUESTED;
 	r = ca_policy_check(svc, ctx, &what);
 	if (r >= 0)
-		r = ca_op_write(&op);
+		r = ident_write(svc, ctx, &i);
 	if (r == 0) {
 		change_guess_put(svc->idents, ca_tenant_of(ctx), i.id, &i);
 		*ret = i;

@@ -3,7 +3,8 @@
  * statement filters on tenant_id. Times the service returns are written by it as Unix
  * microseconds (so that a reply can be packed before the commit) and read back the same
  * way; arrays of names cross as text: they are validated names, which never contain a
- * comma, a quote or a brace, so '{"a","b"}' in and array_to_string(x, ',') out are exact.
+ * comma, so "a,b" in (string_to_array, ca_store_ident.c) and array_to_string(x, ',') out are
+ * exact.
  * Lists page by keyset on the primary key (id or serial): the page token is the last key.
  */
 #include <errno.h>
@@ -51,26 +52,6 @@ static char *xstrdup(const char *s)
 static void copy_id(char *dst, const char *src, size_t len)
 {
 	snprintf(dst, len, "%s", src ? src : "");
-}
-
-/* '{"a","b"}' for a text[] parameter; malloc'd. */
-static char *array_literal(const char *const *v, size_t n)
-{
-	size_t len = 3;
-	char *s, *p;
-
-	for (size_t i = 0; i < n; i++)
-		len += strlen(v[i]) + 3;
-	s = malloc(len);
-	if (!s)
-		return NULL;
-	p = s;
-	*p++ = '{';
-	for (size_t i = 0; i < n; i++)
-		p += sprintf(p, "%s\"%s\"", i ? "," : "", v[i]);
-	*p++ = '}';
-	*p = '\0';
-	return s;
 }
 
 /* Splits "a,b" into a malloc'd array of malloc'd strings ("" gives none). */
@@ -245,38 +226,6 @@ static int identity_from_row(const struct db_rows *r, size_t row, struct ca_iden
 	if (ret < 0)
 		ca_identity_clear(i);
 	return ret;
-}
-
-int ca_store_identity_insert(struct db_tx *tx, const char *tenant, const struct ca_identity *i)
-{
-	char ttl[24], t[24];
-	char *dns = array_literal((const char *const *)i->dns_names, i->n_dns_names);
-	char *ips = array_literal((const char *const *)i->ip_addresses, i->n_ip_addresses);
-	struct db_param p[10];
-	int r = -ENOMEM;
-
-	snprintf(ttl, sizeof(ttl), "%" PRId64, i->ttl_seconds);
-	snprintf(t, sizeof(t), "%" PRId64, i->create_time);
-	p[0] = DB_TEXT(tenant);
-	p[1] = DB_TEXT(i->id);
-	p[2] = DB_TEXT(ca_identity_kind_name(i->kind));
-	p[3] = DB_TEXT(i->name);
-	p[4] = DB_TEXT(i->owner_id);
-	p[5] = DB_TEXT(dns);
-	p[6] = DB_TEXT(ips);
-	p[7] = DB_TEXT(crypto_key_type_name(i->key_type));
-	p[8] = DB_TEXT(ttl);
-	p[9] = DB_TEXT(t);
-	if (dns && ips)
-		r = db_tx_exec(tx,
-			       "INSERT INTO identities (tenant_id, id, kind, name, owner_id, "
-			       "dns_names, ip_addresses, key_type, ttl_seconds, created_at, "
-			       "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, " TS(
-				       "$10") ", " TS("$10") ")",
-			       p, 10, NULL);
-	free(dns);
-	free(ips);
-	return r;
 }
 
 int ca_store_identity_get(struct db_conn *c, const char *tenant, const char *id,

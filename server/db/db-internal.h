@@ -162,8 +162,6 @@ void db_prober_stop(struct db *db);
 /* writer.c */
 int db_writer_start(struct db *db);
 void db_writer_stop(struct db *db);
-/* Changes queued and not yet taken by the writer (tests use it to build batches). */
-size_t db_writer_queued(struct db *db);
 
 /* migrate.c: applies list (sorted by version); the embedded list is db_migrations. */
 int db_migrate_list(struct db *db, const struct db_migration *list, size_t n,

@@ -168,7 +168,8 @@ typedef int (*db_change_fn)(struct db_tx *tx, void *ud);
  * Runs once per batch just before COMMIT, with the attached items of every surviving
  * change in batch order; hooks run in ascending kind order. The audit chain uses one to lock
  * the chain head, number and hash the records, and insert them; the outbox to insert the
- * events; the CA to write the issuances of a batch with a few set-based statements.
+ * events; the CA to write the issuances and the new identities of a batch with set-based
+ * statements.
  * results has n_items entries, 0 on entry: a hook may set results[i] to a negative errno to
  * refuse item i's change (it then writes none of that item's rows): the change fails with
  * that error, its items stay out of the later hooks, the other changes commit. Only a change
@@ -253,6 +254,8 @@ struct db_writer_stats {
 	uint64_t max_batch;
 };
 void db_writer_stats(struct db *db, struct db_writer_stats *ret_stats);
+/* Changes queued and not yet taken by a writer (tests use it to build a batch they know). */
+size_t db_writer_queued(struct db *db);
 
 /* The tenant of a single-tenant install; every table carries tenant_id
  * (docs/architecture.md §5). */
