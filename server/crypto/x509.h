@@ -23,7 +23,7 @@ enum crypto_key_type {
 #define CRYPTO_CA_DEFAULT_CN "trstctl Issuing CA"
 #define CRYPTO_CA_DEFAULT_DAYS 3650
 #define CRYPTO_CN_MAX 64	 /* ub-common-name (RFC 5280) */
-#define CRYPTO_SERIAL_HEX_LEN 32 /* 128-bit serials, lowercase hex, no leading zeros */
+#define CRYPTO_SERIAL_HEX_LEN 32 /* 128-bit serials (first byte not 0), 32 lowercase hex digits */
 #define CRYPTO_KEY_ALG_LEN 16	 /* "ecdsa-p256", "rsa-2048", ... plus NUL */
 
 /* The API name of t ("ecdsa-p256", ...), NULL when t is out of range. */

@@ -49,10 +49,11 @@ SVC = 'trstctl.tls-test.svc'
 
 
 def serial_of(pem):
-    """The serial of a PEM certificate, lowercase hex as the server logs it."""
+    """The serial of a PEM certificate as the server logs it: 32 lowercase hex digits (a
+    leading 0 digit kept; openssl prints the serial's bytes, the server its 16 bytes)."""
     r = subprocess.run(['openssl', 'x509', '-noout', '-serial'], input=pem,
                        capture_output=True, check=True)
-    return r.stdout.decode().strip().split('=', 1)[1].lower().lstrip('0')
+    return '%032x' % int(r.stdout.decode().strip().split('=', 1)[1], 16)
 
 
 def sans_of(pem):
