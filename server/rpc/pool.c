@@ -69,9 +69,12 @@ int rpc_pool_submit(struct rpc_pool *p, struct rpc_call *c)
 	} else {
 		p->queue[(p->head + p->len) % p->cap] = c;
 		p->len++;
-		pthread_cond_signal(&p->cond);
 	}
 	pthread_mutex_unlock(&p->lock);
+	/* signalled after the unlock, so that the woken thread does not wake into a held mutex
+	 * (a thread that finds the queue empty waits again) */
+	if (r == 0)
+		pthread_cond_signal(&p->cond);
 	return r;
 }
 
