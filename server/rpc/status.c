@@ -43,6 +43,7 @@ static const struct {
 	{ ESHUTDOWN, RPC_UNAVAILABLE },
 	{ ETIMEDOUT, RPC_DEADLINE_EXCEEDED },
 	{ ETIME, RPC_UNAVAILABLE },           /* db/: PostgreSQL did not answer in time */
+	{ EUSERS, RPC_UNAVAILABLE },          /* db/: PostgreSQL has no connection to spare */
 	{ ECANCELED, RPC_CANCELLED },
 	{ EBADMSG, RPC_DATA_LOSS },           /* sealed data failed authentication */
 	{ EKEYREJECTED, RPC_UNAUTHENTICATED },
@@ -57,6 +58,7 @@ static const struct {
 	/* a write may have committed just before PostgreSQL went silent (db.h) */
 	{ ETIME, "the database did not answer in time; retry later (a change may have been "
 		 "applied: retry it with the same request_id)" },
+	{ EUSERS, "the database has no connection to spare (too many connections); retry later" },
 };
 
 enum rpc_code rpc_errno_code(int err)

@@ -26,6 +26,7 @@ static void test_errno_table(void **state)
 		{ -ENOSYS, RPC_UNIMPLEMENTED },      { -ENOKEY, RPC_UNAUTHENTICATED },
 		{ EINVAL, RPC_INVALID_ARGUMENT },    { -EIO, RPC_INTERNAL },
 		{ -9999, RPC_INTERNAL },             { -ETIME, RPC_UNAVAILABLE },
+		{ -EUSERS, RPC_UNAVAILABLE },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -38,6 +39,7 @@ static void test_messages(void **state)
 	/* the database's silence says so, and how to retry a change safely */
 	assert_non_null(strstr(rpc_errno_message(-ETIME), "database did not answer in time"));
 	assert_non_null(strstr(rpc_errno_message(ETIME), "same request_id"));
+	assert_non_null(strstr(rpc_errno_message(-EUSERS), "too many connections"));
 	/* everything else: strerror (copied: an unknown errno's text lives until the next) */
 	char want[64];
 
