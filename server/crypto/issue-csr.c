@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -152,6 +153,19 @@ void crypto_csr_copy_cn(const X509_NAME *name, struct crypto_csr_info *info)
 	OPENSSL_free(utf8);
 }
 
+/* 0 when crypto_pem_decode reads csr_pem under either CSR label, as crypto_issue does. */
+static int pem_decodes(const char *csr_pem)
+{
+	uint8_t *der = NULL;
+	size_t len;
+	int r = crypto_pem_decode(csr_pem, "CERTIFICATE REQUEST", &der, &len);
+
+	if (r == -EINVAL)
+		r = crypto_pem_decode(csr_pem, "NEW CERTIFICATE REQUEST", &der, &len);
+	free(der);
+	return r;
+}
+
 int crypto_csr_check(const char *csr_pem, const char *const *allowed_dns, size_t n_allowed_dns,
 		     const char *const *allowed_ips, size_t n_allowed_ips,
 		     struct crypto_csr_info *ret_info, char *err, size_t errlen)
@@ -172,6 +186,13 @@ int crypto_csr_check(const char *csr_pem, const char *const *allowed_dns, size_t
 	if (crypto_csr_check_ec(csr_pem, allowed_dns, n_allowed_dns, allowed_ips, n_allowed_ips,
 				ret_info) == 0)
 		return 0;
+	/* what issuance decodes (crypto_pem_decode) is what is checked: OpenSSL's PEM reader
+	 * also takes bytes after the BEGIN line's dashes, which issuance refuses */
+	r = pem_decodes(csr_pem);
+	if (r < 0)
+		return r == -ENOMEM ? r :
+				      crypto_set_err(err, errlen, -EINVAL,
+						     "csr_pem is not a PEM certificate request");
 	b = BIO_new_mem_buf(csr_pem, -1);
 	if (!b)
 		return -ENOMEM;

@@ -521,6 +521,28 @@ static void test_csr_refused(void **state)
 	csr = make_csr(p256, "api", "email:a@example.com");
 	expect_csr_refused(csr, "not a DNS name or an IP address");
 	free(csr);
+	/* Bytes after the BEGIN line's dashes: OpenSSL's PEM reader takes them, issuance's
+	 * reader does not, so the check refuses them too (for every key type: Ed25519 CSRs
+	 * take OpenSSL's path; a fuzz-csr find). */
+	{
+		EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		EVP_PKEY *keys[] = { p256, ed };
+
+		for (size_t i = 0; i < 2; i++) {
+			char *nl;
+
+			csr = make_csr(keys[i], "api", NULL);
+			nl = strchr(csr, '\n');
+			bad = malloc(strlen(csr) + 5);
+			memcpy(bad, csr, (size_t)(nl - csr));
+			strcpy(bad + (nl - csr), "\xff\xff\xff\xff");
+			strcat(bad, nl);
+			expect_csr_refused(bad, "csr_pem is not a PEM certificate request");
+			free(bad);
+			free(csr);
+		}
+		EVP_PKEY_free(ed);
+	}
 
 	/* A flipped bit in the signature. */
 	csr = make_csr(p256, "api", "DNS:api.example.com");
