@@ -22,8 +22,9 @@ mkdir -p -- "$artifacts" || exit 1
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/$name.XXXXXX") || exit 1
 trap 'rm -rf -- "$scratch"' EXIT
 
-"$exe" -runs="$runs" -seed=1 -timeout=10 -print_final_stats=1 \
-	-artifact_prefix="$artifacts/" "$@" "$scratch" "$seeds"
+# -error_exitcode: libFuzzer's default (77) is what meson reads as "skipped"
+"$exe" -runs="$runs" -seed=1 -timeout=10 -error_exitcode=1 -timeout_exitcode=1 \
+	-print_final_stats=1 -artifact_prefix="$artifacts/" "$@" "$scratch" "$seeds"
 rc=$?
 if [ "$rc" -ne 0 ]; then
 	echo "FAIL: $name found a failing input (kept in $artifacts/); reproduce with:"
