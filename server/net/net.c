@@ -419,6 +419,7 @@ int net_url_parse(const char *url, struct net_url *ret_url)
 {
 	struct net_url u = { 0 };
 	const char *p = url, *auth, *auth_end, *at, *hs, *he, *ps = NULL;
+	bool literal = false; /* the host is a bracketed IPv6 address */
 	size_t n;
 
 	if (!url || !isalpha((unsigned char)*p))
@@ -462,6 +463,18 @@ int net_url_parse(const char *url, struct net_url *ret_url)
 				strlen(strstr(buf, "%25") + 3) + 1);
 		if (net_addr_parse(buf, &a) < 0 || !strchr(buf, ':'))
 			return -EINVAL;
+		/* a zone is an interface name: 1-15 unreserved characters (RFC 6874), kept as
+		 * written (interface names are case-sensitive) */
+		if (strchr(buf, '%')) {
+			const char *z = strchr(buf, '%') + 1;
+
+			if (!*z || strlen(z) > 15)
+				return -EINVAL;
+			for (; *z; z++)
+				if (!reg_name_char(*z))
+					return -EINVAL;
+		}
+		literal = true;
 		memcpy(u.host, buf, strlen(buf) + 1);
 	} else {
 		he = memchr(hs, ':', (size_t)(auth_end - hs));
@@ -496,9 +509,9 @@ int net_url_parse(const char *url, struct net_url *ret_url)
 		u.port = default_port(u.scheme);
 	}
 	n = strlen(u.host);
-	if (n && u.host[n - 1] == '.')
+	if (n && u.host[n - 1] == '.' && !literal) /* the root's dot of a name */
 		u.host[--n] = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n && u.host[i] != '%'; i++)
 		u.host[i] = (char)tolower((unsigned char)u.host[i]);
 	if (n == 0)
 		return -EDESTADDRREQ;

@@ -108,6 +108,17 @@ static void test_host_and_url(void **state)
 	assert_int_equal(net_url_parse("https://.a/", &u), -EINVAL);
 	assert_int_equal(net_url_parse("https://a../", &u), -EINVAL);
 	assert_int_equal(net_url_parse("https://u@.:443/", &u), -EINVAL);
+	/* An IPv6 zone is an interface name: kept as written (no dot stripped, no lowercase),
+	 * 1-15 unreserved characters (found by fuzz-net: "[f::1%25e..]" kept a trailing dot,
+	 * and any byte passed). */
+	assert_int_equal(net_url_parse("https://[FE80::1%25Eth0.100]:8443/", &u), 0);
+	assert_string_equal(u.host, "fe80::1%Eth0.100");
+	assert_int_equal(net_url_parse("postgres://u:p@[f::1%25e..]:543/db", &u), 0);
+	assert_string_equal(u.host, "f::1%e..");
+	assert_int_equal(net_url_parse("https://[fe80::1%25eth\xe4]/", &u), -EINVAL);
+	assert_int_equal(net_url_parse("https://[fe80::1%25a/b]/", &u), -EINVAL);
+	assert_int_equal(net_url_parse("https://[fe80::1%25]/", &u), -EINVAL);
+	assert_int_equal(net_url_parse("https://[fe80::1%25abcdefghijklmnop]/", &u), -EINVAL);
 	assert_int_equal(net_split_hostport("[::1]:80", &h, &port), 0);
 	assert_string_equal(h, "::1");
 	assert_int_equal(port, 80);

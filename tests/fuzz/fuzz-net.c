@@ -118,6 +118,7 @@ static void check_host(const char *s)
 static void check_url(const char *s)
 {
 	struct net_url u;
+	const char *zone;
 	size_t n;
 	int r = net_url_parse(s, &u);
 
@@ -127,11 +128,17 @@ static void check_url(const char *s)
 		return;
 	}
 	n = strnlen(u.host, sizeof(u.host));
-	if (n == 0 || n >= sizeof(u.host) || u.host[n - 1] == '.' ||
+	zone = memchr(u.host, '%', n);
+	/* a name loses its root dot and is lowercase; an IPv6 zone (an interface name) is
+	 * kept as written, of unreserved characters */
+	if (n == 0 || n >= sizeof(u.host) || (!zone && u.host[n - 1] == '.') ||
 	    strnlen(u.scheme, sizeof(u.scheme)) >= sizeof(u.scheme))
 		abort();
 	for (size_t i = 0; i < n; i++)
-		if (isupper((unsigned char)u.host[i]))
+		if ((!zone || u.host + i < zone) ? isupper((unsigned char)u.host[i]) :
+						   (u.host + i > zone &&
+						    !isalnum((unsigned char)u.host[i]) &&
+						    !strchr("-._~", u.host[i])))
 			abort();
 	for (const char *p = u.scheme; *p; p++)
 		if (isupper((unsigned char)*p))
