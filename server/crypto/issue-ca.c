@@ -277,8 +277,7 @@ struct crypto_ca *crypto_ca_free(struct crypto_ca *ca)
 {
 	if (ca) {
 		EVP_PKEY_CTX_free(ca->sign_tmpl);
-		for (int t = 0; t < CRYPTO_KEY_TYPE_COUNT; t++)
-			EVP_PKEY_free(ca->keygen_tmpl[t]);
+		EVP_PKEY_free(ca->ed25519_tmpl);
 		EVP_MD_free(ca->md);
 		EVP_PKEY_free(ca->key);
 		X509_free(ca->cert);

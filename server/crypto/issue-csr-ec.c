@@ -217,8 +217,7 @@ int crypto_csr_check_ec(const char *csr_pem, const char *const *allowed_dns, siz
 	size_t len;
 	int r;
 
-	if (crypto_pem_decode(csr_pem, "CERTIFICATE REQUEST", &der, &len) < 0 &&
-	    crypto_pem_decode(csr_pem, "NEW CERTIFICATE REQUEST", &der, &len) < 0)
+	if (crypto_csr_pem_decode(csr_pem, &der, &len) < 0)
 		return -EAGAIN;
 	r = check_der(der, len, allowed_dns, n_dns, allowed_ips, n_ips, &info);
 	free(der);

@@ -153,15 +153,13 @@ void crypto_csr_copy_cn(const X509_NAME *name, struct crypto_csr_info *info)
 	OPENSSL_free(utf8);
 }
 
-/* 0 when crypto_pem_decode reads csr_pem under either CSR label, as crypto_issue does. */
+/* 0 when issuance's reader (crypto_csr_pem_decode) reads csr_pem. */
 static int pem_decodes(const char *csr_pem)
 {
 	uint8_t *der = NULL;
 	size_t len;
-	int r = crypto_pem_decode(csr_pem, "CERTIFICATE REQUEST", &der, &len);
+	int r = crypto_csr_pem_decode(csr_pem, &der, &len);
 
-	if (r == -EINVAL)
-		r = crypto_pem_decode(csr_pem, "NEW CERTIFICATE REQUEST", &der, &len);
 	free(der);
 	return r;
 }

@@ -360,3 +360,11 @@ int crypto_set_err(char *err, size_t errlen, int code, const char *fmt, ...)
 	}
 	return code;
 }
+
+int crypto_csr_pem_decode(const char *pem, uint8_t **ret_der, size_t *ret_len)
+{
+	int r = crypto_pem_decode(pem, "CERTIFICATE REQUEST", ret_der, ret_len);
+
+	return r == -EINVAL ? crypto_pem_decode(pem, "NEW CERTIFICATE REQUEST", ret_der, ret_len) :
+			      r;
+}

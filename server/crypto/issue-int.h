@@ -29,9 +29,7 @@ struct crypto_ca {
 	size_t sigalg_len;
 	EVP_MD *md;		 /* digest (prehash) of our signatures; NULL for Ed25519 */
 	EVP_PKEY_CTX *sign_tmpl; /* sign-initialised context, duplicated per signature */
-	EVP_PKEY *keygen_tmpl[CRYPTO_KEY_TYPE_COUNT]; /* the Ed25519 key whose parameters
-						       * seed leaf key generation (EC keys
-						       * use crypto_ec_curve) */
+	EVP_PKEY *ed25519_tmpl;	 /* seeds Ed25519 leaf keys (EC keys: crypto_ec_curve) */
 	int64_t not_after;
 };
 
@@ -69,6 +67,9 @@ int crypto_der_get_tlv(const uint8_t **pp, const uint8_t *end, uint8_t want,
 /* Base64 PEM: the body between "-----BEGIN <label>-----" and "-----END" (the encoder is
  * crypto_pem_encode, x509.h). */
 int crypto_pem_decode(const char *pem, const char *label, uint8_t **ret_der, size_t *ret_len);
+/* The DER of a PEM certificate request, under either label ("CERTIFICATE REQUEST" or "NEW
+ * CERTIFICATE REQUEST"): what issuance reads, and so what the CSR check accepts. */
+int crypto_csr_pem_decode(const char *pem, uint8_t **ret_der, size_t *ret_len);
 
 /* AlgorithmIdentifiers of ECDSA P-256, P-384 and Ed25519 subject keys. */
 #define CRYPTO_ALG_P256_LEN 21
@@ -95,7 +96,7 @@ EVP_PKEY *crypto_key_generate(enum crypto_key_type kt);
 int crypto_ca_sign(const struct crypto_ca *ca, const uint8_t *tbs, size_t n, uint8_t **ret_sig,
 		   size_t *ret_len);
 
-/* Sets ca->keygen_tmpl and builds the EC curves. Returns 0 or -EIO. */
+/* Sets ca->ed25519_tmpl and builds the EC curves. Returns 0 or -EIO. */
 int crypto_keygen_prepare(struct crypto_ca *ca);
 
 /* Generates a leaf key of type kt: its DER SubjectPublicKeyInfo (*ret_spki, malloc'd) and

@@ -26,10 +26,8 @@
 
 int crypto_keygen_prepare(struct crypto_ca *ca)
 {
-	ca->keygen_tmpl[CRYPTO_KEY_ED25519] = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	return ca->keygen_tmpl[CRYPTO_KEY_ED25519] && crypto_ec_curve(0) && crypto_ec_curve(1) ?
-		       0 :
-		       -EIO;
+	ca->ed25519_tmpl = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	return ca->ed25519_tmpl && crypto_ec_curve(0) && crypto_ec_curve(1) ? 0 : -EIO;
 }
 
 /* BIT STRING-wrapped public key after alg: the SubjectPublicKeyInfo. */
@@ -146,7 +144,7 @@ int crypto_keygen_encoded(const struct crypto_ca *ca, enum crypto_key_type kt, u
 		return r;
 	}
 	if (kt == CRYPTO_KEY_ED25519) {
-		k = keygen_from(ca->keygen_tmpl[kt]);
+		k = keygen_from(ca->ed25519_tmpl);
 		if (!k || raw_parts(k, pub, &pub_len, priv, &priv_len) < 0)
 			goto out;
 	} else {

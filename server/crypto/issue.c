@@ -106,10 +106,7 @@ static int subject_key_get(const struct crypto_ca *ca, const struct crypto_issue
 	int r;
 
 	if (req->csr_pem) {
-		if (crypto_pem_decode(req->csr_pem, "CERTIFICATE REQUEST", &sk->csr_der, &len) <
-			    0 &&
-		    crypto_pem_decode(req->csr_pem, "NEW CERTIFICATE REQUEST", &sk->csr_der, &len) <
-			    0)
+		if (crypto_csr_pem_decode(req->csr_pem, &sk->csr_der, &len) < 0)
 			return crypto_set_err(err, errlen, -EINVAL,
 					      "csr_pem is not a PEM certificate request");
 		if (csr_spki(sk->csr_der, len, &spki, &len) < 0)
